@@ -1,0 +1,246 @@
+"""Evidently snapshots of one window against the reference sample (pure: no I/O, no wall clock).
+
+A snapshot is an Evidently 0.7 report of a bounded, seeded sample of the window versus a bounded, seeded
+sample of the reference: data drift (per column and share of drifted columns), a data summary, and
+classification or regression quality when labels are joined. The same window, reference and seed always
+give the same metrics (``WindowSnapshot.to_dict()``); the snapshot's timestamp is the window's event time.
+
+Evidently is imported lazily (about 3 s), so importing this module is free.
+
+>>> sample_frame(pd.DataFrame({"x": range(10)}), 3, seed=1)["x"].tolist()
+[2, 8, 9]
+>>> drifted("Wasserstein distance (normed)", 0.3, 0.1), drifted("K-S p_value", 0.3, 0.05)
+(True, False)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_SAMPLE_SIZE = 5000
+MIN_LABELED_ROWS = 30
+
+
+def sample_frame(df: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
+    """At most ``n`` rows of ``df``, drawn without replacement with ``seed``, kept in their original order."""
+    if len(df) <= n:
+        return df.reset_index(drop=True)
+    rows = np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))
+    return df.iloc[rows].reset_index(drop=True)
+
+
+def drifted(method: str, score: float, threshold: float) -> bool:
+    """Evidently's rule: a p-value drifts below its threshold, a distance at or above it."""
+    if score is None or (isinstance(score, float) and np.isnan(score)):
+        return False
+    return score < threshold if "p_value" in method else score >= threshold
+
+
+def event_time(ms: int | None) -> dt.datetime:
+    """A window's event time (epoch ms) as the naive UTC datetime Evidently stores."""
+    return dt.datetime.fromtimestamp((ms or 0) / 1000, dt.UTC).replace(tzinfo=None)
+
+
+@dataclass
+class WindowSnapshot:
+    """The Evidently snapshot of a window plus the facts glassbox reads from it."""
+
+    snapshot: Any  # evidently.core.report.Snapshot
+    drift_share: float
+    drifted_columns: list[str]
+    column_drift: dict[str, dict[str, Any]]  # column -> score, method, threshold, drifted
+    quality: dict[str, Any] = field(default_factory=dict)  # metric name -> value, when labels were joined
+    rows: dict[str, int] = field(default_factory=dict)  # current / reference / labeled sample sizes
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_html(self) -> str:
+        """Standalone HTML (plotly inlined, about 4 MB)."""
+        return self.snapshot.get_html_str(as_iframe=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Evidently's metrics and tests plus glassbox's summary; JSON-ready and deterministic."""
+        return json.loads(json.dumps({
+            "glassbox": {
+                "drift_share": self.drift_share,
+                "drifted_columns": self.drifted_columns,
+                "column_drift": self.column_drift,
+                "quality": self.quality,
+                "rows": self.rows,
+                "metadata": self.metadata,
+            },
+            "evidently": self.snapshot.dict(),
+        }, default=_json_default, sort_keys=True))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (dt.datetime, dt.date)):
+        return o.isoformat()
+    return str(o)
+
+
+def _split_columns(
+    df: pd.DataFrame, features: Sequence[str], categorical: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    cats = set(categorical or ())
+    num, cat = [], []
+    for c in features:
+        if c in cats or not (pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])):
+            cat.append(c)
+        else:
+            num.append(c)
+    return num, cat
+
+
+def _as_labels(s: pd.Series) -> pd.Series:
+    """Class labels Evidently accepts (int or str): integral floats become int64, anything else str."""
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        v = s.to_numpy(dtype=float)
+        if np.all(np.isfinite(v)) and np.all(v == np.round(v)):
+            return pd.Series(v.astype(np.int64), index=s.index, name=s.name)
+    return s.astype(str)
+
+
+def _merge(snapshots: list[Any], *, name: str | None, timestamp: dt.datetime, metadata: dict[str, str],
+           tags: list[str]) -> Any:
+    """One Evidently snapshot holding the metrics and widgets of several (public serialization model)."""
+    from evidently.core.report import Snapshot
+    from evidently.core.serialization import ReportModel, SnapshotModel
+
+    models = [s.to_snapshot_model() for s in snapshots]
+    merged = SnapshotModel(
+        report=ReportModel(items=[]),
+        name=name,
+        timestamp=timestamp,
+        metadata=metadata,
+        tags=tags,
+        metric_results={k: v for m in models for k, v in m.metric_results.items()},
+        top_level_metrics=[k for m in models for k in m.top_level_metrics],
+        widgets=[w for m in models for w in m.widgets],
+        tests_widgets=[w for m in models for w in m.tests_widgets],
+    )
+    return Snapshot.load_model(merged)
+
+
+def build_snapshot(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    *,
+    features: Sequence[str],
+    prediction: str | None = "prediction",
+    label: str | None = None,
+    task: str | None = None,
+    categorical: Sequence[str] | None = None,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 42,
+    window_end_ms: int | None = None,
+    name: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    tags: Sequence[str] = (),
+    drift_share: float = 0.5,
+    min_labeled: int = MIN_LABELED_ROWS,
+) -> WindowSnapshot:
+    """Evidently report of ``current`` (one window) against ``reference``.
+
+    ``task`` is ``"classification"`` or ``"regression"`` (inferred from the prediction column when None).
+    Quality metrics run when ``label`` is a column of ``current`` with at least ``min_labeled`` joined labels
+    (rows without a label are left out of quality only) and the reference has labels too.
+    """
+    from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Regression, Report
+    from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset, RegressionPreset
+
+    missing = [c for c in features if c not in current.columns or c not in reference.columns]
+    if missing:
+        raise KeyError(f"snapshot columns missing from the window or the reference: {missing}")
+    has_pred = prediction is not None and prediction in current.columns and prediction in reference.columns
+    if task is None and has_pred:
+        task = "regression" if pd.api.types.is_float_dtype(reference[prediction]) else "classification"
+    cols = list(features) + ([prediction] if has_pred else [])
+    use_label = (label is not None and label in current.columns and label in reference.columns
+                 and int(current[label].notna().sum()) >= min_labeled)
+    keep = cols + ([label] if use_label else [])
+    cur = sample_frame(current[keep], sample_size, seed=seed)
+    ref = sample_frame(reference[keep], sample_size, seed=seed + 1)
+
+    num, cat = _split_columns(ref, features, categorical)
+    pred_cat = [prediction] if has_pred and task == "classification" else []
+    pred_num = [prediction] if has_pred and task == "regression" else []
+    base_dd = DataDefinition(numerical_columns=num + pred_num, categorical_columns=cat + pred_cat)
+    timestamp = event_time(window_end_ms)
+    meta = {k: str(v) for k, v in (metadata or {}).items()}
+    parts = [
+        Report([DataDriftPreset(columns=cols, drift_share=drift_share), DataSummaryPreset()]).run(
+            Dataset.from_pandas(cur[cols], data_definition=base_dd),
+            Dataset.from_pandas(ref[cols], data_definition=base_dd),
+            timestamp=timestamp,
+        )
+    ]
+    rows = {"current": len(cur), "reference": len(ref), "labeled": 0}
+    if use_label and has_pred:
+        lab_cur = cur[cur[label].notna()][[prediction, label]].reset_index(drop=True)
+        lab_ref = ref[ref[label].notna()][[prediction, label]].reset_index(drop=True)
+        rows["labeled"] = len(lab_cur)
+        if task == "classification":
+            lab_cur, lab_ref = lab_cur.apply(_as_labels), lab_ref.apply(_as_labels)
+            classes = set(lab_ref[label].unique()) | set(lab_ref[prediction].unique())
+            spec = (BinaryClassification(target=label, prediction_labels=prediction, pos_label=max(classes))
+                    if len(classes) <= 2 else MulticlassClassification(target=label, prediction_labels=prediction))
+            qdd = DataDefinition(categorical_columns=[prediction, label], classification=[spec])
+            preset = ClassificationPreset()
+        else:
+            qdd = DataDefinition(numerical_columns=[prediction, label],
+                                 regression=[Regression(target=label, prediction=prediction)])
+            preset = RegressionPreset()
+        parts.append(Report([preset]).run(
+            Dataset.from_pandas(lab_cur, data_definition=qdd),
+            Dataset.from_pandas(lab_ref, data_definition=qdd),
+            timestamp=timestamp,
+        ))
+    snap = _merge(parts, name=name, timestamp=timestamp, metadata=meta, tags=list(tags))
+    return _summarise(snap, rows=rows, metadata=meta, quality_from=parts[1:] if len(parts) > 1 else [])
+
+
+def _summarise(snap: Any, *, rows: dict[str, int], metadata: dict[str, str], quality_from: list[Any]
+               ) -> WindowSnapshot:
+    share, column_drift = 0.0, {}
+    for m in snap.dict()["metrics"]:
+        cfg = m.get("config", {})
+        kind = cfg.get("type", "")
+        if kind.endswith(":DriftedColumnsCount"):
+            share = float(m["value"]["share"])
+        elif kind.endswith(":ValueDrift"):
+            score = float(m["value"])
+            column_drift[cfg["column"]] = {
+                "score": score,
+                "method": cfg.get("method"),
+                "threshold": cfg.get("threshold"),
+                "drifted": drifted(cfg.get("method", ""), score, cfg.get("threshold", 0.1)),
+            }
+    quality: dict[str, Any] = {}
+    for q in quality_from:
+        for m in q.dict()["metrics"]:
+            v = m.get("value")
+            if isinstance(v, (int, float, np.number)):
+                quality[m["metric_name"].split("(")[0]] = float(v)
+    return WindowSnapshot(
+        snapshot=snap,
+        drift_share=share,
+        drifted_columns=sorted(c for c, d in column_drift.items() if d["drifted"]),
+        column_drift=column_drift,
+        quality=quality,
+        rows=rows,
+        metadata=metadata,
+    )

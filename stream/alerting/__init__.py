@@ -1,0 +1,1 @@
+"""Alert rules, routing, lifecycle and notifiers."""

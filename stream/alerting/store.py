@@ -1,0 +1,191 @@
+"""Shared alerting state in one sqlite file under ``settings.home``: silences, lifecycle state per
+fingerprint, the delivery journal, and the Slack messages to edit on resolve.
+
+Why sqlite: the CLI (``glassbox silence add``), every notifier and every worker on a host must see the same
+silences at once; sqlite in WAL mode gives atomic multi-process reads and writes with the standard library,
+and survives restarts (unlike a Faust table, it needs no co-partitioning with the alerts topic, and unlike a
+compacted topic it does not rely on compaction, which the embedded broker does not enforce). Several hosts
+need a shared volume (docker-compose) or a compacted Kafka topic instead (not built here).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from stream.alerting.config import Matcher
+from stream.alerting.lifecycle import AlertState
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY, matchers TEXT NOT NULL, starts_at REAL NOT NULL, ends_at REAL NOT NULL,
+    created_by TEXT, comment TEXT, expired_at REAL
+);
+CREATE TABLE IF NOT EXISTS alert_state (fingerprint TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries (
+    alert_id TEXT NOT NULL, receiver TEXT NOT NULL, outcome TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (alert_id, receiver)
+);
+CREATE TABLE IF NOT EXISTS slack_messages (
+    channel TEXT NOT NULL, ts TEXT NOT NULL, members TEXT NOT NULL, PRIMARY KEY (channel, ts)
+);
+CREATE TABLE IF NOT EXISTS slack_refs (
+    fingerprint TEXT NOT NULL, since INTEGER NOT NULL, channel TEXT NOT NULL, ts TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, since, channel, ts)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Mute notifications of alerts matching ``matchers`` from ``starts_at`` to ``ends_at`` (unix seconds)."""
+
+    id: str
+    matchers: dict[str, str]
+    starts_at: float
+    ends_at: float
+    created_by: str | None = None
+    comment: str | None = None
+    expired_at: float | None = None
+
+    def active(self, now: float) -> bool:
+        end = self.ends_at if self.expired_at is None else min(self.ends_at, self.expired_at)
+        return self.starts_at <= now < end
+
+    def matches(self, alert: dict[str, Any]) -> bool:
+        return Matcher(**self.matchers).matches(alert)
+
+
+class AlertingStore:
+    """Thread-safe access to the alerting sqlite file (one connection, one lock, WAL for other processes)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # silences
+    def add_silence(
+        self,
+        matchers: dict[str, str],
+        duration: float,
+        *,
+        created_by: str | None = None,
+        comment: str | None = None,
+        now: float | None = None,
+    ) -> Silence:
+        if not matchers:
+            raise ValueError("a silence needs at least one matcher (model=, monitor=, feature=, severity=)")
+        Matcher(**matchers)  # validates the keys
+        start = time.time() if now is None else now
+        s = Silence(uuid.uuid4().hex[:12], dict(matchers), start, start + duration, created_by, comment)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO silences VALUES (?,?,?,?,?,?,NULL)",
+                (s.id, json.dumps(s.matchers, sort_keys=True), s.starts_at, s.ends_at, created_by, comment),
+            )
+        return s
+
+    def expire_silence(self, silence_id: str, *, now: float | None = None) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE silences SET expired_at=? WHERE id=? AND expired_at IS NULL",
+                (time.time() if now is None else now, silence_id),
+            )
+        return cur.rowcount > 0
+
+    def silences(self, *, now: float | None = None, include_inactive: bool = False) -> list[Silence]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM silences ORDER BY starts_at").fetchall()
+        out = [Silence(r[0], json.loads(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
+        if include_inactive:
+            return out
+        t = time.time() if now is None else now
+        return [s for s in out if s.active(t)]
+
+    # lifecycle state
+    def load_state(self, fingerprint: str) -> AlertState | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT state FROM alert_state WHERE fingerprint=?", (fingerprint,)
+            ).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        data["receivers"] = tuple(data["receivers"])
+        return AlertState(**data)
+
+    def save_states(self, states: list[AlertState]) -> None:
+        rows = [(s.fingerprint, json.dumps(asdict(s))) for s in states]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO alert_state VALUES (?,?)", rows)
+            self._db.execute("COMMIT")
+
+    # delivery journal
+    def delivered(self, alert_ids: list[str], receiver: str) -> set[str]:
+        if not alert_ids:
+            return set()
+        marks = ",".join("?" * len(alert_ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT alert_id FROM deliveries WHERE receiver=? AND alert_id IN ({marks})",
+                (receiver, *alert_ids),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def mark_delivered(self, alert_ids: list[str], receiver: str, outcome: str = "delivered") -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?)",
+                [(a, receiver, outcome, now) for a in alert_ids],
+            )
+            self._db.execute("COMMIT")
+
+    def prune(self, older_than: float) -> None:
+        """Forget journal entries older than ``older_than`` seconds (wall clock)."""
+        with self._lock:
+            self._db.execute("DELETE FROM deliveries WHERE at < ?", (time.time() - older_than,))
+
+    # Slack messages (bot token mode), so that a resolve edits the original message in place
+    def save_slack_message(self, channel: str, ts: str, members: dict[str, Any], refs: list[tuple[str, int]]):
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR REPLACE INTO slack_messages VALUES (?,?,?)", (channel, ts, json.dumps(members))
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO slack_refs VALUES (?,?,?,?)", [(fp, s, channel, ts) for fp, s in refs]
+            )
+            self._db.execute("COMMIT")
+
+    def slack_messages_for(self, fingerprint: str, since: int) -> list[tuple[str, str, dict[str, Any]]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT m.channel, m.ts, m.members FROM slack_refs r JOIN slack_messages m "
+                "ON m.channel = r.channel AND m.ts = r.ts WHERE r.fingerprint=? AND r.since=? ORDER BY m.ts",
+                (fingerprint, since),
+            ).fetchall()
+        return [(c, t, json.loads(m)) for c, t, m in rows]
+
+    def update_slack_members(self, channel: str, ts: str, members: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE slack_messages SET members=? WHERE channel=? AND ts=?", (json.dumps(members), channel, ts)
+            )

@@ -1,0 +1,64 @@
+"""The Faust application and its topics.
+
+One factory so the worker, the notifier and the tests configure Faust the same way: raw bytes on every
+topic (glassbox parses and validates itself, once per message), memory store with changelogs in Kafka,
+and group timeouts short enough for the embedded broker, which holds a JoinGroup for about half the
+session timeout (FIELD-NOTES).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from stream.kafka_clients import faust_kwargs
+from stream.settings import Settings
+
+TOPICS = ("predictions", "labels", "alerts", "deadletter", "audit")
+
+
+def make_app(
+    settings: Settings, *, bootstrap: str, app_id: str | None = None, web_port: int | None = None,
+    web_enabled: bool = True, **overrides: Any,
+) -> faust.App:
+    """A configured :class:`faust.App`; ``overrides`` go straight to Faust (tests shorten timeouts)."""
+    w = settings.worker
+    conf: dict[str, Any] = {
+        **faust_kwargs(settings.kafka, bootstrap),
+        "store": "memory://",
+        "autodiscover": False,
+        "value_serializer": "raw",
+        "key_serializer": "raw",
+        "topic_partitions": settings.kafka.partitions,
+        "topic_replication_factor": 1,
+        "table_standby_replicas": 0,
+        "broker_session_timeout": w.session_timeout_s,
+        "broker_rebalance_timeout": w.rebalance_timeout_s,
+        "broker_heartbeat_interval": w.heartbeat_interval_s,
+        "consumer_auto_offset_reset": "earliest",
+        "consumer_max_fetch_size": settings.kafka.max_message_bytes + 1024,
+        "producer_max_request_size": settings.kafka.max_message_bytes + 1024,
+        "web_enabled": web_enabled,
+        "web_host": w.web_host,
+        "web_port": w.web_port if web_port is None else web_port,
+        "web_bind": w.web_host,
+    }
+    conf.update(overrides)
+    return faust.App(app_id or w.app_id, **conf)
+
+
+class Topics:
+    """The glassbox topics of an app (names carry the configured prefix)."""
+
+    def __init__(self, app: faust.App, settings: Settings):
+        def topic(name: str) -> Any:
+            return app.topic(settings.topic(name), value_type=bytes, key_type=bytes,
+                             value_serializer="raw", key_serializer="raw",
+                             partitions=settings.kafka.partitions)
+
+        self.predictions = topic("predictions")
+        self.labels = topic("labels")
+        self.alerts = topic("alerts")
+        self.deadletter = topic("deadletter")
+        self.audit = topic("audit")

@@ -1,0 +1,151 @@
+"""``glassbox``: the command line. Every command fails with one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stream.errors import UserError
+
+# typer vendors click; its exception classes are reachable through the public BadParameter.
+_UsageError = typer.BadParameter.__mro__[1]
+_ClickException = typer.BadParameter.__mro__[2]
+
+app = typer.Typer(
+    name="glassbox",
+    help="Streaming drift monitor: Kafka predictions and labels in, explained alerts out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="glassbox.toml to read")]
+
+
+def settings_from(config: Path | None):  # noqa: ANN201 - Settings, imported lazily
+    from stream.settings import load_settings
+
+    return load_settings(config)
+
+
+@contextlib.contextmanager
+def kafka_bootstrap(settings, *, announce: bool = True) -> Iterator[str]:  # noqa: ANN001
+    """The configured Kafka (checked reachable), or an embedded broker for the duration of the block."""
+    from stream.broker import EmbeddedBroker, check_reachable
+
+    if settings.kafka.bootstrap:
+        check_reachable(settings.kafka.bootstrap, settings.kafka.connect_timeout_s)
+        yield settings.kafka.bootstrap
+        return
+    with EmbeddedBroker() as broker:
+        if announce:
+            typer.echo(f"embedded broker at {broker.bootstrap} (set GLASSBOX_KAFKA__BOOTSTRAP to use another Kafka)",
+                       err=True)
+        yield broker.bootstrap
+
+
+@app.command()
+def broker(port: Annotated[int, typer.Option(help="port on 127.0.0.1; 0 picks a free one")] = 0) -> None:
+    """Run the embedded Kafka-compatible broker until Ctrl-C and print its bootstrap address."""
+    import signal
+    import threading
+
+    from stream.broker import EmbeddedBroker
+
+    with EmbeddedBroker(port or None) as b:
+        typer.echo(b.bootstrap)
+        sys.stdout.flush()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            while not stop.is_set() and b.process and b.process.poll() is None:
+                stop.wait(0.5)
+
+
+@app.command()
+def worker(config: ConfigOpt = None) -> None:
+    """Run the monitoring worker (Faust agents on the predictions and labels topics)."""
+    import faust
+
+    from stream.app import make_app
+    from stream.worker import build_pipeline, register_monitor
+
+    settings = settings_from(config)
+    with kafka_bootstrap(settings) as bootstrap:
+        pipeline = build_pipeline(settings)
+        fapp = make_app(settings, bootstrap=bootstrap)
+        register_monitor(fapp, settings, pipeline)
+        loglevel = os.environ.get("GLASSBOX_LOG_LEVEL", "WARNING")
+        faust.Worker(fapp, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@app.command()
+def produce(
+    file: Annotated[Path, typer.Argument(help=".parquet, .csv or .jsonl, one row per prediction")],
+    model: Annotated[str, typer.Option(help="model name (the message key)")],
+    batch: Annotated[int, typer.Option(min=1, help="events per message (1 = one event per message)")] = 500,
+    id_col: Annotated[str | None, typer.Option(help="prediction id column; default: the row number")] = None,
+    timestamp_col: Annotated[str | None, typer.Option(help="event time column; default: now + row ms")] = None,
+    prediction_col: Annotated[str, typer.Option(help="prediction column")] = "prediction",
+    label_col: Annotated[str | None, typer.Option(help="also publish this column as label events")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Publish a table of predictions (and optionally labels) to the predictions topic."""
+    from stream.produce_file import produce_file
+
+    settings = settings_from(config)
+    with kafka_bootstrap(settings) as bootstrap:
+        n = produce_file(file, model=model, bootstrap=bootstrap, settings=settings, batch=batch, id_col=id_col,
+                         timestamp_col=timestamp_col, prediction_col=prediction_col, label_col=label_col)
+    typer.echo(f"published {n} predictions of {model!r} to {settings.topic('predictions')}")
+
+
+def _register_optional() -> None:
+    """Commands that live next to the code they drive."""
+    with contextlib.suppress(ImportError):
+        from stream.replay_cli import replay_command
+
+        app.command("replay")(replay_command)
+    with contextlib.suppress(ImportError):
+        from stream.reference_cli import reference_app
+
+        app.add_typer(reference_app, name="reference")
+    with contextlib.suppress(ImportError):
+        from stream.alerting.cli import alerts_app, silence_app
+
+        app.add_typer(alerts_app, name="alerts")
+        app.add_typer(silence_app, name="silence")
+
+
+_register_optional()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turn usage errors and :class:`UserError` into one line on stderr."""
+    try:
+        rv = app(args=argv, prog_name="glassbox", standalone_mode=False)
+    except _UsageError as err:
+        where = f" (see {err.ctx.command_path} --help)" if getattr(err, "ctx", None) else ""
+        print(f"glassbox: error: {err.format_message()}{where}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("glassbox: aborted", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as err:
+        sys.exit(err.exit_code)
+    except _ClickException as err:
+        print(f"glassbox: error: {err.format_message()}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except UserError as err:
+        print(f"glassbox: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,5 @@
+"""Errors a user can act on: the CLI prints their message as one line, without a traceback."""
+
+
+class UserError(Exception):
+    """Something the user can fix (a path, a flag, a setting, an unreachable service)."""

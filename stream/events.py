@@ -1,0 +1,342 @@
+"""The event contract on the wire: parse and validate prediction, prediction-batch and label messages.
+
+Parsing is strict and validated once per message (orjson rejects NaN and infinities outright); a batch
+message is validated column by column, never event by event. Anything wrong raises :class:`InvalidEvent`
+whose ``reason`` is a short code and whose message names the field, ready for the dead-letter topic.
+
+>>> p = parse_prediction(b'{"schema": "glassbox.prediction/v1", "prediction_id": "p1", "model": "m",'
+...                      b' "timestamp": 1700000000000, "features": {"x": 1.5, "c": "a"}, "prediction": 1}')
+>>> p.model, p.ids, p.timestamps, p.features["x"]
+('m', ['p1'], [1700000000000], [1.5])
+>>> try:
+...     parse_prediction(b'{"schema": "glassbox.prediction/v1"}')
+... except InvalidEvent as e:
+...     print(e.reason, e.field)
+missing_field prediction_id
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+PREDICTION_SCHEMA = "glassbox.prediction/v1"
+PREDICTION_BATCH_SCHEMA = "glassbox.prediction-batch/v1"
+LABEL_SCHEMA = "glassbox.label/v1"
+DEADLETTER_SCHEMA = "glassbox.deadletter/v1"
+
+MAX_ID_LEN = 256
+MAX_NAME_LEN = 256
+MAX_STRING_VALUE = 1024
+#: Event times outside [1990, 2200) are rejected: they are unit mistakes (seconds or microseconds).
+MIN_TS_MS = 631_152_000_000
+MAX_TS_MS = 7_258_118_400_000
+
+_PREDICTION_FIELDS = frozenset(
+    {"schema", "prediction_id", "model", "model_version", "timestamp", "features", "prediction", "scores", "tags"}
+)
+_LABEL_FIELDS = frozenset({"schema", "prediction_id", "model", "timestamp", "label", "tags"})
+
+
+class InvalidEvent(ValueError):
+    """A message that breaks the contract. ``reason`` is a stable code, ``field`` the offending field."""
+
+    def __init__(self, reason: str, field: str | None, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.field = field
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class PredictionChunk:
+    """The valid events of one message, columnar (one event for ``prediction/v1``)."""
+
+    model: str
+    model_version: str | None
+    ids: list[str]
+    timestamps: list[int]
+    features: dict[str, list[Any]]
+    prediction: list[Any]
+    scores: dict[str, list[float]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(slots=True)
+class LabelEvent:
+    prediction_id: str
+    model: str
+    timestamp: int
+    label: Any
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _fail(reason: str, fld: str | None, detail: str) -> InvalidEvent:
+    return InvalidEvent(reason, fld, detail)
+
+
+def _load(raw: bytes, max_bytes: int) -> dict[str, Any]:
+    if raw is None:
+        raise _fail("empty", None, "message has no value")
+    if len(raw) > max_bytes:
+        raise _fail("oversize", None, f"message is {len(raw)} bytes, limit {max_bytes}")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise _fail("bad_json", None, f"not valid JSON ({err})") from None
+    if not isinstance(doc, dict):
+        raise _fail("bad_json", None, f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _name(doc: dict[str, Any], key: str, *, required: bool = True, max_len: int = MAX_NAME_LEN) -> str | None:
+    v = doc.get(key)
+    if v is None:
+        if required:
+            raise _fail("missing_field", key, f"{key} is required")
+        return None
+    if not isinstance(v, str) or not v or len(v) > max_len:
+        raise _fail("bad_type", key, f"{key} must be a non-empty string of at most {max_len} characters")
+    return v
+
+
+def parse_timestamp(v: Any, fld: str = "timestamp") -> int:
+    """Event time as epoch milliseconds from epoch ms (int or float) or an RFC 3339 string.
+
+    >>> parse_timestamp("2024-01-01T00:00:00Z"), parse_timestamp(1704067200000)
+    (1704067200000, 1704067200000)
+    """
+    if isinstance(v, bool) or v is None:
+        raise _fail("bad_timestamp", fld, f"{fld} must be epoch milliseconds or an RFC 3339 string")
+    if isinstance(v, (int, float)):
+        ms = int(v)
+    elif isinstance(v, str):
+        try:
+            dt = datetime.fromisoformat(v)
+        except ValueError:
+            raise _fail("bad_timestamp", fld, f"{fld} {v[:40]!r} is not RFC 3339") from None
+        if dt.tzinfo is None:
+            raise _fail("bad_timestamp", fld, f"{fld} {v[:40]!r} has no UTC offset")
+        ms = int(dt.timestamp() * 1000)
+    else:
+        raise _fail("bad_timestamp", fld, f"{fld} must be epoch milliseconds or an RFC 3339 string")
+    if not MIN_TS_MS <= ms < MAX_TS_MS:
+        raise _fail("bad_timestamp", fld, f"{fld} {ms} is outside 1990..2200 (milliseconds expected)")
+    return ms
+
+
+def _value(v: Any, fld: str) -> Any:
+    """A feature value or prediction: number, bool, short string or null."""
+    if v is None or isinstance(v, (int, float, bool)):
+        return v
+    if isinstance(v, str):
+        if len(v) > MAX_STRING_VALUE:
+            raise _fail("bad_value", fld, f"{fld} string longer than {MAX_STRING_VALUE} characters")
+        return v
+    raise _fail("bad_type", fld, f"{fld} must be a number, string, bool or null, got {type(v).__name__}")
+
+
+def _scores(v: Any, n: int | None) -> dict[str, list[float]] | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict) or not v:
+        raise _fail("bad_type", "scores", "scores must be an object class -> probability")
+    out: dict[str, list[float]] = {}
+    for cls, p in v.items():
+        vals = [p] if n is None else p
+        if n is not None and (not isinstance(p, list) or len(p) != n):
+            raise _fail("bad_length", f"scores.{cls}", f"scores.{cls} must be an array of {n} numbers")
+        for x in vals:
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 <= x <= 1.0:
+                raise _fail("bad_value", f"scores.{cls}", f"scores.{cls} must be probabilities in [0, 1]")
+        out[str(cls)] = [float(x) for x in vals]
+    return out
+
+
+def _check_fields(doc: dict[str, Any], allowed: frozenset[str]) -> None:
+    extra = doc.keys() - allowed
+    if extra:
+        name = sorted(extra)[0]
+        raise _fail("unknown_field", name[:64], f"unknown field {name[:64]!r}")
+
+
+def parse_prediction(raw: bytes, max_bytes: int = 8 * 1024 * 1024) -> PredictionChunk:
+    """Parse a ``prediction/v1`` or ``prediction-batch/v1`` message into a columnar chunk."""
+    doc = _load(raw, max_bytes)
+    schema = doc.get("schema")
+    if schema == PREDICTION_SCHEMA:
+        return _single(doc)
+    if schema == PREDICTION_BATCH_SCHEMA:
+        return _batch(doc)
+    if schema is None:
+        raise _fail("missing_field", "schema", "schema is required")
+    raise _fail(
+        "unknown_schema", "schema",
+        f"schema {str(schema)[:60]!r} is not {PREDICTION_SCHEMA} or {PREDICTION_BATCH_SCHEMA}",
+    )
+
+
+def _single(doc: dict[str, Any]) -> PredictionChunk:
+    _check_fields(doc, _PREDICTION_FIELDS)
+    pid = _name(doc, "prediction_id", max_len=MAX_ID_LEN)
+    model = _name(doc, "model")
+    version = doc.get("model_version")
+    if version is not None and not isinstance(version, (str, int)):
+        raise _fail("bad_type", "model_version", "model_version must be a string")
+    if "timestamp" not in doc:
+        raise _fail("missing_field", "timestamp", "timestamp is required")
+    ts = parse_timestamp(doc["timestamp"])
+    feats = doc.get("features")
+    if not isinstance(feats, dict):
+        raise _fail("missing_field" if feats is None else "bad_type", "features", "features must be an object")
+    features = {}
+    for k, v in feats.items():
+        if len(k) > MAX_NAME_LEN or not k:
+            raise _fail("bad_value", "features", "feature names must be 1-256 characters")
+        features[k] = [_value(v, f"features.{k}")]
+    if "prediction" not in doc:
+        raise _fail("missing_field", "prediction", "prediction is required")
+    pred = _value(doc["prediction"], "prediction")
+    if pred is None:
+        raise _fail("bad_value", "prediction", "prediction must not be null")
+    _tags(doc.get("tags"))
+    return PredictionChunk(
+        model=model, model_version=None if version is None else str(version), ids=[pid], timestamps=[ts],
+        features=features, prediction=[pred], scores=_scores(doc.get("scores"), None),
+    )
+
+
+def _column(v: Any, n: int, fld: str) -> list[Any]:
+    if not isinstance(v, list) or len(v) != n:
+        raise _fail("bad_length", fld, f"{fld} must be an array of {n} values (one per prediction_id)")
+    return v
+
+
+def _batch(doc: dict[str, Any]) -> PredictionChunk:
+    _check_fields(doc, _PREDICTION_FIELDS)
+    ids = doc.get("prediction_id")
+    if not isinstance(ids, list) or not ids:
+        raise _fail("missing_field" if ids is None else "bad_type", "prediction_id",
+                    "prediction_id must be a non-empty array of strings")
+    n = len(ids)
+    if not all(type(i) is str and 0 < len(i) <= MAX_ID_LEN for i in ids):
+        raise _fail("bad_type", "prediction_id", "every prediction_id must be a non-empty string")
+    if len(set(ids)) != n:
+        raise _fail("duplicate_id", "prediction_id", "prediction_id values repeat within the batch")
+    model = _name(doc, "model")
+    version = doc.get("model_version")
+    if version is not None and not isinstance(version, (str, int)):
+        raise _fail("bad_type", "model_version", "model_version must be a string")
+    ts_col = _column(doc.get("timestamp"), n, "timestamp")
+    if all(type(t) is int for t in ts_col):
+        lo, hi = min(ts_col), max(ts_col)
+        if lo < MIN_TS_MS or hi >= MAX_TS_MS:
+            raise _fail("bad_timestamp", "timestamp", "timestamp outside 1990..2200 (milliseconds expected)")
+        timestamps = ts_col
+    else:
+        timestamps = [parse_timestamp(t) for t in ts_col]
+    feats = doc.get("features")
+    if not isinstance(feats, dict):
+        raise _fail("missing_field" if feats is None else "bad_type", "features", "features must be an object")
+    features: dict[str, list[Any]] = {}
+    for k, col in feats.items():
+        if len(k) > MAX_NAME_LEN or not k:
+            raise _fail("bad_value", "features", "feature names must be 1-256 characters")
+        fld = f"features.{k}"
+        col = _column(col, n, fld)
+        if not all(type(x) in _NUMERIC for x in col):  # fast path: all numbers
+            for x in col:
+                _value(x, fld)
+        features[k] = col
+    pred = _column(doc.get("prediction"), n, "prediction")
+    if not all(type(x) in _NUMERIC for x in pred):
+        for x in pred:
+            if _value(x, "prediction") is None:
+                raise _fail("bad_value", "prediction", "prediction must not be null")
+    _tags(doc.get("tags"))
+    return PredictionChunk(
+        model=model, model_version=None if version is None else str(version), ids=ids,
+        timestamps=timestamps, features=features, prediction=pred, scores=_scores(doc.get("scores"), n),
+    )
+
+
+_NUMERIC = (int, float)
+
+
+def _tags(v: Any) -> None:
+    if v is None:
+        return
+    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
+        raise _fail("bad_type", "tags", "tags must be an object of strings")
+
+
+def parse_label(raw: bytes, max_bytes: int = 1024 * 1024) -> LabelEvent:
+    """Parse a ``label/v1`` message."""
+    doc = _load(raw, max_bytes)
+    schema = doc.get("schema")
+    if schema != LABEL_SCHEMA:
+        if schema is None:
+            raise _fail("missing_field", "schema", "schema is required")
+        raise _fail("unknown_schema", "schema", f"schema {str(schema)[:60]!r} is not {LABEL_SCHEMA}")
+    _check_fields(doc, _LABEL_FIELDS)
+    pid = _name(doc, "prediction_id", max_len=MAX_ID_LEN)
+    model = _name(doc, "model")
+    if "timestamp" not in doc:
+        raise _fail("missing_field", "timestamp", "timestamp is required")
+    ts = parse_timestamp(doc["timestamp"])
+    if "label" not in doc:
+        raise _fail("missing_field", "label", "label is required")
+    label = _value(doc["label"], "label")
+    if label is None:
+        raise _fail("bad_value", "label", "label must not be null")
+    _tags(doc.get("tags"))
+    return LabelEvent(prediction_id=pid, model=model, timestamp=ts, label=label, tags=doc.get("tags") or {})
+
+
+def deadletter_record(
+    raw: bytes | None, *, topic: str, partition: int, offset: int, error: InvalidEvent | Exception
+) -> dict[str, Any]:
+    """The dead-letter record for a message that could not be processed (schema ``glassbox.deadletter/v1``)."""
+    reason = error.reason if isinstance(error, InvalidEvent) else "processing_error"
+    fld = error.field if isinstance(error, InvalidEvent) else None
+    return {
+        "schema": DEADLETTER_SCHEMA,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "reason": reason,
+        "field": fld,
+        "error": str(error)[:1000],
+        "raw": base64.b64encode(raw or b"").decode("ascii"),
+    }
+
+
+def prediction_event(
+    *, prediction_id: str, model: str, timestamp: int, features: dict[str, Any], prediction: Any,
+    scores: dict[str, float] | None = None, model_version: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A ``prediction/v1`` event as a dict (what producers send)."""
+    ev: dict[str, Any] = {
+        "schema": PREDICTION_SCHEMA, "prediction_id": prediction_id, "model": model, "timestamp": timestamp,
+        "features": features, "prediction": prediction,
+    }
+    if model_version is not None:
+        ev["model_version"] = model_version
+    if scores is not None:
+        ev["scores"] = scores
+    if tags:
+        ev["tags"] = tags
+    return ev
+
+
+def label_event(*, prediction_id: str, model: str, timestamp: int, label: Any) -> dict[str, Any]:
+    """A ``label/v1`` event as a dict."""
+    return {"schema": LABEL_SCHEMA, "prediction_id": prediction_id, "model": model, "timestamp": timestamp,
+            "label": label}

@@ -1,0 +1,142 @@
+"""Join late labels to their predictions by ``prediction_id``.
+
+Predictions wait for their label until the event-time watermark (the newest prediction time seen) passes
+their time plus the TTL; labels that arrive before their prediction wait the same way. Everything that
+expires is counted (``expired_predictions``, ``unmatched_labels``), never dropped silently. State is bounded
+by the TTL and ``max_pending``, not by the stream's length.
+
+>>> j = LabelJoin(ttl_ms=1000)
+>>> j.add_predictions(["a", "b"], [0, 10], [1, 0], None, [-1, -1], [0, 1])
+[]
+>>> [(o.prediction_id, o.prediction, o.label) for o in j.add_label("a", 1, 50)]
+[('a', 1, 1)]
+>>> j.coverage()
+0.5
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from detectors.batch import OutcomeBatch, as_column
+
+
+@dataclass(slots=True)
+class Outcome:
+    prediction_id: str
+    timestamp: int
+    label_timestamp: int
+    prediction: Any
+    label: Any
+    scores: dict[str, float] | None
+    partition: int
+    offset: int
+
+
+class LabelJoin:
+    """Pending predictions and early labels, matched in label-arrival order."""
+
+    def __init__(self, ttl_ms: int, max_pending: int = 2_000_000):
+        self.ttl_ms = ttl_ms
+        self.max_pending = max_pending
+        # id -> (timestamp, prediction, scores, partition, offset); insertion order ~ event order
+        self._pending: OrderedDict[str, tuple[int, Any, dict[str, float] | None, int, int]] = OrderedDict()
+        self._early: OrderedDict[str, tuple[int, Any, int, int]] = OrderedDict()  # id -> (ts, label, part, off)
+        self.watermark = 0
+        self.predictions = 0
+        self.matched = 0
+        self.late_labels = 0  # labels that arrived before their prediction
+        self.expired_predictions = 0
+        self.unmatched_labels = 0
+        self.duplicate_labels = 0
+
+    def add_predictions(
+        self,
+        ids: Sequence[str],
+        timestamps: Sequence[int],
+        predictions: Sequence[Any],
+        scores: dict[str, Sequence[float]] | None,
+        partitions: Sequence[int],
+        offsets: Sequence[int],
+    ) -> list[Outcome]:
+        """Remember predictions; returns outcomes for labels that were already waiting for them."""
+        out: list[Outcome] = []
+        classes = list(scores) if scores else None
+        pending, early = self._pending, self._early
+        for i, pid in enumerate(ids):
+            ts = int(timestamps[i])
+            sc = {c: float(scores[c][i]) for c in classes} if classes else None  # type: ignore[index]
+            if early and pid in early:
+                lts, label, part, off = early.pop(pid)
+                out.append(Outcome(pid, ts, lts, predictions[i], label, sc, part, off))
+                self.matched += 1
+                self.late_labels += 1
+            else:
+                pending[pid] = (ts, predictions[i], sc, int(partitions[i]), int(offsets[i]))
+            if ts > self.watermark:
+                self.watermark = ts
+        self.predictions += len(ids)
+        self._expire()
+        return out
+
+    def add_label(self, prediction_id: str, label: Any, timestamp: int, partition: int = -1,
+                  offset: int = -1) -> list[Outcome]:
+        """Join one label; an outcome if its prediction is pending, else the label waits."""
+        hit = self._pending.pop(prediction_id, None)
+        if hit is None:
+            if prediction_id in self._early:
+                self.duplicate_labels += 1
+            self._early[prediction_id] = (timestamp, label, partition, offset)
+            self._expire()
+            return []
+        ts, pred, sc, _, _ = hit
+        self.matched += 1
+        return [Outcome(prediction_id, ts, timestamp, pred, label, sc, partition, offset)]
+
+    def _expire(self) -> None:
+        horizon = self.watermark - self.ttl_ms
+        pending, early = self._pending, self._early
+        while pending and (len(pending) > self.max_pending or next(iter(pending.values()))[0] < horizon):
+            pending.popitem(last=False)
+            self.expired_predictions += 1
+        while early and (len(early) > self.max_pending or next(iter(early.values()))[0] < horizon):
+            early.popitem(last=False)
+            self.unmatched_labels += 1
+
+    def coverage(self) -> float:
+        """Share of predictions that received a label (so far)."""
+        return self.matched / self.predictions if self.predictions else 0.0
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "predictions": self.predictions, "matched": self.matched, "late_labels": self.late_labels,
+            "expired_predictions": self.expired_predictions, "unmatched_labels": self.unmatched_labels,
+            "duplicate_labels": self.duplicate_labels, "pending_predictions": len(self._pending),
+            "pending_labels": len(self._early),
+        }
+
+
+def outcome_batch(outcomes: Sequence[Outcome]) -> OutcomeBatch:
+    """Columnar outcomes, in the order given (label-arrival order)."""
+    scores = None
+    if outcomes and outcomes[0].scores is not None:
+        classes = list(outcomes[0].scores)
+        scores = {c: np.array([(o.scores or {}).get(c, np.nan) for o in outcomes], np.float64) for c in classes}
+    return OutcomeBatch(
+        ids=np.array([o.prediction_id for o in outcomes], dtype=object),
+        timestamps=np.array([o.timestamp for o in outcomes], np.int64),
+        label_timestamps=np.array([o.label_timestamp for o in outcomes], np.int64),
+        prediction=as_column([o.prediction for o in outcomes]),
+        label=as_column([o.label for o in outcomes]),
+        scores=scores,
+        partitions=np.array([o.partition for o in outcomes], np.int64),
+        offsets=np.array([o.offset for o in outcomes], np.int64),
+    )

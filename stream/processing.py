@@ -1,0 +1,213 @@
+"""One step of the monitor, independent of how messages arrive: the live Faust agents and the Kafka replay
+both hand lists of raw messages to :class:`Pipeline`, so they cannot diverge.
+
+A step parses and validates every message once, dead-letters the bad ones with their reason and offsets,
+groups the good events per model in partition order, feeds them to the model's monitor in one columnar
+batch and returns the alerts to publish. Nothing in a message can raise out of a step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detectors.batch import EventBatch, as_column
+from stream.events import InvalidEvent, PredictionChunk, deadletter_record, parse_label, parse_prediction
+from stream.label_join import LabelJoin, outcome_batch
+from stream.monitors import MonitorRegistry
+
+log = logging.getLogger("glassbox.processing")
+
+
+@dataclass(slots=True)
+class RawMessage:
+    """A Kafka record as the step sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    timestamp: int | None = None  # broker/producer timestamp, ms
+    key: bytes | None = None
+
+
+@dataclass
+class StepOutput:
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    deadletters: list[dict[str, Any]] = field(default_factory=list)
+    events: int = 0  # valid events processed
+    windows: list[dict[str, Any]] = field(default_factory=list)  # closed-window records, per model
+    processed_ids: list[str] = field(default_factory=list)  # filled when auditing
+
+
+@dataclass
+class Counters:
+    """What the worker has seen, per model: exposed on /stats and to Prometheus."""
+
+    messages: int = 0
+    events: int = 0
+    deadlettered: int = 0
+    labels: int = 0
+    alerts: int = 0
+    per_model: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages, "events": self.events, "deadlettered": self.deadlettered,
+            "labels": self.labels, "alerts": self.alerts, "reasons": dict(self.reasons),
+            "per_model": {m: dict(c) for m, c in self.per_model.items()},
+        }
+
+
+class Pipeline:
+    """Validation, label join and detection for every model of one worker."""
+
+    def __init__(self, monitors: MonitorRegistry, *, label_ttl_ms: int, max_message_bytes: int,
+                 audit: bool = False):
+        self.monitors = monitors
+        self.label_ttl_ms = label_ttl_ms
+        self.max_message_bytes = max_message_bytes
+        self.audit = audit
+        self.joins: dict[str, LabelJoin] = {}
+        self.counters = Counters()
+
+    def _join(self, model: str) -> LabelJoin:
+        j = self.joins.get(model)
+        if j is None:
+            j = self.joins[model] = LabelJoin(self.label_ttl_ms)
+        return j
+
+    def _dead(self, out: StepOutput, msg: RawMessage, err: InvalidEvent | Exception) -> None:
+        rec = deadletter_record(msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset, error=err)
+        out.deadletters.append(rec)
+        self.counters.deadlettered += 1
+        self.counters.reasons[rec["reason"]] += 1
+
+    def on_predictions(self, messages: Sequence[RawMessage]) -> StepOutput:
+        """Validate, group per model (keeping partition order) and detect."""
+        out = StepOutput()
+        groups: dict[str, list[tuple[RawMessage, PredictionChunk]]] = {}
+        self.counters.messages += len(messages)
+        for msg in messages:
+            try:
+                chunk = parse_prediction(msg.value, self.max_message_bytes)
+                if not self.monitors.accepts(chunk.model):
+                    raise InvalidEvent("unknown_model", "model", f"model {chunk.model[:80]!r} is not monitored here")
+            except InvalidEvent as err:
+                self._dead(out, msg, err)
+                continue
+            groups.setdefault(chunk.model, []).append((msg, chunk))
+        for model, items in groups.items():
+            self._model_step(model, items, out)
+        return out
+
+    def _model_step(self, model: str, items: list[tuple[RawMessage, PredictionChunk]], out: StepOutput) -> None:
+        monitor = self.monitors.get(model, items[0][1].model_version)
+        known = set(monitor.profile.features) if monitor is not None else None
+        good: list[tuple[RawMessage, PredictionChunk]] = []
+        for msg, chunk in items:
+            if known is not None:
+                unknown = chunk.features.keys() - known
+                if unknown:
+                    name = sorted(unknown)[0]
+                    self._dead(out, msg, InvalidEvent("unknown_feature", f"features.{name[:64]}",
+                                                      f"feature {name[:64]!r} is not in {model!r}'s reference"))
+                    continue
+            good.append((msg, chunk))
+        if not good:
+            return
+        batch = _event_batch(good, known)
+        n = len(batch)
+        try:
+            if monitor is not None:
+                out.alerts.extend(monitor.observe(batch))
+                out.windows.extend(monitor.drain_windows())
+            for o in self._join(model).add_predictions(
+                batch.ids, batch.timestamps, [c for _, ch in good for c in ch.prediction],
+                batch.scores, batch.partitions, batch.offsets,
+            ):
+                self._outcomes(model, [o], out)
+        except Exception as err:  # a defect in detection must not stop consumption: dead-letter and go on
+            log.exception("detection failed for model %r", model)
+            for msg, _ in good:
+                self._dead(out, msg, err)
+            return
+        out.events += n
+        self.counters.events += n
+        self.counters.per_model[model]["events"] += n
+        if self.audit:
+            out.processed_ids.extend(batch.ids.tolist())
+
+    def on_labels(self, messages: Sequence[RawMessage]) -> StepOutput:
+        """Validate labels, join them to their predictions and feed the outcomes to the monitors."""
+        out = StepOutput()
+        per_model: dict[str, list[Any]] = {}
+        for msg in messages:
+            try:
+                lab = parse_label(msg.value, self.max_message_bytes)
+                if not self.monitors.accepts(lab.model):
+                    raise InvalidEvent("unknown_model", "model", f"model {lab.model[:80]!r} is not monitored here")
+            except InvalidEvent as err:
+                self._dead(out, msg, err)
+                continue
+            self.counters.labels += 1
+            per_model.setdefault(lab.model, []).extend(
+                self._join(lab.model).add_label(lab.prediction_id, lab.label, lab.timestamp, msg.partition,
+                                                msg.offset)
+            )
+        for model, outcomes in per_model.items():
+            if outcomes:
+                self._outcomes(model, outcomes, out)
+        return out
+
+    def _outcomes(self, model: str, outcomes: list[Any], out: StepOutput) -> None:
+        monitor = self.monitors.get(model)
+        self.counters.per_model[model]["outcomes"] += len(outcomes)
+        if monitor is None:
+            return
+        try:
+            out.alerts.extend(monitor.observe_outcomes(outcome_batch(outcomes)))
+            out.windows.extend(monitor.drain_windows())
+        except Exception:
+            log.exception("outcome detection failed for model %r", model)
+
+
+def _event_batch(items: list[tuple[RawMessage, PredictionChunk]], known: set[str] | None) -> EventBatch:
+    """Concatenate chunks into one columnar batch; features missing from an event are missing values."""
+    names = set(known) if known is not None else {k for _, c in items for k in c.features}
+    ids: list[str] = []
+    ts: list[int] = []
+    parts: list[int] = []
+    offs: list[int] = []
+    pred: list[Any] = []
+    cols: dict[str, list[Any]] = {k: [] for k in names}
+    classes = items[0][1].scores.keys() if items[0][1].scores else ()
+    scores: dict[str, list[float]] = {c: [] for c in classes}
+    for msg, ch in items:
+        n = len(ch.ids)
+        ids.extend(ch.ids)
+        ts.extend(ch.timestamps)
+        pred.extend(ch.prediction)
+        parts.extend([msg.partition] * n)
+        offs.extend([msg.offset] * n)
+        for k, col in cols.items():
+            v = ch.features.get(k)
+            col.extend(v if v is not None else [None] * n)
+        for c, col in scores.items():
+            v = (ch.scores or {}).get(c)
+            col.extend(v if v is not None else [float("nan")] * n)
+    return EventBatch(
+        ids=np.array(ids, dtype=object),
+        timestamps=np.array(ts, np.int64),
+        features={k: as_column(v) for k, v in cols.items()},
+        prediction=as_column(pred),
+        scores={c: np.array(v, np.float64) for c, v in scores.items()} if scores else None,
+        partitions=np.array(parts, np.int64),
+        offsets=np.array(offs, np.int64),
+    )

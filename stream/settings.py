@@ -1,0 +1,166 @@
+"""One settings object for the whole product, read from ``glassbox.toml`` and ``GLASSBOX_*`` variables.
+
+Precedence: keyword arguments > environment (``GLASSBOX_KAFKA__BOOTSTRAP=host:9092``; nested keys with
+``__``) > the TOML file (``GLASSBOX_CONFIG`` or ``./glassbox.toml``) > defaults. The defaults need nothing
+installed: an embedded broker, MLflow on sqlite and artifacts under ``.glassbox/``.
+
+>>> s = Settings(kafka={"topic_prefix": "t."})
+>>> s.topic("alerts"), s.kafka.embedded
+('t.alerts', True)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from detectors.config import DetectionConfig
+from stream.alerting.config import AlertingConfig
+from stream.errors import UserError
+
+
+class KafkaConfig(BaseModel):
+    """Where the topics live. No ``bootstrap`` means: start the embedded broker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap: str | None = Field(None, description="host:port[,host:port]; unset = embedded broker")
+    topic_prefix: str = "glassbox."
+    partitions: int = Field(4, ge=1, description="partitions of topics glassbox creates")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    connect_timeout_s: float = Field(10.0, gt=0, description="give up on an unreachable broker after this")
+    max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="larger messages are dead-lettered")
+
+    @property
+    def embedded(self) -> bool:
+        return self.bootstrap is None
+
+
+class WorkerConfig(BaseModel):
+    """The Faust worker. Timeouts default to what joins a group quickly on both Tansu and Apache Kafka."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_id: str = "glassbox-monitor"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535)
+    session_timeout_s: float = Field(6.0, gt=0)
+    rebalance_timeout_s: float = Field(4.0, gt=0)
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    batch_max: int = Field(1000, ge=1, description="messages taken per agent step")
+    batch_wait_s: float = Field(0.05, ge=0, description="longest wait to fill a step")
+    label_ttl_s: float = Field(7 * 24 * 3600, gt=0, description="forget unlabeled predictions after this")
+    audit: bool = Field(False, description="publish the ids each step processed to the audit topic")
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description="model name -> reference (models:/NAME@alias, models:/NAME/VERSION or a file)",
+    )
+
+
+class MlflowConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tracking_uri: str = "sqlite:///.glassbox/mlflow.db"
+    artifact_root: str = ".glassbox/mlartifacts"
+    experiment: str = "glassbox-monitoring"
+
+
+class EvidentlyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspace: Path = Path(".glassbox/evidently")
+    every_n_windows: int = Field(10, ge=1)
+    sample_size: int = Field(2000, ge=100)
+
+
+class Settings(BaseSettings):
+    """Everything configurable, in one place. See docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GLASSBOX_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        toml_file="glassbox.toml",
+    )
+
+    home: Path = Field(Path(".glassbox"), description="local state: MLflow store, reports, silences")
+    project: str = "glassbox"
+    env: str = "local"
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    evidently: EvidentlyConfig = Field(default_factory=EvidentlyConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get("GLASSBOX_CONFIG") or "glassbox.toml"
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_path))
+
+    def topic(self, name: str) -> str:
+        """Full topic name: ``predictions`` -> ``glassbox.predictions``."""
+        return f"{self.kafka.topic_prefix}{name}"
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value is wrong; the message is one line naming the key and what is allowed."""
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """One line per problem: ``kafka.partitions: Input should be greater than or equal to 1 (got 0)``."""
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "settings"
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        msg = "unknown setting" if e["type"] == "extra_forbidden" else e["msg"]
+        parts.append(f"{key}: {msg}{got_s}")
+    return "; ".join(parts)
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from ``path`` (or ``GLASSBOX_CONFIG`` / ``./glassbox.toml``), env and overrides.
+
+    Raises :class:`ConfigError` with a single readable line on any invalid value.
+    """
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+    old = os.environ.get("GLASSBOX_CONFIG")
+    try:
+        if path is not None:
+            os.environ["GLASSBOX_CONFIG"] = str(path)
+        return Settings(**overrides)
+    except ValidationError as err:
+        raise ConfigError(f"invalid configuration: {describe_validation_error(err)}") from None
+    except (OSError, ValueError) as err:  # unreadable or malformed TOML
+        where = path or os.environ.get("GLASSBOX_CONFIG") or "glassbox.toml"
+        raise ConfigError(f"cannot read config {where}: {err}") from None
+    finally:
+        if path is not None:
+            if old is None:
+                os.environ.pop("GLASSBOX_CONFIG", None)
+            else:
+                os.environ["GLASSBOX_CONFIG"] = old

@@ -1,0 +1,87 @@
+"""The monitoring worker: Faust agents that feed predictions and labels to :class:`Pipeline`.
+
+Each agent takes up to ``worker.batch_max`` messages (or what arrived within ``worker.batch_wait_s``),
+runs one pipeline step on them and publishes the step's alerts (key: fingerprint) and dead letters before
+the messages are acknowledged, so a crash redelivers rather than loses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+import orjson
+
+from stream.app import Topics
+from stream.monitors import MonitorRegistry, load_profile
+from stream.processing import Pipeline, RawMessage, StepOutput
+from stream.settings import Settings
+
+log = logging.getLogger("glassbox.worker")
+
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def alert_bytes(alert: dict[str, Any]) -> bytes:
+    """Canonical JSON of an alert (sorted keys), the same bytes live and in replay."""
+    return orjson.dumps(alert, option=_SORTED)
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    monitors = MonitorRegistry(
+        settings.worker.models, settings.detection, lambda ref: load_profile(ref, settings)
+    )
+    return Pipeline(
+        monitors,
+        label_ttl_ms=int(settings.worker.label_ttl_s * 1000),
+        max_message_bytes=settings.kafka.max_message_bytes,
+        audit=settings.worker.audit,
+    )
+
+
+def _raw(events: list[Any]) -> list[RawMessage]:
+    return [
+        RawMessage(
+            topic=e.message.topic, partition=e.message.partition, offset=e.message.offset,
+            value=e.message.value, timestamp=int(e.message.timestamp * 1000) if e.message.timestamp else None,
+            key=e.message.key,
+        )
+        for e in events
+    ]
+
+
+def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline) -> Topics:
+    """Attach the prediction and label agents (and a ``/stats`` page) to ``app``."""
+    topics = Topics(app, settings)
+    batch_max, within = settings.worker.batch_max, settings.worker.batch_wait_s
+
+    async def publish(out: StepOutput, partition_hint: str) -> None:
+        for alert in out.alerts:
+            await topics.alerts.send(key=alert["fingerprint"].encode(), value=alert_bytes(alert))
+        for dead in out.deadletters:
+            await topics.deadletter.send(key=dead["reason"].encode(), value=orjson.dumps(dead))
+        if pipeline.audit and (out.processed_ids or out.deadletters):
+            await topics.audit.send(
+                key=partition_hint.encode(),
+                value=orjson.dumps({"ids": out.processed_ids, "deadlettered": len(out.deadletters)}),
+            )
+        pipeline.counters.alerts += len(out.alerts)
+
+    @app.agent(topics.predictions, name="glassbox.predictions")
+    async def predictions(stream: Any) -> None:
+        async for events in stream.take_events(batch_max, within=within):
+            await publish(pipeline.on_predictions(_raw(events)), "predictions")
+
+    @app.agent(topics.labels, name="glassbox.labels")
+    async def labels(stream: Any) -> None:
+        async for events in stream.take_events(batch_max, within=within):
+            await publish(pipeline.on_labels(_raw(events)), "labels")
+
+    @app.page("/stats")
+    async def stats(web: Any, request: Any) -> Any:
+        body = pipeline.counters.as_dict()
+        body["joins"] = {m: j.counters() for m, j in pipeline.joins.items()}
+        return web.json(body)
+
+    return topics
