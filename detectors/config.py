@@ -1,8 +1,38 @@
-"""Detection settings: windows, thresholds, hysteresis. Pure pydantic, embedded in ``stream.settings``."""
+"""Detection settings: windows, thresholds, hysteresis. Pure pydantic, embedded in ``stream.settings``.
+
+Every field has a default that works with no flags: count windows of 1,000 events, thresholds calibrated
+on the reference with a 5% family-wise false-alarm rate over 1,000 windows, ADWIN on the error stream,
+fire at once and resolve after 3 clear windows.
+
+>>> DetectionConfig().window, DetectionConfig(window=500).resolve_after
+(1000, 3)
+>>> DetectionConfig(threshold="static").static_thresholds["wasserstein"]
+0.1
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+StatTest = Literal["auto", "wasserstein", "ks", "psi", "jensenshannon", "chisquare"]
+
+
+def _default_static() -> dict[str, float]:
+    # Evidently's defaults: distances above the value drift, p-values below it drift.
+    return {"wasserstein": 0.1, "jensenshannon": 0.1, "psi": 0.2, "ks": 0.05, "chisquare": 0.05}
+
+
+def _default_severities() -> dict[str, str]:
+    return {
+        "data_drift": "warning",
+        "prediction_drift": "warning",
+        "data_quality": "warning",
+        "concept_drift": "critical",
+        "performance": "critical",
+        "improvement": "info",
+    }
 
 
 class DetectionConfig(BaseModel):
@@ -10,5 +40,63 @@ class DetectionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # windows
     window: int = Field(1000, ge=10, description="events per count window (tumbling)")
+    window_ms: int | None = Field(
+        None, ge=1, description="event-time tumbling windows of this many ms instead of count windows"
+    )
+    min_window_events: int = Field(
+        100, ge=1, description="event-time windows with fewer events are recorded but not tested"
+    )
+    outcome_window: int | None = Field(
+        None, ge=10, description="labelled outcomes per performance window (default: window)"
+    )
     seed: int = Field(42, description="seed for every resampling (calibration, reservoirs)")
+
+    # thresholds
+    threshold: Literal["calibrated", "static", "dynamic"] = Field(
+        "calibrated",
+        description="calibrated: null distribution resampled from the reference; static: static_thresholds; "
+        "dynamic: ADWIN over each column's series of window statistics",
+    )
+    stattest: StatTest = Field(
+        "auto", description="decision statistic; auto = Evidently's choice by column type and reference size"
+    )
+    false_alarm_rate: float = Field(
+        0.05, gt=0, lt=1, description="family-wise false-alarm probability over all tests and horizon_windows"
+    )
+    horizon_windows: int = Field(1000, ge=1, description="windows over which false_alarm_rate holds")
+    calibration_resamples: int = Field(2000, ge=200, description="null windows resampled per column")
+    static_thresholds: dict[str, float] = Field(default_factory=_default_static)
+    dynamic_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN delta for dynamic thresholds")
+
+    # hysteresis
+    fire_after: int = Field(1, ge=1, description="consecutive windows the condition must hold to fire")
+    resolve_after: int = Field(3, ge=1, description="consecutive clear windows before an alert resolves")
+
+    # data quality: minimum rate increase over the reference before a significant change counts
+    quality_min_delta: float = Field(0.01, ge=0, le=1, description="minimum rate increase (missing, unseen...)")
+
+    # outcomes
+    concept_detector: Literal["adwin", "ddm", "hddm_w", "hddm_a"] = Field(
+        "adwin", description="River detector on the per-event error stream"
+    )
+    concept_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN delta on the error stream")
+    performance_min_delta: float = Field(
+        0.02, ge=0, description="minimum change of accuracy (absolute) or MAE/RMSE (relative) to alert"
+    )
+
+    # alerts
+    severities: dict[str, str] = Field(
+        default_factory=_default_severities,
+        description="severity per monitor; 'improvement' is used when a metric got better",
+    )
+    evidence_top_k: int = Field(5, ge=1, description="drifted columns listed in each alert's evidence")
+    max_window_records: int = Field(
+        10_000, ge=1, description="closed-window records kept until drain_windows(); oldest dropped beyond"
+    )
+
+    def severity(self, monitor: str, improvement: bool = False) -> str:
+        """Severity of an alert of ``monitor`` (``improvement`` wins when the metric got better)."""
+        sev = _default_severities() | self.severities
+        return sev["improvement"] if improvement else sev.get(monitor, "warning")

@@ -75,10 +75,12 @@ def worker(config: ConfigOpt = None) -> None:
     import faust
 
     from stream.app import make_app
+    from stream.topic_admin import ensure_topics
     from stream.worker import build_pipeline, register_monitor
 
     settings = settings_from(config)
     with kafka_bootstrap(settings) as bootstrap:
+        ensure_topics(settings, bootstrap)
         pipeline = build_pipeline(settings)
         fapp = make_app(settings, bootstrap=bootstrap)
         register_monitor(fapp, settings, pipeline)

@@ -82,6 +82,7 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline) -> 
     async def stats(web: Any, request: Any) -> Any:
         body = pipeline.counters.as_dict()
         body["joins"] = {m: j.counters() for m, j in pipeline.joins.items()}
+        body["assignment"] = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
         return web.json(body)
 
     return topics

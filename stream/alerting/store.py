@@ -42,6 +42,11 @@ CREATE TABLE IF NOT EXISTS slack_refs (
 """
 
 
+def state_path(settings: Any) -> Path:
+    """The alerting sqlite file: ``alerting.state_path`` or ``<home>/alerting.sqlite``."""
+    return Path(settings.alerting.state_path or Path(settings.home) / "alerting.sqlite")
+
+
 @dataclass(frozen=True)
 class Silence:
     """Mute notifications of alerts matching ``matchers`` from ``starts_at`` to ``ends_at`` (unix seconds)."""

@@ -1,0 +1,54 @@
+"""Canonical forms of column values, so a category reads the same from pandas, JSON and numpy.
+
+Categories are compared as strings: integral numbers lose their ``.0`` (``1``, ``1.0`` and ``True``
+are all ``"1"``), other floats use ``repr`` and strings stay as they are. Missing is ``None``/NaN/NA.
+
+>>> [canon(v) for v in (1, 1.0, True, 0.5, "a", None, float("nan"))]
+['1', '1', '1', '0.5', 'a', None, None]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def canon(value: Any) -> str | None:
+    """The canonical category string of one value (``None`` when missing)."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return "1" if value else "0"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        if math.isnan(f):
+            return None
+        if math.isinf(f):
+            return repr(f)
+        return str(int(f)) if f.is_integer() else repr(f)
+    return str(value)
+
+
+def canon_series(s: pd.Series) -> pd.Series:
+    """``canon`` over a pandas column (object dtype, ``None`` for missing)."""
+    return pd.Series([canon(v) for v in s.to_numpy(dtype=object)], index=s.index, dtype=object)
+
+
+def is_categorical_dtype(s: pd.Series) -> bool:
+    """True for columns profiled as categories: strings, objects, bools and pandas categoricals."""
+    return not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
+
+
+def numeric_values(s: pd.Series) -> np.ndarray:
+    """A numeric pandas column as float64 with NaN for missing (and for +-inf)."""
+    x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    x = x.copy()
+    x[~np.isfinite(x)] = np.nan
+    return x

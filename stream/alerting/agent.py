@@ -1,0 +1,78 @@
+"""The notifier as a Faust agent on the alerts topic, in an app of its own (own consumer group).
+
+It takes what arrived within ``alerting.group_wait`` (at most ``alerting.max_group`` alerts), hands the
+batch to the :class:`~stream.alerting.dispatch.Dispatcher`, and acknowledges the messages (so their offsets
+can be committed) only after every receiver delivered or gave up (given-up deliveries go to the dead-letter
+topic first). A crash or SIGKILL before that redelivers the batch; the journal and PagerDuty's dedup_key
+keep the redelivery from notifying twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+import orjson
+
+from stream.alerting.dispatch import Dispatcher
+
+log = logging.getLogger("glassbox.alerting")
+
+
+def notifier_app_id(settings: Any) -> str:
+    """The notifier's app id (= consumer group), distinct from the monitoring worker's."""
+    return f"{settings.worker.app_id}-notifier"
+
+
+def _decode(events: list[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
+    alerts, sources = [], []
+    for e in events:
+        m = e.message
+        sources.append({"topic": m.topic, "partition": m.partition, "offset": m.offset})
+        value = e.value
+        if isinstance(value, bytes | bytearray | memoryview):
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                value = bytes(value)
+        alerts.append(value)
+    return alerts, sources
+
+
+def register_notifier(app: faust.App, settings: Any, *, dispatcher: Dispatcher | None = None) -> Any:
+    """Attach the notifier agent to ``app`` (make it with ``app_id=notifier_app_id(settings)``)."""
+    from stream.app import Topics
+
+    topics = Topics(app, settings)
+    cfg = settings.alerting
+
+    async def dead_letter(record: dict[str, Any]) -> None:
+        await topics.deadletter.send(key=record["reason"].encode(), value=orjson.dumps(record))
+
+    if dispatcher is None:
+        dispatcher = Dispatcher.from_settings(settings, dead_letter=dead_letter)
+    else:
+        dispatcher.dead_letter = dispatcher.dead_letter or dead_letter
+
+    @app.agent(topics.alerts, name="glassbox.notifier")
+    async def notifier(stream: Any) -> None:
+        async for events in stream.noack_take(cfg.max_group, within=cfg.group_wait):
+            alerts, sources = _decode(events)
+            report = await dispatcher.process(alerts, sources)
+            for event in events:
+                await stream.ack(event)
+            log.info("notifier batch: %d alert(s), decisions %s, delivered %s, gave up %s",
+                     len(events), report.decisions, report.delivered, report.gave_up)
+
+    notifier.dispatcher = dispatcher  # type: ignore[attr-defined]
+    return notifier
+
+
+def run_notifier(settings: Any, bootstrap: str, *, loglevel: str = "WARNING") -> None:
+    """Run the notifier worker until stopped (``glassbox alerts notify``)."""
+    from stream.app import make_app
+
+    fapp = make_app(settings, bootstrap=bootstrap, app_id=notifier_app_id(settings), web_enabled=False)
+    register_notifier(fapp, settings)
+    faust.Worker(fapp, loglevel=loglevel, quiet=True).execute_from_commandline()

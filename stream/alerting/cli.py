@@ -1,0 +1,219 @@
+"""``glassbox silence add|list|expire`` and ``glassbox alerts tail|notify``.
+
+Silences live in the alerting sqlite file (``<home>/alerting.sqlite``), which every notifier reads before
+each batch, so a silence added here applies at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from stream.errors import UserError
+
+silence_app = typer.Typer(help="Mute alert notifications for a while.", no_args_is_help=True,
+                          add_completion=False, rich_markup_mode=None)
+alerts_app = typer.Typer(help="Read and deliver alerts.", no_args_is_help=True, add_completion=False,
+                         rich_markup_mode=None)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="glassbox.toml to read")]
+MATCHER_KEYS = ("model", "monitor", "feature", "severity")
+
+
+def _settings(config: Path | None) -> Any:
+    from stream.settings import load_settings
+
+    return load_settings(config)
+
+
+def _store(config: Path | None) -> Any:
+    from stream.alerting.store import AlertingStore, state_path
+
+    return AlertingStore(state_path(_settings(config)))
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parse_matchers(items: list[str]) -> dict[str, str]:
+    """``["model=churn", "monitor=data_drift"]`` -> dict; only model, monitor, feature and severity."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in MATCHER_KEYS or not value:
+            raise UserError(f"bad matcher {item!r}: use KEY=VALUE with KEY one of {', '.join(MATCHER_KEYS)}")
+        out[key] = value
+    if not out:
+        raise UserError("give at least one matcher, e.g. model=churn monitor=data_drift")
+    return out
+
+
+@silence_app.command("add")
+def silence_add(
+    matchers: Annotated[list[str], typer.Argument(help="KEY=VALUE (model, monitor, feature, severity; globs ok)")],
+    duration: Annotated[str, typer.Option("--duration", "-d", help="e.g. 30m, 2h, 1d")] = "2h",
+    comment: Annotated[str | None, typer.Option(help="why")] = None,
+    author: Annotated[str | None, typer.Option(help="who (default: $USER)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Add a silence; prints its id."""
+    from stream.alerting.config import parse_duration
+
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if seconds <= 0:
+        raise UserError("--duration must be positive")
+    who = author or os.environ.get("USER") or getpass.getuser()
+    s = _store(config).add_silence(parse_matchers(matchers), seconds, created_by=who, comment=comment)
+    typer.echo(f"{s.id}  silences {' '.join(f'{k}={v}' for k, v in s.matchers.items())} until {_when(s.ends_at)}")
+
+
+@silence_app.command("list")
+def silence_list(
+    all_: Annotated[bool, typer.Option("--all", help="include expired silences")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List active silences (or all with --all)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    now = time.time()
+    rows = _store(config).silences(now=now, include_inactive=all_)
+    table = Table("id", "matchers", "starts", "ends", "state", "by", "comment")
+    for s in rows:
+        state = "active" if s.active(now) else ("expired" if s.expired_at or s.ends_at <= now else "pending")
+        ends = s.ends_at if s.expired_at is None else min(s.ends_at, s.expired_at)
+        table.add_row(s.id, " ".join(f"{k}={v}" for k, v in s.matchers.items()), _when(s.starts_at),
+                      _when(ends), state, s.created_by or "", s.comment or "")
+    Console(width=160).print(table if rows else "no silences")
+
+
+@silence_app.command("expire")
+def silence_expire(
+    silence_id: Annotated[str, typer.Argument(help="id from `glassbox silence list`")],
+    config: ConfigOpt = None,
+) -> None:
+    """End a silence now."""
+    if not _store(config).expire_silence(silence_id):
+        raise UserError(f"no active silence {silence_id!r}")
+    typer.echo(f"expired {silence_id}")
+
+
+SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def alerts_table(rows: list[dict[str, Any]]) -> Any:
+    """A rich table of alert records (newest last)."""
+    from rich.table import Table
+
+    from stream.alerting.messages import fmt_time
+
+    table = Table("event time", "status", "severity", "model", "monitor", "feature", "statistic", "value",
+                  "threshold", "summary", title="glassbox alerts")
+    for a in rows:
+        sev = a.get("severity", "")
+        status = a.get("status", "")
+        value = a.get("value")
+        threshold = a.get("threshold")
+        table.add_row(
+            fmt_time(a.get("event_time")), status, f"[{SEVERITY_STYLE.get(sev, '')}]{sev}[/]",
+            str(a.get("model")), str(a.get("monitor")), str(a.get("feature") or "-"), str(a.get("statistic")),
+            "-" if value is None else f"{value:.4g}", "-" if threshold is None else f"{threshold:.4g}",
+            str(a.get("summary") or ""),
+            style="dim" if status == "resolved" else None,
+        )
+    return table
+
+
+def _consumer(bootstrap: str, topic: str) -> Any:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             auto_offset_reset="earliest")
+    deadline = time.monotonic() + 10
+    parts = consumer.partitions_for_topic(topic)
+    while parts is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        parts = consumer.partitions_for_topic(topic)
+    tps = [TopicPartition(topic, p) for p in sorted(parts or [])]
+    consumer.assign(tps)
+    if tps:
+        consumer.seek_to_beginning(*tps)
+    return consumer
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    model: Annotated[str | None, typer.Option(help="only this model")] = None,
+    severity: Annotated[str | None, typer.Option(help="only this severity (critical, warning, info)")] = None,
+    last: Annotated[int, typer.Option(min=1, help="rows kept on screen")] = 20,
+    once: Annotated[bool, typer.Option("--once", help="print what is there and exit")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Show alerts from the alerts topic in a live table (the last --last rows, then new ones as they come)."""
+    import orjson
+    from rich.console import Console
+    from rich.live import Live
+
+    settings = _settings(config)
+    if not settings.kafka.bootstrap:
+        raise UserError("no Kafka to read: set GLASSBOX_KAFKA__BOOTSTRAP (e.g. the address `glassbox broker` printed)")
+    if severity is not None and severity not in SEVERITY_STYLE:
+        raise UserError(f"--severity must be one of {', '.join(SEVERITY_STYLE)}")
+    rows: deque[dict[str, Any]] = deque(maxlen=last)
+    consumer = _consumer(settings.kafka.bootstrap, settings.topic("alerts"))
+
+    def poll(timeout_ms: int) -> int:
+        n = 0
+        for records in consumer.poll(timeout_ms=timeout_ms, max_records=1000).values():
+            for rec in records:
+                try:
+                    a = orjson.loads(rec.value)
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(a, dict) or (model and a.get("model") != model) or (
+                    severity and a.get("severity") != severity
+                ):
+                    continue
+                rows.append(a)
+                n += 1
+        return n
+
+    console = Console(width=200)
+    try:
+        if once:
+            idle_until = time.monotonic() + 1.5
+            while time.monotonic() < idle_until:
+                if poll(300):
+                    idle_until = time.monotonic() + 1.5
+            console.print(alerts_table(sorted(rows, key=lambda a: a.get("event_time") or 0)))
+            return
+        with Live(alerts_table(list(rows)), console=console, refresh_per_second=4) as live:
+            while True:
+                if poll(500):
+                    live.update(alerts_table(list(rows)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+
+
+@alerts_app.command("notify")
+def alerts_notify(config: ConfigOpt = None) -> None:
+    """Run the notifier worker: deliver alerts to Slack, PagerDuty, the desktop and the log."""
+    from stream.alerting.agent import run_notifier
+    from stream.cli import kafka_bootstrap
+
+    settings = _settings(config)
+    with kafka_bootstrap(settings) as bootstrap:
+        run_notifier(settings, bootstrap, loglevel=os.environ.get("GLASSBOX_LOG_LEVEL", "WARNING"))

@@ -1,0 +1,362 @@
+"""The model's reference in MLflow: attach it to a registered model version, load it in the monitor.
+
+A reference is the data a model is compared with in production (usually its held-out evaluation data with
+the model's predictions and, when known, the labels), the profile the detection core computed from it, and
+the model itself. ``log_reference`` attaches one to an existing model version, in the version's source run:
+
+- ``reference/data.parquet``: the data (artifact);
+- ``reference/profile.json``: ``detectors.profile.build_profile(...)`` of it;
+- ``reference/reference.json``: name, digest, columns, task (what the monitor needs before reading the rest);
+- an MLflow dataset (``mlflow.data.from_pandas``) logged as a run input with context ``reference`` and the
+  file's digest (the 16-hex prefix of its sha256, see :func:`stream.lineage.short_digest`);
+- model version tags ``glassbox.reference.*`` pointing at all of it.
+
+``load_reference("models:/NAME/VERSION" | "models:/NAME@alias" | "path/to/ref.parquet")`` returns a
+:class:`Reference` (data, profile, model, lineage facts), cached per model version; a missing or incomplete
+reference raises :class:`ReferenceNotFound` naming every missing part.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stream import lineage
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+REFERENCE_DIR = "reference"
+DATA_FILE = "data.parquet"
+PROFILE_FILE = "profile.json"
+META_FILE = "reference.json"
+TAG_PREFIX = "glassbox.reference."
+FIX_HINT = "attach one with: glassbox reference log --model-uri models:/{name}/{version} --data REF.parquet"
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))$")
+
+
+class ReferenceNotFound(LookupError):
+    """The reference cannot be loaded; the message names the model version and every missing part."""
+
+
+@dataclass(frozen=True)
+class ReferenceInfo:
+    """Lineage facts of a reference (what alerts and monitoring runs carry)."""
+
+    name: str
+    digest: str  # 16-hex prefix of the data file's sha256 (= the MLflow dataset digest)
+    file_sha256: str
+    rows: int
+    columns: list[str]
+    prediction: str | None
+    label: str | None
+    task: str | None
+    model_name: str | None = None
+    model_version: str | None = None
+    run_id: str | None = None
+    uri: str | None = None  # what it was loaded from
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Reference:
+    """A loaded reference: data, profile (``detectors.profile.ReferenceProfile``), model (pyfunc or None)."""
+
+    data: pd.DataFrame
+    profile: Any
+    info: ReferenceInfo
+    model: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def features(self) -> list[str]:
+        return list(getattr(self.profile, "features", None) or [])
+
+    @property
+    def task(self) -> str | None:
+        return getattr(self.profile, "task", None) or self.info.task
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/NAME/VERSION`` -> (name, version, None); ``models:/NAME@alias`` -> (name, None, alias).
+
+    >>> parse_model_uri("models:/churn@champion"), parse_model_uri("models:/churn/3")
+    (('churn', None, 'champion'), ('churn', '3', None))
+    """
+    m = _MODELS_URI.match(uri.strip())
+    if not m:
+        raise ValueError(f"not a registered model URI: {uri!r} (expected models:/NAME/VERSION or models:/NAME@alias)")
+    return m["name"], m["version"], m["alias"]
+
+
+def is_model_uri(uri: str | os.PathLike[str]) -> bool:
+    return str(uri).startswith("models:/")
+
+
+def _client(tracking_uri: str | None) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def resolve_model_version(client: Any, uri: str) -> Any:
+    """The ``ModelVersion`` a models:/ URI names (aliases and ``latest`` resolved)."""
+    from mlflow.exceptions import MlflowException
+
+    name, version, alias = parse_model_uri(uri)
+    try:
+        if alias is not None:
+            return client.get_model_version_by_alias(name, alias)
+        if version == "latest":
+            versions = client.search_model_versions(f"name='{name}'")
+            if not versions:
+                raise ReferenceNotFound(f"{uri}: registered model {name!r} has no versions")
+            return max(versions, key=lambda v: int(v.version))
+        return client.get_model_version(name, version)
+    except MlflowException as err:
+        what = f"alias {alias!r} of registered model {name!r}" if alias else f"version {version} of {name!r}"
+        raise ReferenceNotFound(f"{uri}: no {what} in the MLflow registry at {client.tracking_uri} "
+                                f"({err.error_code})") from None
+
+
+def _read_data(path: str | os.PathLike[str]) -> pd.DataFrame:
+    p = Path(path)
+    if p.suffix.lower() in (".csv", ".txt"):
+        return pd.read_csv(p)
+    if p.suffix.lower() in (".jsonl", ".ndjson"):
+        return pd.read_json(p, lines=True)
+    return pd.read_parquet(p)
+
+
+def _build_profile(df: pd.DataFrame, *, prediction: str | None, label: str | None,
+                   categorical: Sequence[str] | None = None, features: Sequence[str] | None = None,
+                   task: str | None = None) -> Any:
+    from detectors.profile import build_profile
+
+    kwargs: dict[str, Any] = {"label": label, "task": task}
+    if prediction is not None:
+        kwargs["prediction"] = prediction
+    if categorical is not None:
+        kwargs["categorical"] = list(categorical)
+    if features is not None:
+        kwargs["features"] = list(features)
+    return build_profile(df, **kwargs)
+
+
+def _profile_from_json(text: str) -> Any:
+    from detectors.profile import ReferenceProfile
+
+    return ReferenceProfile.from_json(text)
+
+
+# --------------------------------------------------------------------------------------------------- logging
+def log_reference(
+    model_uri: str,
+    data: pd.DataFrame | str | os.PathLike[str],
+    *,
+    tracking_uri: str | None = None,
+    targets: str | None = None,
+    prediction_col: str = "prediction",
+    name: str | None = None,
+    categorical: Sequence[str] | None = None,
+    features: Sequence[str] | None = None,
+    task: str | None = None,
+) -> ReferenceInfo:
+    """Attach reference data (a DataFrame or a parquet/CSV file) to the model version ``model_uri`` names.
+
+    The data must hold the model's predictions in ``prediction_col`` and, when ``targets`` is given, the
+    labels. Returns the lineage facts; raises ``ValueError`` for missing columns.
+    """
+    import mlflow.data
+    from mlflow.entities import DatasetInput, InputTag, RunTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    client = _client(tracking_uri)
+    mv = resolve_model_version(client, model_uri)
+    df = data.copy() if isinstance(data, pd.DataFrame) else _read_data(data)
+    missing = [c for c in (prediction_col, targets) if c is not None and c not in df.columns]
+    if missing:
+        raise ValueError(f"reference data lacks column(s) {missing}; it has {list(df.columns)}")
+    run_id = mv.run_id or _reference_run(client, mv)
+    ref_name = name or f"{mv.name}-v{mv.version}-reference"
+
+    tmp = Path(tempfile.mkdtemp(prefix="glassbox-ref-"))
+    try:
+        data_path = tmp / DATA_FILE
+        df.to_parquet(data_path, index=False)
+        sha = lineage.file_digest(data_path)
+        digest = sha[:16]
+        profile = _build_profile(df, prediction=prediction_col, label=targets, categorical=categorical,
+                                 features=features, task=task)
+        (tmp / PROFILE_FILE).write_text(profile.to_json())
+        info = ReferenceInfo(
+            name=ref_name, digest=digest, file_sha256=sha, rows=len(df), columns=[str(c) for c in df.columns],
+            prediction=prediction_col, label=targets, task=getattr(profile, "task", task),
+            model_name=mv.name, model_version=str(mv.version), run_id=run_id, uri=f"models:/{mv.name}/{mv.version}",
+        )
+        (tmp / META_FILE).write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True))
+        for f in (DATA_FILE, PROFILE_FILE, META_FILE):
+            client.log_artifact(run_id, str(tmp / f), REFERENCE_DIR)
+        run = client.get_run(run_id)
+        source = f"{run.info.artifact_uri}/{REFERENCE_DIR}/{DATA_FILE}"
+        ds = mlflow.data.from_pandas(df, source=source, targets=targets, name=ref_name, digest=digest,
+                                     predictions=prediction_col)
+        client.log_inputs(run_id, datasets=[DatasetInput(
+            dataset=ds._to_mlflow_entity(), tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value="reference")])])
+        client.log_batch(run_id, tags=[RunTag(f"{TAG_PREFIX}dataset", ref_name),
+                                       RunTag(f"{TAG_PREFIX}digest", digest)])
+        for key, value in {"run_id": run_id, "path": REFERENCE_DIR, "dataset": ref_name, "digest": digest,
+                           "file_sha256": sha, "rows": str(len(df)), "prediction": prediction_col,
+                           "label": targets or ""}.items():
+            client.set_model_version_tag(mv.name, mv.version, f"{TAG_PREFIX}{key}", value)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    default_cache.forget(tracking_uri, mv.name, str(mv.version))
+    return info
+
+
+def _reference_run(client: Any, mv: Any) -> str:
+    """A run to hold the reference when the model version has no source run (registered from elsewhere)."""
+    from stream.monitoring_run import ensure_experiment
+
+    exp_id = ensure_experiment(client, "glassbox-references")
+    run = client.create_run(exp_id, run_name=f"reference-{mv.name}-v{mv.version}",
+                            tags=lineage.lineage_tags())
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+# --------------------------------------------------------------------------------------------------- loading
+class ReferenceCache:
+    """Loaded references keyed by (tracking URI, model name, version): an alias resolves to a version first,
+    so moving the alias loads the new version and the old stays cached."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str | None, str, str], Reference] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str | None, str, str]) -> Reference | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: tuple[str | None, str, str], ref: Reference) -> None:
+        with self._lock:
+            self._items[key] = ref
+
+    def forget(self, tracking_uri: str | None, name: str, version: str) -> None:
+        with self._lock:
+            self._items.pop((tracking_uri, name, version), None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+default_cache = ReferenceCache()
+
+
+def load_reference(
+    uri: str | os.PathLike[str],
+    *,
+    tracking_uri: str | None = None,
+    load_model: bool = True,
+    cache: ReferenceCache | None = default_cache,
+    prediction: str = "prediction",
+    label: str | None = None,
+) -> Reference:
+    """Load a reference from the registry (``models:/NAME/VERSION``, ``models:/NAME@alias``) or a file.
+
+    For files, ``prediction`` / ``label`` name the columns and a sidecar ``<file>.profile.json`` is used when
+    present (else the profile is built). Raises :class:`ReferenceNotFound` naming what is missing.
+    """
+    if not is_model_uri(uri):
+        return load_reference_file(uri, prediction=prediction, label=label)
+    client = _client(tracking_uri)
+    mv = resolve_model_version(client, str(uri))
+    key = (tracking_uri, mv.name, str(mv.version))
+    if cache is not None and (hit := cache.get(key)) is not None and (hit.model is not None or not load_model):
+        return hit
+    ref = _load_registered(client, mv, str(uri), load_model=load_model)
+    if cache is not None:
+        cache.put(key, ref)
+    return ref
+
+
+def _load_registered(client: Any, mv: Any, uri: str, *, load_model: bool) -> Reference:
+    import mlflow.artifacts
+
+    tags = dict(mv.tags or {})
+    run_id = tags.get(f"{TAG_PREFIX}run_id") or mv.run_id
+    folder = tags.get(f"{TAG_PREFIX}path", REFERENCE_DIR)
+    where = f"models:/{mv.name}/{mv.version}" + (f" (from {uri})" if uri != f"models:/{mv.name}/{mv.version}" else "")
+    hint = FIX_HINT.format(name=mv.name, version=mv.version)
+    if not run_id:
+        raise ReferenceNotFound(f"{where}: no reference: the version has no source run and no "
+                                f"{TAG_PREFIX}run_id tag; {hint}")
+    present = {Path(f.path).name for f in client.list_artifacts(run_id, folder)}
+    missing = [f"{label} ({folder}/{f})" for f, label in
+               ((DATA_FILE, "reference data"), (PROFILE_FILE, "reference profile"), (META_FILE, "reference metadata"))
+               if f not in present]
+    model = None
+    if load_model:
+        import mlflow.pyfunc
+
+        try:
+            model = mlflow.pyfunc.load_model(f"models:/{mv.name}/{mv.version}")
+        except Exception as err:  # noqa: BLE001 - any failure means the model part is missing
+            missing.append(f"model ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
+    if missing:
+        state = "no reference" if len(missing) >= 3 else "incomplete reference"
+        raise ReferenceNotFound(f"{where}: {state} in run {run_id}: missing {', '.join(missing)}; {hint}")
+    tmp = Path(tempfile.mkdtemp(prefix="glassbox-ref-"))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=folder, dst_path=str(tmp),
+                                                         tracking_uri=client.tracking_uri))
+        meta = json.loads((local / META_FILE).read_text())
+        sha = lineage.file_digest(local / DATA_FILE)
+        if sha != meta["file_sha256"]:
+            raise ReferenceNotFound(f"{where}: reference data digest mismatch in run {run_id}: "
+                                    f"{folder}/{DATA_FILE} has sha256 {sha[:16]}, metadata says {meta['digest']}")
+        data = pd.read_parquet(local / DATA_FILE)
+        profile = _profile_from_json((local / PROFILE_FILE).read_text())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    meta.update(model_name=mv.name, model_version=str(mv.version), run_id=run_id, uri=uri)
+    info = ReferenceInfo(**{k: meta.get(k) for k in ReferenceInfo.__dataclass_fields__})
+    return Reference(data=data, profile=profile, info=info, model=model)
+
+
+def load_reference_file(path: str | os.PathLike[str], *, prediction: str = "prediction",
+                        label: str | None = None, name: str | None = None) -> Reference:
+    """A reference from a data file (parquet, CSV, JSON lines), as replay uses; no model."""
+    p = Path(path)
+    if not p.is_file():
+        raise ReferenceNotFound(f"reference file {p}: missing reference data (no such file)")
+    data = _read_data(p)
+    sidecar = p.with_name(p.name + ".profile.json")
+    pred = prediction if prediction in data.columns else None
+    lab = label if label is not None and label in data.columns else None
+    if label is not None and lab is None:
+        raise ReferenceNotFound(f"reference file {p}: missing label column {label!r}")
+    profile = (_profile_from_json(sidecar.read_text()) if sidecar.is_file()
+               else _build_profile(data, prediction=pred, label=lab))
+    sha = lineage.file_digest(p)
+    info = ReferenceInfo(name=name or p.stem, digest=sha[:16], file_sha256=sha, rows=len(data),
+                         columns=[str(c) for c in data.columns], prediction=pred, label=lab,
+                         task=getattr(profile, "task", None), uri=str(p.resolve()))
+    return Reference(data=data, profile=profile, info=info)

@@ -1,0 +1,27 @@
+"""Create glassbox's topics with the configured partition count before anything auto-creates them."""
+
+from __future__ import annotations
+
+from stream.app import TOPICS
+from stream.kafka_clients import kafka_python_kwargs
+from stream.settings import Settings
+
+
+def ensure_topics(settings: Settings, bootstrap: str, names: tuple[str, ...] = TOPICS) -> list[str]:
+    """Create the missing topics (``kafka.partitions`` each); returns the names created. Idempotent."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(**kafka_python_kwargs(settings.kafka, bootstrap),
+                             request_timeout_ms=int(settings.kafka.connect_timeout_s * 1000))
+    created = []
+    try:
+        for name in names:
+            try:
+                admin.create_topics([NewTopic(settings.topic(name), settings.kafka.partitions, 1)])
+                created.append(settings.topic(name))
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+    return created
