@@ -31,7 +31,7 @@ def as_column(values: Sequence[Any] | np.ndarray) -> np.ndarray:
         if values.dtype.kind in "fiub":
             return values.astype(np.float64, copy=False)
         values = values.tolist()
-    if any(type(v) is str for v in values):
+    if str in set(map(type, values)):
         return np.array(values, dtype=object)
     try:
         return np.array(values, dtype=np.float64)  # None -> nan

@@ -66,7 +66,7 @@ class DetectionConfig(BaseModel):
         0.05, gt=0, lt=1, description="family-wise false-alarm probability over all tests and horizon_windows"
     )
     horizon_windows: int = Field(1000, ge=1, description="windows over which false_alarm_rate holds")
-    calibration_resamples: int = Field(2000, ge=200, description="null windows resampled per column")
+    calibration_resamples: int = Field(1000, ge=200, description="null windows resampled per column")
     static_thresholds: dict[str, float] = Field(default_factory=_default_static)
     dynamic_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN delta for dynamic thresholds")
 
@@ -83,7 +83,10 @@ class DetectionConfig(BaseModel):
     )
     concept_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN delta on the error stream")
     performance_min_delta: float = Field(
-        0.02, ge=0, description="minimum change of accuracy (absolute) or MAE/RMSE (relative) to alert"
+        0.02, ge=0, le=1, description="minimum change of accuracy (absolute) before a performance alert"
+    )
+    performance_min_relative: float = Field(
+        0.1, ge=0, description="minimum relative change of MAE (regression) before a performance alert"
     )
 
     # alerts

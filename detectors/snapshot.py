@@ -155,7 +155,8 @@ def build_snapshot(
 ) -> WindowSnapshot:
     """Evidently report of ``current`` (one window) against ``reference``.
 
-    ``task`` is ``"classification"`` or ``"regression"`` (inferred from the prediction column when None).
+    ``task`` is the profile's ``"binary"``, ``"multiclass"`` or ``"regression"`` (``"classification"`` is
+    accepted too); when None it is inferred from the reference's prediction column.
     Quality metrics run when ``label`` is a column of ``current`` with at least ``min_labeled`` joined labels
     (rows without a label are left out of quality only) and the reference has labels too.
     """
@@ -168,6 +169,7 @@ def build_snapshot(
     has_pred = prediction is not None and prediction in current.columns and prediction in reference.columns
     if task is None and has_pred:
         task = "regression" if pd.api.types.is_float_dtype(reference[prediction]) else "classification"
+    task = "regression" if task == "regression" else "classification"
     cols = list(features) + ([prediction] if has_pred else [])
     use_label = (label is not None and label in current.columns and label in reference.columns
                  and int(current[label].notna().sum()) >= min_labeled)

@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +133,9 @@ def _log_dataset(df: pd.DataFrame, name: str, context: str, folder: Path) -> str
     tmp.rename(versioned)
     mlflow.log_artifact(str(versioned), "datasets")
     source = f"{mlflow.get_artifact_uri('datasets')}/{versioned.name}"
-    ds = mlflow.data.from_pandas(df, source=source, targets=LABEL, name=name, digest=digest)
+    with warnings.catch_warnings():  # "source can be interpreted in multiple ways": both are artifacts
+        warnings.simplefilter("ignore", UserWarning)
+        ds = mlflow.data.from_pandas(df, source=source, targets=LABEL, name=name, digest=digest)
     mlflow.log_input(ds, context=context)
     return digest
 
@@ -258,7 +261,7 @@ def train_and_register(
                                                                      "train_digest": train_digest})
         ref_info = log_reference(f"models:/{model_name}/{mv.version}", reference, tracking_uri=tracking_uri,
                                  targets=LABEL, prediction_col=PREDICTION, categorical=CATEGORICAL,
-                                 features=FEATURES, name=f"{model_name}-reference")
+                                 features=FEATURES, scores=["score"], name=f"{model_name}-reference")
         if alias:
             client.set_registered_model_alias(model_name, alias, mv.version)
         mlflow.log_metric("run_time_s", round(time.perf_counter() - t0, 3))

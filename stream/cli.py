@@ -150,4 +150,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as err:  # a defect: one line, the traceback on request
+        if os.environ.get("GLASSBOX_DEBUG"):
+            raise
+        print(f"glassbox: internal error: {type(err).__name__}: {err} (GLASSBOX_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        sys.exit(70)
     sys.exit(rv if isinstance(rv, int) else 0)

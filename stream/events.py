@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import orjson
 
 PREDICTION_SCHEMA = "glassbox.prediction/v1"
@@ -60,8 +61,8 @@ class PredictionChunk:
     model_version: str | None
     ids: list[str]
     timestamps: list[int]
-    features: dict[str, list[Any]]
-    prediction: list[Any]
+    features: dict[str, list[Any] | np.ndarray]  # lists for one event, typed arrays for a batch
+    prediction: list[Any] | np.ndarray
     scores: dict[str, list[float]] | None = None
 
     def __len__(self) -> int:
@@ -225,7 +226,7 @@ def _batch(doc: dict[str, Any]) -> PredictionChunk:
         raise _fail("missing_field" if ids is None else "bad_type", "prediction_id",
                     "prediction_id must be a non-empty array of strings")
     n = len(ids)
-    if not all(type(i) is str and 0 < len(i) <= MAX_ID_LEN for i in ids):
+    if set(map(type, ids)) != {str} or not 0 < min(map(len, ids)) <= max(map(len, ids)) <= MAX_ID_LEN:
         raise _fail("bad_type", "prediction_id", "every prediction_id must be a non-empty string")
     if len(set(ids)) != n:
         raise _fail("duplicate_id", "prediction_id", "prediction_id values repeat within the batch")
@@ -244,21 +245,15 @@ def _batch(doc: dict[str, Any]) -> PredictionChunk:
     feats = doc.get("features")
     if not isinstance(feats, dict):
         raise _fail("missing_field" if feats is None else "bad_type", "features", "features must be an object")
-    features: dict[str, list[Any]] = {}
+    features: dict[str, np.ndarray] = {}
     for k, col in feats.items():
         if len(k) > MAX_NAME_LEN or not k:
             raise _fail("bad_value", "features", "feature names must be 1-256 characters")
         fld = f"features.{k}"
-        col = _column(col, n, fld)
-        if not all(type(x) in _NUMERIC for x in col):  # fast path: all numbers
-            for x in col:
-                _value(x, fld)
-        features[k] = col
-    pred = _column(doc.get("prediction"), n, "prediction")
-    if not all(type(x) in _NUMERIC for x in pred):
-        for x in pred:
-            if _value(x, "prediction") is None:
-                raise _fail("bad_value", "prediction", "prediction must not be null")
+        features[k] = _typed_column(_column(col, n, fld), fld)
+    pred = _typed_column(_column(doc.get("prediction"), n, "prediction"), "prediction")
+    if pred.dtype.kind == "f" and np.isnan(pred).any() or pred.dtype.kind == "O" and None in pred.tolist():
+        raise _fail("bad_value", "prediction", "prediction must not be null")
     _tags(doc.get("tags"))
     return PredictionChunk(
         model=model, model_version=None if version is None else str(version), ids=ids,
@@ -266,7 +261,24 @@ def _batch(doc: dict[str, Any]) -> PredictionChunk:
     )
 
 
-_NUMERIC = (int, float)
+_NUMBERS = frozenset({int, float, bool, type(None)})
+_STRINGS = frozenset({str, type(None)})
+_SCALARS = _NUMBERS | _STRINGS
+
+
+def _typed_column(col: list[Any], fld: str) -> np.ndarray:
+    """Validate a batch column with one C-level pass over its types and return it as numpy:
+    float64 (None -> NaN) when numeric, else object (None stays None)."""
+    types = set(map(type, col))
+    if types <= _NUMBERS:
+        return np.array(col, dtype=np.float64)
+    if not types <= _SCALARS:
+        for x in col:
+            _value(x, fld)  # raises with the offending type
+    strings = filter(None, col) if types <= _STRINGS else (x for x in col if type(x) is str)
+    if max(map(len, strings), default=0) > MAX_STRING_VALUE:
+        raise _fail("bad_value", fld, f"{fld} string longer than {MAX_STRING_VALUE} characters")
+    return np.array(col, dtype=object)
 
 
 def _tags(v: Any) -> None:

@@ -66,20 +66,32 @@ class LabelJoin:
     ) -> list[Outcome]:
         """Remember predictions; returns outcomes for labels that were already waiting for them."""
         out: list[Outcome] = []
-        classes = list(scores) if scores else None
-        pending, early = self._pending, self._early
-        for i, pid in enumerate(ids):
-            ts = int(timestamps[i])
-            sc = {c: float(scores[c][i]) for c in classes} if classes else None  # type: ignore[index]
-            if early and pid in early:
-                lts, label, part, off = early.pop(pid)
-                out.append(Outcome(pid, ts, lts, predictions[i], label, sc, part, off))
-                self.matched += 1
-                self.late_labels += 1
-            else:
-                pending[pid] = (ts, predictions[i], sc, int(partitions[i]), int(offsets[i]))
-            if ts > self.watermark:
-                self.watermark = ts
+        ts_list = [int(t) for t in timestamps] if not hasattr(timestamps, "tolist") else timestamps.tolist()
+        classes = tuple(scores) if scores else None
+        if classes:
+            cols = [scores[c] for c in classes]  # type: ignore[index]
+            rows = [dict(zip(classes, map(float, r), strict=True)) for r in zip(*cols, strict=True)]
+        else:
+            rows = [None] * len(ids)
+        parts = partitions.tolist() if hasattr(partitions, "tolist") else list(partitions)
+        offs = offsets.tolist() if hasattr(offsets, "tolist") else list(offsets)
+        early = self._early
+        if early:  # labels that came first: match them now, in prediction order
+            for i, pid in enumerate(ids):
+                hit = early.pop(pid, None)
+                if hit is not None:
+                    lts, label, part, off = hit
+                    out.append(Outcome(pid, ts_list[i], lts, predictions[i], label, rows[i], part, off))
+        matched = {o.prediction_id for o in out}
+        items = zip(ts_list, predictions, rows, parts, offs, strict=True)
+        if matched:
+            self._pending.update((pid, v) for pid, v in zip(ids, items, strict=True) if pid not in matched)
+        else:
+            self._pending.update(zip(ids, items, strict=True))
+        self.matched += len(out)
+        self.late_labels += len(out)
+        if ts_list:
+            self.watermark = max(self.watermark, max(ts_list))
         self.predictions += len(ids)
         self._expire()
         return out

@@ -168,6 +168,7 @@ class MonitoringRun:
         self.alerts: list[dict[str, Any]] = []
         self.windows_logged = 0
         self.run_id: str | None = None
+        self.git_commit: str | None = None
         self.experiment_id: str | None = None
         self.artifact_uri: str | None = None
         self._lock = threading.RLock()
@@ -181,6 +182,7 @@ class MonitoringRun:
         with self._lock:
             self.experiment_id = ensure_experiment(self.client, self.experiment, self.artifact_root)
             tags = lineage.lineage_tags(project=self.project, env=self.env, repo=self.repo)
+            self.git_commit = tags.get("git_commit")
             tags.update({"glassbox.kind": self.kind, "mlflow.source.type": "JOB"})
             tags.update({f"source.{k}": _tag_value(v) for k, v in self.source.items()})
             tags.update(self.extra_tags)
@@ -253,11 +255,13 @@ class MonitoringRun:
 
     # -- data ---------------------------------------------------------------------------------------
     def log_window_metrics(self, model: str, index: int, metrics: Mapping[str, float],
-                           timestamp_ms: int | None = None) -> None:
-        """Metrics of one window, as ``<model>/<name>`` at step ``index``."""
+                           timestamp_ms: int | None = None, *, count: bool = True) -> None:
+        """Metrics of one window, as ``<model>/<name>`` at step ``index`` (``count=False`` for extra metrics
+        of a window already counted, such as its snapshot's)."""
         ts = int(timestamp_ms) if timestamp_ms is not None else 0
         self._log_metrics([(metric_key(model, k), float(v), ts, int(index)) for k, v in metrics.items()])
-        self.windows_logged += 1
+        if count:
+            self.windows_logged += 1
 
     def log_windows(self, model: str, records: Iterable[Any]) -> int:
         """Log closed-window records (see :func:`window_fields`) in batches; returns the metrics logged."""

@@ -129,7 +129,7 @@ class Pipeline:
                 out.alerts.extend(monitor.observe(batch))
                 out.windows.extend(monitor.drain_windows())
             for o in self._join(model).add_predictions(
-                batch.ids, batch.timestamps, [c for _, ch in good for c in ch.prediction],
+                batch.ids, batch.timestamps, batch.prediction.tolist(),
                 batch.scores, batch.partitions, batch.offsets,
             ):
                 self._outcomes(model, [o], out)
@@ -180,34 +180,41 @@ class Pipeline:
 
 def _event_batch(items: list[tuple[RawMessage, PredictionChunk]], known: set[str] | None) -> EventBatch:
     """Concatenate chunks into one columnar batch; features missing from an event are missing values."""
-    names = set(known) if known is not None else {k for _, c in items for k in c.features}
+    names = sorted(known) if known is not None else sorted({k for _, c in items for k in c.features})
     ids: list[str] = []
     ts: list[int] = []
     parts: list[int] = []
     offs: list[int] = []
-    pred: list[Any] = []
-    cols: dict[str, list[Any]] = {k: [] for k in names}
-    classes = items[0][1].scores.keys() if items[0][1].scores else ()
-    scores: dict[str, list[float]] = {c: [] for c in classes}
     for msg, ch in items:
         n = len(ch.ids)
         ids.extend(ch.ids)
         ts.extend(ch.timestamps)
-        pred.extend(ch.prediction)
         parts.extend([msg.partition] * n)
         offs.extend([msg.offset] * n)
-        for k, col in cols.items():
-            v = ch.features.get(k)
-            col.extend(v if v is not None else [None] * n)
-        for c, col in scores.items():
-            v = (ch.scores or {}).get(c)
-            col.extend(v if v is not None else [float("nan")] * n)
+    chunks = [ch for _, ch in items]
+    classes = list(chunks[0].scores) if chunks[0].scores else []
     return EventBatch(
         ids=np.array(ids, dtype=object),
         timestamps=np.array(ts, np.int64),
-        features={k: as_column(v) for k, v in cols.items()},
-        prediction=as_column(pred),
-        scores={c: np.array(v, np.float64) for c, v in scores.items()} if scores else None,
+        features={k: _concat([ch.features.get(k) for ch in chunks], [len(ch) for ch in chunks]) for k in names},
+        prediction=_concat([ch.prediction for ch in chunks], [len(ch) for ch in chunks]),
+        scores={c: np.array([x for ch in chunks for x in ((ch.scores or {}).get(c) or [np.nan] * len(ch))],
+                            np.float64) for c in classes} or None,
         partitions=np.array(parts, np.int64),
         offsets=np.array(offs, np.int64),
     )
+
+
+def _concat(parts: list[Any], sizes: list[int]) -> np.ndarray:
+    """One column from per-message parts (typed arrays from batches, lists from single events, None = absent)."""
+    if all(isinstance(p, np.ndarray) and p.dtype.kind == "f" for p in parts):
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    values: list[Any] = []
+    for p, n in zip(parts, sizes, strict=True):
+        if p is None:
+            values.extend([None] * n)
+        elif isinstance(p, np.ndarray) and p.dtype.kind == "f":
+            values.extend(None if v != v else v for v in p.tolist())
+        else:
+            values.extend(p.tolist() if isinstance(p, np.ndarray) else p)
+    return as_column(values)

@@ -24,6 +24,7 @@ import re
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,8 +33,10 @@ from typing import Any
 import pandas as pd
 
 from stream import lineage
+from stream.errors import UserError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 REFERENCE_DIR = "reference"
 DATA_FILE = "data.parquet"
@@ -45,7 +48,7 @@ FIX_HINT = "attach one with: glassbox reference log --model-uri models:/{name}/{
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))$")
 
 
-class ReferenceNotFound(LookupError):
+class ReferenceNotFound(UserError, LookupError):
     """The reference cannot be loaded; the message names the model version and every missing part."""
 
 
@@ -142,10 +145,10 @@ def _read_data(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def _build_profile(df: pd.DataFrame, *, prediction: str | None, label: str | None,
                    categorical: Sequence[str] | None = None, features: Sequence[str] | None = None,
-                   task: str | None = None) -> Any:
+                   task: str | None = None, scores: Sequence[str] | None = None, name: str | None = None) -> Any:
     from detectors.profile import build_profile
 
-    kwargs: dict[str, Any] = {"label": label, "task": task}
+    kwargs: dict[str, Any] = {"label": label, "task": task, "name": name, "scores": list(scores or [])}
     if prediction is not None:
         kwargs["prediction"] = prediction
     if categorical is not None:
@@ -172,12 +175,14 @@ def log_reference(
     name: str | None = None,
     categorical: Sequence[str] | None = None,
     features: Sequence[str] | None = None,
+    scores: Sequence[str] | None = None,
     task: str | None = None,
 ) -> ReferenceInfo:
     """Attach reference data (a DataFrame or a parquet/CSV file) to the model version ``model_uri`` names.
 
     The data must hold the model's predictions in ``prediction_col`` and, when ``targets`` is given, the
-    labels. Returns the lineage facts; raises ``ValueError`` for missing columns.
+    labels; ``scores`` names class-probability columns. Every other column is a feature unless ``features``
+    says otherwise. Returns the lineage facts; raises ``ValueError`` for missing columns.
     """
     import mlflow.data
     from mlflow.entities import DatasetInput, InputTag, RunTag
@@ -186,7 +191,7 @@ def log_reference(
     client = _client(tracking_uri)
     mv = resolve_model_version(client, model_uri)
     df = data.copy() if isinstance(data, pd.DataFrame) else _read_data(data)
-    missing = [c for c in (prediction_col, targets) if c is not None and c not in df.columns]
+    missing = [c for c in (prediction_col, targets, *(scores or ())) if c is not None and c not in df.columns]
     if missing:
         raise ValueError(f"reference data lacks column(s) {missing}; it has {list(df.columns)}")
     run_id = mv.run_id or _reference_run(client, mv)
@@ -199,7 +204,7 @@ def log_reference(
         sha = lineage.file_digest(data_path)
         digest = sha[:16]
         profile = _build_profile(df, prediction=prediction_col, label=targets, categorical=categorical,
-                                 features=features, task=task)
+                                 features=features, task=task, scores=scores, name=ref_name)
         (tmp / PROFILE_FILE).write_text(profile.to_json())
         info = ReferenceInfo(
             name=ref_name, digest=digest, file_sha256=sha, rows=len(df), columns=[str(c) for c in df.columns],
@@ -211,8 +216,10 @@ def log_reference(
             client.log_artifact(run_id, str(tmp / f), REFERENCE_DIR)
         run = client.get_run(run_id)
         source = f"{run.info.artifact_uri}/{REFERENCE_DIR}/{DATA_FILE}"
-        ds = mlflow.data.from_pandas(df, source=source, targets=targets, name=ref_name, digest=digest,
-                                     predictions=prediction_col)
+        with warnings.catch_warnings():  # "source can be interpreted in multiple ways": both are artifacts
+            warnings.simplefilter("ignore", UserWarning)
+            ds = mlflow.data.from_pandas(df, source=source, targets=targets, name=ref_name, digest=digest,
+                                         predictions=prediction_col)
         client.log_inputs(run_id, datasets=[DatasetInput(
             dataset=ds._to_mlflow_entity(), tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value="reference")])])
         client.log_batch(run_id, tags=[RunTag(f"{TAG_PREFIX}dataset", ref_name),

@@ -159,6 +159,10 @@ class Sink:
         with self._lock:
             self._scripts.setdefault(path, []).extend(r if isinstance(r, Reply) else Reply(r) for r in replies)
 
+    def clear_scripts(self) -> None:
+        with self._lock:
+            self._scripts.clear()
+
     def down_for(self, seconds: float) -> None:
         """Refuse connections now, listen again after ``seconds``."""
         self.stop()

@@ -1,0 +1,127 @@
+"""The event contract: strict parsing, one clear reason per violation, columnar batches."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import orjson
+import pytest
+
+from stream.events import (
+    InvalidEvent,
+    deadletter_record,
+    parse_label,
+    parse_prediction,
+    parse_timestamp,
+    prediction_event,
+)
+
+T0 = 1_700_000_000_000
+
+
+def ev(**kw) -> dict:
+    base = prediction_event(prediction_id="p1", model="m", timestamp=T0, features={"x": 1.0, "c": "a"},
+                            prediction=1, scores={"0": 0.2, "1": 0.8})
+    base.update(kw)
+    return base
+
+
+def reason(raw: bytes) -> tuple[str, str | None]:
+    with pytest.raises(InvalidEvent) as info:
+        parse_prediction(raw)
+    return info.value.reason, info.value.field
+
+
+def test_single_event_parses() -> None:
+    c = parse_prediction(orjson.dumps(ev(model_version="3", tags={"region": "eu"})))
+    assert (c.model, c.model_version, c.ids, c.timestamps) == ("m", "3", ["p1"], [T0])
+    assert c.features == {"x": [1.0], "c": ["a"]} and c.prediction == [1] and c.scores == {"0": [0.2], "1": [0.8]}
+
+
+def test_rfc3339_and_epoch_timestamps_agree() -> None:
+    assert parse_timestamp("2023-11-14T22:13:20Z") == parse_timestamp(T0) == T0
+    assert parse_timestamp("2023-11-14T23:13:20+01:00") == T0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"{not json", ("bad_json", None)),
+        (b"[1, 2]", ("bad_json", None)),
+        (b'{"x": NaN}', ("bad_json", None)),
+        (b'{"x": 1e999}', ("bad_json", None)),
+        (orjson.dumps(ev(schema="glassbox.prediction/v2")), ("unknown_schema", "schema")),
+        (orjson.dumps({k: v for k, v in ev().items() if k != "model"}), ("missing_field", "model")),
+        (orjson.dumps(ev(timestamp=1_700_000_000)), ("bad_timestamp", "timestamp")),  # seconds, not ms
+        (orjson.dumps(ev(timestamp="2023-11-14 22:13")), ("bad_timestamp", "timestamp")),  # no offset
+        (orjson.dumps(ev(features={"x": [1]})), ("bad_type", "features.x")),
+        (orjson.dumps(ev(features={"x": "y" * 5000})), ("bad_value", "features.x")),
+        (orjson.dumps(ev(prediction=None)), ("bad_value", "prediction")),
+        (orjson.dumps(ev(scores={"1": -0.1})), ("bad_value", "scores.1")),
+        (orjson.dumps(ev(extra=1)), ("unknown_field", "extra")),
+        (orjson.dumps(ev(prediction_id="")), ("bad_type", "prediction_id")),
+        (orjson.dumps(ev(tags={"a": 1})), ("bad_type", "tags")),
+    ],
+)
+def test_violations_name_reason_and_field(raw: bytes, expected: tuple[str, str | None]) -> None:
+    assert reason(raw) == expected
+
+
+def test_oversize_is_rejected_before_parsing() -> None:
+    with pytest.raises(InvalidEvent) as info:
+        parse_prediction(b" " * 2000, max_bytes=1000)
+    assert info.value.reason == "oversize"
+
+
+def batch(n: int = 3, **kw) -> dict:
+    doc = {
+        "schema": "glassbox.prediction-batch/v1", "model": "m", "prediction_id": [f"p{i}" for i in range(n)],
+        "timestamp": [T0 + i for i in range(n)], "features": {"x": [0.5, None, 2], "c": ["a", "b", None]},
+        "prediction": [0, 1, 1], "scores": {"1": [0.1, 0.9, 0.8]},
+    }
+    doc.update(kw)
+    return doc
+
+
+def test_batch_is_columnar() -> None:
+    c = parse_prediction(orjson.dumps(batch()))
+    assert len(c) == 3 and c.scores == {"1": [0.1, 0.9, 0.8]}
+    np.testing.assert_array_equal(c.features["x"], [0.5, np.nan, 2.0])
+    assert c.features["c"].tolist() == ["a", "b", None] and c.prediction.tolist() == [0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (batch(timestamp=[T0, T0]), ("bad_length", "timestamp")),
+        (batch(features={"x": [1, 2]}), ("bad_length", "features.x")),
+        (batch(features={"x": [1, {}, 2]}), ("bad_type", "features.x")),
+        (batch(prediction_id=["a", "a", "b"]), ("duplicate_id", "prediction_id")),
+        (batch(prediction_id=["a", 2, "b"]), ("bad_type", "prediction_id")),
+        (batch(timestamp=[T0, 5, T0]), ("bad_timestamp", "timestamp")),
+        (batch(scores={"1": [0.1, 2.0, 0.3]}), ("bad_value", "scores.1")),
+        (batch(prediction=[1, None, 0]), ("bad_value", "prediction")),
+    ],
+)
+def test_batch_violations(doc: dict, expected: tuple[str, str | None]) -> None:
+    assert reason(orjson.dumps(doc)) == expected
+
+
+def test_label_parses_and_rejects() -> None:
+    lab = parse_label(b'{"schema": "glassbox.label/v1", "prediction_id": "p", "model": "m", '
+                      b'"timestamp": 1700000000000, "label": 1}')
+    assert (lab.prediction_id, lab.label, lab.timestamp) == ("p", 1, T0)
+    with pytest.raises(InvalidEvent) as info:
+        parse_label(b'{"schema": "glassbox.label/v1", "prediction_id": "p", "model": "m", "timestamp": 1700000000000}')
+    assert (info.value.reason, info.value.field) == ("missing_field", "label")
+
+
+def test_deadletter_keeps_the_raw_bytes() -> None:
+    raw = b"\xff\xfe not utf8"
+    with pytest.raises(InvalidEvent) as info:
+        parse_prediction(raw)
+    rec = deadletter_record(raw, topic="t", partition=2, offset=9, error=info.value)
+    assert base64.b64decode(rec["raw"]) == raw
+    assert (rec["reason"], rec["partition"], rec["offset"]) == ("bad_json", 2, 9)
+    assert orjson.loads(orjson.dumps(rec)) == rec

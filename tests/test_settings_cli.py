@@ -1,0 +1,87 @@
+"""Configuration and the command line: defaults that need nothing, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stream.settings import ConfigError, Settings, load_settings
+
+
+def test_defaults_need_nothing_installed(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.kafka.embedded and s.mlflow.tracking_uri == "sqlite:///.glassbox/mlflow.db"
+    assert s.topic("predictions") == "glassbox.predictions"
+
+
+def test_env_overrides_toml(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    cfg = tmp_path / "glassbox.toml"
+    cfg.write_text('[kafka]\nbootstrap = "a:1"\ntopic_prefix = "x."\n[detection]\nwindow = 500\n')
+    monkeypatch.setenv("GLASSBOX_KAFKA__BOOTSTRAP", "b:2")
+    s = load_settings(cfg)
+    assert (s.kafka.bootstrap, s.kafka.topic_prefix, s.detection.window) == ("b:2", "x.", 500)
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ("[kafka]\npartitions = 0\n", "kafka.partitions"),
+        ("[kafka]\nbootstrp = 'x'\n", "kafka.bootstrp: unknown setting"),
+        ("[kafka]\nsecurity_protocol = 'TLS'\n", "kafka.security_protocol"),
+        ("[kafka\n", "cannot read config"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path, toml: str, needle: str) -> None:
+    cfg = tmp_path / "glassbox.toml"
+    cfg.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    msg = str(info.value)
+    assert needle in msg and "\n" not in msg
+
+
+def test_secrets_are_not_printed() -> None:
+    s = Settings(kafka={"sasl_password": "hunter2"})
+    assert "hunter2" not in repr(s) and "hunter2" not in s.model_dump_json()
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-c", "from stream.cli import main; main()", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_help_lists_commands() -> None:
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for cmd in ("broker", "worker", "produce"):
+        assert cmd in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--bogus",), "No such option: --bogus"),
+        (("produce", "/no/such/file.parquet", "--model", "m"), "/no/such/file.parquet"),
+        (("worker", "--config", "/no/such.toml"), "config file not found"),
+    ],
+)
+def test_cli_errors_are_one_line(args: tuple[str, ...], needle: str, kafka_bootstrap: str) -> None:
+    r = run_cli(*args, env={"GLASSBOX_KAFKA__BOOTSTRAP": kafka_bootstrap})
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "Warning" not in ln]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unreachable_broker_fails_fast() -> None:
+    t = time.monotonic()
+    r = run_cli("worker", env={"GLASSBOX_KAFKA__BOOTSTRAP": "127.0.0.1:1"})
+    assert time.monotonic() - t < 20
+    assert r.returncode == 1 and "not reachable at 127.0.0.1:1" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
