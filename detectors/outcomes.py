@@ -1,0 +1,348 @@
+"""Labelled outcomes: concept drift on the per-event error stream and performance per window.
+
+Each joined outcome becomes an error value: 0/1 for classification, the absolute error scaled by the
+reference's 99th percentile (clipped to 1) for regression. A River detector (ADWIN by default) watches
+that stream event by event; a detected change fires ``concept_drift`` at once, with its direction
+(degradation when the error rose, improvement when it fell). Every ``outcome_window`` outcomes, the
+window's accuracy / F1 / AUC (or MAE / RMSE) is compared with the reference performance: a significant
+change beyond a minimum effect fires ``performance``, again with its direction.
+
+Per-window buffers hold at most one window of outcomes, and metrics are computed once per closed window
+from them, so results do not depend on how outcomes were chunked.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from river import drift
+from river.drift import binary
+from scipy import stats as sps
+
+from detectors import river_state
+from detectors.batch import OutcomeBatch
+from detectors.calibration import binomial_limit, normal_quantile
+from detectors.config import DetectionConfig
+from detectors.encoding import CategoryIndex
+from detectors.hysteresis import Hysteresis
+from detectors.metrics import classification_metrics, regression_metrics
+from detectors.profile import ReferenceProfile
+from detectors.values import canon
+
+
+def make_detector(config: DetectionConfig) -> Any:
+    """The River detector for the error stream, as configured."""
+    name = config.concept_detector
+    if name == "adwin":
+        return drift.ADWIN(delta=config.concept_delta)
+    if name == "ddm":
+        return binary.DDM()
+    if name == "hddm_w":
+        return binary.HDDMW()
+    if name == "hddm_a":
+        return binary.HDDMA()
+    raise ValueError(f"unknown concept detector {name!r}")
+
+
+class OutcomeMonitor:
+    """Concept drift and performance of one model, fed with joined outcomes in arrival order."""
+
+    def __init__(self, profile: ReferenceProfile, config: DetectionConfig, alpha: float):
+        self.profile = profile
+        self.config = config
+        self.alpha = alpha
+        self.window = config.outcome_window or config.window
+        self.regression = profile.task == "regression"
+        self.classes = CategoryIndex(profile.classes)
+        self.positive = profile.classes.index(profile.positive_class) if profile.positive_class else None
+        perf = profile.performance or {}
+        self.reference = {k: v for k, v in perf.items() if v is not None}
+        scale = perf.get("abs_error_q99") if self.regression else 1.0
+        if not scale or not math.isfinite(scale) or scale <= 0:
+            lab = profile.columns.get(profile.label or "") if profile.label else None
+            scale = max(getattr(lab, "std", 1.0) or 1.0, 1e-12)
+        self.scale = float(scale)
+        score_col = None
+        if profile.scores and profile.positive_class is not None:
+            score_col = profile.positive_class if profile.positive_class in profile.scores else profile.scores[-1]
+        self.score_col = score_col
+        self.detector = make_detector(config)
+        self.concept = Hysteresis(1, config.resolve_after)
+        self.perf = Hysteresis(config.fire_after, config.resolve_after)
+        self.index = 0
+        self.outcomes = 0
+        self.dropped = 0  # outcomes without a usable label or prediction
+        self.detections = 0
+        self.records: list[dict[str, Any]] = []  # closed outcome windows, drained by the model monitor
+        self._sum = 0.0  # error sum and count since the detector last restarted (for the level before)
+        self._k = 0
+        self._reset_window()
+        self._limits = self._performance_limits(self.window)
+
+    # window -----------------------------------------------------------------------------------------------
+    def _reset_window(self) -> None:
+        self.win: dict[str, Any] = {"n": 0, "start": None, "end": None, "first": None, "last": None,
+                                    "detections": 0}
+        self.buf: dict[str, list[np.ndarray]] = {"err": [], "pred": [], "label": [], "score": [], "e": []}
+
+    def _performance_limits(self, n: int) -> dict[str, float] | None:
+        ref = self.reference
+        a = self.alpha / 2
+        if self.regression:
+            if "mae" not in ref or "abs_error_std" not in ref:
+                return None
+            se = ref["abs_error_std"] * math.sqrt(1.0 / n + 1.0 / max(ref.get("n", n), 1.0))
+            z = normal_quantile(a)
+            mae = ref["mae"]
+            rel = self.config.performance_min_relative
+            return {"hi": max(mae + z * se, mae * (1 + rel)), "lo": min(mae - z * se, mae * (1 - rel)),
+                    "reference": mae}
+        if "error_rate" not in ref:
+            return None
+        n_ref = max(ref.get("n", 1.0), 1.0)
+        p0 = (ref["error_rate"] * n_ref + 1) / (n_ref + 2)
+        d = self.config.performance_min_delta
+        hi = max(float(binomial_limit(n, p0, a)) / n, p0 + d)
+        lo_k = float(sps.binom.ppf(a, n, p0))
+        lo = min(lo_k / n, p0 - d)
+        # in accuracy terms: below acc_lo is a degradation, above acc_hi an improvement
+        return {"acc_lo": 1.0 - hi, "acc_hi": 1.0 - lo, "reference": 1.0 - ref["error_rate"]}
+
+    # errors -----------------------------------------------------------------------------------------------
+    def _errors(self, batch: OutcomeBatch, sl: slice) -> dict[str, np.ndarray]:
+        pred, label = batch.prediction[sl], batch.label[sl]
+        if self.regression:
+            p = _floats(pred)
+            y = _floats(label)
+            e = p - y
+            ok = ~np.isnan(e)
+            err = np.minimum(np.abs(e) / self.scale, 1.0)
+            return {"ok": ok, "err": err, "e": e}
+        pc, pmiss = self.classes.lookup(pred)
+        lc, lmiss = self.classes.lookup(label)
+        ok = ~(pmiss | lmiss)
+        err = (pc != lc).astype(np.float64)
+        unknown = np.flatnonzero(ok & ((pc < 0) | (lc < 0)))
+        for i in unknown:  # classes the reference never saw: compare their canonical names
+            err[i] = float(canon(pred[i]) != canon(label[i]))
+        out = {"ok": ok, "err": err, "pred": pc, "label": lc}
+        if self.score_col is not None and batch.scores and self.score_col in batch.scores:
+            out["score"] = np.asarray(batch.scores[self.score_col][sl], np.float64)
+        return out
+
+    # feeding ----------------------------------------------------------------------------------------------
+    def observe(self, batch: OutcomeBatch) -> list[dict[str, Any]]:
+        """Feed joined outcomes; returns transition records (turned into alerts by the caller)."""
+        out: list[dict[str, Any]] = []
+        n = len(batch)
+        pos = 0
+        while pos < n:
+            take = min(n - pos, self.window - self.win["n"])
+            sl = slice(pos, pos + take)
+            pos += take
+            self._segment(batch, sl, out)
+        return out
+
+    def _segment(self, batch: OutcomeBatch, sl: slice, out: list[dict[str, Any]]) -> None:
+        ev = self._errors(batch, sl)
+        ok = ev["ok"]
+        idx = np.flatnonzero(ok) + sl.start
+        self.dropped += int(len(ok) - len(idx))
+        if len(idx) == 0:
+            return
+        ts = batch.label_timestamps
+        parts = batch.partitions if len(batch.partitions) else np.full(len(batch), -1, np.int64)
+        offs = batch.offsets if len(batch.offsets) else np.arange(len(batch), dtype=np.int64)
+        if self.win["n"] == 0:
+            self.win["start"] = int(ts[idx[0]])
+            self.win["first"] = (int(parts[idx[0]]), int(offs[idx[0]]))
+        errs = ev["err"][ok]
+        # per-event River detector: the only per-event Python of the core
+        det = self.detector
+        upd = det.update
+        s, k = self._sum, self._k
+        base_n = self.win["n"]
+        for i, x in enumerate(errs.tolist()):
+            upd(x)
+            s += x
+            k += 1
+            if det.drift_detected:
+                j = int(idx[i])
+                before, after = _levels(det, s, k, x)
+                s, k = 0.0, 0
+                self.detections += 1
+                self.win["detections"] += 1
+                direction = "degradation" if after >= before else "improvement"
+                status = self.concept.update(True, direction)
+                if status is not None:
+                    out.append(self._concept_record(status, direction, before, after, j, ts, parts, offs,
+                                                    base_n + i + 1))
+        self._sum, self._k = s, k
+        m = len(idx)
+        self.win["n"] += m
+        self.outcomes += m
+        self.win["end"] = int(ts[idx[-1]])
+        self.win["last"] = (int(parts[idx[-1]]), int(offs[idx[-1]]))
+        self.buf["err"].append(errs)
+        if self.regression:
+            self.buf["e"].append(ev["e"][ok])
+        else:
+            self.buf["pred"].append(ev["pred"][ok])
+            self.buf["label"].append(ev["label"][ok])
+            if "score" in ev:
+                self.buf["score"].append(ev["score"][ok])
+        if self.win["n"] >= self.window:
+            out.extend(self._close())
+
+    def _window_ref(self, events: int | None = None, end: int | None = None) -> dict[str, Any]:
+        return {"index": self.index, "start": self.win["start"], "end": self.win["end"] if end is None else end,
+                "events": self.win["n"] if events is None else events}
+
+    def _concept_record(self, status: str, direction: str, before: float, after: float, j: int,
+                        ts: np.ndarray, parts: np.ndarray, offs: np.ndarray, events: int) -> dict[str, Any]:
+        stat = "scaled_abs_error" if self.regression else "error_rate"
+        name = self.config.concept_detector.upper()
+        if status == "firing":
+            verb = "rose" if direction == "degradation" else "fell"
+            summary = f"concept drift: {stat.replace('_', ' ')} {verb} from {before:.3g} to {after:.3g} ({name})"
+        else:
+            summary = f"concept drift resolved: no change in {self.config.resolve_after} outcome windows"
+        first = self.win["first"] or (int(parts[j]), int(offs[j]))
+        return {
+            "monitor": "concept_drift", "feature": None, "status": status, "direction": direction,
+            "detector": self.config.concept_detector, "statistic": stat, "value": after, "threshold": before,
+            "threshold_kind": "dynamic", "window": self._window_ref(events=events, end=int(ts[j])),
+            "event_time": int(ts[j]), "src": (int(parts[j]), first[1], int(offs[j])),
+            "summary": summary,
+            "evidence": {"level_before": before, "level_after": after, "outcomes": self.outcomes + events - self.win["n"],
+                         "detector": self.config.concept_detector},
+        }
+
+    def _close(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        err = np.concatenate(self.buf["err"])
+        n = len(err)
+        if self.regression:
+            metrics = regression_metrics(np.concatenate(self.buf["e"]))
+        else:
+            pred = np.concatenate(self.buf["pred"])
+            label = np.concatenate(self.buf["label"])
+            score = np.concatenate(self.buf["score"]) if self.buf["score"] else None
+            if score is not None and len(score) != n:
+                score = None
+            metrics = classification_metrics(pred, label, n_classes=len(self.profile.classes),
+                                              positive=self.positive, scores=score)
+            metrics["accuracy"] = float(1.0 - err.mean())
+            metrics["error_rate"] = float(err.mean())
+        lim = self._limits if n == self.window else self._performance_limits(n)
+        cond, direction, stat, value, thr = False, None, None, None, None
+        if lim is not None:
+            if self.regression:
+                stat, value = "mae", metrics["mae"]
+                if value > lim["hi"]:
+                    cond, direction, thr = True, "degradation", lim["hi"]
+                elif value < lim["lo"]:
+                    cond, direction, thr = True, "improvement", lim["lo"]
+                else:
+                    thr = lim["hi"]
+            else:
+                stat, value = "accuracy", metrics["accuracy"]
+                if value < lim["acc_lo"]:
+                    cond, direction, thr = True, "degradation", lim["acc_lo"]
+                elif value > lim["acc_hi"]:
+                    cond, direction, thr = True, "improvement", lim["acc_hi"]
+                else:
+                    thr = lim["acc_lo"]
+        win = self._window_ref()
+        last = self.win["last"]
+        src = (last[0], self.win["first"][1], last[1])
+        status = self.perf.update(cond, direction) if lim is not None else None
+        if status is not None:
+            ref = lim["reference"] if lim else None
+            if status == "firing":
+                summary = (f"performance {direction}: {stat} {value:.4g} vs reference {ref:.4g} "
+                           f"(bound {thr:.4g}) over {n} labelled outcomes")
+            else:
+                summary = f"performance back within bounds: {stat} {value:.4g} vs reference {ref:.4g}"
+            out.append({
+                "monitor": "performance", "feature": None, "status": status,
+                "direction": direction if status == "firing" else self.perf.direction,
+                "detector": "binomial" if not self.regression else "z_test", "statistic": stat, "value": value,
+                "threshold": thr, "threshold_kind": "calibrated", "window": win, "event_time": self.win["end"],
+                "src": src, "summary": summary,
+                "evidence": {"metrics": metrics, "reference": {k: self.reference.get(k) for k in
+                                                               ("accuracy", "f1", "auc", "mae", "rmse")}},
+            })
+        # concept drift clears per outcome window without a detection
+        cstatus = self.concept.update(self.win["detections"] > 0, self.concept.direction)
+        if cstatus == "resolved":
+            rec = {
+                "monitor": "concept_drift", "feature": None, "status": "resolved",
+                "direction": self.concept.direction, "detector": self.config.concept_detector,
+                "statistic": "scaled_abs_error" if self.regression else "error_rate",
+                "value": float(err.mean()), "threshold": None, "threshold_kind": "dynamic", "window": win,
+                "event_time": self.win["end"], "src": src,
+                "summary": f"concept drift resolved: no change detected in {self.config.resolve_after} outcome windows",
+                "evidence": {"level": float(err.mean())},
+            }
+            out.append(rec)
+        self.records.append({
+            "kind": "outcomes", "index": self.index, "start": self.win["start"], "end": self.win["end"],
+            "events": n, "metrics": metrics, "reference": dict(self.reference),
+            "decision": {"statistic": stat, "value": value, "threshold": thr, "condition": cond,
+                         "direction": direction},
+            "concept_detections": self.win["detections"],
+        })
+        self.index += 1
+        self._reset_window()
+        return out
+
+    # state ------------------------------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        buf = {k: np.concatenate(v).tolist() if v else [] for k, v in self.buf.items()}
+        return {
+            "index": self.index, "outcomes": self.outcomes, "dropped": self.dropped, "detections": self.detections,
+            "sum": self._sum, "k": self._k, "win": {**self.win, "first": self.win["first"], "last": self.win["last"]},
+            "buf": buf, "detector": river_state.dumps(self.detector), "concept": self.concept.to_state(),
+            "perf": self.perf.to_state(),
+        }
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        self.index, self.outcomes = int(st["index"]), int(st["outcomes"])
+        self.dropped, self.detections = int(st["dropped"]), int(st["detections"])
+        self._sum, self._k = float(st["sum"]), int(st["k"])
+        w = dict(st["win"])
+        w["first"] = tuple(w["first"]) if w["first"] is not None else None
+        w["last"] = tuple(w["last"]) if w["last"] is not None else None
+        self.win = w
+        dtypes = {"err": np.float64, "e": np.float64, "score": np.float64, "pred": np.int64, "label": np.int64}
+        self.buf = {k: ([np.asarray(v, dtypes[k])] if v else []) for k, v in st["buf"].items()}
+        self.detector = river_state.loads(st["detector"])
+        self.concept.load_state(st["concept"])
+        self.perf.load_state(st["perf"])
+
+
+def _floats(x: np.ndarray) -> np.ndarray:
+    if x.dtype.kind == "f":
+        return x
+    try:
+        return x.astype(np.float64)
+    except (TypeError, ValueError):
+        out = np.full(len(x), np.nan)
+        for i, v in enumerate(x):
+            if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+                out[i] = float(v)
+        return out
+
+
+def _levels(det: Any, s: float, k: int, x: float) -> tuple[float, float]:
+    """Error level before and after a detected change."""
+    if isinstance(det, drift.ADWIN) and det.width > 0:
+        after = det.total / det.width
+        rest = k - det.width
+        before = (s - det.total) / rest if rest > 0 else after
+        return float(before), float(after)
+    # one-sided detectors (DDM, HDDM with the default one-sided test) only detect increases
+    return float((s - x) / max(k - 1, 1)), float(x if k <= 1 else max(x, s / k))
