@@ -68,7 +68,12 @@ class DetectionConfig(BaseModel):
     horizon_windows: int = Field(1000, ge=1, description="windows over which false_alarm_rate holds")
     calibration_resamples: int = Field(1000, ge=200, description="null windows resampled per column")
     static_thresholds: dict[str, float] = Field(default_factory=_default_static)
-    dynamic_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN delta for dynamic thresholds")
+    dynamic_detector: Literal["page_hinkley", "adwin"] = Field(
+        "page_hinkley", description="River detector over each column's standardised window statistics"
+    )
+    dynamic_ph_delta: float = Field(0.5, ge=0, description="PageHinkley slack, in null standard deviations")
+    dynamic_ph_threshold: float = Field(25.0, gt=0, description="PageHinkley alarm level (null sd x windows)")
+    dynamic_adwin_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN delta (needs ~20 windows)")
 
     # hysteresis
     fire_after: int = Field(1, ge=1, description="consecutive windows the condition must hold to fire")
@@ -81,7 +86,10 @@ class DetectionConfig(BaseModel):
     concept_detector: Literal["adwin", "ddm", "hddm_w", "hddm_a"] = Field(
         "adwin", description="River detector on the per-event error stream"
     )
-    concept_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN delta on the error stream")
+    concept_delta: float = Field(
+        2e-4, gt=0, lt=1,
+        description="ADWIN delta on the error stream (River's 0.002 false-alarmed on long stable streams)",
+    )
     performance_min_delta: float = Field(
         0.02, ge=0, le=1, description="minimum change of accuracy (absolute) before a performance alert"
     )

@@ -23,6 +23,7 @@ however the events were chunked.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -131,10 +132,8 @@ class CategoryIndex:
             self._table.map_locations(np.asarray(self.categories, dtype=object))
         fl: list[tuple[float, int]] = []
         for i, c in enumerate(self.categories):
-            try:
+            with contextlib.suppress(ValueError):
                 fl.append((float(c), i))
-            except ValueError:
-                pass
         fl.sort()
         self._fvals = np.array([f for f, _ in fl], np.float64)
         self._fcodes = np.array([i for _, i in fl], np.int64)

@@ -31,6 +31,8 @@ from detectors.metrics import classification_metrics, regression_metrics
 from detectors.profile import ReferenceProfile
 from detectors.values import canon
 
+RECENT = 64  # errors averaged for the level after a detected change
+
 
 def make_detector(config: DetectionConfig) -> Any:
     """The River detector for the error stream, as configured."""
@@ -78,6 +80,7 @@ class OutcomeMonitor:
         self.records: list[dict[str, Any]] = []  # closed outcome windows, drained by the model monitor
         self._sum = 0.0  # error sum and count since the detector last restarted (for the level before)
         self._k = 0
+        self._ring = np.zeros(0)  # the last RECENT errors (for the level after a change)
         self._reset_window()
         self._limits = self._performance_limits(self.window)
 
@@ -159,27 +162,21 @@ class OutcomeMonitor:
             self.win["start"] = int(ts[idx[0]])
             self.win["first"] = (int(parts[idx[0]]), int(offs[idx[0]]))
         errs = ev["err"][ok]
-        # per-event River detector: the only per-event Python of the core
-        det = self.detector
-        upd = det.update
-        s, k = self._sum, self._k
         base_n = self.win["n"]
-        for i, x in enumerate(errs.tolist()):
-            upd(x)
-            s += x
-            k += 1
-            if det.drift_detected:
-                j = int(idx[i])
-                before, after = _levels(det, s, k, x)
-                s, k = 0.0, 0
-                self.detections += 1
-                self.win["detections"] += 1
-                direction = "degradation" if after >= before else "improvement"
-                status = self.concept.update(True, direction)
-                if status is not None:
-                    out.append(self._concept_record(status, direction, before, after, j, ts, parts, offs,
-                                                    base_n + i + 1))
-        self._sum, self._k = s, k
+        for i, s_i, k_i in self._scan(errs.tolist()):
+            j = int(idx[i])
+            recent = np.concatenate([self._ring, errs[: i + 1]])[-RECENT:]
+            after = float(recent.mean())
+            rest = k_i - len(recent)
+            before = float((s_i - recent.sum()) / rest) if rest > 0 else float(s_i / k_i)
+            self.detections += 1
+            self.win["detections"] += 1
+            direction = "degradation" if after >= before else "improvement"
+            status = self.concept.update(True, direction)
+            if status is not None:
+                out.append(self._concept_record(status, direction, before, after, j, ts, parts, offs,
+                                                base_n + i + 1))
+        self._ring = np.concatenate([self._ring, errs])[-RECENT:]
         m = len(idx)
         self.win["n"] += m
         self.outcomes += m
@@ -195,6 +192,39 @@ class OutcomeMonitor:
                 self.buf["score"].append(ev["score"][ok])
         if self.win["n"] >= self.window:
             out.extend(self._close())
+
+    def _scan(self, xs: list[float]) -> list[tuple[int, float, int]]:
+        """Run the River detector over the errors: ``(position, error sum, count)`` since the detector's
+        last restart at each detection. This loop is the only per-event Python of the core."""
+        det = self.detector
+        s, k = self._sum, self._k
+        hits: list[tuple[int, float, int]] = []
+        if isinstance(det, drift.ADWIN) and hasattr(det, "_helper") and hasattr(det, "_reset"):
+            # ADWIN's Rust core directly (River's wrapper adds ~0.3 us per event); River restarts ADWIN
+            # after a detection, which is done here at once instead of on the next update
+            if det.drift_detected:
+                det._reset()
+            hu = det._helper.update
+            for i, x in enumerate(xs):
+                s += x
+                k += 1
+                if hu(x):
+                    hits.append((i, s, k))
+                    s, k = 0.0, 0
+                    det._reset()
+                    hu = det._helper.update
+            det._drift_detected = False
+        else:
+            upd = det.update
+            for i, x in enumerate(xs):
+                upd(x)
+                s += x
+                k += 1
+                if det.drift_detected:
+                    hits.append((i, s, k))
+                    s, k = 0.0, 0
+        self._sum, self._k = s, k
+        return hits
 
     def _window_ref(self, events: int | None = None, end: int | None = None) -> dict[str, Any]:
         return {"index": self.index, "start": self.win["start"], "end": self.win["end"] if end is None else end,
@@ -216,8 +246,8 @@ class OutcomeMonitor:
             "threshold_kind": "dynamic", "window": self._window_ref(events=events, end=int(ts[j])),
             "event_time": int(ts[j]), "src": (int(parts[j]), first[1], int(offs[j])),
             "summary": summary,
-            "evidence": {"level_before": before, "level_after": after, "outcomes": self.outcomes + events - self.win["n"],
-                         "detector": self.config.concept_detector},
+            "evidence": {"level_before": before, "level_after": after, "detector": self.config.concept_detector,
+                         "outcomes": self.outcomes + events - self.win["n"]},
         }
 
     def _close(self) -> list[dict[str, Any]]:
@@ -304,7 +334,7 @@ class OutcomeMonitor:
         buf = {k: np.concatenate(v).tolist() if v else [] for k, v in self.buf.items()}
         return {
             "index": self.index, "outcomes": self.outcomes, "dropped": self.dropped, "detections": self.detections,
-            "sum": self._sum, "k": self._k, "win": {**self.win, "first": self.win["first"], "last": self.win["last"]},
+            "sum": self._sum, "k": self._k, "ring": self._ring.tolist(), "win": dict(self.win),
             "buf": buf, "detector": river_state.dumps(self.detector), "concept": self.concept.to_state(),
             "perf": self.perf.to_state(),
         }
@@ -313,6 +343,7 @@ class OutcomeMonitor:
         self.index, self.outcomes = int(st["index"]), int(st["outcomes"])
         self.dropped, self.detections = int(st["dropped"]), int(st["detections"])
         self._sum, self._k = float(st["sum"]), int(st["k"])
+        self._ring = np.asarray(st["ring"], np.float64)
         w = dict(st["win"])
         w["first"] = tuple(w["first"]) if w["first"] is not None else None
         w["last"] = tuple(w["last"]) if w["last"] is not None else None
@@ -335,14 +366,3 @@ def _floats(x: np.ndarray) -> np.ndarray:
             if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
                 out[i] = float(v)
         return out
-
-
-def _levels(det: Any, s: float, k: int, x: float) -> tuple[float, float]:
-    """Error level before and after a detected change."""
-    if isinstance(det, drift.ADWIN) and det.width > 0:
-        after = det.total / det.width
-        rest = k - det.width
-        before = (s - det.total) / rest if rest > 0 else after
-        return float(before), float(after)
-    # one-sided detectors (DDM, HDDM with the default one-sided test) only detect increases
-    return float((s - x) / max(k - 1, 1)), float(x if k <= 1 else max(x, s / k))

@@ -274,7 +274,8 @@ def build_profile(
     cols = set(df.columns)
     for role, col in (("prediction", prediction), ("label", label), ("id", id_col), ("timestamp", timestamp_col)):
         if col is not None and col not in cols:
-            raise ValueError(f"{role} column {col!r} is not in the reference (columns: {', '.join(map(str, df.columns))})")
+            have = ", ".join(map(str, df.columns))
+            raise ValueError(f"{role} column {col!r} is not in the reference (columns: {have})")
     for col in scores + list(categorical or []) + list(features or []):
         if col not in cols:
             raise ValueError(f"column {col!r} is not in the reference")

@@ -4,8 +4,8 @@ For each closed window, :meth:`WindowTests.evaluate` takes the window's bin coun
 all drift statistics (PSI, normed Wasserstein, Jensen-Shannon, KS and chi-square p-values), the decision
 statistic with its threshold and verdict, and the data-quality checks (missing rate, out-of-range values,
 unseen categories, wrong types). Thresholds are static, calibrated (see :mod:`detectors.calibration`) or
-dynamic (ADWIN over each column's series of window statistics); calibrated limits are computed once per
-window size and cached.
+dynamic (River PageHinkley or ADWIN over each column's series of standardised window statistics);
+calibrated limits are computed once per window size and cached.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ def choose_stattest(kind: str, n_ref: int, requested: str = "auto") -> str:
     """The decision statistic for a column, Evidently's way: distances for large references
     (Wasserstein numeric, Jensen-Shannon categorical), KS / chi-square p-values for small ones.
 
-    >>> choose_stattest("numeric", 20000), choose_stattest("categorical", 500), choose_stattest("categorical", 5000, "ks")
-    ('wasserstein', 'chisquare', 'chisquare')
+    >>> choose_stattest("numeric", 20000), choose_stattest("categorical", 500)
+    ('wasserstein', 'chisquare')
+    >>> choose_stattest("categorical", 5000, "ks")
+    'chisquare'
     """
     big = n_ref > SMALL_REFERENCE
     if requested == "auto":
@@ -45,15 +47,25 @@ def choose_stattest(kind: str, n_ref: int, requested: str = "auto") -> str:
     return requested
 
 
+SQUARED_STATS = {"wasserstein", "jensenshannon"}
+
+
 def _score(stat: str, value: np.ndarray) -> np.ndarray:
-    """Higher = more drift: distances as they are, p-values as ``-ln p``."""
+    """The statistic on a scale where the null tail is about exponential (higher = more drift):
+    squared distances (chi-square-like), PSI as it is, p-values as ``-ln p``."""
     if stat in PVALUE_STATS:
         return -np.log(np.maximum(value, 1e-300))
+    if stat in SQUARED_STATS:
+        return np.square(value)
     return value
 
 
 def _unscore(stat: str, score: float) -> float:
-    return math.exp(-score) if stat in PVALUE_STATS else score
+    if stat in PVALUE_STATS:
+        return math.exp(-score)
+    if stat in SQUARED_STATS:
+        return math.sqrt(max(score, 0.0))
+    return score
 
 
 def numeric_stat(stat: str, bins: NumericBins, counts: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
@@ -79,7 +91,8 @@ def numeric_stat(stat: str, bins: NumericBins, counts: np.ndarray, rows: np.ndar
     raise ValueError(f"unknown statistic {stat!r}")
 
 
-def categorical_stat(stat: str, bins: CategoricalBins, counts: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+def categorical_stat(stat: str, bins: CategoricalBins, counts: np.ndarray,
+                     rows: np.ndarray | None = None) -> np.ndarray:
     sel = slice(None) if rows is None else rows
     extra = counts.ndim - 2
     exp = (slice(None),) + (None,) * extra
@@ -101,6 +114,8 @@ class Limits:
     cat_score: np.ndarray
     num_null_mean: np.ndarray
     cat_null_mean: np.ndarray
+    num_null_sd: np.ndarray
+    cat_null_sd: np.ndarray
     num_missing: np.ndarray
     cat_missing: np.ndarray
     num_oor: np.ndarray
@@ -140,8 +155,13 @@ class WindowTests:
 
     # thresholds -------------------------------------------------------------------------------------------
     def _new_dynamic(self) -> dict[str, Any]:
-        adwin = drift.ADWIN(delta=self.config.dynamic_delta, clock=1, grace_period=5, min_window_length=3)
-        return {"adwin": adwin, "sum": 0.0, "n": 0, "level": None}
+        cfg = self.config
+        if cfg.dynamic_detector == "adwin":
+            det: Any = drift.ADWIN(delta=cfg.dynamic_adwin_delta, clock=1, grace_period=5, min_window_length=3)
+        else:
+            det = drift.PageHinkley(min_instances=5, delta=cfg.dynamic_ph_delta, threshold=cfg.dynamic_ph_threshold,
+                                    mode="up")
+        return {"detector": det, "sum": 0.0, "n": 0, "level": None}
 
     def size_bucket(self, n: int) -> int:
         """Windows are calibrated for sizes on a grid (4 per doubling), rounded down: conservative."""
@@ -167,8 +187,8 @@ class WindowTests:
 
         num_score = np.zeros(len(num))
         cat_score = np.zeros(len(cat))
-        num_mean = np.zeros(len(num))
-        cat_mean = np.zeros(len(cat))
+        num_mean, num_sd = np.zeros(len(num)), np.ones(len(num))
+        cat_mean, cat_sd = np.zeros(len(cat)), np.ones(len(cat))
         if len(num):
             counts = null_counts(num.ref, present_n(num.n_ref, num.missing_ref), num.n_ref,
                                  cfg.calibration_resamples, rng)
@@ -177,7 +197,7 @@ class WindowTests:
                 scores = _score(stat, numeric_stat(stat, num, counts[rows], rows))
                 for r, sc in zip(rows, scores, strict=True):
                     num_score[r] = tail_quantile(sc, a)
-                    num_mean[r] = float(np.mean(sc))
+                    num_mean[r], num_sd[r] = float(np.mean(sc)), max(float(np.std(sc)), 1e-12)
         if len(cat):
             counts = null_counts(cat.ref, present_n(cat.n_ref, cat.missing_ref), cat.n_ref,
                                  cfg.calibration_resamples, rng)
@@ -186,7 +206,7 @@ class WindowTests:
                 scores = _score(stat, categorical_stat(stat, cat, counts[rows], rows))
                 for r, sc in zip(rows, scores, strict=True):
                     cat_score[r] = tail_quantile(sc, a)
-                    cat_mean[r] = float(np.mean(sc))
+                    cat_mean[r], cat_sd[r] = float(np.mean(sc)), max(float(np.std(sc)), 1e-12)
         if cfg.threshold == "static":
             st = cfg.static_thresholds
             num_score = np.array([_score(s, np.array(st[s]))[()] for s in self.num_stat], np.float64)
@@ -207,6 +227,8 @@ class WindowTests:
             cat_score=cat_score,
             num_null_mean=num_mean,
             cat_null_mean=cat_mean,
+            num_null_sd=num_sd,
+            cat_null_sd=cat_sd,
             num_missing=rate_limit(miss_p0(num.n_ref, num.missing_ref)) if len(num) else np.zeros(0),
             cat_missing=rate_limit(miss_p0(cat.n_ref, cat.missing_ref)) if len(cat) else np.zeros(0),
             num_oor=rate_limit(2 * tiny) if len(num) else np.zeros(0),
@@ -249,7 +271,8 @@ class WindowTests:
                 checks = [("missing_rate", float(miss[j]), float(lim.num_missing[j])),
                           ("out_of_range_rate", float(oor[j]), float(lim.num_oor[j])),
                           ("type_error_rate", float(typ[j]), float(lim.num_type[j]))]
-                out[c.name] = self._result(c, stat, value, float(lim.num_score[j]), float(lim.num_null_mean[j]),
+                out[c.name] = self._result(c, stat, value, float(lim.num_score[j]),
+                                           (float(lim.num_null_mean[j]), float(lim.num_null_sd[j])),
                                            stats, checks, int(npres[j]), firing)
         if len(cat):
             pres = cat.present(cat_counts)
@@ -268,20 +291,21 @@ class WindowTests:
                 checks = [("missing_rate", float(miss[j]), float(lim.cat_missing[j]))]
                 if not cat.truncated[j]:
                     checks.append(("unseen_rate", float(uns[j]), float(lim.cat_unseen[j])))
-                out[c.name] = self._result(c, stat, value, float(lim.cat_score[j]), float(lim.cat_null_mean[j]),
+                out[c.name] = self._result(c, stat, value, float(lim.cat_score[j]),
+                                           (float(lim.cat_null_mean[j]), float(lim.cat_null_sd[j])),
                                            stats, checks, int(npres[j]), firing)
         return [out[name] for name in self.profile.monitored]
 
     def _result(self, col: NumericColumn | CategoricalColumn, stat: str, value: float, score_thr: float,
-                null_mean: float, stats: dict[str, Any], checks: list[tuple[str, float, float]], n_present: int,
-                firing: dict[str, bool] | None) -> dict[str, Any]:
+                null: tuple[float, float], stats: dict[str, Any], checks: list[tuple[str, float, float]],
+                n_present: int, firing: dict[str, bool] | None) -> dict[str, Any]:
         score = float(_score(stat, np.array(value))[()])
         kind = self.config.threshold
         testable = n_present >= 1
         threshold: float | None = _unscore(stat, score_thr)
         if kind == "dynamic":
-            drifted, threshold = self._dynamic(col.name, score, score_thr, null_mean,
-                                               bool((firing or {}).get(col.name)))
+            drifted, level = self._dynamic(col.name, score, null, bool((firing or {}).get(col.name)))
+            threshold = None if level is None else _unscore(stat, level)
         else:
             drifted = testable and score > score_thr
         ratio = score / score_thr if score_thr > 0 and math.isfinite(score_thr) else 0.0
@@ -300,39 +324,38 @@ class WindowTests:
             "quality": failed,
         }
 
-    def _dynamic(self, name: str, score: float, score_thr: float, null_mean: float,
-                 firing: bool) -> tuple[bool, float | None]:
-        """ADWIN over the column's window statistics scaled to [0, 1] (twice the calibrated threshold = 1).
+    def _dynamic(self, name: str, score: float, null: tuple[float, float], firing: bool) -> tuple[bool, float | None]:
+        """A River detector over the column's window statistic, standardised by its null distribution.
 
         Fires on an upward change; while firing, the condition holds above the midpoint of the levels
-        before and after the change.
+        before and at the change. Returns the verdict and that level (on the score scale) once known.
         """
         st = self.dynamic[name]
-        span = 2 * score_thr if score_thr > 0 and math.isfinite(score_thr) else 1.0
-        u = min(max(score / span, 0.0), 1.0)
+        mean, sd = null
+        z = min(max((score - mean) / sd, -5.0), 50.0)
         if not firing:
             st["level"] = None
-        adwin = st["adwin"]
-        adwin.update(u)
-        st["sum"] += u
+        det = st["detector"]
+        x = min(max(z / 20.0, 0.0), 1.0) if isinstance(det, drift.ADWIN) else z
+        det.update(x)
+        st["sum"] += z
         st["n"] += 1
         detected_up = False
-        if adwin.drift_detected:
-            before = (st["sum"] - adwin.total) / max(st["n"] - adwin.width, 1)
-            after = adwin.estimation
-            if after > before:
+        if det.drift_detected:
+            before = (st["sum"] - z) / max(st["n"] - 1, 1)
+            if z > before:
                 detected_up = True
-                st["level"] = (before + after) / 2
-            st["sum"], st["n"] = 0.0, 0  # River's ADWIN restarts empty on the next update
+                st["level"] = (before + z) / 2
+            st["sum"], st["n"] = 0.0, 0  # River's detectors restart on their next update
         level = st["level"]
-        cond = detected_up or (level is not None and u > level)
-        return cond, None if level is None else level * span
+        cond = detected_up or (level is not None and z > level)
+        return cond, None if level is None else mean + level * sd
 
     def dynamic_state(self) -> dict[str, Any]:
-        return {k: {"adwin": river_state.dumps(v["adwin"]), "sum": v["sum"], "n": v["n"], "level": v["level"]}
-                for k, v in self.dynamic.items()}
+        return {k: {"detector": river_state.dumps(v["detector"]), "sum": v["sum"], "n": v["n"],
+                    "level": v["level"]} for k, v in self.dynamic.items()}
 
     def load_dynamic_state(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
-            self.dynamic[k] = {"adwin": river_state.loads(v["adwin"]), "sum": float(v["sum"]), "n": int(v["n"]),
-                               "level": v["level"]}
+            self.dynamic[k] = {"detector": river_state.loads(v["detector"]), "sum": float(v["sum"]),
+                               "n": int(v["n"]), "level": v["level"]}

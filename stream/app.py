@@ -24,8 +24,10 @@ def make_app(
 ) -> faust.App:
     """A configured :class:`faust.App`; ``overrides`` go straight to Faust (tests shorten timeouts)."""
     w = settings.worker
+    app_id = app_id or w.app_id
     conf: dict[str, Any] = {
         **faust_kwargs(settings.kafka, bootstrap),
+        "datadir": str(settings.home / "faust" / app_id),
         "store": "memory://",
         "autodiscover": False,
         "value_serializer": "raw",
@@ -45,7 +47,7 @@ def make_app(
         "web_bind": w.web_host,
     }
     conf.update(overrides)
-    return faust.App(app_id or w.app_id, **conf)
+    return faust.App(app_id, **conf)
 
 
 class Topics:

@@ -36,6 +36,7 @@ class Notifier:
     """``glassbox alerts notify`` in a child process, configured through GLASSBOX_* variables."""
 
     def __init__(self, bootstrap: str, prefix: str, home: Path, sink: Sink, app_id: str):
+        self.home = home
         self.log_path = home / f"notifier-{uuid.uuid4().hex[:6]}.log"
         self.env = {
             **os.environ,
@@ -62,7 +63,8 @@ class Notifier:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from stream.cli import main; main()", "alerts", "notify"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**self.env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, cwd=self.home,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         return self
 

@@ -99,6 +99,18 @@ def test_critical_pages_once_resolves_same_key_and_edits_the_slack_message(sink,
     assert dead == []
 
 
+def test_firing_and_resolve_in_one_batch_arrive_in_order(sink, tmp_path):
+    d, _ = make(sink, tmp_path)
+    fire = alert(severity="critical")
+    process(d, fire, alert(feature="other", severity="critical"),
+            alert("resolved", t=T0 + MIN, index=1, severity="critical"))
+    assert [e["event_action"] for e in sink.pd_events if e["dedup_key"] == fire["fingerprint"]] == [
+        "trigger", "resolve"]
+    assert sink.incidents[fire["fingerprint"]]["status"] == "resolved"
+    assert len(posts(sink)) == 1 and len(updates(sink)) == 1  # edited, not a second message
+    assert "(1 of 2 resolved)" in updates(sink)[0]["text"]
+
+
 def test_warning_goes_to_slack_only(sink, tmp_path):
     d, _ = make(sink, tmp_path)
     process(d, alert(severity="warning"))

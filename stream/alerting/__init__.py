@@ -1,1 +1,9 @@
-"""Alert rules, routing, lifecycle and notifiers."""
+"""Alert rules, routing, lifecycle and notifiers (see docs/alerting.md).
+
+- ``config``: :class:`AlertingConfig` (rules, routes, timings, retries, secrets)
+- ``routing``, ``lifecycle``: pure decisions (who gets an alert; notify or not)
+- ``store``: the shared sqlite file (silences, lifecycle state, delivery journal, Slack message ids)
+- ``messages``: message text, Slack blocks, PagerDuty events
+- ``slack``, ``pagerduty``, ``desktop``, ``log_notifier``: receivers; ``retry``: backoff and Retry-After
+- ``dispatch``: one batch end to end; ``agent``: the Faust notifier; ``cli``: ``silence`` and ``alerts``
+"""

@@ -10,6 +10,7 @@ keep the redelivery from notifying twice.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -73,6 +74,9 @@ def run_notifier(settings: Any, bootstrap: str, *, loglevel: str = "WARNING") ->
     """Run the notifier worker until stopped (``glassbox alerts notify``)."""
     from stream.app import make_app
 
-    fapp = make_app(settings, bootstrap=bootstrap, app_id=notifier_app_id(settings), web_enabled=False)
+    app_id = notifier_app_id(settings)
+    datadir = Path(settings.home) / "faust" / app_id  # not ./<app_id>-data in the current directory
+    datadir.mkdir(parents=True, exist_ok=True)
+    fapp = make_app(settings, bootstrap=bootstrap, app_id=app_id, web_enabled=False, datadir=str(datadir))
     register_notifier(fapp, settings)
     faust.Worker(fapp, loglevel=loglevel, quiet=True).execute_from_commandline()

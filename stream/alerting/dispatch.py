@@ -31,6 +31,8 @@ from stream.alerting.store import AlertingStore, state_path
 log = logging.getLogger("glassbox.alerting")
 
 DeadLetter = Callable[[dict[str, Any]], Awaitable[None]]
+JOURNAL_KEEP = 7 * 86400.0  # seconds a delivery is remembered (a redelivery after that would notify again)
+JOURNAL_PRUNE_EVERY = 3600.0
 REQUIRED = ("alert_id", "fingerprint", "status", "severity", "model", "monitor", "event_time")
 
 
@@ -118,6 +120,7 @@ class Dispatcher:
         self.secrets = config.secret_values()
         self.repeat_ms = int(config.repeat_interval * 1000)
         self._sources: dict[str, dict[str, Any]] = {}
+        self._pruned_at = 0.0
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> Dispatcher:
@@ -171,14 +174,28 @@ class Dispatcher:
             if decision.notify:
                 items.append((Item(self.prepare(alert), decision.kind, decision.since), decision.receivers))
 
-        notifications = self.group(items)
-        report.notifications = notifications
-        results = await asyncio.gather(*(self._deliver(n) for n in notifications))
-        for n, outcome in zip(notifications, results, strict=True):
-            report.outcomes.append((n.receiver, outcome))
-            bucket = report.delivered if outcome.ok else report.gave_up
-            bucket[n.receiver] = bucket.get(n.receiver, 0) + len(n.items)
+        # Waves keep each fingerprint's notifications in order (a firing and its resolve in one batch must
+        # reach PagerDuty and Slack in that order); within a wave everything is delivered concurrently.
+        waves: list[list[tuple[Item, tuple[str, ...]]]] = []
+        seen: dict[str, int] = {}
+        for item, receivers in items:
+            k = seen.get(item.alert["fingerprint"], 0)
+            seen[item.alert["fingerprint"]] = k + 1
+            if k == len(waves):
+                waves.append([])
+            waves[k].append((item, receivers))
+        for wave in waves:
+            notifications = self.group(wave)
+            report.notifications.extend(notifications)
+            results = await asyncio.gather(*(self._deliver(n) for n in notifications))
+            for n, outcome in zip(notifications, results, strict=True):
+                report.outcomes.append((n.receiver, outcome))
+                bucket = report.delivered if outcome.ok else report.gave_up
+                bucket[n.receiver] = bucket.get(n.receiver, 0) + len(n.items)
         self.store.save_states([s for s in states.values() if s is not None])
+        if time.time() - self._pruned_at > JOURNAL_PRUNE_EVERY:
+            self._pruned_at = time.time()
+            self.store.prune(older_than=max(JOURNAL_KEEP, 2 * self.config.repeat_interval))
         return report
 
     def group(self, items: list[tuple[Item, tuple[str, ...]]]) -> list[Notification]:

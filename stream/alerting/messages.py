@@ -7,9 +7,9 @@ Pure functions over alert records (no I/O), shared by Slack, desktop, the log an
 ...      "threshold_kind": "calibrated", "direction": None, "severity": "warning", "event_time": 0,
 ...      "window": {"index": 7, "start": 7000, "end": 7999, "events": 1000},
 ...      "links": {"runbook": "file:///r/data_drift.md"}}
->>> print(describe(a, "firing", 0))
+>>> print(describe(a, "firing", 1_700_000_000_000))
 churn v3 · data_drift · feature `age`: psi = 0.314 above the calibrated threshold 0.2 (detector psi; \
-window 7: 1000 events [7000 .. 7999]); firing since 1970-01-01 00:00:00Z
+window 7: 1000 events, 7000 .. 7999); firing since 2023-11-14 22:13:20Z
 """
 
 from __future__ import annotations
@@ -42,14 +42,25 @@ def where(alert: dict[str, Any]) -> str:
     return f"{alert['model']}{version} · {alert['monitor']}{feature}"
 
 
+def _window(w: dict[str, Any]) -> str:
+    start, end = w.get("start"), w.get("end")
+    if isinstance(start, int | float) and isinstance(end, int | float) and start > 1e11:  # epoch ms
+        span = f"{fmt_time(int(start))} .. {fmt_time(int(end))}"
+    else:
+        span = f"{start} .. {end}"
+    return f"window {w.get('index', '?')}: {w.get('events', '?')} events, {span}"
+
+
 def how_much(alert: dict[str, Any]) -> str:
-    direction = alert.get("direction")
-    side = "below" if direction in ("below", "down", "decrease", "lower") else "above"
-    w = alert.get("window") or {}
-    window = f"window {w.get('index', '?')}: {w.get('events', '?')} events [{w.get('start')} .. {w.get('end')}]"
+    value, threshold = alert.get("value"), alert.get("threshold")
+    side = "vs"
+    if isinstance(value, int | float) and isinstance(threshold, int | float):
+        side = "above" if value > threshold else "below" if value < threshold else "at"
+    direction = f", {alert['direction']}" if alert.get("direction") else ""
     return (
-        f"{alert.get('statistic')} = {_num(alert.get('value'))} {side} the {alert.get('threshold_kind')} "
-        f"threshold {_num(alert.get('threshold'))} (detector {alert.get('detector')}; {window})"
+        f"{alert.get('statistic')} = {_num(value)} {side} the {alert.get('threshold_kind')} "
+        f"threshold {_num(threshold)}{direction} (detector {alert.get('detector')}; "
+        f"{_window(alert.get('window') or {})})"
     )
 
 
@@ -77,9 +88,10 @@ def title(notification: Notification) -> str:
     label = KIND_LABEL[next(iter(kinds))] if len(kinds) == 1 else "FIRING"
     severity = max((i.alert["severity"] for i in items), key=["info", "warning", "critical"].index)
     monitors = sorted({i.alert["monitor"] for i in items})
-    what = items[0].alert.get("summary") or where(items[0].alert) if len(items) == 1 else (
-        f"{len(items)} alerts ({', '.join(monitors)})"
-    )
+    if len(items) == 1:
+        what = items[0].alert.get("summary") or where(items[0].alert)
+    else:
+        what = f"{len(items)} alerts ({', '.join(monitors)})"
     return f"[{label}] [{severity}] {notification.model}: {what}"
 
 

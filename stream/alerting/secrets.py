@@ -27,14 +27,15 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             record.msg = redact(record.getMessage(), self.secrets)
-            record.args = None
+            record.args = ()
         return True
 
 
 def quiet_logger(name: str, secrets: Iterable[str]) -> logging.Logger:
-    """A logger for third-party clients (slack-sdk logs webhook URLs at DEBUG): WARNING and above, redacted."""
+    """A logger for third-party clients: slack-sdk logs webhook URLs at DEBUG and every failed attempt at
+    ERROR (our retry log already says it, redacted), so only CRITICAL passes, redacted."""
     logger = logging.getLogger(name)
-    logger.setLevel(logging.WARNING)
+    logger.setLevel(logging.CRITICAL)
     for f in list(logger.filters):
         if isinstance(f, RedactingFilter):
             logger.removeFilter(f)

@@ -1,0 +1,473 @@
+"""SHAP attributions of a model on a frame, and how far a window's attributions moved from the reference's.
+
+:class:`ModelExplainer` picks the explainer once per model:
+
+- **tree** models (scikit-learn trees and ensembles, anything ``shap.TreeExplainer`` accepts), also as the last
+  step of a scikit-learn ``Pipeline``: the preprocessing is applied and the SHAP values of its output columns
+  are summed back onto the input features they came from (one-hot columns onto their category column), which
+  keeps the values exact and additive;
+- anything else: **permutation SHAP** (the estimator of ``shap.PermutationExplainer`` with an independent
+  masker), vectorised over rows, antithetic permutations and a small seeded background sample of the
+  reference; string columns are coded for the masker and decoded for the model.
+
+Values always have a class axis: ``(rows, features, outputs)``, where outputs are the classes (probability or
+log-odds, as the model's explainer space is) or a single regression output, as shap 0.51 returns them for
+classifiers. Every result adds up: ``base_values + values.sum(features) == model output``.
+
+The drift statistics compare mean |SHAP| vectors: :func:`attribution_distance` is half the L1 distance of
+the normalised vectors (0 = same shares, 1 = disjoint), :func:`ndcg` scores the window's feature ranking with
+the reference's shares as relevance (1 = same order), as the cloud monitors' feature-attribution drift does.
+
+>>> ref, win = np.array([0.6, 0.3, 0.1]), np.array([0.1, 0.3, 0.6])
+>>> round(float(attribution_distance(ref, ref)), 6), round(float(attribution_distance(ref, win)), 6)
+(0.0, 0.5)
+>>> round(float(ndcg(ref, ref)), 6), round(float(ndcg(ref, win)), 3)
+(1.0, 0.702)
+>>> [m["feature"] for m in top_movers(["a", "b", "c"], ref, win, k=2)]
+['a', 'c']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ATTRIBUTIONS_SCHEMA = "glassbox.attributions/v1"
+MAX_MASKED_ROWS = 200_000  # model inputs per permutation-SHAP call (bounds memory)
+
+
+class BudgetExceeded(RuntimeError):
+    """The caller's ``should_stop`` said the time budget is spent before every row was explained."""
+
+
+# --------------------------------------------------------------------------------------------- statistics
+def normalise(v: np.ndarray) -> np.ndarray:
+    """Shares along the last axis (uniform when the sum is 0)."""
+    v = np.maximum(np.asarray(v, np.float64), 0.0)
+    s = v.sum(axis=-1, keepdims=True)
+    uniform = np.full_like(v, 1.0 / max(v.shape[-1], 1))
+    return np.where(s > 0, v / np.where(s > 0, s, 1.0), uniform)
+
+
+def attribution_distance(reference: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Normalised L1 distance in [0, 1] between mean |SHAP| vectors (last axis), broadcast over the rest."""
+    return 0.5 * np.abs(normalise(window) - normalise(reference)).sum(axis=-1)
+
+
+def ndcg(reference: np.ndarray, window: np.ndarray, k: int | None = None) -> np.ndarray:
+    """nDCG of the window's feature ranking (by mean |SHAP|, descending) with the reference's shares as
+    relevance, over the top ``k`` (default all) features; broadcast over leading axes of ``window``."""
+    rel = normalise(reference)
+    win = np.asarray(window, np.float64)
+    f = win.shape[-1]
+    k = f if k is None else max(1, min(int(k), f))
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    order = np.argsort(-win, axis=-1, kind="stable")[..., :k]
+    relb = np.broadcast_to(rel, win.shape)
+    dcg = (np.take_along_axis(relb, order, axis=-1) * disc).sum(axis=-1)
+    ideal = (np.sort(rel, axis=-1)[..., ::-1][..., :k] * disc).sum(axis=-1)
+    return np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 1.0)
+
+
+def top_movers(features: Sequence[str], reference: np.ndarray, window: np.ndarray,
+               k: int = 5) -> list[dict[str, Any]]:
+    """The ``k`` features whose mean |SHAP| changed most (absolute change; ties by feature order)."""
+    ref, win = np.asarray(reference, np.float64), np.asarray(window, np.float64)
+    change = win - ref
+    order = np.argsort(-np.abs(change), kind="stable")[:k]
+    rs, ws = normalise(ref), normalise(win)
+    return [{"feature": features[i], "reference_mean_abs_shap": float(ref[i]), "window_mean_abs_shap": float(win[i]),
+             "change": float(change[i]), "reference_share": float(rs[i]), "window_share": float(ws[i])}
+            for i in order]
+
+
+# --------------------------------------------------------------------------------------------- results
+@dataclass
+class Attribution:
+    """SHAP values of some rows: ``values`` is ``(rows, features, outputs)``, ``base_values`` ``(outputs,)``."""
+
+    values: np.ndarray
+    base_values: np.ndarray
+    features: list[str]
+    outputs: list[str]
+    output_space: str  # probability | log_odds | prediction
+    explainer: str  # tree | permutation
+    data: pd.DataFrame  # the explained rows (features)
+
+    def abs_rows(self) -> np.ndarray:
+        """|SHAP| per row and feature, averaged over outputs: ``(rows, features)``."""
+        return np.abs(self.values).mean(axis=2)
+
+    def mean_abs(self) -> np.ndarray:
+        """Mean |SHAP| per feature (averaged over outputs)."""
+        return self.abs_rows().mean(axis=0) if len(self.values) else np.zeros(len(self.features))
+
+    def mean_abs_per_output(self) -> np.ndarray:
+        """Mean |SHAP| per output and feature: ``(outputs, features)``."""
+        return np.abs(self.values).mean(axis=0).T
+
+    def explained_output(self) -> np.ndarray:
+        """``base + sum of contributions`` per row and output: the model output the values explain."""
+        return self.base_values[None, :] + self.values.sum(axis=1)
+
+    def output_index(self, output: int | str | None = None) -> int:
+        """Index of an output by name or position; default the last (the positive class of a binary model)."""
+        if output is None:
+            return len(self.outputs) - 1
+        if isinstance(output, str):
+            if output not in self.outputs:
+                raise ValueError(f"unknown output {output!r}; the model's outputs are {self.outputs}")
+            return self.outputs.index(output)
+        return int(output)
+
+    def table(self, output: int | str | None = None) -> pd.DataFrame:
+        """SHAP values of one output as a table: one row per explained row, the features as columns."""
+        o = self.output_index(output)
+        return pd.DataFrame(self.values[:, :, o], columns=list(self.features))
+
+
+# --------------------------------------------------------------------------------------------- models
+def unwrap_model(model: Any) -> Any:
+    """The estimator inside an MLflow pyfunc model (sklearn flavour), else ``model`` itself."""
+    if hasattr(model, "get_raw_model") and not hasattr(model, "fit"):
+        try:
+            return model.get_raw_model()
+        except NotImplementedError:
+            pass
+    if hasattr(model, "unwrap_python_model") and not hasattr(model, "fit"):
+        return model.unwrap_python_model()
+    return model
+
+
+def _is_pipeline(model: Any) -> bool:
+    return hasattr(model, "steps") and hasattr(model, "__getitem__") and len(model.steps) > 1
+
+
+def _group_matrix(names_out: Sequence[str], features: Sequence[str]) -> np.ndarray:
+    """``(outputs, features)`` 0/1 matrix: which input feature each preprocessed column came from."""
+    g = np.zeros((len(names_out), len(features)))
+    for j, name in enumerate(map(str, names_out)):
+        stripped = name.split("__", 1)[1] if "__" in name else name
+        best = -1
+        for i, f in enumerate(features):
+            if (stripped == f or stripped.startswith(f + "_")) and (best < 0 or len(f) > len(features[best])):
+                best = i
+        if best < 0:
+            raise ValueError(f"cannot map preprocessed column {name!r} to an input feature")
+        g[j, best] = 1.0
+    return g
+
+
+def _is_classifier(model: Any) -> bool:
+    return hasattr(model, "classes_") and hasattr(model, "predict_proba")
+
+
+class ModelExplainer:
+    """SHAP for one model over ``features``; see the module docstring for the choice of explainer.
+
+    ``background`` (a frame with the features) is needed only by the model-agnostic explainer; it is
+    subsampled to ``background_rows`` with ``seed``. ``explain`` is thread-safe (no shared mutable state).
+    """
+
+    def __init__(self, model: Any, features: Sequence[str], background: pd.DataFrame | None = None, *,
+                 seed: int = 42, background_rows: int = 30, permutations: int = 4, algorithm: str = "auto",
+                 chunk_rows: int = 50):
+        self.model = unwrap_model(model)
+        self.features = [str(f) for f in features]
+        self.seed = int(seed)
+        self.permutations = max(2, int(permutations) + int(permutations) % 2)
+        self.chunk_rows = max(1, int(chunk_rows))
+        self.classifier = _is_classifier(self.model)
+        self.classes = [str(c) for c in getattr(self.model, "classes_", [])]
+        self._tree: Any = None
+        self._prep: Any = None
+        self._groups: np.ndarray | None = None
+        self._background: pd.DataFrame | None = None
+        self.kind = ""
+        if algorithm not in ("auto", "tree", "permutation"):
+            raise ValueError(f"unknown algorithm {algorithm!r}: auto, tree or permutation")
+        if algorithm in ("auto", "tree"):
+            err = self._setup_tree()
+            if err is not None and algorithm == "tree":
+                raise ValueError(f"not a tree model shap.TreeExplainer can explain: {err}")
+        if self._tree is None:
+            if background is None or len(background) == 0:
+                raise ValueError(f"{type(self.model).__name__} is not a tree model: model-agnostic SHAP needs a "
+                                 f"background sample (the reference data)")
+            bg = background[self.features]
+            if len(bg) > background_rows:
+                rng = np.random.default_rng([self.seed, 0xB6])
+                bg = bg.iloc[np.sort(rng.choice(len(bg), background_rows, replace=False))]
+            self._background = bg.reset_index(drop=True)
+            self.kind = "permutation"
+            self._probe_outputs()
+
+    # setup --------------------------------------------------------------------------------------------------
+    def _setup_tree(self) -> str | None:
+        import shap
+
+        est, prep = self.model, None
+        if _is_pipeline(est):
+            prep, est = est[:-1], est[-1]
+        try:
+            tree = shap.TreeExplainer(est)
+            groups = _group_matrix(prep.get_feature_names_out(), self.features) if prep is not None else None
+        except Exception as err:  # noqa: BLE001 - shap raises several types for unsupported models
+            return f"{type(err).__name__}: {err}"
+        self._tree, self._prep, self._groups, self.kind = tree, prep, groups, "tree"
+        self._estimator = est
+        self.expected = np.atleast_1d(np.asarray(tree.expected_value, np.float64))
+        n_out = len(self.expected)
+        if self.classifier and n_out == len(self.classes) and n_out > 1:
+            self.outputs = list(self.classes)
+        elif self.classifier:
+            self.outputs = self.classes[-1:] or ["output"]
+        else:
+            self.outputs = ["prediction"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
+        if not self.classifier:
+            self.output_space = "prediction"
+        elif hasattr(est, "decision_function"):
+            self.output_space = "log_odds"
+        else:
+            self.output_space = "probability"
+        return None
+
+    def _probe_outputs(self) -> None:
+        out = self._predict_frame(self._background.iloc[:1])
+        if self.classifier:
+            self.outputs, self.output_space = list(self.classes), "probability"
+        else:
+            self.outputs = ["prediction"] if out.shape[1] == 1 else [f"output_{i}" for i in range(out.shape[1])]
+            self.output_space = "prediction"
+
+    # prediction ----------------------------------------------------------------------------------------------
+    def _predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        fn = self.model.predict_proba if self.classifier else self.model.predict
+        out = np.asarray(fn(frame), np.float64)
+        return out.reshape(len(frame), -1)
+
+    def predict_output(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's own output, in the space the SHAP values explain: ``(rows, outputs)``."""
+        x = frame[self.features]
+        if self.kind == "tree" and self.output_space == "log_odds":
+            out = np.asarray(self.model.decision_function(x), np.float64).reshape(len(x), -1)
+            return out if out.shape[1] == len(self.outputs) else out[:, -len(self.outputs):]
+        out = self._predict_frame(x)
+        return out if out.shape[1] == len(self.outputs) else out[:, -len(self.outputs):]
+
+    def global_importance(self) -> dict[str, float] | None:
+        """The model's own global feature importance (``feature_importances_`` or |coef|), per input feature."""
+        est = self.model[-1] if _is_pipeline(self.model) else self.model
+        imp = getattr(est, "feature_importances_", None)
+        if imp is None and getattr(est, "coef_", None) is not None:
+            coef = np.abs(np.atleast_2d(np.asarray(est.coef_, np.float64)))
+            imp = coef.mean(axis=0)
+        if imp is None:
+            return None
+        imp = np.asarray(imp, np.float64).ravel()
+        if self._groups is not None and len(imp) == self._groups.shape[0]:
+            imp = imp @ self._groups
+        elif _is_pipeline(self.model) and len(imp) != len(self.features):
+            try:
+                imp = imp @ _group_matrix(self.model[:-1].get_feature_names_out(), self.features)
+            except Exception:  # noqa: BLE001 - cannot be mapped to the inputs: not reported
+                return None
+        if len(imp) != len(self.features):
+            return None
+        return {f: float(v) for f, v in zip(self.features, imp, strict=True)}
+
+    # explanation --------------------------------------------------------------------------------------------
+    def explain(self, frame: pd.DataFrame, *, seed: int | None = None,
+                should_stop: Callable[[], bool] | None = None) -> Attribution:
+        """SHAP values of every row of ``frame`` (its ``features`` columns). ``seed`` drives the permutations
+        of the model-agnostic explainer (default the explainer's seed). ``should_stop`` is asked between
+        chunks of rows; when it returns True, :class:`BudgetExceeded` is raised."""
+        x = frame[self.features].reset_index(drop=True)
+        parts: list[np.ndarray] = []
+        base = None
+        rng = np.random.default_rng([self.seed if seed is None else int(seed), 0x5A]) if self.kind != "tree" else None
+        chunk = self.chunk_rows if self.kind == "tree" else self._permutation_chunk()
+        for lo in range(0, len(x), chunk):
+            if lo and should_stop is not None and should_stop():
+                raise BudgetExceeded(f"explained {lo} of {len(x)} rows within the budget")
+            part = x.iloc[lo:lo + chunk]
+            if self.kind == "tree":
+                vals = self._tree_values(part)
+                base = self.expected
+            else:
+                vals, base = self._permutation_values(part, rng)
+            parts.append(vals)
+        if base is None:
+            base = self.expected if self.kind == "tree" else self._predict_frame(self._background).mean(axis=0)
+        values = np.concatenate(parts) if parts else np.zeros((0, len(self.features), len(self.outputs)))
+        return Attribution(values=values, base_values=np.asarray(base, np.float64), features=list(self.features),
+                           outputs=list(self.outputs), output_space=self.output_space, explainer=self.kind, data=x)
+
+    def _tree_values(self, x: pd.DataFrame) -> np.ndarray:
+        z: Any = x
+        if self._prep is not None:
+            z = self._prep.transform(x)
+            if hasattr(z, "toarray"):
+                z = z.toarray()
+            z = np.asarray(z, np.float64)
+        raw = self._tree.shap_values(z, check_additivity=False)
+        vals = np.stack(raw, axis=-1) if isinstance(raw, list) else np.asarray(raw, np.float64)
+        if vals.ndim == 2:
+            vals = vals[:, :, None]
+        if self._groups is not None:
+            vals = np.einsum("rjo,jf->rfo", vals, self._groups)
+        return vals
+
+    def _permutation_chunk(self) -> int:
+        per_row = (len(self.features) + 1) * len(self._background)
+        return max(1, min(self.chunk_rows, MAX_MASKED_ROWS // max(per_row, 1)))
+
+    def _codes(self, x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[list[Any] | None]]:
+        """Rows and background as one numeric matrix each (string columns as category codes)."""
+        bg = self._background
+        xs, bs, cats = [], [], []
+        for f in self.features:
+            a, b = x[f].to_numpy(), bg[f].to_numpy()
+            if a.dtype.kind in "fiub" and b.dtype.kind in "fiub":
+                xs.append(a.astype(np.float64))
+                bs.append(b.astype(np.float64))
+                cats.append(None)
+                continue
+            table: dict[Any, int] = {}
+            for v in (*b.tolist(), *a.tolist()):
+                table.setdefault(v, len(table))
+            xs.append(np.array([table[v] for v in a.tolist()], np.float64))
+            bs.append(np.array([table[v] for v in b.tolist()], np.float64))
+            cats.append(list(table))
+        return np.column_stack(xs), np.column_stack(bs), cats
+
+    def _decode(self, m: np.ndarray, cats: list[list[Any] | None]) -> pd.DataFrame:
+        cols: dict[str, Any] = {}
+        for j, f in enumerate(self.features):
+            c = cats[j]
+            if c is None:
+                cols[f] = m[:, j]
+            else:
+                cols[f] = np.asarray(c, dtype=object)[m[:, j].astype(np.int64)]
+        return pd.DataFrame(cols)
+
+    def _permutation_values(self, x: pd.DataFrame, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        xm, bm, cats = self._codes(x)
+        n, f = xm.shape
+        m = len(bm)
+
+        def model(z: np.ndarray) -> np.ndarray:
+            return self._predict_frame(self._decode(z, cats))
+
+        base = model(bm).mean(axis=0)
+        n_out = len(base)
+        phi = np.zeros((n, f, n_out))
+        perm = np.arange(f)
+        for p in range(self.permutations):
+            perm = rng.permutation(f) if p % 2 == 0 else perm[::-1]
+            z = np.broadcast_to(bm, (n, f, m, f)).copy()  # step j (1..f): features perm[:j] from the row
+            for j in range(f):
+                z[:, j:, :, perm[j]] = xm[:, None, None, perm[j]]
+            out = model(z.reshape(-1, f)).reshape(n, f, m, n_out).mean(axis=2)
+            prev = np.concatenate([np.broadcast_to(base, (n, 1, n_out)), out[:, :-1]], axis=1)
+            phi[:, perm, :] += out - prev
+        return phi / self.permutations, base
+
+
+# --------------------------------------------------------------------------------------------- records
+def sample_rows(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """At most ``max_rows`` rows of ``frame``, chosen with ``seed``, in their original order."""
+    if len(frame) <= max_rows:
+        return frame.reset_index(drop=True)
+    rng = np.random.default_rng([int(seed), 0x3F])
+    return frame.iloc[np.sort(rng.choice(len(frame), max_rows, replace=False))].reset_index(drop=True)
+
+
+def attributions_record(att: Attribution, explainer: ModelExplainer | None = None, *,
+                        seed: int | None = None) -> dict[str, Any]:
+    """The JSON-ready summary of an :class:`Attribution`: mean |SHAP| per feature and per output."""
+    per_out = att.mean_abs_per_output()
+    rec: dict[str, Any] = {
+        "schema": ATTRIBUTIONS_SCHEMA,
+        "explainer": att.explainer,
+        "output_space": att.output_space,
+        "outputs": list(att.outputs),
+        "features": list(att.features),
+        "rows": len(att.values),
+        "seed": seed,
+        "base_values": [float(v) for v in att.base_values],
+        "mean_abs_shap": {f: float(v) for f, v in zip(att.features, att.mean_abs(), strict=True)},
+        "mean_abs_shap_per_output": {o: {f: float(v) for f, v in zip(att.features, per_out[i], strict=True)}
+                                     for i, o in enumerate(att.outputs)},
+    }
+    if explainer is not None:
+        imp = explainer.global_importance()
+        rec["model_importance"] = imp
+        est = explainer.model[-1] if _is_pipeline(explainer.model) else explainer.model
+        rec["model_importance_kind"] = (None if imp is None else "feature_importances_"
+                                        if hasattr(est, "feature_importances_") else "abs_coef")
+        rec["model_class"] = f"{type(est).__module__}.{type(est).__qualname__}"
+    return rec
+
+
+def reference_attributions(model: Any, reference_df: pd.DataFrame, features: Sequence[str], seed: int = 42,
+                           max_rows: int = 500, *, explainer: ModelExplainer | None = None) -> dict[str, Any]:
+    """SHAP summary of the reference (at most ``max_rows`` rows, seeded): what is stored with the profile.
+
+    Holds mean |SHAP| per feature and per output, the base values, the model's own global importance when it
+    has one, and the explainer used. Plain JSON.
+    """
+    exp = explainer or ModelExplainer(model, features, reference_df, seed=seed)
+    att = exp.explain(sample_rows(reference_df, max_rows, seed), seed=seed)
+    rec = attributions_record(att, exp, seed=seed)
+    rec["max_rows"] = int(max_rows)
+    return rec
+
+
+def mean_abs_vector(record: dict[str, Any], features: Sequence[str]) -> np.ndarray:
+    """A record's mean |SHAP| per feature in ``features`` order (0 for features it lacks)."""
+    m = record.get("mean_abs_shap") or {}
+    return np.array([float(m.get(f, 0.0)) for f in features], np.float64)
+
+
+def explain_one(explainer: ModelExplainer, row: pd.DataFrame, output: int | str | None = None) -> dict[str, Any]:
+    """Explain one prediction: each feature's contribution (largest |value| first), the base value and the
+    model's output; ``output`` picks the class (default: the predicted class of a classifier)."""
+    if len(row) != 1:
+        raise ValueError(f"explain one row at a time (got {len(row)})")
+    att = explainer.explain(row)
+    model_out = explainer.predict_output(row)[0]
+    if output is None and explainer.classifier and len(att.outputs) > 1:
+        o = int(np.argmax(model_out))
+    else:
+        o = att.output_index(output)
+    contrib = att.values[0, :, o]
+    order = np.argsort(-np.abs(contrib), kind="stable")
+    base = float(att.base_values[o])
+    explained = base + float(contrib.sum())
+    out = float(model_out[o])
+    values = att.data.iloc[0]
+    return {
+        "output": att.outputs[o],
+        "output_space": att.output_space,
+        "explainer": att.explainer,
+        "base_value": base,
+        "model_output": out,
+        "explained_output": explained,
+        "additivity_error": abs(explained - out) if math.isfinite(out) else None,
+        "contributions": [{"feature": att.features[i], "value": _plain(values.iloc[i]),
+                           "contribution": float(contrib[i])} for i in order],
+    }
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v

@@ -1,0 +1,424 @@
+"""Attribution drift: per window, SHAP on a seeded sample of the events, compared with the reference's.
+
+Per count window of ``window`` events a :class:`~detectors.reservoir.Reservoir` keeps at most ``k`` events
+(seeded, chunking-independent). When the window closes, the sample is explained with the model's SHAP
+explainer, its mean |SHAP| vector is compared with the reference's (normalised L1 distance and nDCG of the
+feature ranking, see :mod:`detectors.attribution`), and the verdict goes through hysteresis; transitions
+come back as ``attribution_drift`` alerts carrying the window's top SHAP movers.
+
+Thresholds are calibrated like the other monitors': null windows of ``k`` rows are resampled (seeded) out of
+the reference's per-row |SHAP| values, against a bootstrap of the reference itself, and the
+``1 - alpha`` tail quantile (:func:`detectors.calibration.tail_quantile`) of each statistic is the bound,
+floored by a minimum effect. Static bounds are available too.
+
+The SHAP step is split off the hot path: :meth:`AttributionMonitor.collect` (cheap, per batch) returns the
+samples of windows that closed; :meth:`AttributionMonitor.explain_window` (heavy, thread-safe, no monitor
+state touched) can run in an executor; :meth:`AttributionMonitor.decide` takes its results, in any order,
+and decides in window order. :meth:`AttributionMonitor.observe` does all three inline (replay, tests).
+Results depend on the events and the seed only. The time budget uses a monotonic clock, read only to
+abandon an explanation that runs over it (the window is then skipped and counted; with ``budget_s=None``
+nothing depends on time at all).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from detectors.alert import make_alert
+from detectors.attribution import (
+    Attribution,
+    BudgetExceeded,
+    ModelExplainer,
+    attribution_distance,
+    attributions_record,
+    mean_abs_vector,
+    ndcg,
+    sample_rows,
+    top_movers,
+)
+from detectors.batch import EventBatch
+from detectors.calibration import tail_quantile
+from detectors.hysteresis import Hysteresis
+from detectors.reservoir import Reservoir, from_json_values, json_values
+
+STATE_VERSION = 1
+MONITOR = "attribution_drift"
+
+
+class AttributionConfig(BaseModel):
+    """Settings of the attribution-drift monitor (embed as ``DetectionConfig.attribution``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="run SHAP on sampled windows and test attribution drift")
+    k: int = Field(200, ge=10, description="events sampled (reservoir) and explained per window")
+    budget_s: float | None = Field(
+        5.0, gt=0, description="SHAP time budget per window (s); over it the window is skipped and counted. "
+        "None: no budget (replay: results then never depend on time)"
+    )
+    reference_rows: int = Field(500, ge=50, description="reference rows explained for the reference attributions")
+    background_rows: int = Field(30, ge=5, description="background rows of the model-agnostic explainer")
+    permutations: int = Field(4, ge=2, description="antithetic permutations of the model-agnostic explainer")
+    threshold: Literal["calibrated", "static"] = Field("calibrated", description="calibrated or static bounds")
+    false_alarm_rate: float = Field(0.05, gt=0, lt=1, description="false-alarm probability over horizon_windows")
+    horizon_windows: int = Field(1000, ge=1, description="windows over which false_alarm_rate holds")
+    alpha: float | None = Field(
+        None, gt=0, lt=1, description="per-window level of each statistic (default false_alarm_rate / "
+        "(2 * horizon_windows))"
+    )
+    calibration_resamples: int = Field(1000, ge=200, description="null windows resampled from the reference")
+    min_distance: float = Field(0.05, ge=0, le=1, description="minimum attribution distance that can fire")
+    min_ndcg_drop: float = Field(0.02, ge=0, le=1, description="minimum nDCG drop (1 - nDCG) that can fire")
+    static_distance: float = Field(0.2, ge=0, le=1, description="static bound of the attribution distance")
+    static_ndcg: float = Field(0.9, ge=0, le=1, description="static bound: nDCG below it fires")
+    ndcg_k: int | None = Field(None, ge=1, description="nDCG over the top k features (default all)")
+    fire_after: int = Field(1, ge=1, description="consecutive drifted windows before firing")
+    resolve_after: int = Field(3, ge=1, description="consecutive clear windows before resolving")
+    top_movers: int = Field(5, ge=1, description="top SHAP movers listed in evidence")
+    keep_results: int = Field(16, ge=1, description="recent window results kept for top_movers(window)")
+    severity: Literal["critical", "warning", "info"] = Field("warning", description="severity of the alerts")
+    max_window_records: int = Field(10_000, ge=1, description="window records kept until drain_windows()")
+
+    def level(self) -> float:
+        return self.alpha if self.alpha is not None else self.false_alarm_rate / (2 * self.horizon_windows)
+
+
+@dataclass
+class WindowSample:
+    """The sampled events of one closed window: what :meth:`AttributionMonitor.explain_window` needs."""
+
+    index: int
+    window: dict[str, Any]  # index, start, end, events
+    src: tuple[int, int, int]  # partition (-1: file), first offset (row), last offset (row)
+    columns: dict[str, np.ndarray]
+    positions: np.ndarray  # position of each sampled event in the window
+
+    def frame(self, features: Sequence[str]) -> pd.DataFrame:
+        return pd.DataFrame({f: self.columns[f] for f in features})
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "window": dict(self.window), "src": list(self.src),
+                "positions": self.positions.tolist(),
+                "columns": {n: {"kind": c.dtype.kind, "values": json_values(c)} for n, c in self.columns.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WindowSample:
+        return cls(index=int(d["index"]), window=dict(d["window"]), src=tuple(int(v) for v in d["src"]),
+                   columns={n: from_json_values(c["values"], c["kind"]) for n, c in d["columns"].items()},
+                   positions=np.asarray(d["positions"], np.int64))
+
+
+@dataclass
+class AttributionResult:
+    """What explaining one window's sample produced (``skipped`` with a ``reason`` when it could not)."""
+
+    index: int
+    window: dict[str, Any]
+    src: tuple[int, int, int]
+    rows: int
+    skipped: bool = False
+    reason: str | None = None
+    mean_abs: np.ndarray | None = None  # mean |SHAP| per feature
+    distance: float | None = None
+    ndcg: float | None = None
+    attribution: Attribution | None = field(default=None, repr=False)  # per-row values, for artifacts
+    cost_s: float = 0.0  # diagnostics only (monotonic clock): never in alerts, records or state
+
+
+class AttributionMonitor:
+    """Attribution drift of one model: reservoir per window, SHAP off the hot path, calibrated verdicts.
+
+    ``reference_attributions`` is the record :func:`detectors.attribution.reference_attributions` stored with
+    the profile (None: computed here from ``reference_sample``); ``reference_sample`` (the reference data,
+    features at least) gives the calibration rows and the model-agnostic explainer's background.
+    """
+
+    def __init__(self, model: Any, reference_attributions: dict[str, Any] | None, reference_sample: pd.DataFrame,
+                 features: Sequence[str], config: AttributionConfig | None = None, model_name: str = "model",
+                 seed: int = 42, *, window: int = 1000, model_version: str | None = None,
+                 reference_info: dict[str, Any] | None = None, explainer: ModelExplainer | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.config = cfg = config or AttributionConfig()
+        self.features = [str(f) for f in features]
+        self.model_name = model_name
+        self.model_version = model_version
+        self.seed = int(seed)
+        self.window = int(window)
+        self.reference_info = reference_info
+        self._clock = clock
+        self.explainer = explainer or ModelExplainer(
+            model, self.features, reference_sample, seed=self.seed, background_rows=cfg.background_rows,
+            permutations=cfg.permutations)
+        ref_att = self.explainer.explain(sample_rows(reference_sample, cfg.reference_rows, self.seed), seed=self.seed)
+        self._ref_abs = ref_att.abs_rows()
+        self.reference = reference_attributions or attributions_record(ref_att, self.explainer, seed=self.seed)
+        self.ref_vec = mean_abs_vector(self.reference, self.features)
+        self._limits: dict[int, tuple[float, float]] = {}
+        self.hysteresis = Hysteresis(cfg.fire_after, cfg.resolve_after)
+        self.reservoir = Reservoir(cfg.k, self.seed, 0)
+        self.index = 0  # open window
+        self.events = 0
+        self.windows = 0  # windows closed
+        self.explained = 0  # windows explained and decided
+        self.skipped: dict[str, int] = {}  # reason -> windows skipped
+        self._next = 0  # next window index to decide
+        self._inflight: dict[int, WindowSample] = {}
+        self._ready: dict[int, AttributionResult] = {}
+        self._results: deque[AttributionResult] = deque(maxlen=cfg.keep_results)
+        self._records: deque[dict[str, Any]] = deque(maxlen=cfg.max_window_records)
+        self.latest_movers: list[dict[str, Any]] = []
+        self.latest_index: int | None = None
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self._win: dict[str, Any] = {"n": 0, "start": None, "end": None, "first": None, "last": None}
+
+    # hot path -----------------------------------------------------------------------------------------------
+    def collect(self, batch: EventBatch) -> list[WindowSample]:
+        """Feed prediction events (any chunking) to the reservoir; returns the samples of closed windows."""
+        n = len(batch)
+        if n == 0 or not self.config.enabled:
+            return []
+        cols = {f: (batch.features[f] if f in batch.features else np.full(n, np.nan)) for f in self.features}
+        parts = batch.partitions if len(batch.partitions) == n else np.full(n, -1, np.int64)
+        offs = batch.offsets if len(batch.offsets) == n else np.arange(self.events, self.events + n, dtype=np.int64)
+        ts = batch.timestamps
+        out: list[WindowSample] = []
+        pos = 0
+        while pos < n:
+            take = min(n - pos, self.window - self._win["n"])
+            end = pos + take
+            whole = pos == 0 and end == n
+            self.reservoir.offer(cols if whole else {f: c[pos:end] for f, c in cols.items()})
+            w = self._win
+            if w["n"] == 0:
+                w["start"] = int(ts[pos])
+                w["first"] = (int(parts[pos]), int(offs[pos]))
+            w["n"] += take
+            w["end"] = int(ts[end - 1])
+            w["last"] = (int(parts[end - 1]), int(offs[end - 1]))
+            self.events += take
+            pos = end
+            if w["n"] >= self.window:
+                out.append(self._close())
+        return out
+
+    def _close(self) -> WindowSample:
+        w = self._win
+        sample = self.reservoir.sample()
+        positions = sample.pop("_position")
+        ws = WindowSample(index=self.index, window={"index": self.index, "start": w["start"], "end": w["end"],
+                                                    "events": int(w["n"])},
+                          src=(w["last"][0], w["first"][1], w["last"][1]), columns=sample, positions=positions)
+        self._inflight[ws.index] = ws
+        self.windows += 1
+        self.index += 1
+        self.reservoir.reset(self.index)
+        self._reset_window()
+        return ws
+
+    def pending_samples(self) -> list[WindowSample]:
+        """Closed windows not decided yet (after a restart: explain these again), oldest first."""
+        return [self._inflight[i] for i in sorted(self._inflight)]
+
+    # executor ---------------------------------------------------------------------------------------------
+    def explain_window(self, sample: WindowSample) -> AttributionResult:
+        """SHAP on one window's sample and its statistics. Thread-safe: reads the monitor, never writes it.
+        Never raises: failures and budget overruns come back as skipped results."""
+        t0 = self._clock()
+        budget = self.config.budget_s
+        should_stop = None if budget is None else (lambda: self._clock() - t0 > budget)
+        base = {"index": sample.index, "window": sample.window, "src": sample.src, "rows": len(sample)}
+        if len(sample) == 0:
+            return AttributionResult(**base, skipped=True, reason="empty")
+        try:
+            att = self.explainer.explain(sample.frame(self.features), seed=self._window_seed(sample.index),
+                                         should_stop=should_stop)
+        except BudgetExceeded:
+            return AttributionResult(**base, skipped=True, reason="budget", cost_s=self._clock() - t0)
+        except Exception as err:  # noqa: BLE001 - a model failing on live data must not stop the monitor
+            return AttributionResult(**base, skipped=True, reason=f"error: {type(err).__name__}: {err}"[:300],
+                                     cost_s=self._clock() - t0)
+        win = att.mean_abs()
+        return AttributionResult(
+            **base, mean_abs=win, distance=float(attribution_distance(self.ref_vec, win)),
+            ndcg=float(ndcg(self.ref_vec, win, self.config.ndcg_k)), attribution=att, cost_s=self._clock() - t0)
+
+    def _window_seed(self, index: int) -> int:
+        return int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+
+    # decisions --------------------------------------------------------------------------------------------
+    def limits(self, n: int) -> tuple[float, float]:
+        """Bounds ``(distance, 1 - nDCG)`` for a sample of ``n`` rows (calibrated once per ``n``)."""
+        cfg = self.config
+        if cfg.threshold == "static":
+            return cfg.static_distance, 1.0 - cfg.static_ndcg
+        hit = self._limits.get(n)
+        if hit is not None:
+            return hit
+        ref = self._ref_abs
+        r = len(ref)
+        rng = np.random.default_rng([self.seed, n, 0xCA1])
+        p = np.full(r, 1.0 / r)
+        win = rng.multinomial(n, p, size=cfg.calibration_resamples) @ ref / n
+        boot = rng.multinomial(r, p, size=cfg.calibration_resamples) @ ref / r
+        d = attribution_distance(boot, win)
+        g = 1.0 - ndcg(boot, win, cfg.ndcg_k)
+        a = cfg.level()
+        lim = (max(tail_quantile(d, a), cfg.min_distance), max(tail_quantile(g, a), cfg.min_ndcg_drop))
+        self._limits[n] = lim
+        return lim
+
+    def decide(self, result: AttributionResult) -> list[dict[str, Any]]:
+        """Take one window's result (any order); decides every window now complete, in window order."""
+        if result.index < self._next:
+            return []  # a duplicate (e.g. re-explained after a restart)
+        self._ready[result.index] = result
+        alerts: list[dict[str, Any]] = []
+        while self._next in self._ready:
+            r = self._ready.pop(self._next)
+            self._inflight.pop(r.index, None)
+            alerts.extend(self._decide_one(r))
+            self._next += 1
+        return alerts
+
+    def _decide_one(self, r: AttributionResult) -> list[dict[str, Any]]:
+        cfg = self.config
+        rec: dict[str, Any] = {"kind": "attributions", **r.window, "rows": r.rows, "skipped": r.skipped,
+                               "reason": r.reason}
+        if r.skipped or r.mean_abs is None:
+            key = (r.reason or "skipped").split(":", 1)[0]
+            self.skipped[key] = self.skipped.get(key, 0) + 1
+            self._records.append(rec)
+            return []
+        thr_d, thr_g = self.limits(r.rows)
+        drop = 1.0 - float(r.ndcg)
+        cond_d, cond_g = r.distance > thr_d, drop > thr_g
+        movers = top_movers(self.features, self.ref_vec, r.mean_abs, cfg.top_movers)
+        self.latest_movers, self.latest_index = movers, r.index
+        self._results.append(r)
+        self.explained += 1
+        rec.update({"attribution_distance": r.distance, "distance_threshold": thr_d, "ndcg": r.ndcg,
+                    "ndcg_threshold": 1.0 - thr_g, "drift": bool(cond_d or cond_g),
+                    "mean_abs_shap": {f: float(v) for f, v in zip(self.features, r.mean_abs, strict=True)},
+                    "top_movers": movers})
+        self._records.append(rec)
+        status = self.hysteresis.update(bool(cond_d or cond_g))
+        if status is None:
+            return []
+        return [self._alert(status, r, thr_d, thr_g, cond_d, cond_g, movers)]
+
+    def _alert(self, status: str, r: AttributionResult, thr_d: float, thr_g: float, cond_d: bool, cond_g: bool,
+               movers: list[dict[str, Any]]) -> dict[str, Any]:
+        if status == "firing" and cond_g and not cond_d:
+            statistic, value, threshold = "ndcg", float(r.ndcg), 1.0 - thr_g
+        else:
+            statistic, value, threshold = "attribution_distance", float(r.distance), thr_d
+        top = movers[0] if movers else None
+        events = r.window["events"]
+        if status == "firing":
+            mover = (f"; top mover {top['feature']!r} mean |SHAP| {top['reference_mean_abs_shap']:.3g} -> "
+                     f"{top['window_mean_abs_shap']:.3g}") if top else ""
+            summary = (f"model attributions drifted: SHAP distance {r.distance:.3g} (bound {thr_d:.3g}), nDCG "
+                       f"{r.ndcg:.3g} (bound {1.0 - thr_g:.3g}) on {r.rows} sampled of {events} events{mover}")
+        else:
+            summary = (f"model attributions back to reference for {self.config.resolve_after} windows "
+                       f"(SHAP distance {r.distance:.3g}, nDCG {r.ndcg:.3g})")
+        part, off_start, off_end = r.src
+        if part < 0:
+            source: dict[str, Any] = {"row": off_end}
+            row: int | None = off_end
+        else:
+            source, row = {"partition": part, "offset_start": off_start, "offset_end": off_end}, None
+        evidence: dict[str, Any] = {
+            "top_movers": movers, "attribution_distance": r.distance, "distance_threshold": thr_d,
+            "ndcg": r.ndcg, "ndcg_threshold": 1.0 - thr_g, "sample_rows": r.rows,
+            "explainer": self.explainer.kind, "output_space": self.explainer.output_space,
+        }
+        if self.reference_info is not None:
+            evidence["reference"] = dict(self.reference_info)
+        return make_alert(
+            model=self.model_name, model_version=self.model_version, monitor=MONITOR, feature=None, status=status,
+            severity=self.config.severity, detector="shap_reservoir", statistic=statistic, value=value,
+            threshold=threshold, threshold_kind=self.config.threshold, window=dict(r.window),
+            event_time=int(r.window["end"]), summary=summary, source=source, row=row, evidence=evidence)
+
+    # inline -----------------------------------------------------------------------------------------------
+    def observe(self, batch: EventBatch) -> list[dict[str, Any]]:
+        """Collect, explain and decide inline (replay and tests); returns alert transitions."""
+        alerts: list[dict[str, Any]] = []
+        for sample in self.collect(batch):
+            alerts.extend(self.decide(self.explain_window(sample)))
+        return alerts
+
+    # evidence and records ---------------------------------------------------------------------------------
+    def top_movers(self, window_index: int | None = None) -> list[dict[str, Any]]:
+        """Top SHAP movers of window ``window_index`` if still kept, else of the latest decided window
+        (empty before the first one): evidence for the other monitors' alerts."""
+        if window_index is not None:
+            for r in reversed(self._results):
+                if r.index == window_index:
+                    return top_movers(self.features, self.ref_vec, r.mean_abs, self.config.top_movers)
+        return list(self.latest_movers)
+
+    def latest_result(self) -> AttributionResult | None:
+        """The latest decided (explained) window, with its per-row SHAP values for artifacts."""
+        return self._results[-1] if self._results else None
+
+    def drain_windows(self) -> list[dict[str, Any]]:
+        """Window records since the last call (statistics, thresholds, movers; skips), oldest first."""
+        out = list(self._records)
+        self._records.clear()
+        return out
+
+    # state ------------------------------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """JSON-safe state: continue exactly after a restart (re-explain :meth:`pending_samples`)."""
+        w = self._win
+        return {
+            "version": STATE_VERSION, "model": self.model_name, "features": list(self.features),
+            "seed": self.seed, "window": self.window, "index": self.index, "events": self.events,
+            "windows": self.windows, "explained": self.explained, "skipped": dict(self.skipped),
+            "next": self._next,
+            "win": {"n": w["n"], "start": w["start"], "end": w["end"],
+                    "first": list(w["first"]) if w["first"] else None, "last": list(w["last"]) if w["last"] else None},
+            "reservoir": self.reservoir.to_state(),
+            "hysteresis": self.hysteresis.to_state(),
+            "inflight": [s.to_dict() for s in self.pending_samples()],
+            "latest": {"index": self.latest_index, "movers": self.latest_movers},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], model: Any, reference_attributions: dict[str, Any] | None,
+                   reference_sample: pd.DataFrame, features: Sequence[str], config: AttributionConfig | None = None,
+                   model_name: str = "model", seed: int = 42, **kwargs: Any) -> AttributionMonitor:
+        """A monitor continuing where the one that saved ``state`` stopped (same arguments as the constructor)."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported attribution monitor state version {state.get('version')!r}")
+        if list(state["features"]) != [str(f) for f in features] or int(state["seed"]) != int(seed):
+            raise ValueError("the attribution state was saved with other features or another seed")
+        kwargs.setdefault("window", int(state["window"]))
+        mon = cls(model, reference_attributions, reference_sample, features, config, model_name, seed, **kwargs)
+        mon.index, mon.events, mon.windows = int(state["index"]), int(state["events"]), int(state["windows"])
+        mon.explained, mon.skipped, mon._next = int(state["explained"]), dict(state["skipped"]), int(state["next"])
+        w = dict(state["win"])
+        w["first"] = tuple(w["first"]) if w["first"] else None
+        w["last"] = tuple(w["last"]) if w["last"] else None
+        mon._win = w
+        mon.reservoir = Reservoir.from_state(state["reservoir"])
+        mon.hysteresis.load_state(state["hysteresis"])
+        mon._inflight = {int(s["index"]): WindowSample.from_dict(s) for s in state["inflight"]}
+        mon.latest_index = state["latest"]["index"]
+        mon.latest_movers = list(state["latest"]["movers"])
+        return mon

@@ -1,0 +1,372 @@
+"""The model monitor: windows over one model's prediction and outcome streams, and the alerts they raise.
+
+``observe`` takes prediction batches of any size; events are buffered and binned in vectorised slices,
+each tumbling window (count-based, or event-time with ``window_ms``) is tested when it closes, and alert
+transitions (``firing`` / ``resolved``, after hysteresis) come back as ``glassbox.alert/v1`` dicts.
+``observe_outcomes`` does the same for joined labels (concept drift per event, performance per window).
+Window state is integer counts (mergeable, chunking-independent); ``to_state`` / ``from_state`` carry
+everything a restarted worker needs to continue exactly.
+
+>>> import numpy as np, pandas as pd
+>>> from detectors.batch import EventBatch
+>>> from detectors.config import DetectionConfig
+>>> from detectors.profile import build_profile
+>>> rng = np.random.default_rng(0)
+>>> ref = pd.DataFrame({"x": rng.normal(size=5000), "prediction": rng.integers(0, 2, 5000)})
+>>> mon = ModelMonitor(build_profile(ref), DetectionConfig(window=500), model="m")
+>>> x = np.r_[rng.normal(size=2000), rng.normal(1.0, 1.0, size=1000)]
+>>> b = EventBatch.from_columns(ids=[str(i) for i in range(3000)], timestamps=np.arange(3000),
+...                             features={"x": x}, prediction=rng.integers(0, 2, 3000))
+>>> [(a["monitor"], a["feature"], a["status"], a["row"]) for a in mon.observe(b)][0]
+('data_drift', 'x', 'firing', 2499)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from detectors.alert import make_alert
+from detectors.batch import EventBatch, OutcomeBatch
+from detectors.config import DetectionConfig
+from detectors.hysteresis import Hysteresis
+from detectors.outcomes import OutcomeMonitor
+from detectors.profile import ReferenceProfile
+from detectors.window_tests import WindowTests
+
+STATE_VERSION = 1
+FLUSH_EVENTS = 4096  # buffered events are binned at least this often
+
+
+class ModelMonitor:
+    """Drift, data quality, concept drift and performance monitoring of one model against its profile."""
+
+    def __init__(self, profile: ReferenceProfile, config: DetectionConfig | None = None, model: str = "model",
+                 model_version: str | None = None):
+        self.profile = profile
+        self.config = config = config or DetectionConfig()
+        self.model = model
+        self.model_version = model_version
+        self.tests = WindowTests(profile, config)
+        self.outcomes = OutcomeMonitor(profile, config, self.tests.alpha)
+        self.digest = profile.digest
+        self._num_specs = [(c.role, c.name) for c in self.tests.num_cols]
+        self._cat_specs = [(c.role, c.name) for c in self.tests.cat_cols]
+        self._hyst: dict[tuple[str, str | None], Hysteresis] = {}
+        self._pending: list[EventBatch] = []
+        self._pending_n = 0
+        self._records: deque[dict[str, Any]] = deque(maxlen=config.max_window_records)
+        self.events = 0  # prediction events binned so far
+        self.windows = 0  # prediction windows closed
+        self.late = 0  # event-time mode: events older than the open window (counted into it)
+        self.dropped_records = 0
+        self._index = 0
+        self._key: int | None = None
+        self._reset_window()
+
+    # helpers ----------------------------------------------------------------------------------------------
+    def _reset_window(self) -> None:
+        self._num_counts = self.tests.num.empty()
+        self._num_type = np.zeros(len(self.tests.num), np.int64)
+        self._cat_counts = self.tests.cat.empty()
+        self._win: dict[str, Any] = {"n": 0, "start": None, "end": None, "first": None, "last": None}
+
+    def _h(self, monitor: str, feature: str | None) -> Hysteresis:
+        h = self._hyst.get((monitor, feature))
+        if h is None:
+            if monitor == "concept_drift":
+                h = self.outcomes.concept
+            elif monitor == "performance":
+                h = self.outcomes.perf
+            else:
+                h = Hysteresis(self.config.fire_after, self.config.resolve_after)
+            self._hyst[(monitor, feature)] = h
+        return h
+
+    def _alert(self, *, monitor: str, feature: str | None, status: str, direction: str | None, detector: str,
+               statistic: str, value: float | None, threshold: float | None, threshold_kind: str,
+               window: dict[str, Any], event_time: int, src: tuple[int, int, int], summary: str,
+               evidence: dict[str, Any]) -> dict[str, Any]:
+        part, off_start, off_end = src
+        if part < 0:
+            source: dict[str, Any] = {"row": off_end}
+            row: int | None = off_end
+        else:
+            source, row = {"partition": part, "offset_start": off_start, "offset_end": off_end}, None
+        evidence = {**evidence, "reference": {"name": self.profile.name, "digest": self.digest,
+                                              "rows": self.profile.rows}}
+        return make_alert(
+            model=self.model, model_version=self.model_version, monitor=monitor, feature=feature, status=status,
+            severity=self.config.severity(monitor, improvement=direction == "improvement"), detector=detector,
+            statistic=statistic, value=value, threshold=threshold, threshold_kind=threshold_kind, window=window,
+            event_time=event_time, summary=summary, source=source, row=row, direction=direction,
+            evidence=evidence,
+        )
+
+    # predictions ------------------------------------------------------------------------------------------
+    def observe(self, batch: EventBatch) -> list[dict[str, Any]]:
+        """Feed prediction events (any chunking); returns the alert transitions they caused."""
+        n = len(batch)
+        if n == 0:
+            return []
+        self._pending.append(batch)
+        self._pending_n += n
+        if self.config.window_ms is None:
+            if self._win["n"] + self._pending_n >= self.config.window or self._pending_n >= FLUSH_EVENTS:
+                return self._fold()
+            return []
+        kmax = int(batch.timestamps.max()) // self.config.window_ms
+        if self._key is None or kmax > self._key or self._pending_n >= FLUSH_EVENTS:
+            return self._fold()
+        return []
+
+    def _column(self, b: EventBatch, role: str, name: str) -> np.ndarray | None:
+        if role == "feature":
+            return b.features.get(name)
+        if role == "prediction":
+            return b.prediction
+        return b.scores.get(name) if b.scores else None
+
+    def _gather(self, specs: list[tuple[str, str]], batches: list[EventBatch]) -> list[np.ndarray | None]:
+        out: list[np.ndarray | None] = []
+        for role, name in specs:
+            parts = [self._column(b, role, name) for b in batches]
+            if all(p is None for p in parts):
+                out.append(None)
+            elif len(parts) == 1:
+                out.append(parts[0])
+            else:
+                out.append(np.concatenate([p if p is not None else np.full(len(b), np.nan)
+                                           for p, b in zip(parts, batches, strict=True)]))
+        return out
+
+    def _fold(self) -> list[dict[str, Any]]:
+        batches, self._pending, self._pending_n = self._pending, [], 0
+        num = self._gather(self._num_specs, batches)
+        cat = self._gather(self._cat_specs, batches)
+        ts = np.concatenate([b.timestamps for b in batches]) if len(batches) > 1 else batches[0].timestamps
+        n = len(ts)
+        parts_l, offs_l, base = [], [], self.events
+        for b in batches:
+            m = len(b)
+            parts_l.append(b.partitions if len(b.partitions) == m else np.full(m, -1, np.int64))
+            offs_l.append(b.offsets if len(b.offsets) == m else np.arange(base, base + m, dtype=np.int64))
+            base += m
+        parts = np.concatenate(parts_l) if len(parts_l) > 1 else parts_l[0]
+        offs = np.concatenate(offs_l) if len(offs_l) > 1 else offs_l[0]
+        alerts: list[dict[str, Any]] = []
+        if self.config.window_ms is None:
+            pos = 0
+            while pos < n:
+                take = min(n - pos, self.config.window - self._win["n"])
+                self._accumulate(num, cat, pos, pos + take, ts, parts, offs)
+                pos += take
+                if self._win["n"] >= self.config.window:
+                    alerts.extend(self._close())
+            return alerts
+        raw = ts // self.config.window_ms
+        keys = np.maximum.accumulate(raw if self._key is None else np.maximum(raw, self._key))
+        self.late += int(np.sum(keys > raw))  # late events count into the open window
+        cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+        starts = np.r_[0, cuts]
+        ends = np.r_[cuts, n]
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            k = int(keys[a])
+            if self._key is None:
+                self._key = k
+            elif k > self._key:
+                if self._win["n"]:
+                    alerts.extend(self._close())
+                self._key = k
+            self._accumulate(num, cat, a, b, ts, parts, offs)
+        return alerts
+
+    def _accumulate(self, num: list[np.ndarray | None], cat: list[np.ndarray | None], a: int, b: int,
+                    ts: np.ndarray, parts: np.ndarray, offs: np.ndarray) -> None:
+        m = b - a
+        if m <= 0:
+            return
+        whole = a == 0 and b == len(ts)
+        self.tests.num.add(self._num_counts, self._num_type,
+                           [c if c is None or whole else c[a:b] for c in num], m)
+        self.tests.cat.add(self._cat_counts, [c if c is None or whole else c[a:b] for c in cat], m)
+        w = self._win
+        if w["n"] == 0:
+            w["start"] = int(ts[a])
+            w["first"] = (int(parts[a]), int(offs[a]))
+        w["n"] += m
+        w["end"] = int(ts[b - 1])
+        w["last"] = (int(parts[b - 1]), int(offs[b - 1]))
+        self.events += m
+
+    def _window_ref(self) -> dict[str, Any]:
+        w = self._win
+        if self.config.window_ms is not None and self._key is not None:
+            start, end = self._key * self.config.window_ms, (self._key + 1) * self.config.window_ms - 1
+            return {"index": self._key, "start": start, "end": end, "events": w["n"]}
+        return {"index": self._index, "start": w["start"], "end": w["end"], "events": w["n"]}
+
+    def _close(self) -> list[dict[str, Any]]:
+        w = self._win
+        n = int(w["n"])
+        window = self._window_ref()
+        cfg = self.config
+        firing = {c: self._h("data_drift" if self.profile.columns[c].role == "feature" else "prediction_drift",
+                             c).firing for c in self.profile.monitored}
+        results = self.tests.evaluate(self._num_counts, self._num_type, self._cat_counts, n, firing)
+        testable = cfg.window_ms is None or n >= cfg.min_window_events
+        src = (w["last"][0], w["first"][1], w["last"][1])
+        drifted = sorted((r for r in results if r["drift"]), key=lambda r: -r["ratio"])
+        top = [{"feature": r["column"], "statistic": r["statistic"], "value": r["value"],
+                "threshold": r["threshold"]} for r in drifted[: cfg.evidence_top_k]]
+        alerts: list[dict[str, Any]] = []
+        if testable:
+            for r in results:
+                col = r["column"]
+                monitor = "data_drift" if r["role"] == "feature" else "prediction_drift"
+                status = self._h(monitor, col).update(r["drift"])
+                if status is not None:
+                    alerts.append(self._drift_alert(monitor, status, r, window, src, top))
+            for r in results:
+                col = r["column"]
+                status = self._h("data_quality", col).update(bool(r["quality"]))
+                if status is not None:
+                    alerts.append(self._quality_alert(status, r, window, src, top))
+        record = {
+            "kind": "predictions", **window, "tested": testable,
+            "columns": {r["column"]: {**r["stats"], "statistic": r["statistic"], "value": r["value"],
+                                      "threshold": r["threshold"], "drift": r["drift"],
+                                      "quality_failed": len(r["quality"])} for r in results},
+            "drifted": [r["column"] for r in drifted],
+            "quality": {r["column"]: r["quality"] for r in results if r["quality"]},
+        }
+        self._record(record)
+        self.windows += 1
+        self._index += 1
+        self._reset_window()
+        return alerts
+
+    def _drift_alert(self, monitor: str, status: str, r: dict[str, Any], window: dict[str, Any],
+                     src: tuple[int, int, int], top: list[dict[str, Any]]) -> dict[str, Any]:
+        col, stat = r["column"], r["statistic"]
+        what = "prediction" if monitor == "prediction_drift" else "feature"
+        if status == "firing":
+            bound = "a level shift" if r["threshold"] is None else f"{r['threshold']:.4g}"
+            summary = (f"{what} {col!r} drifted: {stat} {r['value']:.4g} beyond {bound} "
+                       f"({r['threshold_kind']}) over {window['events']} events")
+        else:
+            summary = (f"{what} {col!r} back to reference for {self.config.resolve_after} windows "
+                       f"({stat} {r['value']:.4g})")
+        detector = self.config.dynamic_detector if r["threshold_kind"] == "dynamic" else stat
+        return self._alert(
+            monitor=monitor, feature=col, status=status, direction=None, detector=detector,
+            statistic=stat, value=r["value"], threshold=r["threshold"], threshold_kind=r["threshold_kind"],
+            window=window, event_time=window["end"], src=src, summary=summary,
+            evidence={"top_features": top, "column": r["stats"]},
+        )
+
+    def _quality_alert(self, status: str, r: dict[str, Any], window: dict[str, Any], src: tuple[int, int, int],
+                       top: list[dict[str, Any]]) -> dict[str, Any]:
+        col = r["column"]
+        checks = r["quality"]
+        if checks:
+            worst = max(checks, key=lambda c: c["value"] / max(c["threshold"], 1e-12))
+            stat, value, thr = worst["check"], worst["value"], worst["threshold"]
+        else:
+            stat = "quality"
+            value = max(r["stats"].get(k, 0.0) for k in ("missing_rate", "out_of_range_rate", "unseen_rate",
+                                                         "type_error_rate") if k in r["stats"])
+            thr = None
+        if status == "firing":
+            summary = f"data quality of {col!r}: {stat.replace('_', ' ')} {value:.3g} above {thr:.3g}"
+        else:
+            summary = f"data quality of {col!r} back to reference for {self.config.resolve_after} windows"
+        return self._alert(
+            monitor="data_quality", feature=col, status=status, direction=None, detector="binomial",
+            statistic=stat, value=value, threshold=thr, threshold_kind="calibrated", window=window,
+            event_time=window["end"], src=src, summary=summary,
+            evidence={"checks": checks, "top_features": top, "column": r["stats"]},
+        )
+
+    def _record(self, record: dict[str, Any]) -> None:
+        if len(self._records) == self._records.maxlen:
+            self.dropped_records += 1
+        self._records.append(record)
+
+    # outcomes ---------------------------------------------------------------------------------------------
+    def observe_outcomes(self, batch: OutcomeBatch) -> list[dict[str, Any]]:
+        """Feed predictions joined with their labels, in arrival order; returns alert transitions."""
+        if len(batch) == 0:
+            return []
+        recs = self.outcomes.observe(batch)
+        for r in self.outcomes.records:
+            self._record(r)
+        self.outcomes.records.clear()
+        return [self._alert(**r) for r in recs]
+
+    # windows and state ------------------------------------------------------------------------------------
+    def drain_windows(self) -> list[dict[str, Any]]:
+        """Closed-window records (predictions and outcomes) since the last call, oldest first."""
+        out = list(self._records)
+        self._records.clear()
+        return out
+
+    @property
+    def pending_events(self) -> int:
+        """Events in the open (not yet closed) prediction window."""
+        return int(self._win["n"]) + self._pending_n
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly after a restart (JSON-serialisable)."""
+        if self._pending:
+            leftover = self._fold()
+            assert not leftover, "folding buffered events never closes a window"
+        w = self._win
+        return {
+            "version": STATE_VERSION,
+            "model": self.model,
+            "profile": self.digest,
+            "events": self.events,
+            "windows": self.windows,
+            "late": self.late,
+            "index": self._index,
+            "key": self._key,
+            "win": {"n": w["n"], "start": w["start"], "end": w["end"],
+                    "first": list(w["first"]) if w["first"] else None,
+                    "last": list(w["last"]) if w["last"] else None},
+            "num_counts": self._num_counts.tolist(),
+            "num_type": self._num_type.tolist(),
+            "cat_counts": self._cat_counts.tolist(),
+            "hysteresis": [[m, f, h.to_state()] for (m, f), h in self._hyst.items()
+                           if m not in ("concept_drift", "performance")],
+            "dynamic": self.tests.dynamic_state(),
+            "outcomes": self.outcomes.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, profile: ReferenceProfile, config: DetectionConfig | None, model: str,
+                   model_version: str | None, state: dict[str, Any]) -> ModelMonitor:
+        """A monitor that continues where the one that produced ``state`` stopped."""
+        mon = cls(profile, config, model=model, model_version=model_version)
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported monitor state version {state.get('version')!r}")
+        if state.get("profile") != mon.digest:
+            raise ValueError("the state was saved against a different reference profile "
+                             f"({state.get('profile')} != {mon.digest})")
+        mon.events, mon.windows, mon.late = int(state["events"]), int(state["windows"]), int(state["late"])
+        mon._index = int(state["index"])
+        mon._key = None if state["key"] is None else int(state["key"])
+        w = dict(state["win"])
+        w["first"] = tuple(w["first"]) if w["first"] else None
+        w["last"] = tuple(w["last"]) if w["last"] else None
+        mon._win = w
+        mon._num_counts = np.asarray(state["num_counts"], np.int64).reshape(mon._num_counts.shape)
+        mon._num_type = np.asarray(state["num_type"], np.int64)
+        mon._cat_counts = np.asarray(state["cat_counts"], np.int64).reshape(mon._cat_counts.shape)
+        for m, f, st in state["hysteresis"]:
+            mon._h(m, f).load_state(st)
+        mon.tests.load_dynamic_state(state["dynamic"])
+        mon.outcomes.load_state(state["outcomes"])
+        return mon

@@ -1,0 +1,378 @@
+"""File replay: the synchronous driver of the detection core over a table of predictions.
+
+The events table is read in chunks (bounded memory), each chunk becomes one :class:`EventBatch` for the
+model's :class:`ModelMonitor`, and a label column is joined at once or ``label_delay`` rows later (labels
+of the last ``label_delay`` rows arrive at the last row). Columns without a role are features; without a
+timestamp column the row number is the event time (ms), without an id column the row number is the id.
+Alerts carry ``row``, the 0-based events row at which they changed state, and come back sorted by row
+(predictions before outcomes within a row), so a replay does not depend on the chunk size and replaying
+the same file twice gives byte-identical alert files (:func:`write_alerts`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from detectors.batch import EventBatch, OutcomeBatch, as_column
+from detectors.config import DetectionConfig
+from detectors.monitor import ModelMonitor
+from detectors.profile import ReferenceProfile, build_profile
+from stream.tables import iter_table, read_table
+
+DEFAULT_ROLES = {"timestamp": "timestamp", "id": "prediction_id", "prediction": "prediction", "label": "label"}
+META_COLUMNS = ("model", "model_version", "schema")  # never features
+
+
+class ReplayError(ValueError):
+    """A replay that cannot run as asked (a missing column, a bad option); one-line message."""
+
+
+@dataclass
+class ReplayOptions:
+    """How to read the events table. ``None`` roles use the default column name when the table has it."""
+
+    timestamp_col: str | None = None
+    id_col: str | None = None
+    prediction_col: str | None = None
+    score_cols: list[str] = field(default_factory=list)
+    label_col: str | None = None
+    label_delay: int = 0
+    task: str | None = None
+    features: list[str] | None = None
+    categorical: list[str] | None = None
+    window: int | None = None
+    config: DetectionConfig | None = None
+    model: str | None = None  # default: the table's single ``model`` value, else the file's stem
+    model_version: str | None = None
+    chunk_rows: int = 65_536
+    keep_windows: bool = True
+    progress: Callable[[int], None] | None = None  # called with the rows done after every chunk
+
+
+@dataclass
+class ReplayResult:
+    alerts: list[dict[str, Any]]
+    windows: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+@dataclass
+class _Roles:
+    timestamp: str | None
+    id: str | None
+    prediction: str | None
+    label: str | None
+    scores: list[str]
+    features: list[str]
+
+
+def _resolve_roles(columns: list[str], opts: ReplayOptions) -> _Roles:
+    cols = set(columns)
+
+    def pick(explicit: str | None, default: str, what: str) -> str | None:
+        if explicit is not None:
+            if explicit not in cols:
+                raise ReplayError(f"{what} column {explicit!r} is not in the events table "
+                                  f"(columns: {', '.join(columns)})")
+            return explicit
+        return default if default in cols else None
+
+    ts = pick(opts.timestamp_col, DEFAULT_ROLES["timestamp"], "timestamp")
+    idc = pick(opts.id_col, DEFAULT_ROLES["id"], "id")
+    pred = pick(opts.prediction_col, DEFAULT_ROLES["prediction"], "prediction")
+    label = pick(opts.label_col, DEFAULT_ROLES["label"], "label")
+    for s in opts.score_cols:
+        if s not in cols:
+            raise ReplayError(f"score column {s!r} is not in the events table")
+    roles = {c for c in (ts, idc, pred, label) if c} | set(opts.score_cols) | set(META_COLUMNS)
+    if opts.features is not None:
+        for f in opts.features:
+            if f not in cols:
+                raise ReplayError(f"feature column {f!r} is not in the events table")
+            if f in roles:
+                raise ReplayError(f"column {f!r} cannot be a feature: it already has a role")
+        feats = list(opts.features)
+    else:
+        feats = [c for c in columns if c not in roles]
+    for c in opts.categorical or []:
+        if c not in feats:
+            raise ReplayError(f"categorical column {c!r} is not a feature (features: {', '.join(feats)})")
+    if not feats and pred is None:
+        raise ReplayError("nothing to monitor: the events table has no feature and no prediction column")
+    if opts.label_delay < 0:
+        raise ReplayError("--label-delay must be >= 0")
+    if opts.label_delay and label is None:
+        raise ReplayError("--label-delay needs a label column")
+    return _Roles(ts, idc, pred, label, list(opts.score_cols), feats)
+
+
+def _profile_for(reference: pd.DataFrame | ReferenceProfile, roles: _Roles, opts: ReplayOptions,
+                 name: str | None) -> ReferenceProfile:
+    if isinstance(reference, ReferenceProfile):
+        missing = [f for f in roles.features if f not in reference.columns]
+        if missing:
+            raise ReplayError(f"features not in the reference profile: {', '.join(missing)}")
+        return reference
+    cols = set(reference.columns)
+    missing = [c for c in roles.features + roles.scores if c not in cols]
+    if missing:
+        raise ReplayError(f"columns in EVENTS but not in REFERENCE: {', '.join(missing)}")
+    pred = roles.prediction if roles.prediction in cols else None
+    if roles.prediction and pred is None:
+        raise ReplayError(f"prediction column {roles.prediction!r} is not in the reference")
+    label = roles.label if roles.label and roles.label in cols else None
+    try:
+        return build_profile(reference, prediction=pred, label=label, scores=roles.scores or None,
+                             task=opts.task, categorical=opts.categorical, features=roles.features, name=name)
+    except ValueError as err:
+        raise ReplayError(f"cannot profile the reference: {err}") from None
+
+
+def _timestamps(chunk: pd.DataFrame, col: str | None, start: int) -> np.ndarray:
+    n = len(chunk)
+    if col is None:
+        return np.arange(start, start + n, dtype=np.int64)
+    s = chunk[col]
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return s.dt.tz_localize(None).astype("datetime64[ms]").astype(np.int64).to_numpy() if s.dt.tz \
+            else s.astype("datetime64[ms]").astype(np.int64).to_numpy()
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        x = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        if np.isnan(x).any():
+            raise ReplayError(f"timestamp column {col!r} has missing values (rows {start}..{start + n - 1})")
+        return x.astype(np.int64)
+    try:
+        t = pd.to_datetime(s, utc=True, format="mixed")
+    except (ValueError, TypeError) as err:
+        raise ReplayError(f"timestamp column {col!r} is neither epoch ms nor a date/time: {err}") from None
+    if t.isna().any():
+        raise ReplayError(f"timestamp column {col!r} has missing values (rows {start}..{start + n - 1})")
+    return t.dt.tz_localize(None).astype("datetime64[ms]").astype(np.int64).to_numpy()
+
+
+def _values(s: pd.Series) -> np.ndarray:
+    """A column as the core expects it: float64 with NaN, or object with None."""
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
+    return s.to_numpy(dtype=object, na_value=None)
+
+
+class Replayer:
+    """Feeds chunks of an events table to one model monitor; :meth:`finish` returns the result."""
+
+    def __init__(self, monitor: ModelMonitor, roles: _Roles, opts: ReplayOptions):
+        self.monitor = monitor
+        self.roles = roles
+        self.opts = opts
+        self.rows = 0
+        self.labels = 0
+        self._seq = 0
+        self._alerts: list[tuple[int, int, int, dict[str, Any]]] = []
+        self.windows: list[dict[str, Any]] = []
+        self.window_counts: Counter[str] = Counter()
+        self._carry: dict[str, np.ndarray] | None = None  # delayed labels not yet arrived
+        self._last_ts = 0
+        self._cat = set(opts.categorical or [])
+
+    def _keep(self, alerts: list[dict[str, Any]], side: int) -> None:
+        for a in alerts:
+            self._alerts.append((int(a["row"]), side, self._seq, a))
+            self._seq += 1
+
+    def _drain(self) -> None:
+        recs = self.monitor.drain_windows()
+        for r in recs:
+            self.window_counts[r.get("kind", "predictions")] += 1
+        if self.opts.keep_windows:
+            self.windows.extend(recs)
+
+    def feed(self, chunk: pd.DataFrame) -> None:
+        r = self.roles
+        n = len(chunk)
+        if n == 0:
+            return
+        a = self.rows
+        missing = [c for c in r.features + r.scores + [x for x in (r.prediction, r.label) if x] if c not in chunk]
+        if missing:
+            raise ReplayError(f"rows {a}..{a + n - 1} lack columns: {', '.join(missing)}")
+        ts = _timestamps(chunk, r.timestamp, a)
+        rows = np.arange(a, a + n, dtype=np.int64)
+        ids = chunk[r.id].to_numpy(dtype=object) if r.id else rows
+        feats = {}
+        for f in r.features:
+            v = _values(chunk[f])
+            if f in self._cat and v.dtype.kind == "f":
+                v = chunk[f].to_numpy(dtype=object, na_value=None)
+            feats[f] = v
+        pred = _values(chunk[r.prediction]) if r.prediction else np.full(n, np.nan)
+        scores = {s: chunk[s].to_numpy(dtype=np.float64, na_value=np.nan) for s in r.scores} or None
+        parts = np.full(n, -1, np.int64)
+        batch = EventBatch(ids=ids, timestamps=ts, features=feats, prediction=pred, scores=scores,
+                           partitions=parts, offsets=rows)
+        self._keep(self.monitor.observe(batch), 0)
+        if r.label:
+            label = as_column(_values(chunk[r.label]))
+            self._outcomes(ids, ts, pred, label, scores, rows)
+        self.rows += n
+        self._last_ts = int(ts[-1])
+        self._drain()
+        if self.opts.progress is not None:
+            self.opts.progress(self.rows)
+
+    def _outcomes(self, ids: np.ndarray, ts: np.ndarray, pred: np.ndarray, label: np.ndarray,
+                  scores: dict[str, np.ndarray] | None, rows: np.ndarray) -> None:
+        d = self.opts.label_delay
+        cur = {"ids": ids, "ts": ts, "pred": pred, "label": label, "rows": rows}
+        if scores:
+            cur |= {f"s:{k}": v for k, v in scores.items()}
+        if d == 0:
+            self._emit(cur, rows, ts)
+            return
+        if self._carry is not None:
+            cur = {k: _concat(self._carry[k], v) for k, v in cur.items()}
+        # labels of source rows i arrive at row i + d: those arriving inside this chunk go now
+        last_row = int(rows[-1])
+        k = int(np.searchsorted(cur["rows"], last_row - d, side="right"))
+        if k:
+            arrive = cur["rows"][:k] + d
+            arrive_ts = ts[arrive - int(rows[0])]
+            self._emit({kk: v[:k] for kk, v in cur.items()}, arrive, arrive_ts)
+        self._carry = {kk: v[k:] for kk, v in cur.items()}
+
+    def _emit(self, cur: dict[str, np.ndarray], arrive_rows: np.ndarray, arrive_ts: np.ndarray) -> None:
+        m = len(cur["ids"])
+        if m == 0:
+            return
+        scores = {k[2:]: v for k, v in cur.items() if k.startswith("s:")} or None
+        ob = OutcomeBatch(ids=cur["ids"], timestamps=cur["ts"], label_timestamps=np.asarray(arrive_ts, np.int64),
+                          prediction=cur["pred"], label=cur["label"], scores=scores,
+                          partitions=np.full(m, -1, np.int64), offsets=np.asarray(arrive_rows, np.int64))
+        self._keep(self.monitor.observe_outcomes(ob), 1)
+        self.labels += m
+
+    def finish(self, elapsed: float | None = None) -> ReplayResult:
+        if self._carry is not None and len(self._carry["ids"]):
+            m = len(self._carry["ids"])
+            last = max(self.rows - 1, 0)
+            self._emit(self._carry, np.full(m, last, np.int64), np.full(m, self._last_ts, np.int64))
+            self._carry = None
+        self._drain()
+        alerts = [a for *_, a in sorted(self._alerts, key=lambda t: t[:3])]
+        return ReplayResult(alerts=alerts, windows=self.windows, summary=self._summary(alerts, elapsed))
+
+    def _summary(self, alerts: list[dict[str, Any]], elapsed: float | None) -> dict[str, Any]:
+        mon = self.monitor
+        by: Counter[tuple[str, str]] = Counter((a["monitor"], a["status"]) for a in alerts)
+        first: dict[str, int] = {}
+        for a in alerts:
+            if a["status"] == "firing":
+                key = a["monitor"] + (f":{a['feature']}" if a["feature"] else "")
+                first.setdefault(key, a["row"])
+        out = mon.outcomes
+        return {
+            "model": mon.model,
+            "rows": self.rows,
+            "task": mon.profile.task,
+            "features": len(mon.profile.features),
+            "window": mon.config.window if mon.config.window_ms is None else f"{mon.config.window_ms} ms",
+            "windows": mon.windows,
+            "open_window_events": mon.pending_events,
+            "labels_joined": self.labels - out.dropped,
+            "labels_dropped": out.dropped,
+            "label_coverage": (self.labels - out.dropped) / self.rows if self.rows else 0.0,
+            "outcome_windows": out.index,
+            "alerts": len(alerts),
+            "alerts_by_monitor": {f"{m}:{s}": c for (m, s), c in sorted(by.items())},
+            "first_firing_row": first,
+            "threshold": mon.config.threshold,
+            "tests_per_window": mon.tests.n_tests,
+            "alpha_per_test": mon.tests.alpha,
+            "reference_digest": mon.digest,
+            "seconds": elapsed,
+            "events_per_second": (self.rows / elapsed) if elapsed else None,
+        }
+
+
+def _concat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.dtype != b.dtype:
+        return np.concatenate([a.astype(object), b.astype(object)])
+    return np.concatenate([a, b])
+
+
+def _chunks(events: pd.DataFrame | Iterable[pd.DataFrame], size: int) -> Iterator[pd.DataFrame]:
+    if isinstance(events, pd.DataFrame):
+        for a in range(0, len(events), size):
+            yield events.iloc[a : a + size]
+    else:
+        yield from events
+
+
+def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame], reference: pd.DataFrame | ReferenceProfile,
+                  options: ReplayOptions | None = None, *, model_default: str = "model",
+                  reference_name: str | None = None) -> ReplayResult:
+    """Replay an events table (a DataFrame or an iterable of chunks) against a reference table or profile.
+
+    The model name is ``options.model``, else the table's single ``model`` value, else ``model_default``.
+    """
+    opts = options or ReplayOptions()
+    cfg = opts.config or DetectionConfig()
+    if opts.window is not None:
+        cfg = cfg.model_copy(update={"window": opts.window})
+    it = _chunks(events, opts.chunk_rows)
+    first = next(it, None)
+    if first is None:
+        raise ReplayError("the events table is empty")
+    roles = _resolve_roles([str(c) for c in first.columns], opts)
+    model = opts.model
+    if model is None:
+        if "model" in first.columns and first["model"].nunique(dropna=True) == 1:
+            model = str(first["model"].dropna().iloc[0])
+        else:
+            model = model_default
+    profile = _profile_for(reference, roles, opts, reference_name)
+    monitor = ModelMonitor(profile, cfg, model=model, model_version=opts.model_version)
+    rep = Replayer(monitor, roles, opts)
+    t0 = time.perf_counter()
+    rep.feed(first)
+    for chunk in it:
+        rep.feed(chunk)
+    return rep.finish(time.perf_counter() - t0)
+
+
+def replay_file(events_path: str | os.PathLike[str], reference_path: str | os.PathLike[str] | ReferenceProfile,
+                options: ReplayOptions | None = None) -> ReplayResult:
+    """Replay the events file against the reference file (.parquet, .csv, .jsonl) or a built profile."""
+    opts = options or ReplayOptions()
+    if isinstance(reference_path, ReferenceProfile):
+        reference: pd.DataFrame | ReferenceProfile = reference_path
+        ref_name = reference_path.name
+    else:
+        reference = read_table(reference_path)
+        ref_name = Path(reference_path).name
+    return replay_frames(iter_table(events_path, opts.chunk_rows), reference, opts,
+                         model_default=Path(events_path).stem, reference_name=ref_name)
+
+
+def dumps_alerts(alerts: Iterable[dict[str, Any]]) -> bytes:
+    """Alerts as JSON lines with sorted keys (byte-identical for identical alerts)."""
+    return b"".join(orjson.dumps(a, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+                    for a in alerts)
+
+
+def write_alerts(alerts: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(dumps_alerts(alerts))
+    return p
