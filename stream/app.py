@@ -25,6 +25,7 @@ def make_app(
     """A configured :class:`faust.App`; ``overrides`` go straight to Faust (tests shorten timeouts)."""
     w = settings.worker
     app_id = app_id or w.app_id
+    (settings.home / "faust").mkdir(parents=True, exist_ok=True)
     conf: dict[str, Any] = {
         **faust_kwargs(settings.kafka, bootstrap),
         "datadir": str(settings.home / "faust" / app_id),
