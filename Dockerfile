@@ -60,10 +60,9 @@ RUN groupadd --system --gid 10001 glassbox \
     && mkdir -p /data/evidently \
     && chown -R glassbox:glassbox /data
 
-# Code and virtualenv belong to root (read-only for the service user); /app itself is writable so that Faust
-# can create its data directory (<app_id>-data) in the working directory.
+# Code and virtualenv belong to root: read-only for the service user, which writes only under /data
+# (GLASSBOX_HOME: Faust's data directory, the notifier's alerting.sqlite, the Evidently workspace).
 COPY --from=builder /app /app
-RUN chown glassbox:glassbox /app
 
 ENV PATH="/app/.venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \

@@ -86,6 +86,9 @@ class AttributionConfig(BaseModel):
     keep_results: int = Field(16, ge=1, description="recent window results kept for top_movers(window)")
     severity: Literal["critical", "warning", "info"] = Field("warning", description="severity of the alerts")
     max_window_records: int = Field(10_000, ge=1, description="window records kept until drain_windows()")
+    max_pending: int = Field(
+        4, ge=1, description="closed windows awaiting SHAP at most; beyond, a window is skipped (backlog)"
+    )
 
     def level(self) -> float:
         return self.alpha if self.alpha is not None else self.false_alarm_rate / (2 * self.horizon_windows)
@@ -136,6 +139,48 @@ class AttributionResult:
     cost_s: float = 0.0  # diagnostics only (monotonic clock): never in alerts, records or state
 
 
+class WindowExplainer:
+    """The executor side of the monitor: explains a :class:`WindowSample` and scores it against the reference.
+
+    Holds the explainer (and so the model), the reference vector and the settings, nothing that changes:
+    it reads no monitor state, so it can run in a thread, or be pickled once into a worker process (our own
+    in-memory model going to our own child process; nothing from outside is unpickled).
+    """
+
+    def __init__(self, explainer: ModelExplainer, reference: np.ndarray, config: AttributionConfig, seed: int,
+                 clock: Callable[[], float] = time.monotonic):
+        self.explainer = explainer
+        self.reference = np.asarray(reference, np.float64)
+        self.config = config
+        self.seed = int(seed)
+        self.clock = clock
+
+    def window_seed(self, index: int) -> int:
+        return int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+
+    def __call__(self, sample: WindowSample) -> AttributionResult:
+        """Never raises: failures and budget overruns come back as skipped results."""
+        clock = self.clock
+        t0 = clock()
+        budget = self.config.budget_s
+        should_stop = None if budget is None else (lambda: clock() - t0 > budget)
+        base = {"index": sample.index, "window": sample.window, "src": sample.src, "rows": len(sample)}
+        if len(sample) == 0:
+            return AttributionResult(**base, skipped=True, reason="empty")
+        try:
+            att = self.explainer.explain(sample.frame(self.explainer.features), seed=self.window_seed(sample.index),
+                                         should_stop=should_stop)
+        except BudgetExceeded:
+            return AttributionResult(**base, skipped=True, reason="budget", cost_s=clock() - t0)
+        except Exception as err:  # noqa: BLE001 - a model failing on live data must not stop the monitor
+            return AttributionResult(**base, skipped=True, reason=f"error: {type(err).__name__}: {err}"[:300],
+                                     cost_s=clock() - t0)
+        win = att.mean_abs()
+        return AttributionResult(
+            **base, mean_abs=win, distance=float(attribution_distance(self.reference, win)),
+            ndcg=float(ndcg(self.reference, win, self.config.ndcg_k)), attribution=att, cost_s=clock() - t0)
+
+
 class AttributionMonitor:
     """Attribution drift of one model: reservoir per window, SHAP off the hot path, calibrated verdicts.
 
@@ -156,7 +201,6 @@ class AttributionMonitor:
         self.seed = int(seed)
         self.window = int(window)
         self.reference_info = reference_info
-        self._clock = clock
         self.explainer = explainer or ModelExplainer(
             model, self.features, reference_sample, seed=self.seed, background_rows=cfg.background_rows,
             permutations=cfg.permutations)
@@ -164,6 +208,7 @@ class AttributionMonitor:
         self._ref_abs = ref_att.abs_rows()
         self.reference = reference_attributions or attributions_record(ref_att, self.explainer, seed=self.seed)
         self.ref_vec = mean_abs_vector(self.reference, self.features)
+        self.window_explainer = WindowExplainer(self.explainer, self.ref_vec, cfg, self.seed, clock)
         self._limits: dict[int, tuple[float, float]] = {}
         self.hysteresis = Hysteresis(cfg.fire_after, cfg.resolve_after)
         self.reservoir = Reservoir(cfg.k, self.seed, 0)
@@ -186,15 +231,20 @@ class AttributionMonitor:
 
     # hot path -----------------------------------------------------------------------------------------------
     def collect(self, batch: EventBatch) -> list[WindowSample]:
-        """Feed prediction events (any chunking) to the reservoir; returns the samples of closed windows."""
+        """Feed prediction events (any chunking) to the reservoir; returns the samples of closed windows to
+        explain (at most ``max_pending`` undecided at a time: beyond, windows are skipped as ``backlog``)."""
+        out: list[WindowSample] = []
+        self._collect(batch, out.append)
+        return out
+
+    def _collect(self, batch: EventBatch, on_close: Callable[[WindowSample], None]) -> None:
         n = len(batch)
         if n == 0 or not self.config.enabled:
-            return []
+            return
         cols = {f: (batch.features[f] if f in batch.features else np.full(n, np.nan)) for f in self.features}
         parts = batch.partitions if len(batch.partitions) == n else np.full(n, -1, np.int64)
         offs = batch.offsets if len(batch.offsets) == n else np.arange(self.events, self.events + n, dtype=np.int64)
         ts = batch.timestamps
-        out: list[WindowSample] = []
         pos = 0
         while pos < n:
             take = min(n - pos, self.window - self._win["n"])
@@ -210,23 +260,28 @@ class AttributionMonitor:
             w["last"] = (int(parts[end - 1]), int(offs[end - 1]))
             self.events += take
             pos = end
-            if w["n"] >= self.window:
-                out.append(self._close())
-        return out
+            if w["n"] >= self.window and (ws := self._close()) is not None:
+                on_close(ws)
 
-    def _close(self) -> WindowSample:
+    def _close(self) -> WindowSample | None:
         w = self._win
         sample = self.reservoir.sample()
         positions = sample.pop("_position")
         ws = WindowSample(index=self.index, window={"index": self.index, "start": w["start"], "end": w["end"],
                                                     "events": int(w["n"])},
                           src=(w["last"][0], w["first"][1], w["last"][1]), columns=sample, positions=positions)
-        self._inflight[ws.index] = ws
+        if len(self._inflight) >= self.config.max_pending:  # the executor is behind: skip, never queue up
+            self._ready[ws.index] = AttributionResult(index=ws.index, window=ws.window, src=ws.src, rows=len(ws),
+                                                      skipped=True, reason="backlog")
+            out: WindowSample | None = None
+        else:
+            self._inflight[ws.index] = ws
+            out = ws
         self.windows += 1
         self.index += 1
         self.reservoir.reset(self.index)
         self._reset_window()
-        return ws
+        return out
 
     def pending_samples(self) -> list[WindowSample]:
         """Closed windows not decided yet (after a restart: explain these again), oldest first."""
@@ -234,29 +289,9 @@ class AttributionMonitor:
 
     # executor ---------------------------------------------------------------------------------------------
     def explain_window(self, sample: WindowSample) -> AttributionResult:
-        """SHAP on one window's sample and its statistics. Thread-safe: reads the monitor, never writes it.
-        Never raises: failures and budget overruns come back as skipped results."""
-        t0 = self._clock()
-        budget = self.config.budget_s
-        should_stop = None if budget is None else (lambda: self._clock() - t0 > budget)
-        base = {"index": sample.index, "window": sample.window, "src": sample.src, "rows": len(sample)}
-        if len(sample) == 0:
-            return AttributionResult(**base, skipped=True, reason="empty")
-        try:
-            att = self.explainer.explain(sample.frame(self.features), seed=self._window_seed(sample.index),
-                                         should_stop=should_stop)
-        except BudgetExceeded:
-            return AttributionResult(**base, skipped=True, reason="budget", cost_s=self._clock() - t0)
-        except Exception as err:  # noqa: BLE001 - a model failing on live data must not stop the monitor
-            return AttributionResult(**base, skipped=True, reason=f"error: {type(err).__name__}: {err}"[:300],
-                                     cost_s=self._clock() - t0)
-        win = att.mean_abs()
-        return AttributionResult(
-            **base, mean_abs=win, distance=float(attribution_distance(self.ref_vec, win)),
-            ndcg=float(ndcg(self.ref_vec, win, self.config.ndcg_k)), attribution=att, cost_s=self._clock() - t0)
-
-    def _window_seed(self, index: int) -> int:
-        return int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+        """SHAP on one window's sample and its statistics (see :class:`WindowExplainer`). Thread-safe; to run
+        it in another process, send :attr:`window_explainer` there once and call it with the samples."""
+        return self.window_explainer(sample)
 
     # decisions --------------------------------------------------------------------------------------------
     def limits(self, n: int) -> tuple[float, float]:
@@ -358,8 +393,7 @@ class AttributionMonitor:
     def observe(self, batch: EventBatch) -> list[dict[str, Any]]:
         """Collect, explain and decide inline (replay and tests); returns alert transitions."""
         alerts: list[dict[str, Any]] = []
-        for sample in self.collect(batch):
-            alerts.extend(self.decide(self.explain_window(sample)))
+        self._collect(batch, lambda sample: alerts.extend(self.decide(self.explain_window(sample))))
         return alerts
 
     # evidence and records ---------------------------------------------------------------------------------
@@ -396,6 +430,8 @@ class AttributionMonitor:
             "reservoir": self.reservoir.to_state(),
             "hysteresis": self.hysteresis.to_state(),
             "inflight": [s.to_dict() for s in self.pending_samples()],
+            "skipped_ready": [{"index": r.index, "window": r.window, "src": list(r.src), "rows": r.rows,
+                               "reason": r.reason} for r in self._ready.values() if r.skipped],
             "latest": {"index": self.latest_index, "movers": self.latest_movers},
         }
 
@@ -419,6 +455,10 @@ class AttributionMonitor:
         mon.reservoir = Reservoir.from_state(state["reservoir"])
         mon.hysteresis.load_state(state["hysteresis"])
         mon._inflight = {int(s["index"]): WindowSample.from_dict(s) for s in state["inflight"]}
+        for r in state.get("skipped_ready", []):
+            mon._ready[int(r["index"])] = AttributionResult(index=int(r["index"]), window=dict(r["window"]),
+                                                            src=tuple(r["src"]), rows=int(r["rows"]), skipped=True,
+                                                            reason=r["reason"])
         mon.latest_index = state["latest"]["index"]
         mon.latest_movers = list(state["latest"]["movers"])
         return mon

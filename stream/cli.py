@@ -81,8 +81,8 @@ def worker(config: ConfigOpt = None) -> None:
     settings = settings_from(config)
     with kafka_bootstrap(settings) as bootstrap:
         ensure_topics(settings, bootstrap)
-        pipeline = build_pipeline(settings)
         fapp = make_app(settings, bootstrap=bootstrap)
+        pipeline = build_pipeline(settings)
         register_monitor(fapp, settings, pipeline)
         loglevel = os.environ.get("GLASSBOX_LOG_LEVEL", "WARNING")
         faust.Worker(fapp, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -80,7 +80,12 @@ def window_fields(record: Any) -> tuple[int, int | None, dict[str, float]]:
     """``(index, end event time ms, metrics)`` of a closed-window record from ``ModelMonitor.drain_windows()``.
 
     Accepts a mapping, a dataclass or a pydantic model with ``index``, ``end`` (ms), ``events`` and per-column
-    statistics (any nesting); every finite number except index/start/end becomes a metric.
+    statistics (any nesting); every finite number except index/start/end becomes a metric, prefixed with the
+    record's ``kind`` (``predictions`` / ``outcomes``) when it has one; booleans become 0/1.
+
+    >>> window_fields({"kind": "predictions", "index": 2, "start": 0, "end": 99, "events": 100,
+    ...                "columns": {"x": {"value": 0.3, "drift": True}}})
+    (2, 99, {'predictions/events': 100.0, 'predictions/columns/x/value': 0.3, 'predictions/columns/x/drift': 1.0})
     """
     if dataclasses.is_dataclass(record) and not isinstance(record, type):
         data = dataclasses.asdict(record)
@@ -93,8 +98,9 @@ def window_fields(record: Any) -> tuple[int, int | None, dict[str, float]]:
                 and not callable(getattr(record, k))}
     index = int(data["index"])
     end = data.get("end")
-    rest = {k: v for k, v in data.items() if k not in ("index", "start", "end", "model", "model_version")}
-    return index, None if end is None else int(end), flatten_metrics(rest)
+    kind = data.get("kind") if isinstance(data.get("kind"), str) else ""
+    rest = {k: v for k, v in data.items() if k not in ("index", "start", "end", "model", "model_version", "kind")}
+    return index, None if end is None else int(end), flatten_metrics(rest, kind)
 
 
 def ensure_experiment(client: Any, name: str, artifact_root: str | os.PathLike[str] | None = None) -> str:
@@ -376,3 +382,15 @@ def alerts_table(alerts: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
     return table
 
 
+
+
+def log_replay(run: MonitoringRun, result: Any, *, model: str | None = None) -> int:
+    """Record a ``stream.replay.ReplayResult`` in ``run``: its window records as metrics, its alerts for the
+    table, its summary as ``replay_summary.json``. Returns the metrics logged."""
+    name = model or (result.alerts[0]["model"] if result.alerts else None) or result.summary.get("model", "model")
+    n = run.log_windows(name, result.windows)
+    run.log_alerts(result.alerts)
+    with run._lock:
+        run._require_run()
+        run.client.log_dict(run.run_id, json.loads(json.dumps(result.summary, default=str)), "replay_summary.json")
+    return n

@@ -12,9 +12,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from detectors.batch import EventBatch, as_column
 from stream.events import InvalidEvent, PredictionChunk, deadletter_record, parse_label, parse_prediction
@@ -54,28 +55,80 @@ class Counters:
     deadlettered: int = 0
     labels: int = 0
     alerts: int = 0
+    redelivered: int = 0  # skipped: already counted before a restart
     per_model: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "messages": self.messages, "events": self.events, "deadlettered": self.deadlettered,
-            "labels": self.labels, "alerts": self.alerts, "reasons": dict(self.reasons),
+            "labels": self.labels, "alerts": self.alerts, "redelivered": self.redelivered,
+            "reasons": dict(self.reasons),
             "per_model": {m: dict(c) for m, c in self.per_model.items()},
         }
 
 
+class StateStore(Protocol):
+    """Where a model's detector state survives a restart (a changelogged Faust table in the worker)."""
+
+    def get(self, model: str) -> bytes | None: ...
+
+    def set(self, model: str, value: bytes) -> None: ...
+
+
 class Pipeline:
-    """Validation, label join and detection for every model of one worker."""
+    """Validation, label join and detection for every model of one worker.
+
+    With a ``state`` store, each step saves the state of every model it touched together with the last
+    input offsets it covers; after a restart the state is restored and messages at or below those offsets
+    (redelivered because their commit was lost) are skipped, so nothing is counted twice.
+    """
 
     def __init__(self, monitors: MonitorRegistry, *, label_ttl_ms: int, max_message_bytes: int,
-                 audit: bool = False):
+                 audit: bool = False, state: StateStore | None = None):
         self.monitors = monitors
         self.label_ttl_ms = label_ttl_ms
         self.max_message_bytes = max_message_bytes
         self.audit = audit
+        self.state = state
         self.joins: dict[str, LabelJoin] = {}
         self.counters = Counters()
+        self._offsets: dict[str, dict[str, int]] = {}  # model -> "topic:partition" -> last offset done
+        self._restored: set[str] = set()
+
+    def _restore(self, model: str, model_version: str | None) -> None:
+        """Load a model's saved state once, before its first message is processed."""
+        if model in self._restored:
+            return
+        self._restored.add(model)
+        raw = self.state.get(model) if self.state is not None else None
+        if raw is None:
+            return
+        try:
+            rec = orjson.loads(raw)
+            if rec.get("monitor") is not None:
+                self.monitors.restore(model, rec["monitor"], model_version)
+            self._offsets[model] = {k: int(v) for k, v in rec.get("offsets", {}).items()}
+        except Exception:  # a state from another reference or version: start afresh, say so
+            log.exception("could not restore state of model %r; starting from an empty window", model)
+
+    def _redelivered(self, model: str, msg: RawMessage) -> bool:
+        done = self._offsets.get(model, {}).get(f"{msg.topic}:{msg.partition}")
+        return done is not None and msg.offset <= done
+
+    def _advance(self, model: str, msgs: Sequence[RawMessage]) -> None:
+        offs = self._offsets.setdefault(model, {})
+        for m in msgs:
+            k = f"{m.topic}:{m.partition}"
+            if m.offset > offs.get(k, -1):
+                offs[k] = m.offset
+
+    def _save(self, model: str) -> None:
+        if self.state is None:
+            return
+        mon = self.monitors.get(model)
+        rec = {"monitor": mon.to_state() if mon is not None else None, "offsets": self._offsets.get(model, {})}
+        self.state.set(model, orjson.dumps(rec))
 
     def _join(self, model: str) -> LabelJoin:
         j = self.joins.get(model)
@@ -102,9 +155,15 @@ class Pipeline:
             except InvalidEvent as err:
                 self._dead(out, msg, err)
                 continue
+            self._restore(chunk.model, chunk.model_version)
+            if self._redelivered(chunk.model, msg):
+                self.counters.redelivered += 1
+                continue
             groups.setdefault(chunk.model, []).append((msg, chunk))
         for model, items in groups.items():
             self._model_step(model, items, out)
+            self._advance(model, [m for m, _ in items])
+            self._save(model)
         return out
 
     def _model_step(self, model: str, items: list[tuple[RawMessage, PredictionChunk]], out: StepOutput) -> None:
@@ -156,14 +215,20 @@ class Pipeline:
             except InvalidEvent as err:
                 self._dead(out, msg, err)
                 continue
+            self._restore(lab.model, None)
+            if self._redelivered(lab.model, msg):
+                self.counters.redelivered += 1
+                continue
             self.counters.labels += 1
             per_model.setdefault(lab.model, []).extend(
                 self._join(lab.model).add_label(lab.prediction_id, lab.label, lab.timestamp, msg.partition,
                                                 msg.offset)
             )
+            self._advance(lab.model, [msg])
         for model, outcomes in per_model.items():
             if outcomes:
                 self._outcomes(model, outcomes, out)
+            self._save(model)
         return out
 
     def _outcomes(self, model: str, outcomes: list[Any], out: StepOutput) -> None:

@@ -162,6 +162,13 @@ def _timestamps(chunk: pd.DataFrame, col: str | None, start: int) -> np.ndarray:
 
 def _values(s: pd.Series) -> np.ndarray:
     """A column as the core expects it: float64 with NaN, or object with None."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = s.cat.categories
+        if not pd.api.types.is_numeric_dtype(cats.dtype) or pd.api.types.is_bool_dtype(cats.dtype):
+            # one Python object per category, not per value (parquet strings are read as dictionaries)
+            lookup = np.append(cats.to_numpy(dtype=object), None)
+            return lookup[s.cat.codes.to_numpy()]
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_bool_dtype(s.dtype):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_numeric_dtype(s.dtype):

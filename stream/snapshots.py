@@ -93,6 +93,12 @@ class SnapshotOutcome:
 
 
 # ------------------------------------------------------------------------------------------ the work itself
+def warm_up() -> None:
+    """Import Evidently in the executor, so the first snapshot does not pay for it."""
+    import evidently.presets  # noqa: F401
+    import evidently.ui.workspace  # noqa: F401
+
+
 _ws_lock = threading.Lock()
 _workspaces: dict[str, Any] = {}
 
@@ -131,7 +137,8 @@ def ensure_project(ws: Any, model: str, features: Sequence[str], task: str | Non
                else [("Accuracy", "accuracy"), ("F1Score", "F1"), ("Precision", "precision"), ("Recall", "recall")])
     d.add_panel(line_plot_panel(
         title="Performance over time (windows with joined labels)" if label else "Performance over time",
-        values=[PanelMetric(legend=legend, metric=m) for m, legend in quality], size="full"), tab="Performance")
+        values=[PanelMetric(legend=legend, metric=m, metric_labels={"value_type": "mean"} if m == "MAE" else {})
+                for m, legend in quality], size="full"), tab="Performance")
     return project
 
 
@@ -234,7 +241,7 @@ class SnapshotService:
         self._links: dict[tuple[str, int], dict[str, str | None]] = {}
         self._latest: dict[str, int] = {}
         self._references: dict[tuple[str, int], pd.DataFrame] = {}
-        self._watchdog = threading.Event()
+        self.executor.submit(warm_up)  # import Evidently (about 3 s) before the first window needs it
 
     # -- policy --------------------------------------------------------------------------------------
     def should_snapshot(self, window_index: int, *, fired: bool = False) -> bool:
@@ -299,13 +306,16 @@ class SnapshotService:
         try:
             with self._lock:
                 self.stats.requested += 1
-                if (model, window_index) in self._pending or (model, window_index) in self._links:
-                    return dict(self._links.get((model, window_index)) or self.planned_links(model, window_index))
+                known = self._links.get((model, window_index))
                 running = len(self._pending)
-                if running >= self.max_pending:
+                skip = known is None and running >= self.max_pending
+                if skip:
                     self.stats.skipped += 1
-                    log.warning("snapshot of %s window %d skipped: %d still pending", model, window_index, running)
-                    return self.links_for(model)
+            if known is not None:
+                return dict(known)
+            if skip:
+                log.warning("snapshot of %s window %d skipped: %d still pending", model, window_index, running)
+                return self.links_for(model)
             job = SnapshotJob(
                 model=model, window_index=window_index, window_end_ms=window_end_ms,
                 current=sample_frame(current, self.sample_size, seed=self.seed + window_index),

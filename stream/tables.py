@@ -86,9 +86,15 @@ def iter_table(path: str | os.PathLike[str], chunk_rows: int = 65_536) -> Iterat
     fmt = table_format(p)
     try:
         if fmt == "parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
             pf = pq.ParquetFile(p)
+            # strings as dictionaries -> pandas categoricals: no Python string per value
+            strings = [f.name for f in pf.schema_arrow
+                       if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            if strings:
+                pf = pq.ParquetFile(p, read_dictionary=strings)
             for rb in pf.iter_batches(batch_size=chunk_rows):
                 yield rb.to_pandas()
         elif fmt == "csv":

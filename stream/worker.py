@@ -29,6 +29,7 @@ def alert_bytes(alert: dict[str, Any]) -> bytes:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
+    """The pipeline of a worker."""
     monitors = MonitorRegistry(
         settings.worker.models, settings.detection, lambda ref: load_profile(ref, settings)
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fnmatch
 import hashlib
 import http.server
 import importlib.metadata
@@ -340,7 +339,7 @@ def _settings_for(service: dict[str, Any], image_env: dict[str, str], monkeypatc
 def test_compose_services_images_and_ports(compose: dict[str, Any], pyproject: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {"kafka", "postgres", "mlflow", "worker", "notifier", "evidently-ui"}
-    assert "zookeeper" not in COMPOSE.read_text().lower()
+    assert not [k for s in services.values() for k in (s.get("environment") or {}) if "ZOOKEEPER" in k]
 
     for name, svc in services.items():
         image = svc["image"]
@@ -461,11 +460,14 @@ def test_compose_evidently_ui_shares_the_workers_workspace(compose: dict[str, An
 
 
 def test_compose_secrets_come_from_the_environment(compose_raw: dict[str, Any]) -> None:
-    secretish = re.compile(r"PASSWORD|TOKEN|SECRET|ROUTING_KEY|WEBHOOK|_URI$")
+    secretish = re.compile(r"PASSWORD|TOKEN|SECRET|ROUTING_KEY|WEBHOOK")
+    checked = 0
     for name, svc in compose_raw["services"].items():
         for key, value in (svc.get("environment") or {}).items():
-            if secretish.search(key) and "@" in str(value) or secretish.search(key) and key != "MLFLOW_BACKEND_STORE_URI":
+            if secretish.search(key) or re.search(r"://[^/]*@", str(value)):  # or credentials in a URL
                 assert "${" in str(value), f"{name}.{key} is written in the file, not read from the environment"
+                checked += 1
+    assert checked == 5
     # the database password is required: compose refuses to start without it
     env = dict(SECRETS)
     del env["POSTGRES_PASSWORD"]
@@ -474,7 +476,7 @@ def test_compose_secrets_come_from_the_environment(compose_raw: dict[str, Any]) 
     # every secret field of the settings that a receiver needs is passed to the notifier from the environment
     notifier_env = compose_raw["services"]["notifier"]["environment"]
     for field, info in Settings.model_fields["alerting"].annotation.model_fields.items():
-        if info.annotation == SecretStr | None:
+        if SecretStr in typing.get_args(info.annotation):
             key = f"GLASSBOX_ALERTING__{field.upper()}"
             assert notifier_env.get(key) == f"${{{key}:-}}", key
     # and every variable the file reads is documented in the example .env (and nothing else is)
@@ -510,7 +512,7 @@ def test_compose_environment_builds_valid_settings(
 ) -> None:
     from stream.alerting.dispatch import build_notifiers
     from stream.alerting.routing import receivers_for
-    from stream.alerting.store import AlertingStore
+    from stream.alerting.store import AlertingStore, state_path
 
     host_env = dict(SECRETS) if secrets_set else {"POSTGRES_PASSWORD": SECRETS["POSTGRES_PASSWORD"]}
     compose = interpolate(compose_raw, host_env)
@@ -527,6 +529,9 @@ def test_compose_environment_builds_valid_settings(
 
     notifier = _settings_for(compose["services"]["notifier"], image_env, monkeypatch, tmp_path)
     cfg = notifier.alerting
+    # its health check reads the state store the notifier really uses, on the notifier's volume
+    assert f"sqlite://{state_path(notifier)}" in compose["services"]["notifier"]["healthcheck"]["test"]
+    assert "notifier-state:/data" in compose["services"]["notifier"]["volumes"]
     assert cfg.slack_channel == "#ml-alerts"
     assert cfg.runbook_url("data_drift").endswith("/docs/runbooks/data_drift.md")
     notifiers = build_notifiers(cfg, AlertingStore(tmp_path / "alerting.sqlite"))
@@ -577,8 +582,9 @@ def test_dockerfile_structure(docker_stages: Any, pyproject: dict[str, Any]) -> 
         assert "--frozen" in cmd and "--no-dev" in cmd
         assert not re.search(r"--extra|--all-extras|--group|--all-groups|--dev\b", cmd)
     assert "--no-install-project" in syncs[0] and "--no-install-project" not in syncs[1]
-    order = [w if w != "RUN" or "uv sync" not in r else "SYNC" for w, r in builder["instructions"]]
-    assert order.index("SYNC") < order.index("COPY") < len(order) - 1 - order[::-1].index("SYNC")
+    steps = ["SYNC" if w == "RUN" and "uv sync" in r else f"{w} {r}" for w, r in builder["instructions"]]
+    first_sync, last_sync = steps.index("SYNC"), len(steps) - 1 - steps[::-1].index("SYNC")
+    assert first_sync < steps.index("COPY . /app") < last_sync  # source after the dependency layer
     assert any(w == "COPY" and "--from=uv" in r and "/uv" in r for w, r in builder["instructions"])
 
     # runtime: no uv, copies the built /app, runs as a non-root numeric user created in the image
@@ -720,7 +726,8 @@ def test_mlflow_server_with_the_compose_flags(compose: dict[str, Any], tmp_path:
         (tmp_path / "window.json").write_text("{}")
         client.log_artifact(run.info.run_id, str(tmp_path / "window.json"))
         stored = list((tmp_path / "mlartifacts").rglob("window.json"))
-        assert len(stored) == 1 and "glassbox" in stored[0].relative_to(tmp_path / "mlartifacts").parts[0]
+        assert len(stored) == 1
+        assert stored[0].relative_to(tmp_path / "mlartifacts").parts[:2] == ("glassbox", "glassbox-monitoring")
 
 
 def test_evidently_ui_answers_its_health_check(compose: dict[str, Any], tmp_path: Path) -> None:
@@ -775,7 +782,6 @@ def test_wheel_builds_are_reproducible(tmp_path: Path, pyproject: dict[str, Any]
     # the pins cover the build backend named in pyproject.toml and everything it resolves to
     backend = pyproject["build-system"]["requires"]
     assert [re.split(r"[<>=!~ ]", r)[0] for r in backend] == ["hatchling"]
-    started = time.monotonic()
 
     # two checkouts at different paths with different file times build the same bytes
     a = _source_copy(tmp_path / "checkout-a")
@@ -801,7 +807,6 @@ def test_wheel_builds_are_reproducible(tmp_path: Path, pyproject: dict[str, Any]
     ).stdout
     needed = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", resolved, flags=re.M))
     assert {k.lower(): v for k, v in needed.items()} == pins, "build-constraints.txt is not the full backend set"
-    assert time.monotonic() - started < 30
 
     justfile = (ROOT / "justfile").read_text()
     assert re.search(r"^build:\n\s+SOURCE_DATE_EPOCH=.*uv build --build-constraint build-constraints\.txt",

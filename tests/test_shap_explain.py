@@ -33,7 +33,8 @@ def _data(n: int, seed: int) -> pd.DataFrame:
     df = pd.DataFrame({"tenure": rng.gamma(2, 14, n), "charges": rng.normal(70, 20, n),
                        "calls": rng.poisson(1.5, n).astype(float),
                        "contract": rng.choice(["monthly", "yearly", "two-year"], n)})
-    logit = -0.05 * (df.tenure - 28) + 0.04 * (df.charges - 70) + 0.7 * (df.calls - 1.5) + 1.5 * (df.contract == "monthly")
+    logit = (-0.05 * (df.tenure - 28) + 0.04 * (df.charges - 70) + 0.7 * (df.calls - 1.5)
+             + 1.5 * (df.contract == "monthly"))
     df["churn"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     return df
 

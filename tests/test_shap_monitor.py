@@ -59,7 +59,8 @@ def batch(df: pd.DataFrame, start: int = 0, partition: int = 0) -> EventBatch:
         partitions=np.full(n, partition), offsets=np.arange(start, start + n))
 
 
-def monitor(model: RandomForestClassifier, reference: pd.DataFrame, ref_record: dict, **cfg: object) -> AttributionMonitor:
+def monitor(model: RandomForestClassifier, reference: pd.DataFrame, ref_record: dict,
+            **cfg: object) -> AttributionMonitor:
     return AttributionMonitor(model, ref_record, reference, F, AttributionConfig(**cfg), "churn", SEED,
                               window=WINDOW, reference_info={"name": "churn-reference", "digest": "abc"})
 
@@ -144,7 +145,7 @@ def test_results_do_not_depend_on_chunking(model, reference, ref_record) -> None
 def test_executor_path_matches_inline(model, reference, ref_record) -> None:
     stream = reliance_shift_stream(3000, 3000)
     inline = monitor(model, reference, ref_record).observe(batch(stream))
-    mon = monitor(model, reference, ref_record)
+    mon = monitor(model, reference, ref_record, max_pending=8)
     samples = mon.collect(batch(stream))  # the hot path: only the reservoir
     assert [s.index for s in samples] == list(range(6)) and all(len(s) == 200 for s in samples)
     with ThreadPoolExecutor(2) as pool:
@@ -189,3 +190,18 @@ def test_static_thresholds_and_disabled(model, reference, ref_record) -> None:
     assert [(a["window"]["index"], a["threshold_kind"], a["threshold"]) for a in alerts] == [(2, "static", 0.25)]
     off = monitor(model, reference, ref_record, enabled=False)
     assert off.observe(batch(stream)) == [] and off.windows == 0
+
+
+def test_backlog_skips_windows_instead_of_queueing(model, reference, ref_record) -> None:
+    mon = monitor(model, reference, ref_record, max_pending=2)
+    stream = data(5000, 12)
+    samples = mon.collect(batch(stream))  # 5 windows close while the executor has answered none
+    assert [s.index for s in samples] == [0, 1]
+    state = json.loads(json.dumps(mon.to_state()))
+    restored = AttributionMonitor.from_state(state, model, ref_record, reference, F,
+                                             AttributionConfig(max_pending=2), "churn", SEED)
+    for m in (mon, restored):
+        for s in reversed(m.pending_samples()):
+            assert m.decide(m.explain_window(s)) == []
+        assert m.skipped == {"backlog": 3} and m.explained == 2
+        assert [r["index"] for r in m.drain_windows()] == [0, 1, 2, 3, 4]

@@ -107,7 +107,7 @@ def test_two_workers_share_partitions_and_survive_sigkill(kafka_bootstrap: str, 
         while len(seen) < total and time.monotonic() < deadline:
             time.sleep(1)
             seen = {pid for rec in read_json(kafka_bootstrap, f"{topic_prefix}audit") for pid in rec["ids"]}
-        assert seen == {f"p{i}" for i in range(total)}, f"lost {total - len(seen)} events"
+        assert seen == {f"p{i}" for i in range(total)}, f"lost {total - len(seen)} events; b: {b.stats()}"
     finally:
         a.stop()
         b.stop()

@@ -1,0 +1,156 @@
+"""Benchmark of ``glassbox replay``: throughput from parquet, ratio against Evidently, memory growth.
+
+- Throughput: replay a 1,000,000-row parquet file (20 numeric + 5 categorical features, prediction, score,
+  label joined at once; default settings: windows of 1,000 events, calibrated thresholds) through
+  :func:`stream.replay.replay_file`. Target: >= 500,000 events/s.
+- Baseline: Evidently's ``DataDriftPreset`` on the same windows (1,000 rows vs the 20,000-row reference),
+  measured on a few windows in this run and scaled to the same number of windows. Target: >= 100x.
+- Memory: one replay of 5,000,000 events (the 1M file read 5 times in a row, as one stream); RSS sampled
+  after every chunk. Target: growth <= 50 MB between event 1M and event 5M.
+
+Run: ``uv run python bench/bench_replay.py [--rows 1000000] [--evidently-windows 3] [--memory-rows 5000000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import synth  # noqa: E402
+
+from detectors.profile import build_profile  # noqa: E402
+from stream.replay import ReplayOptions, replay_file, replay_frames  # noqa: E402
+from stream.tables import iter_table  # noqa: E402
+
+WINDOW = 1000
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def write_events(path: Path, rows: int, chunk: int = 100_000) -> None:
+    writer = None
+    for i, a in enumerate(range(0, rows, chunk)):
+        df = synth.frame(min(chunk, rows - a), seed=100 + i)
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+
+
+def bench_throughput(events: Path, reference: Path, rows: int, repeats: int) -> tuple[float, float, int]:
+    rates, steady = [], []
+    alerts = 0
+    for _ in range(repeats):
+        marks: list[tuple[int, float]] = []
+        opts = ReplayOptions(score_cols=["score"], keep_windows=False,
+                             progress=lambda n: marks.append((n, time.perf_counter())))
+        t0 = time.perf_counter()
+        res = replay_file(events, reference, opts)
+        dt = time.perf_counter() - t0
+        rates.append(rows / dt)
+        (n0, t1), (n1, t2) = marks[0], marks[-1]
+        steady.append((n1 - n0) / (t2 - t1))
+        alerts = len(res.alerts)
+    return statistics.median(rates), statistics.median(steady), alerts
+
+
+def bench_evidently(reference: Path, events: Path, windows: int) -> float:
+    """Seconds per window for Evidently's DataDriftPreset on windows of WINDOW rows."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    ref = pd.read_parquet(reference)[synth.FEATURES]
+    dd = DataDefinition(numerical_columns=synth.NUM, categorical_columns=synth.CAT)
+    rds = Dataset.from_pandas(ref, data_definition=dd)
+    ev = next(iter_table(events, WINDOW * (windows + 1)))[synth.FEATURES]
+    Report([DataDriftPreset()]).run(current_data=Dataset.from_pandas(ev.iloc[:WINDOW], data_definition=dd),
+                                    reference_data=rds).dict()  # warm-up (imports, caches)
+    times = []
+    for w in range(1, windows + 1):
+        cur = ev.iloc[w * WINDOW:(w + 1) * WINDOW]
+        t0 = time.perf_counter()
+        snap = Report([DataDriftPreset()]).run(current_data=Dataset.from_pandas(cur, data_definition=dd),
+                                               reference_data=rds)
+        snap.dict()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_memory(events: Path, reference: Path, total: int, file_rows: int) -> tuple[float, float, float]:
+    samples: dict[int, float] = {}
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        for _ in range(total // file_rows):
+            yield from iter_table(events, 65_536)
+
+    def progress(n: int) -> None:
+        samples[n] = rss_mb()
+
+    prof = build_profile(pd.read_parquet(reference), label="label", scores=["score"])
+    replay_frames(chunks(), prof, ReplayOptions(score_cols=["score"], keep_windows=False, progress=progress))
+    rows = sorted(samples)
+    at_1m = samples[next(n for n in rows if n >= 1_000_000)]
+    at_end = samples[rows[-1]]
+    return at_1m, at_end, max(samples.values())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--evidently-windows", type=int, default=3)
+    ap.add_argument("--memory-rows", type=int, default=5_000_000)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="glassbox-bench-") as tmp:
+        d = Path(tmp)
+        ref, events = d / "reference.parquet", d / "events.parquet"
+        synth.frame(20_000, seed=1).to_parquet(ref)
+        t0 = time.perf_counter()
+        write_events(events, args.rows)
+        print(f"data: {args.rows:,} events x 25 features + prediction, score, label "
+              f"({events.stat().st_size / 2**20:.0f} MB parquet, written in {time.perf_counter() - t0:.1f} s)")
+
+        rate, steady, n_alerts = bench_throughput(events, ref, args.rows, args.repeats)
+        print(f"glassbox replay (parquet, labels, defaults): {rate:,.0f} events/s end to end "
+              f"(incl. reading, profiling the reference, calibration); {steady:,.0f} events/s steady state; "
+              f"{n_alerts} alerts (no change in the data)")
+
+        ev_window = bench_evidently(ref, events, args.evidently_windows)
+        windows = args.rows // WINDOW
+        ev_total = ev_window * windows
+        ev_rate = args.rows / ev_total
+        print(f"evidently DataDriftPreset: {ev_window * 1000:,.0f} ms per window of {WINDOW} rows x 25 features "
+              f"(median of {args.evidently_windows}); scaled to {windows:,} windows: {ev_total:,.0f} s, "
+              f"{ev_rate:,.0f} events/s")
+        print(f"ratio glassbox / evidently: {rate / ev_rate:,.0f}x end to end (target >= 100x)")
+        print(f"target >= 500,000 events/s: {'met' if rate >= 500_000 else 'NOT met'} ({rate:,.0f})")
+
+        if args.memory_rows:
+            at_1m, at_end, peak = bench_memory(events, ref, args.memory_rows, args.rows)
+            growth = at_end - at_1m
+            print(f"memory: RSS {at_1m:,.1f} MB at event 1M, {at_end:,.1f} MB at event {args.memory_rows:,} "
+                  f"(peak {peak:,.1f} MB): growth {growth:+.1f} MB (target <= 50 MB)")
+
+
+if __name__ == "__main__":
+    main()
