@@ -406,6 +406,25 @@ class AttributionMonitor:
                     return top_movers(self.features, self.ref_vec, r.mean_abs, self.config.top_movers)
         return list(self.latest_movers)
 
+    def attach_movers(self, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add ``evidence["shap_movers"] = {"window": index, "movers": [...]}`` to the other monitors' alerts
+        (in place; returns them). Prediction-window alerts get their own window's movers when that window is
+        decided already (inline, or its SHAP finished), else the latest; outcome alerts the latest."""
+        same_window = {"data_drift", "prediction_drift", "data_quality"}
+        for a in alerts:
+            if a.get("monitor") == MONITOR:
+                continue
+            index = a.get("window", {}).get("index") if a.get("monitor") in same_window else None
+            own = self.top_movers(index) if index is not None and self._kept(index) else None
+            if own is not None:
+                a["evidence"]["shap_movers"] = {"window": index, "movers": own}
+            elif self.latest_index is not None:
+                a["evidence"]["shap_movers"] = {"window": self.latest_index, "movers": list(self.latest_movers)}
+        return alerts
+
+    def _kept(self, index: int) -> bool:
+        return any(r.index == index for r in self._results)
+
     def latest_result(self) -> AttributionResult | None:
         """The latest decided (explained) window, with its per-row SHAP values for artifacts."""
         return self._results[-1] if self._results else None

@@ -2,8 +2,8 @@
 
 A window of ``n`` rows drawn with replacement from the reference, binned, is a multinomial draw over the
 reference's bin frequencies, so null windows are drawn directly from the binned profile (no raw reference
-needed). The reference's own sampling error is added by first perturbing its frequencies with a multinomial
-of the reference size (a window is compared with an estimate, not with the true distribution).
+needed). The reference's own sampling error is folded in (a window is compared with an estimate, not with the
+true distribution): see :func:`null_counts`.
 
 The family-wise false-alarm rate ``false_alarm_rate`` is split (Bonferroni) over every test of a window and
 ``horizon_windows`` windows, which asks for null quantiles far beyond the resamples: the tail above the
@@ -50,15 +50,17 @@ def null_counts(
     """``resamples`` null windows as bin counts (last axis), for each row of ``p``.
 
     ``p`` is ``(columns, bins)``; ``n`` (window values) and ``n_ref`` (reference values) are per column.
-    The result is ``(columns, resamples, bins)``.
+    The reference's own sampling error is folded in by drawing ``n * n_ref / (n + n_ref)`` values: the
+    window-minus-reference frequencies then have the covariance ``(1/n + 1/n_ref) * Sigma`` of the real
+    comparison (statistics use frequencies, so the smaller count does not bias them). The result is
+    ``(columns, resamples, bins)``.
     """
     p = np.asarray(p, np.float64)
     p = p / np.maximum(p.sum(axis=-1, keepdims=True), 1e-300)
-    n = np.maximum(np.asarray(n, np.int64), 1)[:, None]
-    n_ref = np.maximum(np.asarray(n_ref, np.int64), 1)[:, None]
-    pv = np.repeat(p[:, None, :], resamples, axis=1)
-    ref = rng.multinomial(n_ref, pv) / n_ref[..., None]
-    return rng.multinomial(n, ref)
+    n = np.maximum(np.asarray(n, np.float64), 1.0)
+    n_ref = np.maximum(np.asarray(n_ref, np.float64), 1.0)
+    n_eff = np.maximum(np.round(n * n_ref / (n + n_ref)), 1).astype(np.int64)[:, None]
+    return rng.multinomial(n_eff, np.repeat(p[:, None, :], resamples, axis=1))
 
 
 def binomial_limit(n: int | np.ndarray, p0: np.ndarray | float, alpha: float) -> np.ndarray:

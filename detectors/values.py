@@ -37,7 +37,14 @@ def canon(value: Any) -> str | None:
 
 
 def canon_series(s: pd.Series) -> pd.Series:
-    """``canon`` over a pandas column (object dtype, ``None`` for missing)."""
+    """``canon`` over a pandas column (object dtype, ``None`` for missing); vectorised for integral numbers."""
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        x = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        ok = np.isfinite(x)
+        if np.all(x[ok] == np.round(x[ok])) and np.all(np.abs(x[ok]) < 2**53):
+            out = np.full(len(x), None, dtype=object)
+            out[ok] = x[ok].astype(np.int64).astype(str).astype(object)
+            return pd.Series(out, index=s.index, dtype=object)
     return pd.Series([canon(v) for v in s.to_numpy(dtype=object)], index=s.index, dtype=object)
 
 

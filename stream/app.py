@@ -15,7 +15,7 @@ import faust
 from stream.kafka_clients import faust_kwargs
 from stream.settings import Settings
 
-TOPICS = ("predictions", "labels", "alerts", "deadletter", "audit")
+TOPICS = ("predictions", "labels", "alerts", "deadletter", "audit", "state")
 
 
 def make_app(
@@ -65,3 +65,4 @@ class Topics:
         self.alerts = topic("alerts")
         self.deadletter = topic("deadletter")
         self.audit = topic("audit")
+        self.state = topic("state")

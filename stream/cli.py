@@ -75,6 +75,7 @@ def worker(config: ConfigOpt = None) -> None:
     import faust
 
     from stream.app import make_app
+    from stream.state_topic import TopicState
     from stream.topic_admin import ensure_topics
     from stream.worker import build_pipeline, register_monitor
 
@@ -82,7 +83,7 @@ def worker(config: ConfigOpt = None) -> None:
     with kafka_bootstrap(settings) as bootstrap:
         ensure_topics(settings, bootstrap)
         fapp = make_app(settings, bootstrap=bootstrap)
-        pipeline = build_pipeline(settings)
+        pipeline = build_pipeline(settings, TopicState(settings, bootstrap))
         register_monitor(fapp, settings, pipeline)
         loglevel = os.environ.get("GLASSBOX_LOG_LEVEL", "WARNING")
         faust.Worker(fapp, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -77,5 +77,8 @@ class MonitorRegistry:
         profile = self._load(self.references[model])
         self._monitors[model] = ModelMonitor.from_state(profile, self.config, model, model_version, state)
 
+    def forget(self, model: str) -> None:
+        self._monitors.pop(model, None)
+
     def items(self) -> list[tuple[str, Any]]:
         return list(self._monitors.items())

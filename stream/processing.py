@@ -116,7 +116,17 @@ class Pipeline:
         done = self._offsets.get(model, {}).get(f"{msg.topic}:{msg.partition}")
         return done is not None and msg.offset <= done
 
+    def forget(self, models: Sequence[str]) -> None:
+        """Drop the in-memory state of models whose partitions moved to another worker."""
+        for m in models:
+            self._offsets.pop(m, None)
+            self._restored.discard(m)
+            self.joins.pop(m, None)
+            self.monitors.forget(m)
+
     def _advance(self, model: str, msgs: Sequence[RawMessage]) -> None:
+        if self.state is not None and msgs and hasattr(self.state, "place"):
+            self.state.place(model, msgs[-1].partition)
         offs = self._offsets.setdefault(model, {})
         for m in msgs:
             k = f"{m.topic}:{m.partition}"

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GLASSBOX_",
         env_nested_delimiter="__",
+        env_ignore_empty=True,
         extra="forbid",
         toml_file="glassbox.toml",
     )

@@ -17,6 +17,7 @@ from stream.app import Topics
 from stream.monitors import MonitorRegistry, load_profile
 from stream.processing import Pipeline, RawMessage, StepOutput
 from stream.settings import Settings
+from stream.state_topic import TopicState
 
 log = logging.getLogger("glassbox.worker")
 
@@ -28,8 +29,8 @@ def alert_bytes(alert: dict[str, Any]) -> bytes:
     return orjson.dumps(alert, option=_SORTED)
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
-    """The pipeline of a worker."""
+def build_pipeline(settings: Settings, state: TopicState | None = None) -> Pipeline:
+    """The pipeline of a worker; with ``state``, model state survives crashes and rebalances."""
     monitors = MonitorRegistry(
         settings.worker.models, settings.detection, lambda ref: load_profile(ref, settings)
     )
@@ -38,6 +39,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         label_ttl_ms=int(settings.worker.label_ttl_s * 1000),
         max_message_bytes=settings.kafka.max_message_bytes,
         audit=settings.worker.audit,
+        state=state,
     )
 
 
@@ -57,6 +59,12 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline) -> 
     topics = Topics(app, settings)
     batch_max, within = settings.worker.batch_max, settings.worker.batch_wait_s
 
+    state = pipeline.state if isinstance(pipeline.state, TopicState) else None
+
+    async def restore(events: list[Any]) -> None:
+        if state is not None:
+            await state.load({e.message.partition for e in events})
+
     async def publish(out: StepOutput, partition_hint: str) -> None:
         for alert in out.alerts:
             await topics.alerts.send(key=alert["fingerprint"].encode(), value=alert_bytes(alert))
@@ -68,16 +76,29 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline) -> 
                 value=orjson.dumps({"ids": out.processed_ids, "deadlettered": len(out.deadletters)}),
             )
         pipeline.counters.alerts += len(out.alerts)
+        if state is not None:  # after the alerts: a crash in between repeats an alert (same alert_id), never loses it
+            for model, value in state.take_dirty().items():
+                await topics.state.send(key=model.encode(), value=value, partition=state.partition_of(model))
 
     @app.agent(topics.predictions, name="glassbox.predictions")
     async def predictions(stream: Any) -> None:
         async for events in stream.take_events(batch_max, within=within):
+            await restore(events)
             await publish(pipeline.on_predictions(_raw(events)), "predictions")
 
     @app.agent(topics.labels, name="glassbox.labels")
     async def labels(stream: Any) -> None:
         async for events in stream.take_events(batch_max, within=within):
+            await restore(events)
             await publish(pipeline.on_labels(_raw(events)), "labels")
+
+    if state is not None:
+
+        @app.on_partitions_revoked.connect
+        async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+            mine = {settings.topic("predictions"), settings.topic("labels")}
+            parts = {tp.partition for tp in revoked if tp.topic in mine}
+            pipeline.forget(state.forget(parts))
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:

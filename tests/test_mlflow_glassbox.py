@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -96,7 +94,7 @@ def test_reference_loads_by_alias_and_version_cached_per_version(store: dict[str
     by_alias = load_reference("models:/churn@champion", tracking_uri=store["uri"])
     assert by_alias.info.model_version == "1" and by_alias.info.digest == store["trained"].reference.digest
     assert by_alias.features == tr.FEATURES and by_alias.task == "binary"
-    assert len(by_alias.data) == len(store["trained"].reference.columns) * 0 + store["trained"].reference.rows
+    assert len(by_alias.data) == store["trained"].reference.rows
     assert by_alias.model.predict(by_alias.data[tr.FEATURES].head(5)).shape == (5,)
     again = load_reference("models:/churn/1", tracking_uri=store["uri"])
     assert again is by_alias  # one load per model version
@@ -231,7 +229,7 @@ def test_reference_from_mlflow_to_alert_with_links_snapshots_and_run(store: dict
     for key in ("report", "mlflow_run", "dashboard"):
         path = local_path(alert["links"][key])
         assert path is not None and path.exists(), (key, alert["links"][key])
-    assert local_path(alert["links"]["report"]).read_text().startswith("<html")
+    assert "<html" in local_path(alert["links"]["report"]).read_text()[:200]
     snap = json.loads(local_path(alert["links"]["report_json"]).read_text())
     assert "monthly_charges" in snap["glassbox"]["drifted_columns"]
     assert alert["links"]["dashboard"].endswith(str(project_id_for("churn")))
@@ -285,11 +283,3 @@ def test_monitoring_run_failure_is_recorded(store: dict[str, Any]) -> None:
     with pytest.raises(RuntimeError), MonitoringRun(store["uri"], artifact_root=store["artifacts"]) as run:
         raise RuntimeError("boom")
     assert store["client"].get_run(run.run_id).info.status == "FAILED"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _cleanup_cache() -> Any:
-    yield
-    default_cache.clear()
-    shutil.rmtree(Path("mlruns"), ignore_errors=True) if not Path("mlruns").exists() else None
-    np.random.seed(None)

@@ -205,3 +205,26 @@ def test_backlog_skips_windows_instead_of_queueing(model, reference, ref_record)
             assert m.decide(m.explain_window(s)) == []
         assert m.skipped == {"backlog": 3} and m.explained == 2
         assert [r["index"] for r in m.drain_windows()] == [0, 1, 2, 3, 4]
+
+
+def test_other_alerts_carry_the_top_shap_movers_of_their_window(model, reference, ref_record) -> None:
+    from detectors.config import DetectionConfig
+    from detectors.monitor import ModelMonitor
+    from detectors.profile import build_profile
+
+    ref = reference.assign(prediction=model.predict(reference[F]))
+    core = ModelMonitor(build_profile(ref, prediction="prediction"), DetectionConfig(window=WINDOW), model="churn")
+    attr = monitor(model, reference, ref_record)
+    stream = pd.concat([data(3000, 5), data(3000, 6, mean_c=2.0)], ignore_index=True)
+    stream["prediction"] = model.predict(stream[F])
+    alerts = []
+    for lo in range(0, len(stream), 500):
+        b = batch(stream.iloc[lo:lo + 500], lo)
+        b.prediction = stream["prediction"].to_numpy()[lo:lo + 500].astype(float)
+        attr_alerts = attr.observe(b)  # attribution first: the window's movers are ready for the core's alerts
+        alerts += attr.attach_movers(core.observe(b)) + attr_alerts
+    drift = [a for a in alerts if a["monitor"] == "data_drift" and a["feature"] == "c"]
+    assert drift and drift[0]["window"]["index"] == 3
+    movers = drift[0]["evidence"]["shap_movers"]
+    assert movers["window"] == 3 and movers["movers"][0]["feature"] == "c"
+    assert {"feature", "reference_mean_abs_shap", "window_mean_abs_shap"} <= set(movers["movers"][0])

@@ -1,0 +1,114 @@
+"""Snapshots off the hot path: planned links, MLflow artifacts, Evidently workspace, failures counted."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stream.monitoring_run import MonitoringRun, local_path
+from stream.snapshots import AlertContext, SnapshotService, enrich_alert, project_id_for
+
+FEATURES = ["a", "b", "c"]
+
+
+def frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"a": rng.normal(shift, 1, n), "b": rng.normal(0, 1, n), "c": rng.choice(["x", "y"], n)})
+    df["prediction"] = (df.a > 0).astype(int)
+    df["label"] = (df.a + rng.normal(0, 0.5, n) > 0).astype(int)
+    return df
+
+
+def test_policy_every_n_windows_and_on_alerts(tmp_path: Path) -> None:
+    svc = SnapshotService(workspace=None, every_n_windows=10, out_dir=tmp_path)
+    assert [i for i in range(30) if svc.should_snapshot(i)] == [9, 19, 29]
+    assert svc.should_snapshot(3, fired=True)
+    svc.close()
+
+
+def test_snapshots_land_in_the_run_and_the_workspace_with_links(tmp_path: Path) -> None:
+    ref = frame(3000, 1)
+    run = MonitoringRun(f"sqlite:///{tmp_path}/mlflow.db", artifact_root=tmp_path / "art", kind="replay").start()
+    svc = SnapshotService(workspace=tmp_path / "ws", run=run, every_n_windows=1, sample_size=800, max_pending=8)
+    links = [svc.request(model="m1", window_index=i, window_end_ms=1_700_000_000_000 + i, current=frame(900, 10 + i,
+                         shift=1.5 if i == 2 else 0.0), reference=ref, features=FEATURES, label="label",
+                         task="binary", model_version="4") for i in range(3)]
+    assert links[2]["report"].endswith("/artifacts/snapshots/m1/w000002.html")  # known before it exists
+    assert svc.wait(60)
+    alert = enrich_alert({"model": "m1", "window": {"index": 2}, "links": {"runbook": "docs/runbooks/drift.md"}},
+                         AlertContext(run=run, snapshots=svc, references={"m1": {"name": "r", "digest": "d1"}}))
+    run.finish()
+    svc.close()
+    assert svc.stats.as_dict()["completed"] == 3 and svc.stats.failed == 0
+    for key in ("report", "report_json", "mlflow_run", "dashboard"):
+        assert local_path(alert["links"][key]).exists(), key
+    assert alert["links"]["runbook"] == "docs/runbooks/drift.md"
+    assert alert["evidence"]["reference_digest"] == "d1" and alert["evidence"]["mlflow_run_id"] == run.run_id
+    assert json.loads(local_path(alert["links"]["report_json"]).read_text())["glassbox"]["drifted_columns"] == [
+        "a", "prediction"]
+    hist = run.client.get_metric_history(run.run_id, "m1/evidently/drift_share")
+    assert [(m.step, m.value) for m in hist] == [(0, 0.0), (1, 0.0), (2, 0.5)]  # a and prediction of 4
+    assert run.client.get_metric_history(run.run_id, "m1/evidently/quality/Accuracy")
+
+    from evidently.ui.workspace import Workspace
+
+    ws = Workspace(str(tmp_path / "ws"))
+    project = ws.get_project(project_id_for("m1"))
+    assert project.name == "m1" and len(ws.list_runs(project.id)) == 3
+    titles = [p.title for p in ws.get_dashboard(project.id).panels]
+    assert {"Drift share over windows", "Per-feature drift score"} <= set(titles)
+    assert any(t.startswith("Performance over time") for t in titles)
+
+
+def test_a_failing_report_is_counted_never_raised(tmp_path: Path) -> None:
+    svc = SnapshotService(workspace=tmp_path / "ws", out_dir=tmp_path / "out")
+    links = svc.request(model="m", window_index=0, current=frame(100, 1), reference=frame(100, 2),
+                        features=["a", "not-a-column"])
+    assert links["report"] is not None
+    assert svc.wait(60)
+    assert svc.stats.failed == 1 and svc.stats.completed == 0
+    assert svc.links_for("m", 0)["report"] is None  # alerts never point at a report that does not exist
+    assert "KeyError" in svc.outcomes[0].error
+    svc.close()
+
+
+def test_requests_beyond_max_pending_are_skipped_not_queued(tmp_path: Path) -> None:
+    gate = threading.Event()
+
+    class Slow:
+        """An executor whose jobs wait for the gate: the service sees them pending."""
+
+        def __init__(self) -> None:
+            import concurrent.futures as cf
+
+            self.pool = cf.ThreadPoolExecutor(1)
+
+        def submit(self, fn, *a):  # noqa: ANN001, ANN202
+            return self.pool.submit(lambda: (gate.wait(30), fn(*a))[1])
+
+    slow = Slow()
+    svc = SnapshotService(workspace=None, out_dir=tmp_path, max_pending=1, executor=slow, sample_size=200)
+    ref = frame(300, 1)
+    svc.request(model="m", window_index=0, current=frame(200, 2), reference=ref, features=FEATURES)
+    svc.request(model="m", window_index=1, current=frame(200, 3), reference=ref, features=FEATURES)
+    assert svc.stats.skipped == 1
+    gate.set()
+    assert svc.wait(60)
+    assert svc.stats.completed == 1
+    assert (tmp_path / "m" / "w000000.html").is_file() and not (tmp_path / "m" / "w000001.html").exists()
+    slow.pool.shutdown()
+
+
+@pytest.mark.parametrize("window", [None, 7])
+def test_enrich_without_snapshots_keeps_identity_fields(window: int | None) -> None:
+    alert = {"alert_id": "x", "fingerprint": "f", "model": "m", "window": {"index": window}, "links": None}
+    out = enrich_alert(alert, AlertContext(git_commit="abc"))
+    assert out["alert_id"] == "x" and out["fingerprint"] == "f"
+    assert out["links"] == {"runbook": None, "dashboard": None, "report": None, "mlflow_run": None}
+    assert out["evidence"]["git_commit"] == "abc"
+    assert alert["links"] is None  # not mutated
