@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     from detectors.attribution import reference_attributions
-    from detectors.attribution_monitor import AttributionConfig, AttributionMonitor
+    from detectors.attribution_monitor import AttributionConfig, AttributionMonitor, AttributionResult
     from detectors.config import DetectionConfig
     from detectors.monitor import ModelMonitor
     from detectors.profile import build_profile
@@ -230,15 +230,32 @@ def main(argv: list[str] | None = None) -> int:
                          f"{dict(mon.attr.skipped) or 0}")
             print(f"  {mode:<10} {w:>14,.0f} {w / base_w:>6.3f} {c:>22,.0f} {c / base_c:>6.3f}{extra}")
 
-    # SHAP cost per window, sequential, this process
-    mon = attribution()
-    mon.config = cfg.model_copy(update={"max_pending": 10_000})
+    # the hot-path part alone: collect() per event, on worker-sized batches, this thread's CPU time
     from detectors.batch import EventBatch
 
     df = make_dataset(20 * a.window, 5)
-    samples = mon.collect(EventBatch.from_columns(
+    big = EventBatch.from_columns(
         ids=[str(i) for i in range(len(df))], timestamps=np.arange(len(df)),
-        features={f: df[f].to_numpy() for f in FEATURES}, prediction=df[LABEL].to_numpy()))
+        features={f: df[f].to_numpy() for f in FEATURES}, prediction=df[LABEL].to_numpy())
+    print()
+    for size in (1, 100, a.batch * a.step):
+        mon = attribution()
+        parts = [EventBatch.from_columns(ids=big.ids[lo:lo + size], timestamps=big.timestamps[lo:lo + size],
+                                         features={f: c[lo:lo + size] for f, c in big.features.items()},
+                                         prediction=big.prediction[lo:lo + size])
+                 for lo in range(0, min(len(big), 2000 * size), size)]
+        c = time.thread_time()
+        for b in parts:
+            for sample in mon.collect(b):  # no SHAP here: answer each window at once as skipped
+                mon.decide(AttributionResult(index=sample.index, window=sample.window, src=sample.src,
+                                             rows=len(sample), skipped=True, reason="bench"))
+        per_event = (time.thread_time() - c) / sum(len(b) for b in parts) * 1e9
+        print(f"reservoir collect(): {per_event:,.0f} ns per event in batches of {size} events")
+
+    # SHAP cost per window, sequential, this process
+    mon = attribution()
+    mon.config = cfg.model_copy(update={"max_pending": 10_000})
+    samples = mon.collect(big)
     costs = []
     for s in samples:
         t = time.perf_counter()

@@ -5,6 +5,7 @@ The detection core here runs much faster than a Faust worker (12-14k messages/s,
 for snapshots far more often per second than a live worker would: the ratio is a pessimistic bound.
 
     uv run python bench/bench_snapshots.py [--events 200000] [--window 1000] [--every 10]
+    uv run python bench/bench_snapshots.py --events 60000 --paced-us 75   # paced like a live Faust worker
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
+from train_reference import CATEGORICAL, FEATURES, make_dataset  # noqa: E402
+
 from detectors.batch import EventBatch  # noqa: E402
 from detectors.config import DetectionConfig  # noqa: E402
 from detectors.monitor import ModelMonitor  # noqa: E402
 from detectors.profile import build_profile  # noqa: E402
 from detectors.snapshot import build_snapshot  # noqa: E402
 from stream.snapshots import SnapshotService, warm_up  # noqa: E402
-from train_reference import CATEGORICAL, FEATURES, make_dataset  # noqa: E402
 
 
 def per_snapshot(ref, cur, sizes=(1000, 2000, 5000), repeats=3) -> None:  # noqa: ANN001
@@ -45,7 +47,15 @@ def per_snapshot(ref, cur, sizes=(1000, 2000, 5000), repeats=3) -> None:  # noqa
               f"HTML {html / 1e6:.1f} MB, JSON {len(s.to_json()) / 1e3:.0f} kB")
 
 
-def run(events, batches, profile, ref, window: int, every: int | None, executor: str | None, tmp: Path):  # noqa: ANN001
+def spin(seconds: float) -> None:
+    """Hold the interpreter like a Faust agent's per-message work does (pure Python, GIL held)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def run(events, batches, profile, ref, window: int, every: int | None, executor: str | None, tmp: Path,  # noqa: ANN001
+        paced_us: float = 0.0):
     mon = ModelMonitor(profile, DetectionConfig(window=window, seed=1), model="churn")
     svc = None
     if every is not None:
@@ -55,6 +65,8 @@ def run(events, batches, profile, ref, window: int, every: int | None, executor:
                               every_n_windows=every, sample_size=2000, executor=ex, max_pending=2)
     t0 = time.perf_counter()
     for b in batches:
+        if paced_us:
+            spin(paced_us * 1e-6 * len(b))
         alerts = mon.observe(b)
         fired = {a["window"]["index"] for a in alerts}
         for rec in mon.drain_windows():
@@ -78,6 +90,8 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=1000)
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--paced-us", type=float, default=0.0,
+                    help="emulated per-event worker cost (Faust: about 75 us per message, FIELD-NOTES)")
     a = ap.parse_args()
     ref_df = make_dataset(5000, seed=1).assign(prediction=lambda d: (d.monthly_charges > 75).astype(int))
     profile = build_profile(ref_df, prediction="prediction", categorical=CATEGORICAL, features=FEATURES)
@@ -100,7 +114,7 @@ def main() -> None:
         rows = []
         for label, every, ex in (("baseline", None, None), ("thread", a.every, "thread"),
                                  ("process", a.every, "process"), ("baseline", None, None)):
-            rate, stats = run(events, batches, profile, ref_df, a.window, every, ex, Path(tmp))
+            rate, stats = run(events, batches, profile, ref_df, a.window, every, ex, Path(tmp), a.paced_us)
             rows.append((label, rate, stats))
             print(f"{label:9s} {rate:10,.0f} events/s  {stats or ''}")
         base = max(r[1] for r in rows if r[0] == "baseline")

@@ -51,6 +51,7 @@ from detectors.reservoir import Reservoir, from_json_values, json_values
 
 STATE_VERSION = 1
 MONITOR = "attribution_drift"
+FLUSH_EVENTS = 256  # buffered events go to the reservoir at least this often
 
 
 class AttributionConfig(BaseModel):
@@ -224,6 +225,8 @@ class AttributionMonitor:
         self._records: deque[dict[str, Any]] = deque(maxlen=cfg.max_window_records)
         self.latest_movers: list[dict[str, Any]] = []
         self.latest_index: int | None = None
+        self._pending: list[EventBatch] = []
+        self._pending_n = 0
         self._reset_window()
 
     def _reset_window(self) -> None:
@@ -241,10 +244,28 @@ class AttributionMonitor:
         n = len(batch)
         if n == 0 or not self.config.enabled:
             return
-        cols = {f: (batch.features[f] if f in batch.features else np.full(n, np.nan)) for f in self.features}
-        parts = batch.partitions if len(batch.partitions) == n else np.full(n, -1, np.int64)
-        offs = batch.offsets if len(batch.offsets) == n else np.arange(self.events, self.events + n, dtype=np.int64)
-        ts = batch.timestamps
+        self._pending.append(batch)  # small batches are buffered: the reservoir works best on chunks
+        self._pending_n += n
+        if self._win["n"] + self._pending_n >= self.window or self._pending_n >= FLUSH_EVENTS:
+            self._fold(on_close)
+
+    def _fold(self, on_close: Callable[[WindowSample], None]) -> None:
+        batches, self._pending, self._pending_n = self._pending, [], 0
+        cols: dict[str, np.ndarray] = {}
+        for f in self.features:
+            parts_f = [b.features[f] if f in b.features else np.full(len(b), np.nan) for b in batches]
+            cols[f] = parts_f[0] if len(parts_f) == 1 else np.concatenate(parts_f)
+        parts_l, offs_l, base = [], [], self.events
+        for b in batches:
+            m = len(b)
+            parts_l.append(b.partitions if len(b.partitions) == m else np.full(m, -1, np.int64))
+            offs_l.append(b.offsets if len(b.offsets) == m else np.arange(base, base + m, dtype=np.int64))
+            base += m
+        one = len(batches) == 1
+        parts = parts_l[0] if one else np.concatenate(parts_l)
+        offs = offs_l[0] if one else np.concatenate(offs_l)
+        ts = batches[0].timestamps if one else np.concatenate([b.timestamps for b in batches])
+        n = len(ts)
         pos = 0
         while pos < n:
             take = min(n - pos, self.window - self._win["n"])
@@ -438,6 +459,10 @@ class AttributionMonitor:
     # state ------------------------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """JSON-safe state: continue exactly after a restart (re-explain :meth:`pending_samples`)."""
+        if self._pending:
+            closed: list[WindowSample] = []
+            self._fold(closed.append)
+            assert not closed, "folding buffered events never closes a window"
         w = self._win
         return {
             "version": STATE_VERSION, "model": self.model_name, "features": list(self.features),

@@ -96,7 +96,7 @@ def iter_table(path: str | os.PathLike[str], chunk_rows: int = 65_536) -> Iterat
             if strings:
                 pf = pq.ParquetFile(p, read_dictionary=strings)
             for rb in pf.iter_batches(batch_size=chunk_rows):
-                yield rb.to_pandas()
+                yield rb.to_pandas(split_blocks=True)  # one block per column: no consolidation copy
         elif fmt == "csv":
             yield from pd.read_csv(p, chunksize=chunk_rows)
         else:

@@ -129,3 +129,22 @@ def test_tables_read_in_chunks_and_fail_clearly(files):
     bad.write_text('{"a": 1}\nnot json\n')
     with pytest.raises(TableError, match="bad.jsonl:2: not valid JSON"):
         list(iter_table(bad))
+
+
+def test_label_delay_longer_than_the_file_flushes_labels_at_the_end(files):
+    res = replay_file(files["ev"], files["ref"], ReplayOptions(label_delay=50_000))
+    assert res.summary["labels_joined"] == 30_000 and res.summary["outcome_windows"] == 30
+    outcome = [a for a in res.alerts if a["monitor"] in ("concept_drift", "performance")]
+    assert outcome and all(a["row"] == 29_999 for a in outcome)
+
+
+def test_replay_against_a_built_profile_and_event_time_windows(files):
+    from detectors.config import DetectionConfig
+    from detectors.profile import build_profile
+
+    prof = build_profile(read_table(files["ref"]), label="label", name="ref-v1")
+    cfg = DetectionConfig(window_ms=600_000)  # 10 minutes of 1-second events: 600 per window
+    res = replay_file(files["ev"], prof, ReplayOptions(config=cfg))
+    drift = [a for a in res.alerts if a["monitor"] == "data_drift"]
+    assert drift and drift[0]["window"]["end"] - drift[0]["window"]["start"] == 599_999
+    assert drift[0]["window"]["events"] == 600 and drift[0]["evidence"]["reference"]["name"] == "ref-v1"
