@@ -15,9 +15,14 @@ The SHAP step is split off the hot path: :meth:`AttributionMonitor.collect` (che
 samples of windows that closed; :meth:`AttributionMonitor.explain_window` (heavy, thread-safe, no monitor
 state touched) can run in an executor; :meth:`AttributionMonitor.decide` takes its results, in any order,
 and decides in window order. :meth:`AttributionMonitor.observe` does all three inline (replay, tests).
-Results depend on the events and the seed only. The time budget uses a monotonic clock, read only to
-abandon an explanation that runs over it (the window is then skipped and counted; with ``budget_s=None``
-nothing depends on time at all).
+shap's C extension holds the GIL, so "off the hot path" means another process: pickle
+:attr:`AttributionMonitor.window_explainer` into a one-process pool once and send it the samples.
+
+Results depend on the events and the seed only, with two documented exceptions that are counted, never
+hidden: the time budget (a monotonic clock, read only to abandon an explanation that runs over it; the
+window is skipped as ``budget``) and the backlog (with ``max_pending`` windows awaiting SHAP, the next one
+is skipped as ``backlog``). Inline, with ``budget_s=None``, nothing depends on time at all.
+Windows are count windows of ``window`` events, as the core's (event-time windows are not supported).
 """
 
 from __future__ import annotations

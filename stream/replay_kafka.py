@@ -277,7 +277,7 @@ class TopicReader:
         )
         try:
             await asyncio.wait_for(consumer.start(), self.kafka.connect_timeout_s + 5)
-        except (KafkaError, OSError, asyncio.TimeoutError) as err:
+        except (TimeoutError, KafkaError, OSError) as err:
             raise KafkaReplayError(f"cannot reach Kafka at {self.bootstrap} ({type(err).__name__})") from None
         try:
             await self._plan(consumer)
@@ -346,7 +346,7 @@ class TopicReader:
 
         try:
             found = await asyncio.wait_for(consumer.offsets_for_times({tp: ts for tp in tps}), 10)
-        except (KafkaError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, KafkaError, ValueError):
             return None
         out: dict[Any, int] = {}
         checked = 0

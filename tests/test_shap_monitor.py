@@ -162,7 +162,8 @@ def test_state_round_trip_with_windows_in_flight(model, reference, ref_record) -
     expected = monitor(model, reference, ref_record).observe(batch(stream))
     mon = monitor(model, reference, ref_record)
     alerts = mon.observe(batch(stream.iloc[:2500]))
-    mon.collect(batch(stream.iloc[2500:4200], 2500))  # windows 2 and 3 closed but not explained yet
+    mon.collect(batch(stream.iloc[2500:4100], 2500))  # windows 2 and 3 closed but not explained yet
+    assert mon.collect(batch(stream.iloc[4100:4200], 4100)) == []  # buffered, folded into the state
     state = json.loads(json.dumps(mon.to_state()))
     restored = AttributionMonitor.from_state(state, model, ref_record, reference, F, AttributionConfig(), "churn",
                                              SEED, reference_info={"name": "churn-reference", "digest": "abc"})
