@@ -84,9 +84,24 @@ def worker(config: ConfigOpt = None) -> None:
         ensure_topics(settings, bootstrap)
         fapp = make_app(settings, bootstrap=bootstrap)
         pipeline = build_pipeline(settings, TopicState(settings, bootstrap))
-        register_monitor(fapp, settings, pipeline)
+        evidence = None
+        if settings.mlflow.enabled and settings.worker.models:
+            from stream.evidence import Evidence
+
+            evidence = Evidence(settings, pipeline.monitors, source={"kafka_bootstrap": bootstrap,
+                                                                     "topic": settings.topic("predictions")})
+        register_monitor(fapp, settings, pipeline, evidence)
         loglevel = os.environ.get("GLASSBOX_LOG_LEVEL", "WARNING")
-        faust.Worker(fapp, loglevel=loglevel, quiet=True).execute_from_commandline()
+        status = "FAILED"
+        try:
+            faust.Worker(fapp, loglevel=loglevel, quiet=True).execute_from_commandline()
+            status = "FINISHED"
+        except SystemExit as stop:
+            status = "FINISHED" if not stop.code else "FAILED"
+            raise
+        finally:
+            if evidence is not None:
+                evidence.close(status)
 
 
 @app.command()

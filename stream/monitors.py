@@ -1,7 +1,8 @@
 """Which models are monitored, against which reference, and their live :class:`ModelMonitor` objects.
 
 ``[worker.models]`` maps a model name to its reference: ``models:/NAME@alias`` or ``models:/NAME/VERSION``
-in MLflow, or a table file (.parquet/.csv/.jsonl with a ``prediction`` column and optional ``label``).
+in MLflow (see ``glassbox reference log``), or a table file (.parquet/.csv/.jsonl with a ``prediction``
+column and optional ``label``).
 With no models configured the worker runs in discovery mode: every model is accepted and counted, none is
 monitored (a warning says so once per model).
 """
@@ -17,19 +18,17 @@ from detectors.config import DetectionConfig
 log = logging.getLogger("glassbox.monitors")
 
 
-def load_profile(reference: str, settings: Any) -> Any:
-    """A :class:`detectors.profile.ReferenceProfile` for a reference given as a models:/ URI or a file."""
-    from detectors.profile import build_profile
+def load_reference_for(reference: str, settings: Any) -> Any:
+    """A :class:`stream.reference.Reference` (data, profile, lineage) for a models:/ URI or a table file.
+    A file's ``label`` column, when it has one, is the label, as in ``glassbox replay``."""
+    from stream.reference import ReferenceNotFound, is_model_uri, load_reference, load_reference_file
 
-    if reference.startswith("models:/"):
-        from stream.reference import load_reference
-
-        return load_reference(reference, tracking_uri=settings.mlflow.tracking_uri).profile
-    from stream.tables import read_table
-
-    df = read_table(reference)
-    label = "label" if "label" in df.columns else None
-    return build_profile(df, prediction="prediction", label=label)
+    if is_model_uri(reference):
+        return load_reference(reference, tracking_uri=settings.mlflow.tracking_uri, load_model=False)
+    try:
+        return load_reference_file(reference, label="label")
+    except ReferenceNotFound:
+        return load_reference_file(reference)
 
 
 class MonitorRegistry:
@@ -39,13 +38,23 @@ class MonitorRegistry:
         self,
         references: dict[str, str],
         config: DetectionConfig,
-        profile_loader: Callable[[str], Any],
+        reference_loader: Callable[[str], Any],
     ):
         self.references = dict(references)
         self.config = config
-        self._load = profile_loader
+        self._load = reference_loader
         self._monitors: dict[str, Any] = {}
+        self._loaded: dict[str, Any] = {}
         self._warned: set[str] = set()
+
+    def reference(self, model: str) -> Any | None:
+        """The model's loaded :class:`stream.reference.Reference` (None when unmonitored)."""
+        ref = self.references.get(model)
+        if ref is None:
+            return None
+        if model not in self._loaded:
+            self._loaded[model] = self._load(ref)
+        return self._loaded[model]
 
     @property
     def discovery(self) -> bool:
@@ -66,7 +75,7 @@ class MonitorRegistry:
             return None
         from detectors.monitor import ModelMonitor
 
-        mon = ModelMonitor(self._load(ref), self.config, model=model, model_version=model_version)
+        mon = ModelMonitor(self.reference(model).profile, self.config, model=model, model_version=model_version)
         self._monitors[model] = mon
         return mon
 
@@ -74,7 +83,7 @@ class MonitorRegistry:
         """Rebuild a model's monitor from state recovered from the changelog."""
         from detectors.monitor import ModelMonitor
 
-        profile = self._load(self.references[model])
+        profile = self.reference(model).profile
         self._monitors[model] = ModelMonitor.from_state(profile, self.config, model, model_version, state)
 
     def forget(self, model: str) -> None:

@@ -42,7 +42,8 @@ class StepOutput:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     deadletters: list[dict[str, Any]] = field(default_factory=list)
     events: int = 0  # valid events processed
-    windows: list[dict[str, Any]] = field(default_factory=list)  # closed-window records, per model
+    windows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (model, closed-window record)
+    batches: list[tuple[str, EventBatch]] = field(default_factory=list)  # what each model was fed
     processed_ids: list[str] = field(default_factory=list)  # filled when auditing
 
 
@@ -196,7 +197,8 @@ class Pipeline:
         try:
             if monitor is not None:
                 out.alerts.extend(monitor.observe(batch))
-                out.windows.extend(monitor.drain_windows())
+                out.windows.extend((model, w) for w in monitor.drain_windows())
+                out.batches.append((model, batch))
             for o in self._join(model).add_predictions(
                 batch.ids, batch.timestamps, batch.prediction.tolist(),
                 batch.scores, batch.partitions, batch.offsets,
@@ -248,7 +250,7 @@ class Pipeline:
             return
         try:
             out.alerts.extend(monitor.observe_outcomes(outcome_batch(outcomes)))
-            out.windows.extend(monitor.drain_windows())
+            out.windows.extend((model, w) for w in monitor.drain_windows())
         except Exception:
             log.exception("outcome detection failed for model %r", model)
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -71,19 +71,27 @@ class WorkerConfig(BaseModel):
 
 
 class MlflowConfig(BaseModel):
+    """Where references are loaded from and monitoring runs go. Unset paths live under ``home``."""
+
     model_config = ConfigDict(extra="forbid")
 
-    tracking_uri: str = "sqlite:///.glassbox/mlflow.db"
-    artifact_root: str = ".glassbox/mlartifacts"
+    enabled: bool = Field(True, description="record each worker session as an MLflow run")
+    tracking_uri: str | None = Field(None, description="default: sqlite:///<home>/mlflow.db")
+    artifact_root: str | None = Field(None, description="default: <home>/mlartifacts")
     experiment: str = "glassbox-monitoring"
+    ui_url: str | None = Field(None, description="MLflow UI base URL for alert links (else file links)")
 
 
 class EvidentlyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    workspace: Path = Path(".glassbox/evidently")
-    every_n_windows: int = Field(10, ge=1)
-    sample_size: int = Field(2000, ge=100)
+    enabled: bool = Field(True, description="snapshot windows into Evidently reports")
+    workspace: Path | None = Field(None, description="default: <home>/evidently")
+    every_n_windows: int = Field(10, ge=1, description="a report every N windows, and whenever a monitor fires")
+    sample_size: int = Field(2000, ge=100, description="rows of the window and of the reference per report")
+    executor: Literal["process", "thread"] = Field("process", description="where reports are rendered")
+    max_pending: int = Field(2, ge=1, description="reports in flight; more are skipped and counted")
+    ui_url: str | None = Field(None, description="Evidently UI base URL for alert links")
 
 
 class Settings(BaseSettings):
@@ -118,6 +126,16 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_path = os.environ.get("GLASSBOX_CONFIG") or "glassbox.toml"
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_path))
+
+    @model_validator(mode="after")
+    def _paths_under_home(self) -> Settings:
+        if self.mlflow.tracking_uri is None:
+            self.mlflow.tracking_uri = f"sqlite:///{self.home.as_posix()}/mlflow.db"
+        if self.mlflow.artifact_root is None:
+            self.mlflow.artifact_root = (self.home / "mlartifacts").as_posix()
+        if self.evidently.workspace is None:
+            self.evidently.workspace = self.home / "evidently"
+        return self
 
     def topic(self, name: str) -> str:
         """Full topic name: ``predictions`` -> ``glassbox.predictions``."""

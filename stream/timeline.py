@@ -276,12 +276,15 @@ def write_png(tl: Timeline, path: str | os.PathLike[str], *, columns: int = 3,
         ax.set_title(p.title, fontsize=8, color="#d62728" if p.spans else "black")
         ax.tick_params(labelsize=6)
         if tl.x_is_time:
+            ax.xaxis.set_major_locator(mdates.AutoDateLocator(maxticks=4))
             ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
+        else:
+            ax.xaxis.set_major_locator(plt.MaxNLocator(4))
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     more = len(tl.panels) - len(panels)
     fig.suptitle(tl.title + (f" (+{more} panels not shown)" if more > 0 else ""), fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.0 * rows)))
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out

@@ -14,7 +14,7 @@ import faust
 import orjson
 
 from stream.app import Topics
-from stream.monitors import MonitorRegistry, load_profile
+from stream.monitors import MonitorRegistry, load_reference_for
 from stream.processing import Pipeline, RawMessage, StepOutput
 from stream.settings import Settings
 from stream.state_topic import TopicState
@@ -32,7 +32,7 @@ def alert_bytes(alert: dict[str, Any]) -> bytes:
 def build_pipeline(settings: Settings, state: TopicState | None = None) -> Pipeline:
     """The pipeline of a worker; with ``state``, model state survives crashes and rebalances."""
     monitors = MonitorRegistry(
-        settings.worker.models, settings.detection, lambda ref: load_profile(ref, settings)
+        settings.worker.models, settings.detection, lambda ref: load_reference_for(ref, settings)
     )
     return Pipeline(
         monitors,
@@ -54,8 +54,9 @@ def _raw(events: list[Any]) -> list[RawMessage]:
     ]
 
 
-def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline) -> Topics:
-    """Attach the prediction and label agents (and a ``/stats`` page) to ``app``."""
+def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evidence: Any = None) -> Topics:
+    """Attach the prediction and label agents (and a ``/stats`` page) to ``app``. With ``evidence``
+    (:class:`stream.evidence.Evidence`), steps are recorded in MLflow and alerts carry their links."""
     topics = Topics(app, settings)
     batch_max, within = settings.worker.batch_max, settings.worker.batch_wait_s
 
@@ -66,7 +67,8 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline) -> 
             await state.load({e.message.partition for e in events})
 
     async def publish(out: StepOutput, partition_hint: str) -> None:
-        for alert in out.alerts:
+        alerts = evidence.observe(out) if evidence is not None else out.alerts
+        for alert in alerts:
             await topics.alerts.send(key=alert["fingerprint"].encode(), value=alert_bytes(alert))
         for dead in out.deadletters:
             await topics.deadletter.send(key=dead["reason"].encode(), value=orjson.dumps(dead))
@@ -104,6 +106,8 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline) -> 
     async def stats(web: Any, request: Any) -> Any:
         body = pipeline.counters.as_dict()
         body["joins"] = {m: j.counters() for m, j in pipeline.joins.items()}
+        if evidence is not None and evidence.snapshots is not None:
+            body["snapshots"] = evidence.snapshots.stats.as_dict()
         body["assignment"] = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
         return web.json(body)
 

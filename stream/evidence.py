@@ -1,0 +1,159 @@
+"""The live worker's glass box: one MLflow monitoring run per session, Evidently snapshots of windows,
+and alerts linked to both.
+
+Nothing here decides anything: it records what the pipeline decided. MLflow writes happen on a logging
+thread and reports render in an executor (a process by default), so neither stalls consumption; a failure
+in either is logged and counted, never raised into the worker.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+from collections import deque
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from detectors.batch import EventBatch
+from stream.monitors import MonitorRegistry
+from stream.processing import StepOutput
+from stream.settings import Settings
+
+log = logging.getLogger("glassbox.evidence")
+
+
+def batch_frame(batches: list[EventBatch]) -> pd.DataFrame:
+    """Recent events as a table: features, ``prediction``, ``timestamp``."""
+    cols: dict[str, Any] = {}
+    for name in batches[0].features:
+        cols[name] = np.concatenate([b.features[name] for b in batches])
+    cols["prediction"] = np.concatenate([b.prediction for b in batches])
+    cols["timestamp"] = np.concatenate([b.timestamps for b in batches])
+    df = pd.DataFrame(cols)
+    for name, v in cols.items():
+        if v.dtype == object:
+            df[name] = df[name].astype("object")
+    return df
+
+
+def like_reference(df: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Give integer and bool columns back the reference's dtype (the wire carries every number as float),
+    so a report compares like with like."""
+    out = df.copy()
+    for col in out.columns.intersection(reference.columns):
+        kind = reference[col].dtype.kind
+        v = out[col]
+        if kind in "iub" and v.dtype.kind == "f" and v.notna().all() and (v == v.round()).all():
+            out[col] = v.astype(reference[col].dtype)
+    return out
+
+
+class Evidence:
+    """Monitoring run + snapshots + alert enrichment for a set of monitored models."""
+
+    def __init__(self, settings: Settings, registry: MonitorRegistry, *, kind: str = "worker",
+                 source: dict[str, Any] | None = None):
+        from stream.monitoring_run import MonitoringRun
+        from stream.snapshots import AlertContext, SnapshotService
+
+        self.settings = settings
+        self.registry = registry
+        self.window = settings.detection.window
+        self.run = MonitoringRun(
+            settings.mlflow.tracking_uri, experiment=settings.mlflow.experiment,
+            artifact_root=settings.mlflow.artifact_root, kind=kind, project=settings.project, env=settings.env,
+            config=settings.model_dump(mode="json"), source=source or {}, mlflow_ui_url=settings.mlflow.ui_url,
+        ).start()
+        self.snapshots = None
+        if settings.evidently.enabled:
+            executor = (cf.ProcessPoolExecutor(1) if settings.evidently.executor == "process"
+                        else cf.ThreadPoolExecutor(1, thread_name_prefix="glassbox-snapshot"))
+            self.snapshots = SnapshotService(
+                workspace=settings.evidently.workspace, run=self.run,
+                every_n_windows=settings.evidently.every_n_windows, sample_size=settings.evidently.sample_size,
+                seed=settings.detection.seed, max_pending=settings.evidently.max_pending, executor=executor,
+                evidently_ui_url=settings.evidently.ui_url,
+            )
+        self.ctx = AlertContext(run=self.run, snapshots=self.snapshots, references={})
+        self._logger = cf.ThreadPoolExecutor(1, thread_name_prefix="glassbox-mlflow")
+        self._recent: dict[str, deque[EventBatch]] = {}
+        self._recent_rows: dict[str, int] = {}
+
+    def _remember(self, model: str, batch: EventBatch) -> None:
+        q = self._recent.setdefault(model, deque())
+        q.append(batch)
+        self._recent_rows[model] = self._recent_rows.get(model, 0) + len(batch)
+        while len(q) > 1 and self._recent_rows[model] - len(q[0]) >= 2 * self.window:
+            self._recent_rows[model] -= len(q.popleft())
+
+    def _window_rows(self, model: str, rec: dict[str, Any], reference: pd.DataFrame) -> pd.DataFrame | None:
+        q = self._recent.get(model)
+        if not q:
+            return None
+        df = batch_frame(list(q))
+        rows = df[(df["timestamp"] >= rec["start"]) & (df["timestamp"] <= rec["end"])].tail(int(rec["events"]))
+        return like_reference(rows, reference) if len(rows) else None
+
+    def _register(self, model: str) -> Any:
+        ref = self.registry.reference(model)
+        if ref is not None and model not in self.ctx.references:
+            self.ctx.references[model] = ref.info
+            self.run.add_model(model, ref.info.model_version, reference_name=ref.info.name,
+                               reference_digest=ref.info.digest, reference_uri=ref.info.uri)
+        return ref
+
+    def observe(self, out: StepOutput) -> list[dict[str, Any]]:
+        """Record a step (window metrics, snapshots); returns its alerts with links and lineage filled."""
+        from stream.snapshots import enrich_alert
+
+        try:
+            for model, batch in out.batches:
+                self._remember(model, batch)
+            fired = {(a["model"], a["window"].get("index")) for a in out.alerts if a["status"] == "firing"}
+            per_model: dict[str, list[dict[str, Any]]] = {}
+            for model, rec in out.windows:
+                per_model.setdefault(model, []).append(rec)
+            for model, records in per_model.items():
+                ref = self._register(model)
+                self._logger.submit(self._log_windows, model, records)
+                if self.snapshots is None or ref is None:
+                    continue
+                for rec in records:
+                    if rec.get("kind", "predictions") != "predictions":
+                        continue
+                    hit = (model, rec["index"]) in fired
+                    if not self.snapshots.should_snapshot(rec["index"], fired=hit):
+                        continue
+                    rows = self._window_rows(model, rec, ref.data)
+                    if rows is None:
+                        continue
+                    self.snapshots.request(
+                        model=model, window_index=rec["index"], window_end_ms=rec["end"], current=rows,
+                        reference=ref.data, features=ref.features, task=ref.task,
+                        model_version=ref.info.model_version, trigger="alert" if hit else "periodic",
+                        prediction="prediction" if "prediction" in ref.data.columns else None,
+                    )
+            for a in out.alerts:
+                self._register(a["model"])
+            alerts = [enrich_alert(a, self.ctx) for a in out.alerts]
+            if alerts:
+                self._logger.submit(self.run.log_alerts, alerts)
+            return alerts
+        except Exception:  # the evidence must never stop the monitor
+            log.exception("recording evidence failed; alerts go out without links")
+            return out.alerts
+
+    def _log_windows(self, model: str, records: list[dict[str, Any]]) -> None:
+        try:
+            self.run.log_windows(model, records)
+        except Exception:
+            log.exception("logging window metrics of %r to MLflow failed", model)
+
+    def close(self, status: str = "FINISHED") -> None:
+        """Wait for pending reports and logs, then end the run."""
+        self._logger.shutdown(wait=True)
+        if self.snapshots is not None:
+            self.snapshots.close(wait=True, timeout=60)
+        self.run.finish(status)
