@@ -204,6 +204,9 @@ def train_and_register(
     # MLflow refuses log_system_metrics=True without psutil: then the run says so in a tag and still
     # records the process's CPU time and peak memory (lineage.process_metrics).
     system_metrics = lineage.system_metrics_available()
+    if system_metrics:  # a short training run still gets samples
+        mlflow.set_system_metrics_sampling_interval(1)
+        mlflow.set_system_metrics_samples_before_logging(1)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{model_name}-{estimator}", tags=tags,
                           log_system_metrics=system_metrics) as run, tempfile.TemporaryDirectory() as tmpdir:
         folder = Path(tmpdir)

@@ -93,7 +93,7 @@ def _resolve_topic(name: str, topics: set[str], prefix: str, what: str, bootstra
 
 
 def _kafka_pipelines(settings_list: list[Any], reference: str | None, model: str | None) -> list[Any]:
-    from stream.monitors import load_profile
+    from stream.monitors import load_reference_for
     from stream.worker import build_pipeline
 
     pipes = []
@@ -103,7 +103,7 @@ def _kafka_pipelines(settings_list: list[Any], reference: str | None, model: str
                                 "[worker.models] in the config")
         pipe = build_pipeline(s)
         if reference is not None and model is None:
-            pipe.monitors = EveryModel(reference, s.detection, lambda ref, _s=s: load_profile(ref, _s))
+            pipe.monitors = EveryModel(reference, s.detection, lambda ref, _s=s: load_reference_for(ref, _s))
         pipes.append(pipe)
     return pipes
 

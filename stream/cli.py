@@ -90,7 +90,13 @@ def worker(config: ConfigOpt = None) -> None:
 
             evidence = Evidence(settings, pipeline.monitors, source={"kafka_bootstrap": bootstrap,
                                                                      "topic": settings.topic("predictions")})
-        register_monitor(fapp, settings, pipeline, evidence)
+        attribution = None
+        if settings.attribution.enabled and settings.worker.models:
+            from stream.attribution_service import AttributionService
+
+            attribution = AttributionService(settings, pipeline.monitors)
+            attribution.prepare()
+        register_monitor(fapp, settings, pipeline, evidence, attribution)
         loglevel = os.environ.get("GLASSBOX_LOG_LEVEL", "WARNING")
         status = "FAILED"
         try:
@@ -100,6 +106,8 @@ def worker(config: ConfigOpt = None) -> None:
             status = "FINISHED" if not stop.code else "FAILED"
             raise
         finally:
+            if attribution is not None:
+                attribution.close()
             if evidence is not None:
                 evidence.close(status)
 
@@ -135,6 +143,10 @@ def _register_optional() -> None:
         from stream.reference_cli import reference_app
 
         app.add_typer(reference_app, name="reference")
+    with contextlib.suppress(ImportError):
+        from stream.explain_cli import explain_command
+
+        app.command("explain")(explain_command)
     with contextlib.suppress(ImportError):
         from stream.alerting.cli import alerts_app, silence_app
 

@@ -5,8 +5,9 @@ The inputs come from the same generator as the reference (``examples/train_refer
 sees is what it would see in production:
 
 1. **clean**: inputs and labels like the reference (no alert should fire here);
-2. **data drift**: ``age`` and ``data_usage_gb`` move up by 1.5 standard deviations (an older, heavier-using
-   customer base; neither weighs much in the churn rule, so the model's error stays where it was);
+2. **data drift**: half the customers now come from one region and ``data_usage_gb`` moves up by one standard
+   deviation (a marketing push in a heavy-usage region; neither feature is in the churn rule, so the model's
+   error stays where it was);
 3. **concept drift**: inputs like the reference again, but churn now follows another rule (a competitor's
    offer: long-tenure customers on long contracts leave, month-to-month ones stay), so the error rate jumps;
 4. **data quality**: an upstream join breaks: ``monthly_charges`` goes missing for a quarter of the rows and
@@ -37,6 +38,7 @@ DRIFT_SHIFT = {"region": 0.5, "data_usage_gb": 1.0}  # std units (numeric) or sh
 MISSING_FEATURE, MISSING_RATE = "monthly_charges", 0.25
 NEW_CATEGORY_FEATURE, NEW_CATEGORY, NEW_CATEGORY_RATE = "payment_method", "crypto", 0.15
 MIN_ROWS = 8_000
+NUMERIC = ("age", "tenure_months", "monthly_charges", "support_calls", "data_usage_gb")  # as in the example
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ def plan_phases(rows: int, window: int = 1000) -> list[Phase]:
     if rows < 4 * window:
         raise ValueError(f"the demo stream needs at least {4 * window} rows (4 phases of a window), got {rows}")
     b = [0, *((k * rows // 4) // window * window for k in (1, 2, 3)), rows]
-    drift = ", ".join(f"{c} +{s:g} sd" for c, s in DRIFT_SHIFT.items())
+    drift = ", ".join(f"{c} +{s:g} sd" if c in NUMERIC else f"{c}: {s:.0%} moved to its rarest value"
+                      for c, s in DRIFT_SHIFT.items())
     specs = [
         ("clean", None, "inputs and labels like the reference"),
         ("data drift", "data_drift", f"{drift}"),

@@ -173,7 +173,7 @@ class ReadStats:
 class _Buffer:
     """One partition's records in offset order, keyed by the running maximum of their timestamps."""
 
-    __slots__ = ("plan", "keys", "msgs", "head", "key", "done", "paused")
+    __slots__ = ("plan", "keys", "msgs", "head", "key", "done", "paused", "hw_seen")
 
     def __init__(self, plan: PartitionPlan):
         self.plan = plan
@@ -183,6 +183,7 @@ class _Buffer:
         self.key = -(2**62)
         self.done = False
         self.paused = False
+        self.hw_seen = False
 
     def size(self) -> int:
         return len(self.keys) - self.head
@@ -404,8 +405,9 @@ class TopicReader:
             for b in active:
                 tp = tp_of[id(b)]
                 hw = consumer.highwater(tp)
-                if b.plan.end is None and hw is not None:
-                    b.plan.end = hw  # the snapshot: what was there when we first looked
+                if hw is not None and not b.hw_seen:  # the snapshot: what was there when we first looked
+                    b.hw_seen = True
+                    b.plan.end = hw if b.plan.end is None else min(b.plan.end, hw)
                 pos = await consumer.position(tp)
                 if b.plan.end is not None and pos >= b.plan.end:
                     b.done = True
@@ -541,29 +543,6 @@ class KafkaReplayResult:
         }
 
 
-def tag_windows(pipeline: Pipeline) -> None:
-    """Make the pipeline's window records carry their model (each monitor is wrapped once, per instance)."""
-    registry = pipeline.monitors
-    if getattr(registry, "_glassbox_tagged", False):
-        return
-    inner_get = registry.get
-
-    def get(model: str, model_version: str | None = None) -> Any:
-        mon = inner_get(model, model_version)
-        if mon is not None and not getattr(mon, "_glassbox_tagged", False):
-            drain = mon.drain_windows
-
-            def tagged(_drain: Callable[[], list[dict[str, Any]]] = drain, _m: str = model) -> list[dict[str, Any]]:
-                return [{**w, "model": _m} for w in _drain()]
-
-            mon.drain_windows = tagged
-            mon._glassbox_tagged = True
-        return mon
-
-    registry.get = get  # type: ignore[method-assign]
-    registry._glassbox_tagged = True  # type: ignore[attr-defined]
-
-
 def replay_topic(
     pipelines: Sequence[Pipeline],
     *,
@@ -584,9 +563,6 @@ def replay_topic(
     """
     rng = rng or ReplayRange()
     rng.validate()
-    if keep_windows:
-        for p in pipelines:
-            tag_windows(p)
     reader = TopicReader(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
                          label_horizon_ms=label_horizon_ms)
     runs = [PipelineRun() for _ in pipelines]
@@ -600,7 +576,7 @@ def replay_topic(
             if out.alerts:
                 run.alerts.extend(out.alerts)
             if keep_windows and out.windows:
-                run.windows.extend(out.windows)
+                run.windows.extend({**w, "model": model} for model, w in out.windows)
             run.events += out.events
             for d in out.deadletters:
                 run.deadletters += 1

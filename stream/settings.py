@@ -23,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from detectors.attribution_monitor import AttributionConfig
 from detectors.config import DetectionConfig
 from stream.alerting.config import AlertingConfig
 from stream.errors import UserError
@@ -111,6 +112,7 @@ class Settings(BaseSettings):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     evidently: EvidentlyConfig = Field(default_factory=EvidentlyConfig)

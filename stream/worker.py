@@ -54,9 +54,12 @@ def _raw(events: list[Any]) -> list[RawMessage]:
     ]
 
 
-def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evidence: Any = None) -> Topics:
+def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evidence: Any = None,
+                     attribution: Any = None) -> Topics:
     """Attach the prediction and label agents (and a ``/stats`` page) to ``app``. With ``evidence``
-    (:class:`stream.evidence.Evidence`), steps are recorded in MLflow and alerts carry their links."""
+    (:class:`stream.evidence.Evidence`), steps are recorded in MLflow and alerts carry their links; with
+    ``attribution`` (:class:`stream.attribution_service.AttributionService`), windows are explained with SHAP
+    off the hot path and alerts carry their window's top SHAP movers."""
     topics = Topics(app, settings)
     batch_max, within = settings.worker.batch_max, settings.worker.batch_wait_s
 
@@ -67,7 +70,13 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
             await state.load({e.message.partition for e in events})
 
     async def publish(out: StepOutput, partition_hint: str) -> None:
-        alerts = evidence.observe(out) if evidence is not None else out.alerts
+        alerts = out.alerts
+        if attribution is not None:
+            alerts = attribution.observe(out, alerts)
+            alerts += attribution.poll()
+        if evidence is not None:
+            out.alerts = alerts
+            alerts = evidence.observe(out)
         for alert in alerts:
             await topics.alerts.send(key=alert["fingerprint"].encode(), value=alert_bytes(alert))
         for dead in out.deadletters:
@@ -77,7 +86,7 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
                 key=partition_hint.encode(),
                 value=orjson.dumps({"ids": out.processed_ids, "deadlettered": len(out.deadletters)}),
             )
-        pipeline.counters.alerts += len(out.alerts)
+        pipeline.counters.alerts += len(alerts)
         if state is not None:  # after the alerts: a crash in between repeats an alert (same alert_id), never loses it
             for model, value in state.take_dirty().items():
                 await topics.state.send(key=model.encode(), value=value, partition=state.partition_of(model))
@@ -102,10 +111,20 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
             parts = {tp.partition for tp in revoked if tp.topic in mine}
             pipeline.forget(state.forget(parts))
 
+    if attribution is not None:
+
+        @app.timer(1.0)
+        async def attribution_results() -> None:  # publish SHAP decisions that finish while input is idle
+            alerts = attribution.poll()
+            if alerts:
+                await publish(StepOutput(alerts=alerts), "attribution")
+
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:
         body = pipeline.counters.as_dict()
         body["joins"] = {m: j.counters() for m, j in pipeline.joins.items()}
+        if attribution is not None:
+            body["attribution"] = attribution.stats()
         if evidence is not None and evidence.snapshots is not None:
             body["snapshots"] = evidence.snapshots.stats.as_dict()
         body["assignment"] = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())

@@ -56,8 +56,11 @@ def live(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict
     df = synth.frame(N, seed=12, scenario="concept_flip", at=AT)
     df.loc[AT:, "num_10"] += 3.0 * df["num_10"].std()
     ts = [T0 + i * STEP_MS for i in range(N)]
+    # MLflow links and SHAP evidence decorate live alerts only; off here so the alerts compare byte for byte
+    quiet = {"GLASSBOX_MLFLOW__ENABLED": "false", "GLASSBOX_EVIDENTLY__ENABLED": "false",
+             "GLASSBOX_ATTRIBUTION__ENABLED": "false"}
     with WorkerProcess(kafka_bootstrap, prefix, app_id=f"{prefix}live", home=d / "home",
-                       models={"m": str(ref)}, audit=False) as worker:
+                       models={"m": str(ref)}, audit=False, extra_env=quiet) as worker:
         worker.wait_ready()
         with Producer(kafka_bootstrap, topic_prefix=prefix) as prod:
             for a in range(0, N, BATCH):

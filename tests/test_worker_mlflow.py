@@ -41,6 +41,9 @@ def test_worker_with_registered_reference(kafka_bootstrap: str, topic_prefix: st
         worker.wait_ready(timeout_s=90)
         with Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
             for lo in range(0, n, 250):
+                if lo == at:  # let SHAP catch up on the clean windows, so alerts carry movers
+                    prod.flush()
+                    worker.wait_for(lambda s: s["events"] == at and s["attribution"]["pending"] == 0, timeout_s=120)
                 part = events.iloc[lo:lo + 250]
                 prod.send_prediction_batch(
                     model="churn", prediction_ids=[f"c{i}" for i in part.index],
@@ -48,6 +51,8 @@ def test_worker_with_registered_reference(kafka_bootstrap: str, topic_prefix: st
                     features={c: part[c].tolist() for c in ref.features}, predictions=part["prediction"].tolist())
         worker.wait_for(lambda s: s["events"] == n, timeout_s=120)
         worker.wait_for(lambda s: s.get("snapshots", {}).get("completed", 0) >= 3, timeout_s=120)
+        shap = worker.wait_for(lambda s: s["attribution"]["pending"] == 0, timeout_s=120)["attribution"]
+        assert shap["models"] == ["churn"] and shap["failed"] == 0
     assert worker.proc.returncode == 0, worker.log()[-3000:]
 
     alerts = read_json(kafka_bootstrap, f"{topic_prefix}alerts")
@@ -57,6 +62,8 @@ def test_worker_with_registered_reference(kafka_bootstrap: str, topic_prefix: st
     assert first["window"]["start"] >= T0 + at * 100 - 500 * 100, "no alert before the change"
     assert first["window"]["end"] <= T0 + (at + 3 * 500) * 100, "detected within 3 windows"
     assert first["evidence"]["reference_digest"] == ref.info.digest and first["evidence"]["git_commit"]
+    movers = first["evidence"]["shap_movers"]  # SHAP runs off the hot path: the latest explained window's
+    assert movers["window"] <= first["window"]["index"] and {m["feature"] for m in movers["movers"]} <= set(ref.features)
 
     # the monitoring run holds window metrics, the alerts table and the snapshots the alert links to
     client = MlflowClient(tracking_uri=uri)
