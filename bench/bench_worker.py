@@ -19,7 +19,6 @@ import time
 import uuid
 
 import numpy as np
-import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
