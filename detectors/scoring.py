@@ -35,7 +35,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from detectors.alert import MONITORS
@@ -71,7 +71,12 @@ class ChangePoint:
                 and (self.feature is None or self.feature == alert.get("feature")))
 
     def label(self) -> str:
-        where = f"row {self.row}" if self.row is not None else f"time {self.time}"
+        if self.row is not None:
+            where = f"row {self.row}"
+        elif self.time is not None and self.time >= 631_152_000_000:  # a real epoch: ISO 8601
+            where = datetime.fromtimestamp(self.time / 1000, UTC).isoformat().replace("+00:00", "Z")
+        else:
+            where = f"time {self.time}"
         scope = "/".join(x for x in self.scope() if x)
         return (self.name or where) + (f" ({scope})" if scope else "")
 

@@ -10,8 +10,9 @@ On top of either:
   the table and writes it as JSON (``--score-out``, default next to the alerts file).
 - ``--plot out.html`` / ``--plot out.png``: the timeline (:mod:`stream.timeline`).
 
-Anything the user can fix (a path, a flag, a topic, an empty range, a malformed truth file) raises
-:class:`~stream.errors.UserError`: ``glassbox`` prints it as one line, without a traceback.
+Anything the user can fix (a path, a flag, a topic, an empty range, a malformed truth file) is a
+:class:`~stream.errors.UserError`, printed as one line (``error: ...``) on stderr with exit code 2, as the file
+replay always did. A drop-in replacement for ``stream.replay_cli.replay_command``.
 """
 
 from __future__ import annotations
@@ -124,6 +125,32 @@ class EveryModel(MonitorRegistry):
         return True
 
 
+def _toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise BacktestError(f"cannot read config {path}: {err}") from None
+
+
+def overlay_detection(base: Any, path: Path) -> Any:
+    """Rule set B: ``base`` (A's detection config) with the keys of ``path``'s ``[detection]`` table replaced."""
+    from pydantic import ValidationError
+
+    from detectors.config import DetectionConfig
+
+    table = _toml(path).get("detection", {})
+    if not isinstance(table, dict):
+        raise BacktestError(f"{path}: [detection] must be a table")
+    try:
+        return DetectionConfig.model_validate({**base.model_dump(), **table})
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        raise BacktestError(f"{path}: [detection] {where}: {first.get('msg')}") from None
+
+
 def _settings_for(config: Path | None, window: int | None, reference: str | None, model: str | None) -> Any:
     from stream.settings import load_settings
 
@@ -134,6 +161,15 @@ def _settings_for(config: Path | None, window: int | None, reference: str | None
     if reference is not None and model is not None:
         upd["worker"] = s.worker.model_copy(update={"models": {**s.worker.models, model: reference}})
     return s.model_copy(update=upd) if upd else s
+
+
+def _compare_settings(a: Any, compare: Path) -> Any:
+    """Rule set B for a topic: A's settings with B's ``[detection]`` keys, and B's ``[worker.models]`` if any."""
+    b = a.model_copy(update={"detection": overlay_detection(a.detection, compare)})
+    models = (_toml(compare).get("worker") or {}).get("models")
+    if models:
+        b = b.model_copy(update={"worker": a.worker.model_copy(update={"models": dict(models)})})
+    return b
 
 
 def replay_kafka_outcomes(
@@ -147,7 +183,7 @@ def replay_kafka_outcomes(
 
     target = parse_kafka_uri(events)
     s1 = _settings_for(config, window, reference, model)
-    settings = [s1] + ([_settings_for(compare, window, reference, model)] if compare is not None else [])
+    settings = [s1] + ([_compare_settings(s1, compare)] if compare is not None else [])
     bootstrap = target.bootstrap or s1.kafka.bootstrap
     if not bootstrap:
         raise BacktestError("kafka:// replay needs a Kafka: set kafka.bootstrap (or GLASSBOX_KAFKA__BOOTSTRAP), or "
@@ -224,9 +260,11 @@ def replay_file_outcomes(events: Path, *, reference: Path | None, config: Path |
     if reference is None:
         raise BacktestError("replaying a file needs --reference REF (the table the events are compared with)")
     outs = []
+    base = None
     for cfg_path in [config] + ([compare] if compare is not None else []):
         try:
-            cfg = load_detection_config(cfg_path)
+            cfg = load_detection_config(cfg_path) if base is None else overlay_detection(base, cfg_path)
+            base = base or cfg
             opts = ReplayOptions(config=cfg, keep_windows=keep_windows, **file_opts)
             res = replay_file(events, reference, opts)
         except (ReplayError, TableError) as err:
@@ -241,7 +279,7 @@ def replay_file_outcomes(events: Path, *, reference: Path | None, config: Path |
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(file=sys.stdout, width=120, highlight=False)
+    return Console(file=sys.stdout, width=132, highlight=False)
 
 
 def print_alerts(alerts: list[dict[str, Any]], limit: int = 15) -> None:
@@ -368,9 +406,10 @@ def print_score(sc: BacktestScore, name: str | None = None) -> None:
 
     c = _console()
     t = Table(title="score against the truth" + (f" ({name})" if name else ""), title_justify="left")
-    for col in ("monitor", "changes", "detected", "missed", "false alarms", "delay (rows)", "delay (time)",
-                "MTBFA (rows)", "MTBFA (time)"):
-        t.add_column(col, justify="left" if col == "monitor" else "right")
+    t.add_column("monitor", no_wrap=True, min_width=16)
+    for col in ("changes", "detected", "missed", "false alarms", "delay rows", "delay time", "MTBFA rows",
+                "MTBFA time"):
+        t.add_column(col, justify="right", no_wrap=True)
     for m in sc.monitors:
         t.add_row(m.monitor, str(m.changes), str(m.detections), str(m.missed), str(m.false_alarms),
                   _fmt_rows(m.mean_delay_rows), _fmt_ms(m.mean_delay_ms), _fmt_rows(m.mtbfa_rows),
@@ -437,14 +476,30 @@ def replay_command(
     categorical: Annotated[str | None, typer.Option("--categorical", help="file: A,B,...: categorical")] = None,
 ) -> None:
     """Replay a file or a Kafka topic through the detection core; what-if, score and plot the result."""
+    args = dict(locals())
+    try:
+        _replay(**args)
+    except UserError as err:  # one line on stderr, exit code 2, as every replay error
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _replay(
+    events: str, reference: str | None, model: str | None, alerts_out: Path, config: Path | None,
+    compare: Path | None, truth: Path | None, score_out: Path | None, plot: list[Path] | None, window: int | None,
+    labels: str | None, from_offset: str | None, to_offset: str | None, since: str | None, until: str | None,
+    progress: bool | None, timestamp_col: str | None, id_col: str | None, prediction_col: str | None,
+    score_col: list[str] | None, label_col: str | None, label_delay: int, task: str | None, features: str | None,
+    categorical: str | None,
+) -> None:
     from stream.replay import write_alerts
     from stream.replay_kafka import is_kafka_uri
 
     if window is not None and window < 10:
-        raise typer.BadParameter("must be at least 10", param_hint="--window")
+        raise BacktestError("--window must be at least 10")
     for p in plot or []:
         if p.suffix.lower() not in (".html", ".htm", ".png"):
-            raise typer.BadParameter(f"{p}: expected a .html or .png path", param_hint="--plot")
+            raise BacktestError(f"--plot {p}: expected a .html or .png path")
     for p, what in ((config, "--config"), (compare, "--compare")):
         if p is not None and not p.is_file():
             raise BacktestError(f"{what}: no such config file: {p}")
@@ -470,9 +525,9 @@ def replay_command(
         if used:
             raise BacktestError(f"{', '.join(used)} only apply to kafka:// replays")
         if task is not None and task not in ("binary", "multiclass", "regression"):
-            raise typer.BadParameter(f"must be binary, multiclass or regression, not {task!r}", param_hint="--task")
+            raise BacktestError(f"--task must be binary, multiclass or regression, not {task!r}")
         if label_delay < 0:
-            raise typer.BadParameter("must be >= 0", param_hint="--label-delay")
+            raise BacktestError("--label-delay must be >= 0")
         scores = [x for s in score_col or [] for x in (_split(s) or [])]
         outs = replay_file_outcomes(
             Path(events), reference=Path(reference) if reference else None, config=config, compare=compare,

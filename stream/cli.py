@@ -136,7 +136,7 @@ def produce(
 def _register_optional() -> None:
     """Commands that live next to the code they drive."""
     with contextlib.suppress(ImportError):
-        from stream.replay_cli import replay_command
+        from stream.backtest_cli import replay_command
 
         app.command("replay")(replay_command)
     with contextlib.suppress(ImportError):

@@ -100,6 +100,18 @@ class Children:
         boot = _PDEATHSIG.format(ppid=os.getpid())
         return self.spawn(name, [sys.executable, "-c", boot + code, *args], env, log)
 
+    def guard(self, name: str, pid: int, log: Path) -> Child:
+        """A tiny watcher that SIGTERMs ``pid`` (a process not started through here, such as the broker) when
+        the demo dies without cleaning up, or when the watcher is stopped."""
+        code = ("import time\n"
+                "def stop(*_):\n"
+                f"    try: os.kill({pid}, signal.SIGTERM)\n"
+                "    except OSError: pass\n"
+                "    os._exit(0)\n"
+                "signal.signal(signal.SIGTERM, stop)\n"
+                "while True: time.sleep(3600)\n")
+        return self.python(name, code, [], {**os.environ}, log)
+
     def spawn(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> Child:
         with open(log, "ab") as out:
             proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -339,6 +351,7 @@ def child_env(home: Path, bootstrap: str, web_port: int, tracking_uri: str) -> d
         "GLASSBOX_DETECTION__WINDOW": "1000",
         "GLASSBOX_MLFLOW__TRACKING_URI": tracking_uri,
         "MLFLOW_TRACKING_URI": tracking_uri,  # for MLflow calls that take no tracking URI (model loading)
+        "MLFLOW_REGISTRY_URI": tracking_uri,  # see train_model: no pyspark lookup in system-metrics threads
         "GLASSBOX_MLFLOW__ARTIFACT_ROOT": str(home / "mlartifacts"),
         "GLASSBOX_EVIDENTLY__WORKSPACE": str(home / "evidently"),
         "GLASSBOX_ALERTING__DESKTOP": "true",
@@ -369,6 +382,16 @@ def train_model(home: Path, tracking_uri: str) -> tuple[Any, Any, Any]:
     ex = training_example()
     with quiet_into(home / "logs" / "train.log"):
         import mlflow
+
+        # MLflow 3.17's system-metrics thread builds an MlflowClient every few seconds; without a registry URI
+        # that tries `import pyspark` through MLflow's import hooks, which can deadlock with an import in this
+        # thread (seen here: a hang inside log_model). A registry URI skips that lookup; importing what training
+        # imports lazily, before the thread starts, closes the window too.
+        mlflow.set_registry_uri(tracking_uri)
+        import mlflow.models.evaluation.default_evaluator  # noqa: F401
+        import mlflow.pyfunc  # noqa: F401
+        import mlflow.sklearn  # noqa: F401
+        import sklearn.inspection  # noqa: F401
 
         result = ex.train_and_register(tracking_uri, MODEL, seed=42, alias="champion",
                                        artifact_root=str(home / "mlartifacts"), env="demo")
@@ -457,6 +480,7 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
         console.print(f"[bold]glassbox demo[/]: everything under {home}")
         broker = EmbeddedBroker(log_path=home / "logs" / "broker.log").start()
         summary["pids"]["broker"] = broker.pid
+        children.guard("broker-guard", broker.pid, home / "logs" / "broker.log")
         tracking_uri = f"sqlite:///{home.as_posix()}/mlflow.db"
         web_port = free_port()
         env = child_env(home, broker.bootstrap, web_port, tracking_uri)

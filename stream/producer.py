@@ -66,7 +66,7 @@ class Producer:
         try:
             self._producer = KafkaProducer(
                 **kafka_python_kwargs(kafka or KafkaConfig(), bootstrap),
-                key_serializer=str.encode,
+                key_serializer=lambda k: None if k is None else k.encode(),
                 linger_ms=linger_ms,
                 acks=1,
                 buffer_memory=buffer_bytes,

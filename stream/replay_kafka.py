@@ -329,10 +329,10 @@ class TopicReader:
             hi = await self._time_offsets(consumer, [tp for tp, _ in tps], r.until_ms) if r.until_ms else {}
             if lo is not None and hi is not None:
                 self.stats.method = "offsets_for_times"
-                for tp, _ in tps:
+                for tp, rank in tps:
                     if tp in lo:
                         starts[tp] = max(starts[tp], lo[tp])
-                    if tp in hi:
+                    if tp in hi and rank == PREDICTIONS:
                         ends[tp] = hi[tp] if ends[tp] is None else min(ends[tp], hi[tp])  # type: ignore[type-var]
         elif r.from_offset is None and r.to_offset is None:
             self.stats.method = "whole"
@@ -429,6 +429,7 @@ class TopicReader:
 
     def _ingest(self, b: _Buffer, recs: Sequence[Any], since: int | None, until: int | None) -> None:
         end = b.plan.end
+        label = b.plan.rank == LABELS  # labels are not cut at --until: they arrive after their predictions
         key = b.key
         keys, msgs = b.keys, b.msgs
         plan = b.plan
@@ -440,7 +441,7 @@ class TopicReader:
                 b.done = True
                 break
             ts = r.timestamp
-            if (since is not None and ts < since) or (until is not None and ts >= until):
+            if (since is not None and ts < since) or (until is not None and ts >= until and not label):
                 self.stats.skipped += 1
                 continue
             if ts > key:

@@ -31,6 +31,8 @@ PANEL_MONITORS = {"data_drift", "prediction_drift", "data_quality"}
 OUTCOME_MONITORS = {"concept_drift", "performance"}
 COLORS = {"data_drift": "#d62728", "prediction_drift": "#9467bd", "data_quality": "#ff7f0e",
           "concept_drift": "#d62728", "performance": "#8c564b"}
+SHORT = {"data_drift": "drift", "prediction_drift": "drift", "data_quality": "quality", "concept_drift": "concept",
+         "performance": "performance"}
 
 
 @dataclass
@@ -196,16 +198,22 @@ def _figure(p: Panel, tl: Timeline, x_end: float) -> Any:
     dy = [v for v, d in zip(p.value, p.drift, strict=True) if d]
     if dx:
         fig.add_trace(go.Scatter(x=dx, y=dy, mode="markers", name="drift", marker={"color": "#d62728", "size": 6}))
+    labelled: set[str] = set()
     for s in p.spans:
         x0, x1 = _x_for_plotly([s.start, s.end if s.end is not None else x_end], tl.x_is_time)
-        fig.add_vrect(x0=x0, x1=x1, fillcolor=COLORS.get(s.monitor, "#d62728"), opacity=0.15, line_width=0,
-                      annotation_text=s.monitor if s.end is None else None, annotation_position="top left")
+        fig.add_vrect(x0=x0, x1=x1, fillcolor=COLORS.get(s.monitor, "#d62728"), opacity=0.15, line_width=0)
+        if s.monitor not in labelled:  # name each monitor once, at its first span
+            labelled.add(s.monitor)
+            fig.add_annotation(x=x0, y=0 if s.monitor == "data_quality" else 1, yref="paper",
+                               text=SHORT.get(s.monitor, s.monitor), showarrow=False, xanchor="left",
+                               yanchor="bottom" if s.monitor == "data_quality" else "top",
+                               font={"size": 9, "color": COLORS.get(s.monitor, "#d62728")})
     for x, label in p.changes:
         xv = _x_for_plotly([x], tl.x_is_time)[0]
         fig.add_shape(type="line", x0=xv, x1=xv, y0=0, y1=1, yref="paper",
                       line={"color": "#2ca02c", "width": 2, "dash": "dot"})
-        fig.add_annotation(x=xv, y=1, yref="paper", text=html.escape(label), showarrow=False,
-                           font={"size": 9, "color": "#2ca02c"}, xanchor="left", yanchor="top")
+        fig.add_annotation(x=xv, y=1.0, yref="paper", text=html.escape(label), showarrow=False,
+                           font={"size": 9, "color": "#2ca02c"}, xanchor="right", yanchor="top")
     fig.update_layout(title={"text": html.escape(p.title), "font": {"size": 12}}, height=230,
                       margin={"l": 45, "r": 10, "t": 30, "b": 30}, showlegend=False, template="plotly_white")
     fig.update_xaxes(title_text=None if tl.x_is_time else "row")
@@ -223,7 +231,7 @@ def write_html(tl: Timeline, path: str | os.PathLike[str]) -> Path:
     for i, p in enumerate(tl.panels):
         fig = _figure(p, tl, x_end)
         body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"panel-{i}",
-                           config={"displaylogo": False, "responsive": True})
+                           config={"displayModeBar": False, "responsive": True})
         cls = "panel fired" if p.spans else "panel"
         divs.append(f'<div class="{cls}" data-panel="{html.escape(p.title)}">{body}</div>')
     fired = sum(1 for p in tl.panels if p.spans)

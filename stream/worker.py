@@ -8,6 +8,7 @@ the messages are acknowledged, so a crash redelivers rather than loses.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import faust
@@ -62,6 +63,9 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
     off the hot path and alerts carry their window's top SHAP movers."""
     topics = Topics(app, settings)
     batch_max, within = settings.worker.batch_max, settings.worker.batch_wait_s
+    from stream.health import register_health
+
+    health = register_health(app, settings, pipeline, topics)  # /metrics and the pipeline checks
 
     state = pipeline.state if isinstance(pipeline.state, TopicState) else None
 
@@ -95,13 +99,19 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
     async def predictions(stream: Any) -> None:
         async for events in stream.take_events(batch_max, within=within):
             await restore(events)
-            await publish(pipeline.on_predictions(_raw(events)), "predictions")
+            t0, raw = time.perf_counter(), _raw(events)
+            out = pipeline.on_predictions(raw)
+            await publish(out, "predictions")
+            health.step("predictions", raw, out, time.perf_counter() - t0)
 
     @app.agent(topics.labels, name="glassbox.labels")
     async def labels(stream: Any) -> None:
         async for events in stream.take_events(batch_max, within=within):
             await restore(events)
-            await publish(pipeline.on_labels(_raw(events)), "labels")
+            t0, raw = time.perf_counter(), _raw(events)
+            out = pipeline.on_labels(raw)
+            await publish(out, "labels")
+            health.step("labels", raw, out, time.perf_counter() - t0)
 
     if state is not None:
 

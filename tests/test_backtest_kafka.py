@@ -195,3 +195,23 @@ def test_missing_topic_fails_with_one_line(live, glassbox, tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert rc != 0
     assert "'no.such.topic' does not exist" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_topic_from_config_short_name_and_progress(live, glassbox, tmp_path: Path, capsys, monkeypatch) -> None:
+    """``kafka://predictions``: the bootstrap and topic prefix come from the settings (here the environment)."""
+    monkeypatch.setenv("GLASSBOX_KAFKA__BOOTSTRAP", live["bootstrap"])
+    monkeypatch.setenv("GLASSBOX_KAFKA__TOPIC_PREFIX", live["prefix"])
+    rc = glassbox("kafka://predictions", "--reference", live["ref"], "--model", "m", "--to-offset", "10",
+                  "--progress", "--alerts-out", tmp_path / "a.jsonl")
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    assert f"kafka://{live['prefix']}predictions + {live['prefix']}labels" in text.out
+    assert "2,000 events" in text.out
+    assert "events/s" in text.err  # the progress bar
+
+
+def test_no_kafka_configured_fails_with_one_line(glassbox, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("GLASSBOX_KAFKA__BOOTSTRAP", raising=False)
+    rc = glassbox("kafka://predictions", "--reference", tmp_path / "ref.parquet")
+    err = capsys.readouterr().err
+    assert rc != 0 and "kafka:// replay needs a Kafka" in err and len(err.strip().splitlines()) == 1, err
