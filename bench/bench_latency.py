@@ -1,7 +1,10 @@
 """Alert latency of the live worker: from producing the event that closes a window to its alert on the
 alerts topic, at a steady input rate.
 
-    uv run python bench/bench_latency.py [--rate 5000] [--seconds 30]
+    uv run python bench/bench_latency.py [--rate 5000] [--seconds 30] [--per-message 50]
+
+Events go out as columnar messages of ``--per-message`` events (1 = one event per message) at the given
+rate.
 
 The stream alternates one drifted window (a 1.5 sd shift on one feature) with three clean ones, so the
 data_drift alert fires and resolves over and over; every state change is one latency sample. Prints p50,
@@ -30,7 +33,7 @@ def consume(bootstrap: str, topic: str, out: list[tuple[float, dict]], stop: thr
     from kafka import KafkaConsumer
 
     c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                      consumer_timeout_ms=200)
+                      consumer_timeout_ms=200, fetch_max_wait_ms=10)
     while not stop.is_set():
         for rec in c:
             out.append((time.monotonic(), orjson.loads(rec.value)))
@@ -41,6 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=int, default=5000)
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--per-message", type=int, default=50)
     a = ap.parse_args()
 
     import pandas as pd
@@ -69,17 +73,23 @@ def main() -> None:
             n = int(a.rate * a.seconds)
             with Producer(broker.bootstrap, topic_prefix="lat.", linger_ms=1) as prod:
                 start = time.monotonic()
-                for i in range(n):
-                    due = start + i / a.rate
+                k = a.per_message
+                for lo in range(0, n, k):
+                    due = start + lo / a.rate
                     while (now := time.monotonic()) < due:
                         time.sleep(min(due - now, 0.001))
-                    drifted = (i // WINDOW) % 4 == 1
-                    feats = {f"x{j}": float(rng.normal() + (1.5 if drifted and j == 0 else 0.0)) for j in range(5)}
-                    prod.send_prediction(prediction_id=f"p{i}", model="m", timestamp=T0 + i, features=feats,
-                                         prediction=float(rng.random()))
-                    if i % 100 == 0:  # baseline: a bare produce -> consume round trip on the same broker
-                        prod.send_raw("echo", orjson.dumps({"i": i, "t": time.monotonic()}))
-                    sent[i] = time.monotonic()
+                    idx = range(lo, min(lo + k, n))
+                    drifted = np.array([(i // WINDOW) % 4 == 1 for i in idx])
+                    feats = {f"x{j}": (rng.normal(size=len(idx)) + (1.5 * drifted if j == 0 else 0.0)).tolist()
+                             for j in range(5)}
+                    prod.send_prediction_batch(model="m", prediction_ids=[f"p{i}" for i in idx],
+                                               timestamps=[T0 + i for i in idx], features=feats,
+                                               predictions=rng.random(len(idx)).tolist())
+                    if lo % 100 < k:  # baseline: a bare produce -> consume round trip on the same broker
+                        prod.send_raw("echo", orjson.dumps({"t": time.monotonic()}))
+                    t_sent = time.monotonic()
+                    for i in idx:
+                        sent[i] = t_sent
             time.sleep(3)
             stop.set()
             for t in threads:

@@ -471,7 +471,8 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
     def on_signal(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT too: a shell that started the demo in the background may have left Ctrl-C ignored
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         from stream.broker import EmbeddedBroker, free_port
         from stream.settings import load_settings
@@ -575,13 +576,18 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
             raise DemoError(f"the demo saw no {', '.join(summary['missing'])} alert (logs in {home / 'logs'})")
         return summary
     finally:
+        t = time.monotonic()
+        for s in old:  # a second Ctrl-C must not cut the cleanup short (each stop is bounded)
+            signal.signal(s, signal.SIG_IGN)
         if feed is not None:
             feed.stop()
         children.stop_all()
         if broker is not None:
             broker.stop()
         for s, h in old.items():
-            signal.signal(s, h)
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        console.print(f"stopped the {len(children.children) + (broker is not None)} processes the demo started "
+                      f"({time.monotonic() - t:.1f}s)")
 
 
 def publish_and_watch(opts: DemoOptions, stream: Any, bootstrap: str, settings: Any, feed: AlertFeed,
@@ -672,6 +678,7 @@ def finish_summary(opts: DemoOptions, home: Path, stream: Any, log: AlertLog, re
     early = [a["alert_id"] for a in log.alerts if a["demo"]["row"] < change]
     return {
         "rows": len(stream), "phases": [p.__dict__ for p in stream.phases], "first_change_row": change,
+        "first_change_time_ms": int(stream.frame["timestamp"].iat[change]),
         "alerts": len(log.alerts), "counts": counts, "first_firing_row": first, "early_alerts": early,
         "missing": [m for m in EXPECTED if m not in first], "reports": reports, "receivers": receivers,
         "alerts_file": str(log.path), "logs": str(home / "logs"), "tracking_uri": tracking_uri,

@@ -63,6 +63,7 @@ class WorkerConfig(BaseModel):
     heartbeat_interval_s: float = Field(1.0, gt=0)
     batch_max: int = Field(1000, ge=1, description="messages taken per agent step")
     batch_wait_s: float = Field(0.05, ge=0, description="longest wait to fill a step")
+    fetch_max_wait_ms: int = Field(50, ge=1, le=1500, description="longest a fetch waits on the broker for data")
     label_ttl_s: float = Field(7 * 24 * 3600, gt=0, description="forget unlabeled predictions after this")
     audit: bool = Field(False, description="publish the ids each step processed to the audit topic")
     models: dict[str, str] = Field(
