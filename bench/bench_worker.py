@@ -81,7 +81,18 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
         os.write(1, f"{marks['first']} {time.monotonic()}\n".encode())  # Faust redirects print to logging
         os._exit(0)
 
-    if role == "bare":
+    if role == "bare-take":
+        t = app.topic(topic, value_serializer="raw")
+
+        @app.agent(t)
+        async def bare_take(stream):  # noqa: ANN001, ANN202
+            async for events in stream.take_events(1000, within=0.05):
+                if not count[0]:
+                    marks["first"] = time.monotonic()
+                count[0] += len(events)
+                if count[0] >= expect:
+                    done()
+    elif role == "bare":
         t = app.topic(topic, value_serializer="raw")
 
         @app.agent(t)

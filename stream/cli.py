@@ -144,6 +144,10 @@ def _register_optional() -> None:
 
         app.add_typer(reference_app, name="reference")
     with contextlib.suppress(ImportError):
+        from stream.demo import demo_command
+
+        app.command("demo")(demo_command)
+    with contextlib.suppress(ImportError):
         from stream.explain_cli import explain_command
 
         app.command("explain")(explain_command)

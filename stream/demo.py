@@ -38,6 +38,7 @@ import typer
 from stream.errors import UserError
 
 MODEL = "churn"
+DEFAULT_HOME = Path(".glassbox/demo")
 MARKER = ".glassbox-demo"
 EXPECTED = ("data_drift", "concept_drift", "data_quality")
 PREFIX = "glassbox."
@@ -57,7 +58,7 @@ class DemoError(UserError, RuntimeError):
 
 @dataclass
 class DemoOptions:
-    home: Path = Path(".glassbox/demo")
+    home: Path = DEFAULT_HOME
     rows: int = 30_000
     speed: float = 1500.0  # events per second; 0 = as fast as possible
     seed: int = 7
@@ -138,8 +139,16 @@ class Children:
             proc.wait(5)
 
     def stop_all(self, timeout_s: float = 10.0) -> None:
-        for child in reversed(self.children):
-            self.stop(child, timeout_s)
+        """SIGTERM to every group at once (they shut down in parallel), then the broker's guard last."""
+        guards = [c for c in self.children if c.name.endswith("-guard")]
+        others = [c for c in self.children if c not in guards]
+        for child in others:
+            if child.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for child in [*others, *guards]:
+            self.stop(child, max(deadline - time.monotonic(), 0.5) if child in others else timeout_s)
 
 
 def http_json(url: str, timeout: float = 1.0) -> Any:
@@ -237,8 +246,10 @@ class AlertLog:
     path: Path
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, alert: dict[str, Any], row: int, phase: str) -> dict[str, Any]:
-        alert = {**alert, "demo": {"row": row, "phase": phase}}
+    def add(self, alert: dict[str, Any], stream: Any) -> dict[str, Any]:
+        """Record ``alert`` with the stream row its event time falls on and that row's phase."""
+        row = stream.row_of_time(alert.get("event_time") or 0)
+        alert = {**alert, "demo": {"row": row, "phase": stream.phase_of(max(row, 0)).name}}
         self.alerts.append(alert)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(alert, sort_keys=True, default=str) + "\n")
@@ -324,11 +335,11 @@ class Display:
         p = self.progress
         bar_w = 30
         done = int(bar_w * p.published / max(self.total, 1))
-        line = Text.assemble(
-            (f" {p.phase} ", "bold"), f"[{'#' * done}{'.' * (bar_w - done)}] ",
-            f"published {p.published:,}/{self.total:,}  labels {p.labels:,}  worker: {p.processed:,} events, "
-            f"{p.joined:,} labels  alerts {len(self.rows)}  {time.monotonic() - self.t0:5.1f}s {p.note}")
-        return Group(table, line)
+        head = Text(f" {p.phase} {p.note}", style="bold")
+        line = Text(f" [{'#' * done}{'.' * (bar_w - done)}] sent {p.published:,}/{self.total:,} events, "
+                    f"{p.labels:,} labels | worker {p.processed:,} events, {p.joined:,} labels | "
+                    f"{len(self.rows)} alerts | {time.monotonic() - self.t0:.0f}s")
+        return Group(table, head, line)
 
 
 # --------------------------------------------------------------------------------------------------- steps
@@ -432,6 +443,42 @@ def own_report(home: Path, stream: Any, reference: Any, window_index: int, end_m
     return Path(out.html)
 
 
+def wait_worker_ready(worker: Child, stats_url: str, timeout_s: float) -> None:
+    """Until the worker serves ``/stats`` and owns predictions partitions (it joined its group)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if worker.proc.poll() is not None:
+            raise DemoError(f"the worker exited (code {worker.proc.returncode}):\n{tail(worker.log)}")
+        s = http_json(stats_url)
+        if s and any(a.startswith(PREFIX + "predictions:") for a in s.get("assignment", [])):
+            return
+        if time.monotonic() > deadline:
+            raise DemoError(f"the worker did not join its group in {timeout_s:g} s:\n{tail(worker.log)}")
+        time.sleep(0.3)
+
+
+def collect_reports(home: Path, stream: Any, reference: Any, alerts: list[dict[str, Any]]) -> dict[str, str]:
+    """monitor -> the Evidently report of the window where it first fired, from the alerts' links (only when
+    the link is that window's report, not a later one); the data-drift report is rendered here if the worker
+    wrote none."""
+    reports: dict[str, str] = {}
+    seen: set[str] = set()
+    for a in alerts:
+        if a["status"] != "firing" or a["monitor"] in seen:
+            continue
+        seen.add(a["monitor"])
+        p = local_path((a.get("links") or {}).get("report"))
+        index = int((a.get("window") or {}).get("index", -1))
+        if p is not None and p.is_file() and p.stem == f"w{index:06d}":
+            reports[a["monitor"]] = str(p)
+    first = next((a for a in alerts if a["monitor"] == "data_drift" and a["status"] == "firing"), None)
+    if "data_drift" not in reports and first is not None:
+        window = first.get("window") or {}
+        index = int(window.get("index", stream.first_change_row // 1000))
+        reports["data_drift"] = str(own_report(home, stream, reference, index, window.get("end")))
+    return reports
+
+
 def start_uis(children: Children, home: Path, tracking_uri: str, env: dict[str, str]) -> dict[str, str]:
     """MLflow UI and Evidently UI on free loopback ports; returns their URLs (those that came up)."""
     from stream.broker import free_port
@@ -519,16 +566,7 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
             console.print(f"  phase {p.name!r}: rows {p.start:,}-{p.end - 1:,}: {p.description}")
 
         stats_url = f"http://127.0.0.1:{web_port}/stats"
-        deadline = time.monotonic() + 90
-        while True:
-            if worker.proc.poll() is not None:
-                raise DemoError(f"the worker exited (code {worker.proc.returncode}):\n{tail(worker.log)}")
-            s = http_json(stats_url)
-            if s and any(a.startswith(PREFIX + "predictions:") for a in s.get("assignment", [])):
-                break
-            if time.monotonic() > deadline:
-                raise DemoError(f"the worker did not join its group in 90 s:\n{tail(worker.log)}")
-            time.sleep(0.3)
+        wait_worker_ready(worker, stats_url, timeout_s=90)
         console.print(f"  worker ready (pid {worker.proc.pid}, stats at {stats_url}) after "
                       f"{time.monotonic() - t_start:.1f}s")
 
@@ -540,24 +578,16 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
                                          console, speed))
         streamed_at = time.monotonic()
 
-        links: dict[str, str] = {}  # the report of each monitor's first firing alert
-        for a in log.alerts:
-            if a["status"] == "firing" and (a.get("links") or {}).get("report"):
-                links.setdefault(a["monitor"], a["links"]["report"])
         urls: dict[str, str] = {}
         if opts.keep_running:
             urls = start_uis(children, home, tracking_uri, env)
+            summary["pids"].update(children.pids)
+            (home / "pids.json").write_text(json.dumps(summary["pids"]))
         else:
             console.print("  stopping the worker (it closes its MLflow run and finishes its reports) ...")
             children.stop(worker, timeout_s=30)
             children.stop(notifier, timeout_s=10)
-        reports = {m: str(p) for m, link in links.items() if (p := local_path(link)) is not None and p.is_file()}
-        if "data_drift" not in reports:
-            first = next((a for a in log.alerts if a["monitor"] == "data_drift" and a["status"] == "firing"), None)
-            if first is not None:
-                idx = int((first.get("window") or {}).get("index", stream.first_change_row // 1000))
-                reports["data_drift"] = str(own_report(home, stream, reference, idx,
-                                                       (first.get("window") or {}).get("end")))
+        reports = collect_reports(home, stream, reference, log.alerts)
         summary.update(finish_summary(opts, home, stream, log, reports, tracking_uri, receivers,
                                       time.monotonic() - t_start, streamed_at - t_start))
         (home / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -567,10 +597,7 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     for a in feed.drain():
-                        console.print(alert_line(log.add(a, stream.row_of_time(a.get("event_time") or 0),
-                                                         stream.phase_of(max(stream.row_of_time(
-                                                             a.get("event_time") or 0), 0)).name)),
-                                      markup=False, highlight=False)
+                        console.print(alert_line(log.add(a, stream)), markup=False, highlight=False)
                     time.sleep(0.5)
         if summary["missing"]:
             raise DemoError(f"the demo saw no {', '.join(summary['missing'])} alert (logs in {home / 'logs'})")
@@ -586,8 +613,8 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
             broker.stop()
         for s, h in old.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
-        console.print(f"stopped the {len(children.children) + (broker is not None)} processes the demo started "
-                      f"({time.monotonic() - t:.1f}s)")
+        names = [c.name for c in children.children if c.name != "broker-guard"] + ["broker"] * (broker is not None)
+        console.print(f"stopped {', '.join(names)} and their subprocesses ({time.monotonic() - t:.1f}s)")
 
 
 def publish_and_watch(opts: DemoOptions, stream: Any, bootstrap: str, settings: Any, feed: AlertFeed,
@@ -604,9 +631,7 @@ def publish_and_watch(opts: DemoOptions, stream: Any, bootstrap: str, settings: 
     def pump() -> None:
         nonlocal last_stats
         for a in feed.drain():
-            t = a.get("event_time") or 0
-            row = stream.row_of_time(t)
-            display.alert(log.add(a, row, stream.phase_of(max(row, 0)).name))
+            display.alert(log.add(a, stream))
         if time.monotonic() - last_stats > 0.5:
             last_stats = time.monotonic()
             s = http_json(stats_url)
@@ -709,6 +734,7 @@ def print_summary(console: Any, s: dict[str, Any], urls: dict[str, str]) -> None
         f"notified through: {', '.join(s['receivers'])} (notifier log: {s['logs']}/notifier.log)",
         f"alerts as JSON lines: {s['alerts_file']}",
         *[f"Evidently report ({m}): {p}" for m, p in s["reports"].items()],
+        *([f"all reports of the run: {Path(next(iter(s['reports'].values()))).parent}"] if s["reports"] else []),
         "",
         *([f"MLflow UI:    {urls['mlflow']}"] if "mlflow" in urls else [f"MLflow UI:    {s['commands']['mlflow']}"]),
         *([f"Evidently UI: {urls['evidently']}"] if "evidently" in urls
@@ -725,7 +751,7 @@ def print_summary(console: Any, s: dict[str, Any], urls: dict[str, str]) -> None
 def demo_command(
     keep_running: Annotated[bool, typer.Option("--keep-running", help="leave broker, worker, notifier and the "
                                                "MLflow and Evidently UIs up until Ctrl-C")] = False,
-    home: Annotated[Path, typer.Option(help="demo folder (wiped at start)")] = Path(".glassbox/demo"),
+    home: Annotated[Path, typer.Option(help="demo folder (wiped at start when the demo made it)")] = DEFAULT_HOME,
     rows: Annotated[int, typer.Option(min=8000, help="events in the stream (4 phases)")] = 30_000,
     speed: Annotated[float, typer.Option(min=0, help="events per second (0: as fast as possible)")] = 1500.0,
     seed: Annotated[int, typer.Option(help="seed of the stream")] = 7,
