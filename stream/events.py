@@ -18,6 +18,7 @@ missing_field prediction_id
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -311,12 +312,22 @@ def parse_label(raw: bytes, max_bytes: int = 1024 * 1024) -> LabelEvent:
     return LabelEvent(prediction_id=pid, model=model, timestamp=ts, label=label, tags=doc.get("tags") or {})
 
 
+#: Raw bytes kept in a dead letter; a longer message keeps its head, its full size and its sha256 (the whole
+#: message stays on its source topic at the recorded offset).
+MAX_DEADLETTER_RAW = 1024 * 1024
+
+
 def deadletter_record(
     raw: bytes | None, *, topic: str, partition: int, offset: int, error: InvalidEvent | Exception
 ) -> dict[str, Any]:
     """The dead-letter record for a message that could not be processed (schema ``glassbox.deadletter/v1``)."""
     reason = error.reason if isinstance(error, InvalidEvent) else "processing_error"
     fld = error.field if isinstance(error, InvalidEvent) else None
+    raw = raw or b""
+    extra: dict[str, Any] = {}
+    if len(raw) > MAX_DEADLETTER_RAW:
+        extra = {"raw_truncated": True, "raw_bytes": len(raw), "raw_sha256": hashlib.sha256(raw).hexdigest()}
+        raw = raw[:MAX_DEADLETTER_RAW]
     return {
         "schema": DEADLETTER_SCHEMA,
         "topic": topic,
@@ -325,7 +336,8 @@ def deadletter_record(
         "reason": reason,
         "field": fld,
         "error": str(error)[:1000],
-        "raw": base64.b64encode(raw or b"").decode("ascii"),
+        "raw": base64.b64encode(raw).decode("ascii"),
+        **extra,
     }
 
 

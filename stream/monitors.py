@@ -3,8 +3,9 @@
 ``[worker.models]`` maps a model name to its reference: ``models:/NAME@alias`` or ``models:/NAME/VERSION``
 in MLflow (see ``glassbox reference log``), or a table file (.parquet/.csv/.jsonl with a ``prediction``
 column and optional ``label``).
-With no models configured the worker runs in discovery mode: every model is accepted and counted, none is
-monitored (a warning says so once per model).
+With no models configured the worker runs in discovery mode: the first ``worker.max_discovered_models``
+model names are accepted and counted, none is monitored (a warning says so once per model); further names
+are dead-lettered as ``unknown_model``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class MonitorRegistry:
         references: dict[str, str],
         config: DetectionConfig,
         reference_loader: Callable[[str], Any],
+        max_discovered: int = 1000,
     ):
         self.references = dict(references)
         self.config = config
@@ -46,6 +48,8 @@ class MonitorRegistry:
         self._monitors: dict[str, Any] = {}
         self._loaded: dict[str, Any] = {}
         self._warned: set[str] = set()
+        self.max_discovered = max_discovered
+        self._discovered: set[str] = set()
 
     def reference(self, model: str) -> Any | None:
         """The model's loaded :class:`stream.reference.Reference` (None when unmonitored)."""
@@ -61,7 +65,16 @@ class MonitorRegistry:
         return not self.references
 
     def accepts(self, model: str) -> bool:
-        return self.discovery or model in self.references
+        """Configured models; in discovery mode the first ``max_discovered`` model names seen (state per
+        model name must stay bounded whatever the stream sends)."""
+        if not self.discovery:
+            return model in self.references
+        if model in self._discovered:
+            return True
+        if len(self._discovered) < self.max_discovered:
+            self._discovered.add(model)
+            return True
+        return False
 
     def get(self, model: str, model_version: str | None = None) -> Any | None:
         mon = self._monitors.get(model)

@@ -33,7 +33,8 @@ def alert_bytes(alert: dict[str, Any]) -> bytes:
 def build_pipeline(settings: Settings, state: TopicState | None = None) -> Pipeline:
     """The pipeline of a worker; with ``state``, model state survives crashes and rebalances."""
     monitors = MonitorRegistry(
-        settings.worker.models, settings.detection, lambda ref: load_reference_for(ref, settings)
+        settings.worker.models, settings.detection, lambda ref: load_reference_for(ref, settings),
+        max_discovered=settings.worker.max_discovered_models,
     )
     return Pipeline(
         monitors,

@@ -85,3 +85,12 @@ def test_unreachable_broker_fails_fast() -> None:
     assert time.monotonic() - t < 20
     assert r.returncode == 1 and "not reachable at 127.0.0.1:1" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_configuration_reference_is_current() -> None:
+    from pathlib import Path
+
+    from stream.config_doc import reference
+
+    doc = Path(__file__).parents[1] / "docs" / "configuration.md"
+    assert doc.read_text() == reference(), "regenerate: uv run python -m stream.config_doc > docs/configuration.md"
