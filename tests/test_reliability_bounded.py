@@ -70,7 +70,7 @@ def label_messages(lo: int, offset: int) -> list[RawMessage]:
 def test_label_join_and_model_state_stay_bounded(tmp_path: Path) -> None:
     pipe = pipeline(tmp_path, {"m": str(reference(tmp_path / "ref.parquet"))})
     rng = np.random.default_rng(3)
-    total, checkpoint = 120_000, 20_000
+    total, checkpoint = 80_000, 16_000
     rows = []
     tracemalloc.start()
     try:

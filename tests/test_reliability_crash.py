@@ -162,7 +162,7 @@ def test_one_worker_sigkilled_twice_loses_nothing_and_counts_nothing_twice(kafka
     redelivered, recovery = 0, []
     try:
         w.wait_ready()
-        prod = PacedProducer(kafka_bootstrap, topic_prefix, msgs, per_s=25)
+        prod = PacedProducer(kafka_bootstrap, topic_prefix, msgs, per_s=40)
         prod.start()
         for k, at in enumerate((0.3, 0.65), start=1):
             w.wait_for(lambda s, at=at: s["events"] >= at * n, timeout_s=60)
@@ -208,7 +208,7 @@ def test_two_workers_sigkill_and_rejoin_lose_nothing_and_count_nothing_twice(kaf
             if pa and pb and not pa & pb and len(pa | pb) == 4:
                 break
             time.sleep(0.3)
-        prod = PacedProducer(kafka_bootstrap, topic_prefix, msgs, per_s=40)
+        prod = PacedProducer(kafka_bootstrap, topic_prefix, msgs, per_s=60)
         prod.start()
         a.wait_for(lambda s: s["events"] >= 0.2 * n, timeout_s=60)
         a.kill()  # SIGKILL one member mid-stream: b takes its partitions over from the state topic
@@ -228,3 +228,19 @@ def test_two_workers_sigkill_and_rejoin_lose_nothing_and_count_nothing_twice(kaf
         b.stop()
     print(f"\ntwo workers, SIGKILL + rejoin: {figures}; redelivered and skipped {redelivered}; "
           f"takeover after SIGKILL {takeover_s:.1f} s")
+
+
+@pytest.mark.xfail(strict=True, reason="the pipeline skips redelivered offsets but not a prediction_id that a "
+                   "producer retry wrote twice (seen in the outage test): a bounded, changelogged prediction_id "
+                   "horizon is needed in stream/processing.py (see docs/reliability.md); remove this mark then")
+def test_a_prediction_id_written_twice_by_a_producer_retry_is_counted_once(tmp_path: Path) -> None:
+    ref = tmp_path / "reference.parquet"
+    frame(4000, seed=1).drop(columns=["score"]).to_parquet(ref)
+    settings = Settings(home=tmp_path, worker={"models": {"m": str(ref)}}, mlflow={"enabled": False})
+    pipe = build_pipeline(settings)
+    [(_, kw)] = stream_messages(["m"], PER_MESSAGE)
+    body = orjson.dumps({"schema": "glassbox.prediction-batch/v1", "model": "m", "prediction_id": kw["prediction_ids"],
+                         "timestamp": kw["timestamps"], "features": kw["features"], "prediction": kw["predictions"]})
+    pipe.on_predictions([RawMessage("p", 0, 0, body)])
+    pipe.on_predictions([RawMessage("p", 0, 1, body)])  # the same events again, at the next offset
+    assert pipe.monitors.get("m").events == PER_MESSAGE
