@@ -12,7 +12,7 @@ On top of either:
 
 Anything the user can fix (a path, a flag, a topic, an empty range, a malformed truth file) is a
 :class:`~stream.errors.UserError`, printed as one line (``error: ...``) on stderr with exit code 2, as the file
-replay always did. A drop-in replacement for ``stream.replay_cli.replay_command``.
+replay always did.
 """
 
 from __future__ import annotations
@@ -253,8 +253,7 @@ class _Progress:
 # files --------------------------------------------------------------------------------------------------------
 def replay_file_outcomes(events: Path, *, reference: Path | None, config: Path | None, compare: Path | None,
                          keep_windows: bool, **file_opts: Any) -> list[Outcome]:
-    from stream.replay import ReplayError, ReplayOptions, replay_file
-    from stream.replay_cli import load_detection_config
+    from stream.replay import ReplayError, ReplayOptions, load_detection_config, replay_file
     from stream.tables import TableError
 
     if reference is None:

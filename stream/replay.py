@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+from pydantic import ValidationError
 
 from detectors.batch import EventBatch, OutcomeBatch, as_column
 from detectors.config import DetectionConfig
@@ -383,3 +385,24 @@ def write_alerts(alerts: Iterable[dict[str, Any]], path: str | os.PathLike[str])
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(dumps_alerts(alerts))
     return p
+
+
+def load_detection_config(path: Path | None) -> DetectionConfig:
+    """The ``[detection]`` table of a glassbox TOML file as a :class:`DetectionConfig` (defaults if absent)."""
+    if path is None:
+        return DetectionConfig()
+    if not path.exists():
+        raise ReplayError(f"no such config file: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ReplayError(f"{path} is not valid TOML: {err}") from None
+    table = data.get("detection", {})
+    if not isinstance(table, dict):
+        raise ReplayError(f"{path}: [detection] must be a table")
+    try:
+        return DetectionConfig(**table)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        raise ReplayError(f"{path}: [detection] {where}: {first.get('msg')}") from None

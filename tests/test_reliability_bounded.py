@@ -109,9 +109,6 @@ def test_label_join_and_model_state_stay_bounded(tmp_path: Path) -> None:
           f"{heap[-1] / 1e6:.1f} MB (+{growth / 1e3:.0f} kB after warm-up)")
 
 
-@pytest.mark.xfail(strict=True, reason="discovery mode keeps a label join and counters per model name the stream "
-                   "sends: bound the number of discovered models (see docs/reliability.md); remove this mark "
-                   "once the pipeline does")
 def test_discovery_mode_state_is_bounded_by_model_names(tmp_path: Path) -> None:
     """With no models configured every model is counted; a stream of ever-new model names (a producer that
     puts request ids in ``model``) must not grow the worker's state without bound."""

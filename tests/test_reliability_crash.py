@@ -243,4 +243,4 @@ def test_a_prediction_id_written_twice_by_a_producer_retry_is_counted_once(tmp_p
                          "timestamp": kw["timestamps"], "features": kw["features"], "prediction": kw["predictions"]})
     pipe.on_predictions([RawMessage("p", 0, 0, body)])
     pipe.on_predictions([RawMessage("p", 0, 1, body)])  # the same events again, at the next offset
-    assert pipe.monitors.get("m").events == PER_MESSAGE
+    assert pipe.monitors.get("m").to_state()["events"] == PER_MESSAGE
