@@ -59,13 +59,21 @@ def dumps(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {name}: no attribute dict and no byte state")
 
 
+def _river(module: str) -> bool:
+    return module == "river" or module.startswith("river.")
+
+
 def _class(name: str) -> type:
+    """The River class named ``module:qualname``; anything else (another package, a function, an object
+    reached through a River module's imports) is refused: state comes from a Kafka topic."""
     module, _, qual = name.partition(":")
-    if not module.startswith("river"):
+    if not _river(module) or not qual:
         raise ValueError(f"refusing to rebuild {name}: not a River class")
     obj: Any = importlib.import_module(module)
     for part in qual.split("."):
-        obj = getattr(obj, part)
+        obj = getattr(obj, part, None)
+        if not isinstance(obj, type) or not _river(obj.__module__):
+            raise ValueError(f"refusing to rebuild {name}: not a River class")
     return obj
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,8 +62,8 @@ class WindowSnapshot:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def to_html(self) -> str:
-        """Standalone HTML (plotly inlined, about 4 MB)."""
-        return self.snapshot.get_html_str(as_iframe=False)
+        """Standalone HTML (plotly inlined, about 4 MB), safe whatever the column names and values hold."""
+        return html_safe_data(self.snapshot.get_html_str(as_iframe=False))
 
     def to_dict(self) -> dict[str, Any]:
         """Evidently's metrics and tests plus glassbox's summary; JSON-ready and deterministic."""
@@ -80,6 +81,29 @@ class WindowSnapshot:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+_DRAW = re.compile(r"^\s*window\.drawDashboard\((\w+),", re.MULTILINE)
+
+
+def html_safe_data(page: str) -> str:
+    """Evidently embeds the report's data as one-line JSON in a ``<script>`` (``var ID = {...};``); a
+    ``</script>`` inside a column name or a category value would end that script and inject HTML. Inside
+    those lines ``<``, ``>`` and ``&`` can only be in JSON strings, where ``\\u003c`` etc. mean the same.
+
+    >>> html_safe_data('<script>\\n    var d1 = {"c": "</script>"};\\n</script>\\nwindow.drawDashboard(d1,')
+    '<script>\\n    var d1 = {"c": "\\\\u003c/script\\\\u003e"};\\n</script>\\nwindow.drawDashboard(d1,'
+    """
+    found = _DRAW.findall(page)
+    if not found:
+        return page
+    ident = found[-1]
+    heads = (f"    var {ident} = ", f"    var additional_graphs_{ident} = ")
+    lines = page.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith(heads):
+            lines[i] = line.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+    return "\n".join(lines)
 
 
 def _json_default(o: Any) -> Any:

@@ -181,13 +181,16 @@ def tail(path: Path, lines: int = 15) -> str:
 class AlertFeed(threading.Thread):
     """Reads the alerts topic from the beginning (no consumer group) and queues every alert."""
 
-    def __init__(self, bootstrap: str, topic: str):
+    def __init__(self, settings: Any, bootstrap: str, topic: str):
         super().__init__(name="glassbox-demo-alerts", daemon=True)
         from kafka import KafkaConsumer, TopicPartition
 
+        from stream.kafka_clients import kafka_python_kwargs
+
         self.queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stopping = threading.Event()
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+        self.consumer = KafkaConsumer(**kafka_python_kwargs(settings.kafka, bootstrap), enable_auto_commit=False,
+                                      group_id=None,
                                       auto_offset_reset="earliest")
         parts = None
         deadline = time.monotonic() + 10
@@ -570,7 +573,7 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
         console.print(f"  worker ready (pid {worker.proc.pid}, stats at {stats_url}) after "
                       f"{time.monotonic() - t_start:.1f}s")
 
-        feed = AlertFeed(broker.bootstrap, settings.topic("alerts"))
+        feed = AlertFeed(settings, broker.bootstrap, settings.topic("alerts"))
         feed.start()
         log = AlertLog(home / "alerts.jsonl")
         log.path.write_text("")

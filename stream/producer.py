@@ -13,6 +13,7 @@ order; the Kafka timestamp is the event time.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -40,8 +41,10 @@ def _now_ms() -> int:
 class Producer:
     """Publish glassbox events. Buffered and retried by kafka-python; ``flush`` waits for delivery.
 
-    ``buffer_bytes`` bounds the local buffer while the broker is unreachable; a send that finds it full for
-    ``max_block_ms`` raises :class:`ProducerError` instead of growing without limit.
+    ``buffer_bytes`` bounds the bytes accepted but not yet acknowledged by Kafka (kafka-python 2.3 ignores its
+    own ``buffer_memory``, so the bound is kept here); a send that finds the buffer full for ``max_block_ms``
+    raises :class:`ProducerError` instead of growing without limit. A message Kafka finally rejects (after
+    kafka-python's retries, ``delivery_timeout_ms``) makes the next send or ``flush`` raise.
     """
 
     def __init__(
@@ -63,6 +66,12 @@ class Producer:
 
         self.predictions_topic = f"{topic_prefix}predictions"
         self.labels_topic = f"{topic_prefix}labels"
+        self.bootstrap = bootstrap
+        self.buffer_bytes = buffer_bytes
+        self.max_block_s = max_block_ms / 1000
+        self.pending_bytes = 0
+        self.failed: list[str] = []
+        self._cond = threading.Condition()
         try:
             self._producer = KafkaProducer(
                 **kafka_python_kwargs(kafka or KafkaConfig(), bootstrap),
@@ -80,12 +89,43 @@ class Producer:
             raise ProducerError(f"cannot reach Kafka at {bootstrap} ({type(err).__name__})") from None
 
     def _send(self, topic: str, key: str, value: dict[str, Any], timestamp_ms: int | None) -> None:
+        self._publish(topic, key, orjson.dumps(value), timestamp_ms)
+
+    def _reserve(self, n: int, topic: str) -> None:
+        """Wait up to ``max_block_ms`` for ``n`` bytes of buffer, or raise a :class:`ProducerError`."""
+        deadline = time.monotonic() + self.max_block_s
+        with self._cond:
+            if self.failed:
+                raise ProducerError(f"delivery to Kafka at {self.bootstrap} failed: {self.failed[0]}")
+            while self.pending_bytes and self.pending_bytes + n > self.buffer_bytes:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ProducerError(
+                        f"producer buffer full: {self.pending_bytes} bytes wait for Kafka at {self.bootstrap} "
+                        f"(buffer_bytes={self.buffer_bytes}); gave up on a send to {topic} after "
+                        f"{self.max_block_s:g} s (max_block_ms). Is Kafka reachable?"
+                    )
+                self._cond.wait(left)
+            self.pending_bytes += n
+
+    def _done(self, n: int, result: Any = None) -> None:
+        with self._cond:
+            self.pending_bytes -= n
+            if isinstance(result, Exception) and len(self.failed) < 100:
+                self.failed.append(f"{type(result).__name__}: {result}")
+            self._cond.notify_all()
+
+    def _publish(self, topic: str, key: str | None, data: bytes | None, timestamp_ms: int | None) -> None:
         from kafka.errors import KafkaError
 
+        n = len(data or b"") + len(key or "") + 70  # record overhead
+        self._reserve(n, topic)
         try:
-            self._producer.send(topic, key=key, value=orjson.dumps(value), timestamp_ms=timestamp_ms)
+            fut = self._producer.send(topic, key=key, value=data, timestamp_ms=timestamp_ms)
         except KafkaError as err:
+            self._done(n)
             raise ProducerError(f"send to {topic} failed: {type(err).__name__}: {err}") from None
+        fut.add_both(lambda result: self._done(n, result))
 
     def send_prediction(
         self,
@@ -139,7 +179,7 @@ class Producer:
 
     def send_raw(self, topic: str, value: bytes | None, key: str | None = None) -> None:
         """A message as given (tests and tools that publish malformed input on purpose)."""
-        self._producer.send(topic, key=key, value=value)
+        self._publish(topic, key, value, None)
 
     def flush(self, timeout_s: float | None = 60.0) -> None:
         from kafka.errors import KafkaError
@@ -148,6 +188,8 @@ class Producer:
             self._producer.flush(timeout=timeout_s)
         except KafkaError as err:
             raise ProducerError(f"flush failed: {type(err).__name__}: {err}") from None
+        if self.failed:
+            raise ProducerError(f"delivery to Kafka at {self.bootstrap} failed: {self.failed[0]}")
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._producer.close(timeout=timeout_s)

@@ -27,6 +27,7 @@ from detectors.attribution_monitor import AttributionConfig
 from detectors.config import DetectionConfig
 from stream.alerting.config import AlertingConfig
 from stream.errors import UserError
+from stream.health import PipelineHealthConfig
 
 
 class KafkaConfig(BaseModel):
@@ -116,6 +117,7 @@ class Settings(BaseSettings):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    health: PipelineHealthConfig = Field(default_factory=PipelineHealthConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     evidently: EvidentlyConfig = Field(default_factory=EvidentlyConfig)
 

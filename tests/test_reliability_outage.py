@@ -227,8 +227,6 @@ def test_broker_outage_producer_buffers_worker_reconnects_and_stall_alert(tmp_pa
           f"stale alerts {stale}; refused connections {proxy.refused}")
 
 
-@pytest.mark.xfail(strict=True, reason="kafka-python 2.3 ignores buffer_memory: stream/producer.py needs the "
-                   "bounded-buffer change described in docs/reliability.md (remove this mark once applied)")
 def test_producer_buffer_is_bounded_with_a_clear_error(tmp_path: Path) -> None:
     """With Kafka unreachable, sends fill the bounded buffer and then fail after ``max_block_ms``."""
     with broker_behind_proxy(tmp_path / "tansu.log") as (proxy, bootstrap):

@@ -179,9 +179,6 @@ def test_the_worker_producer_state_admin_and_replay_clients_take_the_settings() 
     assert core == []
 
 
-@pytest.mark.xfail(strict=True, reason="stream/alerting/cli.py (_consumer) and stream/demo.py (AlertFeed) build "
-                   "KafkaConsumer(bootstrap_servers=...) without kafka_python_kwargs(settings.kafka, ...); "
-                   "remove this mark once they pass the settings")
 def test_every_kafka_client_takes_the_security_settings() -> None:
     assert kafka_clients_without_settings() == []
 
@@ -225,9 +222,6 @@ def test_restored_state_rebuilds_river_classes_only() -> None:
             loads({"__obj__": name, "attrs": {}})
 
 
-@pytest.mark.xfail(strict=True, reason="detectors/river_state.py _class follows any attribute path from a river "
-                   "module (e.g. river.base.base:inspect.getsource): it must accept River classes only (see "
-                   "docs/reliability.md); remove this mark once it does")
 def test_restored_state_cannot_reach_non_river_objects_through_river_modules() -> None:
     from detectors.river_state import loads
 
@@ -290,8 +284,6 @@ def hostile_alert() -> dict:
                       summary=f"feature {EVIL!r} drifted")
 
 
-@pytest.mark.xfail(strict=True, reason="stream/alerting/messages.py must escape &, <, > in Slack mrkdwn (a feature "
-                   "named '<!channel>' pings the channel): see docs/reliability.md; remove this mark once applied")
 def test_slack_messages_escape_names_and_values() -> None:
     from stream.alerting.messages import slack_blocks
 
@@ -316,9 +308,6 @@ def test_timeline_html_escapes_names_and_values(tmp_path: Path) -> None:
     assert page.count("</script>") == benign.count("</script>")
 
 
-@pytest.mark.xfail(strict=True, reason="Evidently embeds column names and category values raw in a <script>: "
-                   "detectors/snapshot.py to_html must escape the data lines (html_safe_data, see "
-                   "docs/reliability.md); remove this mark once applied")
 def test_evidently_report_html_escapes_names_and_stream_values() -> None:
     import numpy as np
     import pandas as pd

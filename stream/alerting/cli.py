@@ -135,10 +135,12 @@ def alerts_table(rows: list[dict[str, Any]]) -> Any:
     return table
 
 
-def _consumer(bootstrap: str, topic: str) -> Any:
+def _consumer(settings: Any, bootstrap: str, topic: str) -> Any:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+    from stream.kafka_clients import kafka_python_kwargs
+
+    consumer = KafkaConsumer(**kafka_python_kwargs(settings.kafka, bootstrap), enable_auto_commit=False, group_id=None,
                              auto_offset_reset="earliest")
     deadline = time.monotonic() + 10
     parts = consumer.partitions_for_topic(topic)
@@ -171,7 +173,7 @@ def alerts_tail(
     if severity is not None and severity not in SEVERITY_STYLE:
         raise UserError(f"--severity must be one of {', '.join(SEVERITY_STYLE)}")
     rows: deque[dict[str, Any]] = deque(maxlen=last)
-    consumer = _consumer(settings.kafka.bootstrap, settings.topic("alerts"))
+    consumer = _consumer(settings, settings.kafka.bootstrap, settings.topic("alerts"))
 
     def poll(timeout_ms: int) -> int:
         n = 0

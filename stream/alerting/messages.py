@@ -25,6 +25,16 @@ LINK_NAMES = (("runbook", "Runbook"), ("report", "Report"), ("dashboard", "Dashb
 MAX_ITEMS = 20  # per Slack message (Slack allows 50 blocks)
 
 
+def mrkdwn_escape(text: str) -> str:
+    """Text for Slack mrkdwn: ``&``, ``<`` and ``>`` escaped, so names and values from models and streams
+    can neither mention (``<!channel>``, ``<@U1>``) nor link (``<http://x|y>``).
+
+    >>> mrkdwn_escape("<!channel> & <http://x|y>")
+    '&lt;!channel&gt; &amp; &lt;http://x|y&gt;'
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def fmt_time(ms: int | None) -> str:
     """Event time (epoch ms) as ``YYYY-MM-DD HH:MM:SSZ``."""
     if ms is None:
@@ -120,15 +130,17 @@ def slack_blocks(
         label = KIND_LABEL[next(iter(kinds))] if len(kinds) == 1 else "FIRING"
     severity = max((e[0]["severity"] for e in entries), key=["info", "warning", "critical"].index)
     emoji = ":white_check_mark:" if not open_ else SEVERITY_EMOJI.get(severity, "")
+    esc = mrkdwn_escape
     if len(entries) == 1:
-        head = f"{emoji} [{label}] [{severity}] {model}: {entries[0][0].get('summary') or where(entries[0][0])}"
+        what = esc(entries[0][0].get("summary") or where(entries[0][0]))
+        head = f"{emoji} [{label}] [{severity}] {esc(model)}: {what}"
     else:
-        monitors = ", ".join(sorted({e[0]["monitor"] for e in entries}))
-        head = f"{emoji} [{label}] [{severity}] {model}: {len(entries)} alerts ({monitors})"
+        monitors = esc(", ".join(sorted({e[0]["monitor"] for e in entries})))
+        head = f"{emoji} [{label}] [{severity}] {esc(model)}: {len(entries)} alerts ({monitors})"
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": head[:3000]}}]
     lines = [head]
     for alert, kind, since, resolved_at in entries[:MAX_ITEMS]:
-        line = describe(alert, kind, since, resolved_at)
+        line = esc(describe(alert, kind, since, resolved_at))
         mark = "~" if resolved_at is not None else ""
         body = f"{mark}{line}{mark}\n{links_text(alert, markdown=True)}"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body[:3000]}})
