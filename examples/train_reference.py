@@ -197,8 +197,6 @@ def train_and_register(
     seeded = lineage.seed_everything(seed)
     hyper = {"n_estimators": 60, "max_depth": 8, "min_samples_leaf": 5, **(params or {})}
     mlflow.set_tracking_uri(tracking_uri)
-    # an explicit registry URI spares MLflow an import probe that can deadlock with the system-metrics thread
-    mlflow.set_registry_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     exp_id = ensure_experiment(client, experiment, artifact_root)
     tags = {**lineage.lineage_tags(project=project, env=env), "model": model_name, "glassbox.kind": "training"}

@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import importlib.metadata
@@ -24,7 +25,7 @@ import random
 import resource
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,28 @@ def seed_everything(seed: int) -> dict[str, Any]:
         tf.random.set_seed(seed)
         seeded["tensorflow"] = True
     return seeded
+
+
+@contextlib.contextmanager
+def mlflow_store(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking and registry URIs at ``uri`` for the block, then put both back as
+    they were (unset stays unset, also in the environment children inherit). ``models:/`` loading and fluent
+    runs read these globals; an explicit registry URI also spares MLflow an import probe that can deadlock
+    with its system-metrics thread."""
+    import mlflow
+
+    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    tracking = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    registry = mlflow.get_registry_uri() if env["MLFLOW_REGISTRY_URI"] else None
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(registry)  # None: follow the tracking URI again
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -324,15 +324,9 @@ def _load_registered(client: Any, mv: Any, uri: str, *, load_model: bool) -> Ref
         import mlflow.pyfunc
 
         try:
-            # models:/ URIs resolve against the process-wide tracking URI: point it at this client's store
-            previous, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-            mlflow.set_tracking_uri(client.tracking_uri)
-            mlflow.set_registry_uri(client.tracking_uri)
-            try:
+            # models:/ URIs resolve against the process-wide URIs: point them at this client's store
+            with lineage.mlflow_store(client.tracking_uri):
                 model = mlflow.pyfunc.load_model(f"models:/{mv.name}/{mv.version}")
-            finally:
-                mlflow.set_tracking_uri(previous)
-                mlflow.set_registry_uri(previous_registry)
         except Exception as err:  # noqa: BLE001 - any failure means the model part is missing
             missing.append(f"model ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
     if missing:
