@@ -68,7 +68,7 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
 
     from stream.app import make_app
     from stream.settings import Settings
-    from stream.worker import build_pipeline, register_monitor
+    from stream.worker import build_pipeline, register_monitor, tune_gc
 
     settings = Settings(kafka={"bootstrap": bootstrap, "topic_prefix": prefix},
                         worker={"session_timeout_s": 3.0, "rebalance_timeout_s": 3.0, "heartbeat_interval_s": 0.5,
@@ -81,18 +81,7 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
         os.write(1, f"{marks['first']} {time.monotonic()}\n".encode())  # Faust redirects print to logging
         os._exit(0)
 
-    if role == "bare-take":
-        t = app.topic(topic, value_serializer="raw")
-
-        @app.agent(t)
-        async def bare_take(stream):  # noqa: ANN001, ANN202
-            async for events in stream.take_events(1000, within=0.05):
-                if not count[0]:
-                    marks["first"] = time.monotonic()
-                count[0] += len(events)
-                if count[0] >= expect:
-                    done()
-    elif role == "bare":
+    if role == "bare":
         t = app.topic(topic, value_serializer="raw")
 
         @app.agent(t)
@@ -118,6 +107,8 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
 
         pipeline.on_predictions = timed  # type: ignore[method-assign]
         register_monitor(app, settings, pipeline)
+    if role.startswith("glassbox"):
+        tune_gc()  # as `glassbox worker` does
     faust.Worker(app, loglevel=os.environ.get("BENCH_LOG", "ERROR"), quiet=True).execute_from_commandline()
 
 

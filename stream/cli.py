@@ -77,7 +77,7 @@ def worker(config: ConfigOpt = None) -> None:
     from stream.app import make_app
     from stream.state_topic import TopicState
     from stream.topic_admin import ensure_topics
-    from stream.worker import build_pipeline, register_monitor
+    from stream.worker import build_pipeline, register_monitor, tune_gc
 
     settings = settings_from(config)
     with kafka_bootstrap(settings) as bootstrap:
@@ -97,6 +97,7 @@ def worker(config: ConfigOpt = None) -> None:
             attribution = AttributionService(settings, pipeline.monitors)
             attribution.prepare()
         register_monitor(fapp, settings, pipeline, evidence, attribution)
+        tune_gc()
         loglevel = os.environ.get("GLASSBOX_LOG_LEVEL", "WARNING")
         status = "FAILED"
         try:

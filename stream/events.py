@@ -6,8 +6,8 @@ whose ``reason`` is a short code and whose message names the field, ready for th
 
 >>> p = parse_prediction(b'{"schema": "glassbox.prediction/v1", "prediction_id": "p1", "model": "m",'
 ...                      b' "timestamp": 1700000000000, "features": {"x": 1.5, "c": "a"}, "prediction": 1}')
->>> p.model, p.ids, p.timestamps, p.features["x"]
-('m', ['p1'], [1700000000000], [1.5])
+>>> p.model, p.ids, p.timestamps, p.row["x"]
+('m', ['p1'], [1700000000000], 1.5)
 >>> try:
 ...     parse_prediction(b'{"schema": "glassbox.prediction/v1"}')
 ... except InvalidEvent as e:
@@ -62,9 +62,13 @@ class PredictionChunk:
     model_version: str | None
     ids: list[str]
     timestamps: list[int]
-    features: dict[str, list[Any] | np.ndarray]  # lists for one event, typed arrays for a batch
+    features: dict[str, np.ndarray]  # typed columns of a batch message (empty for a single event)
     prediction: list[Any] | np.ndarray
     scores: dict[str, list[float]] | None = None
+    row: dict[str, Any] | None = None  # the features of a single-event message, as sent
+
+    def feature_names(self) -> set[str]:
+        return set(self.row) if self.row is not None else set(self.features)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -197,11 +201,13 @@ def _single(doc: dict[str, Any]) -> PredictionChunk:
     feats = doc.get("features")
     if not isinstance(feats, dict):
         raise _fail("missing_field" if feats is None else "bad_type", "features", "features must be an object")
-    features = {}
-    for k, v in feats.items():
-        if len(k) > MAX_NAME_LEN or not k:
-            raise _fail("bad_value", "features", "feature names must be 1-256 characters")
-        features[k] = [_value(v, f"features.{k}")]
+    if feats and (max(map(len, feats)) > MAX_NAME_LEN or "" in feats):
+        raise _fail("bad_value", "features", "feature names must be 1-256 characters")
+    types = set(map(type, feats.values()))
+    if not types <= _SCALARS or (str in types and max(
+            (len(v) for v in feats.values() if type(v) is str), default=0) > MAX_STRING_VALUE):
+        for k, v in feats.items():
+            _value(v, f"features.{k}")  # raises naming the offending feature
     if "prediction" not in doc:
         raise _fail("missing_field", "prediction", "prediction is required")
     pred = _value(doc["prediction"], "prediction")
@@ -210,7 +216,7 @@ def _single(doc: dict[str, Any]) -> PredictionChunk:
     _tags(doc.get("tags"))
     return PredictionChunk(
         model=model, model_version=None if version is None else str(version), ids=[pid], timestamps=[ts],
-        features=features, prediction=[pred], scores=_scores(doc.get("scores"), None),
+        features={}, prediction=[pred], scores=_scores(doc.get("scores"), None), row=feats,
     )
 
 

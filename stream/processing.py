@@ -183,7 +183,7 @@ class Pipeline:
         good: list[tuple[RawMessage, PredictionChunk]] = []
         for msg, chunk in items:
             if known is not None:
-                unknown = chunk.features.keys() - known
+                unknown = chunk.feature_names() - known
                 if unknown:
                     name = sorted(unknown)[0]
                     self._dead(out, msg, InvalidEvent("unknown_feature", f"features.{name[:64]}",
@@ -257,7 +257,7 @@ class Pipeline:
 
 def _event_batch(items: list[tuple[RawMessage, PredictionChunk]], known: set[str] | None) -> EventBatch:
     """Concatenate chunks into one columnar batch; features missing from an event are missing values."""
-    names = sorted(known) if known is not None else sorted({k for _, c in items for k in c.features})
+    names = sorted(known) if known is not None else sorted({k for _, c in items for k in c.feature_names()})
     ids: list[str] = []
     ts: list[int] = []
     parts: list[int] = []
@@ -270,16 +270,28 @@ def _event_batch(items: list[tuple[RawMessage, PredictionChunk]], known: set[str
         offs.extend([msg.offset] * n)
     chunks = [ch for _, ch in items]
     classes = list(chunks[0].scores) if chunks[0].scores else []
+    if all(ch.row is not None for ch in chunks):  # single-event messages: one pass per column
+        features = {k: as_column([ch.row.get(k) for ch in chunks]) for k in names}  # type: ignore[union-attr]
+    else:
+        sizes = [len(ch) for ch in chunks]
+        features = {k: _concat([_part(ch, k) for ch in chunks], sizes) for k in names}
     return EventBatch(
         ids=np.array(ids, dtype=object),
         timestamps=np.array(ts, np.int64),
-        features={k: _concat([ch.features.get(k) for ch in chunks], [len(ch) for ch in chunks]) for k in names},
+        features=features,
         prediction=_concat([ch.prediction for ch in chunks], [len(ch) for ch in chunks]),
         scores={c: np.array([x for ch in chunks for x in ((ch.scores or {}).get(c) or [np.nan] * len(ch))],
                             np.float64) for c in classes} or None,
         partitions=np.array(parts, np.int64),
         offsets=np.array(offs, np.int64),
     )
+
+
+def _part(chunk: PredictionChunk, name: str) -> Any:
+    """A chunk's values of one feature: a typed array (batch), a one-item list (single event) or None."""
+    if chunk.row is not None:
+        return [chunk.row[name]] if name in chunk.row else None
+    return chunk.features.get(name)
 
 
 def _concat(parts: list[Any], sizes: list[int]) -> np.ndarray:

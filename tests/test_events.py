@@ -36,7 +36,7 @@ def reason(raw: bytes) -> tuple[str, str | None]:
 def test_single_event_parses() -> None:
     c = parse_prediction(orjson.dumps(ev(model_version="3", tags={"region": "eu"})))
     assert (c.model, c.model_version, c.ids, c.timestamps) == ("m", "3", ["p1"], [T0])
-    assert c.features == {"x": [1.0], "c": ["a"]} and c.prediction == [1] and c.scores == {"0": [0.2], "1": [0.8]}
+    assert c.row == {"x": 1.0, "c": "a"} and c.prediction == [1] and c.scores == {"0": [0.2], "1": [0.8]}
 
 
 def test_rfc3339_and_epoch_timestamps_agree() -> None:
