@@ -58,6 +58,15 @@ class EventBatch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def take(self, mask: np.ndarray) -> EventBatch:
+        """The events where ``mask`` is True, in order."""
+        return EventBatch(
+            ids=self.ids[mask], timestamps=self.timestamps[mask],
+            features={k: v[mask] for k, v in self.features.items()}, prediction=self.prediction[mask],
+            scores=None if self.scores is None else {k: v[mask] for k, v in self.scores.items()},
+            partitions=self.partitions[mask], offsets=self.offsets[mask],
+        )
+
     @classmethod
     def from_columns(
         cls,

@@ -9,7 +9,7 @@ batch and returns the alerts to publish. Nothing in a message can raise out of a
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,6 +45,7 @@ class StepOutput:
     windows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (model, closed-window record)
     batches: list[tuple[str, EventBatch]] = field(default_factory=list)  # what each model was fed
     processed_ids: list[str] = field(default_factory=list)  # filled when auditing
+    duplicate_offsets: list[int] = field(default_factory=list)  # messages of events dropped as duplicates
 
 
 @dataclass
@@ -56,7 +57,8 @@ class Counters:
     deadlettered: int = 0
     labels: int = 0
     alerts: int = 0
-    redelivered: int = 0  # skipped: already counted before a restart
+    redelivered: int = 0  # messages skipped: already counted before a restart
+    duplicates: int = 0  # events skipped: their prediction_id was counted within the dedup horizon
     per_model: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -64,9 +66,39 @@ class Counters:
         return {
             "messages": self.messages, "events": self.events, "deadlettered": self.deadlettered,
             "labels": self.labels, "alerts": self.alerts, "redelivered": self.redelivered,
+            "duplicates": self.duplicates,
             "reasons": dict(self.reasons),
             "per_model": {m: dict(c) for m, c in self.per_model.items()},
         }
+
+
+class RecentIds:
+    """The last ``horizon`` prediction ids of a model: an id seen again within it (a producer retry, a
+    replayed message) is a duplicate and is not counted twice.
+
+    >>> r = RecentIds(3)
+    >>> r.admit(["a", "b", "a"]).tolist(), r.admit(["b", "c", "d", "a"]).tolist()
+    ([True, True, False], [False, True, True, False])
+    """
+
+    def __init__(self, horizon: int, ids: Sequence[str] = ()):
+        self.horizon = horizon
+        self._ids: OrderedDict[str, None] = OrderedDict.fromkeys(ids)
+
+    def admit(self, ids: Sequence[str]) -> np.ndarray:
+        seen = self._ids
+        keep = np.ones(len(ids), dtype=bool)
+        for i, pid in enumerate(ids):
+            if pid in seen:
+                keep[i] = False
+            else:
+                seen[pid] = None
+        while len(seen) > self.horizon:
+            seen.popitem(last=False)
+        return keep
+
+    def to_state(self) -> list[str]:
+        return list(self._ids)
 
 
 class StateStore(Protocol):
@@ -86,7 +118,7 @@ class Pipeline:
     """
 
     def __init__(self, monitors: MonitorRegistry, *, label_ttl_ms: int, max_message_bytes: int,
-                 audit: bool = False, state: StateStore | None = None):
+                 audit: bool = False, state: StateStore | None = None, dedup_horizon: int = 2000):
         self.monitors = monitors
         self.label_ttl_ms = label_ttl_ms
         self.max_message_bytes = max_message_bytes
@@ -95,6 +127,8 @@ class Pipeline:
         self.joins: dict[str, LabelJoin] = {}
         self.counters = Counters()
         self._offsets: dict[str, dict[str, int]] = {}  # model -> "topic:partition" -> last offset done
+        self.dedup_horizon = dedup_horizon
+        self._recent: dict[str, RecentIds] = {}
         self._restored: set[str] = set()
 
     def _restore(self, model: str, model_version: str | None) -> None:
@@ -110,6 +144,7 @@ class Pipeline:
             if rec.get("monitor") is not None:
                 self.monitors.restore(model, rec["monitor"], model_version)
             self._offsets[model] = {k: int(v) for k, v in rec.get("offsets", {}).items()}
+            self._recent[model] = RecentIds(self.dedup_horizon, [str(i) for i in rec.get("recent_ids", [])])
         except Exception:  # a state from another reference or version: start afresh, say so
             log.exception("could not restore state of model %r; starting from an empty window", model)
 
@@ -121,6 +156,7 @@ class Pipeline:
         """Drop the in-memory state of models whose partitions moved to another worker."""
         for m in models:
             self._offsets.pop(m, None)
+            self._recent.pop(m, None)
             self._restored.discard(m)
             self.joins.pop(m, None)
             self.monitors.forget(m)
@@ -138,7 +174,9 @@ class Pipeline:
         if self.state is None:
             return
         mon = self.monitors.get(model)
-        rec = {"monitor": mon.to_state() if mon is not None else None, "offsets": self._offsets.get(model, {})}
+        recent = self._recent.get(model)
+        rec = {"monitor": mon.to_state() if mon is not None else None, "offsets": self._offsets.get(model, {}),
+               "recent_ids": recent.to_state() if recent is not None else []}
         self.state.set(model, orjson.dumps(rec))
 
     def _join(self, model: str) -> LabelJoin:
@@ -193,7 +231,19 @@ class Pipeline:
         if not good:
             return
         batch = _event_batch(good, known)
+        recent = self._recent.get(model)
+        if recent is None:
+            recent = self._recent[model] = RecentIds(self.dedup_horizon)
+        keep = recent.admit(batch.ids.tolist())
+        if not keep.all():
+            dups = int((~keep).sum())
+            out.duplicate_offsets.extend(batch.offsets[~keep].tolist())
+            self.counters.duplicates += dups
+            self.counters.per_model[model]["duplicates"] += dups
+            batch = batch.take(keep)
         n = len(batch)
+        if n == 0:
+            return
         try:
             if monitor is not None:
                 out.alerts.extend(monitor.observe(batch))

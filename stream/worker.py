@@ -54,6 +54,7 @@ def build_pipeline(settings: Settings, state: TopicState | None = None) -> Pipel
         max_message_bytes=settings.kafka.max_message_bytes,
         audit=settings.worker.audit,
         state=state,
+        dedup_horizon=settings.worker.dedup_horizon,
     )
 
 
