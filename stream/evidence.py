@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import multiprocessing
 from collections import deque
 from typing import Any
 
@@ -68,7 +69,9 @@ class Evidence:
         ).start()
         self.snapshots = None
         if settings.evidently.enabled:
-            executor = (cf.ProcessPoolExecutor(1) if settings.evidently.executor == "process"
+            # forkserver: forking a process that runs MLflow's system-metrics thread can deadlock the child
+            executor = (cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
+                        if settings.evidently.executor == "process"
                         else cf.ThreadPoolExecutor(1, thread_name_prefix="glassbox-snapshot"))
             self.snapshots = SnapshotService(
                 workspace=settings.evidently.workspace, run=self.run,
