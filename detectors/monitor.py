@@ -65,6 +65,8 @@ class ModelMonitor:
         self._index = 0
         self._key: int | None = None
         self._reset_window()
+        if config.window_ms is None:  # calibrate full windows now, not when the first one closes
+            self.tests.limits(config.window)
 
     # helpers ----------------------------------------------------------------------------------------------
     def _reset_window(self) -> None:

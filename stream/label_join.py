@@ -59,7 +59,7 @@ class LabelJoin:
         self,
         ids: Sequence[str],
         timestamps: Sequence[int],
-        predictions: Sequence[Any],
+        predictions: Sequence[Any] | np.ndarray,
         scores: dict[str, Sequence[float]] | None,
         partitions: Sequence[int],
         offsets: Sequence[int],
@@ -73,6 +73,8 @@ class LabelJoin:
             rows = [dict(zip(classes, map(float, r), strict=True)) for r in zip(*cols, strict=True)]
         else:
             rows = [None] * len(ids)
+        if isinstance(predictions, np.ndarray):
+            predictions = predictions.tolist()
         parts = partitions.tolist() if hasattr(partitions, "tolist") else list(partitions)
         offs = offsets.tolist() if hasattr(offsets, "tolist") else list(offsets)
         early = self._early

@@ -9,32 +9,22 @@ batch and returns the alerts to publish. Nothing in a message can raise out of a
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol
 
 import numpy as np
 import orjson
 
-from detectors.batch import EventBatch, as_column
-from stream.events import InvalidEvent, PredictionChunk, deadletter_record, parse_label, parse_prediction
+from detectors.batch import EventBatch
+from stream.events import InvalidEvent, deadletter_record, parse_label
 from stream.label_join import LabelJoin, outcome_batch
 from stream.monitors import MonitorRegistry
+from stream.step_input import ModelPart, ParsedStep, RawMessage, parse_step
 
 log = logging.getLogger("glassbox.processing")
-
-
-@dataclass(slots=True)
-class RawMessage:
-    """A Kafka record as the step sees it."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    timestamp: int | None = None  # broker/producer timestamp, ms
-    key: bytes | None = None
 
 
 @dataclass
@@ -83,18 +73,26 @@ class RecentIds:
 
     def __init__(self, horizon: int, ids: Sequence[str] = ()):
         self.horizon = horizon
-        self._ids: OrderedDict[str, None] = OrderedDict.fromkeys(ids)
+        self._ids: dict[str, None] = dict.fromkeys(ids)  # insertion-ordered: oldest first
 
-    def admit(self, ids: Sequence[str]) -> np.ndarray:
+    def admit(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Which of ``ids`` are new (True) and not repeats of recent or earlier ones in ``ids``."""
+        ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
         seen = self._ids
-        keep = np.ones(len(ids), dtype=bool)
-        for i, pid in enumerate(ids):
-            if pid in seen:
-                keep[i] = False
-            else:
-                seen[pid] = None
-        while len(seen) > self.horizon:
-            seen.popitem(last=False)
+        if len(set(ids)) == len(ids) and seen.keys().isdisjoint(ids):  # the common case, at C speed
+            keep = np.ones(len(ids), dtype=bool)
+            seen.update(dict.fromkeys(ids[-self.horizon:]))
+        else:
+            keep = np.ones(len(ids), dtype=bool)
+            for i, pid in enumerate(ids):
+                if pid in seen:
+                    keep[i] = False
+                else:
+                    seen[pid] = None
+        extra = len(seen) - self.horizon
+        if extra > 0:
+            for pid in list(islice(seen, extra)):
+                del seen[pid]
         return keep
 
     def to_state(self) -> list[str]:
@@ -161,15 +159,6 @@ class Pipeline:
             self.joins.pop(m, None)
             self.monitors.forget(m)
 
-    def _advance(self, model: str, msgs: Sequence[RawMessage]) -> None:
-        if self.state is not None and msgs and hasattr(self.state, "place"):
-            self.state.place(model, msgs[-1].partition)
-        offs = self._offsets.setdefault(model, {})
-        for m in msgs:
-            k = f"{m.topic}:{m.partition}"
-            if m.offset > offs.get(k, -1):
-                offs[k] = m.offset
-
     def _save(self, model: str) -> None:
         if self.state is None:
             return
@@ -186,61 +175,102 @@ class Pipeline:
         return j
 
     def _dead(self, out: StepOutput, msg: RawMessage, err: InvalidEvent | Exception) -> None:
-        rec = deadletter_record(msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset, error=err)
+        self._dead_record(out, deadletter_record(msg.value, topic=msg.topic, partition=msg.partition,
+                                                 offset=msg.offset, error=err))
+
+    def _dead_record(self, out: StepOutput, rec: dict[str, Any]) -> None:
         out.deadletters.append(rec)
         self.counters.deadlettered += 1
         self.counters.reasons[rec["reason"]] += 1
 
     def on_predictions(self, messages: Sequence[RawMessage]) -> StepOutput:
         """Validate, group per model (keeping partition order) and detect."""
+        return self.on_parsed(parse_step(messages, self.max_message_bytes))
+
+    def on_parsed(self, step: ParsedStep) -> StepOutput:
+        """The rest of :meth:`on_predictions` once the messages are parsed (wherever that happened)."""
         out = StepOutput()
-        groups: dict[str, list[tuple[RawMessage, PredictionChunk]]] = {}
-        self.counters.messages += len(messages)
-        for msg in messages:
-            try:
-                chunk = parse_prediction(msg.value, self.max_message_bytes)
-                if not self.monitors.accepts(chunk.model):
-                    raise InvalidEvent("unknown_model", "model", f"model {chunk.model[:80]!r} is not monitored here")
-            except InvalidEvent as err:
-                self._dead(out, msg, err)
+        self.counters.messages += step.messages
+        for rec in step.deadletters:
+            self._dead_record(out, rec)
+        for model, part in step.parts.items():
+            if not self.monitors.accepts(model):
+                err = InvalidEvent("unknown_model", "model", f"model {model[:80]!r} is not monitored here")
+                for i in range(len(part)):
+                    self._dead(out, part.message(i), err)
                 continue
-            self._restore(chunk.model, chunk.model_version)
-            if self._redelivered(chunk.model, msg):
-                self.counters.redelivered += 1
+            self._restore(model, part.version)
+            keep = self._not_redelivered(model, part)
+            if keep is not None and not keep.any():
                 continue
-            groups.setdefault(chunk.model, []).append((msg, chunk))
-        for model, items in groups.items():
-            self._model_step(model, items, out)
-            self._advance(model, [m for m, _ in items])
+            self._model_step(model, part, keep, out)
+            self._advance_part(model, part, keep)
             self._save(model)
         return out
 
-    def _model_step(self, model: str, items: list[tuple[RawMessage, PredictionChunk]], out: StepOutput) -> None:
-        monitor = self.monitors.get(model, items[0][1].model_version)
+    def _not_redelivered(self, model: str, part: ModelPart) -> np.ndarray | None:
+        """Which messages are new (None: all); redelivered ones are counted and skipped."""
+        done = self._offsets.get(model)
+        if not done:
+            return None
+        keep = np.ones(len(part), bool)
+        for topic in set(part.topics):
+            on_topic = np.array([t == topic for t in part.topics]) if len(set(part.topics)) > 1 else True
+            for p in np.unique(part.partitions).tolist():
+                last = done.get(f"{topic}:{p}")
+                if last is not None:
+                    keep &= ~(on_topic & (part.partitions == p) & (part.offsets <= last))
+        skipped = int((~keep).sum())
+        if not skipped:
+            return None
+        self.counters.redelivered += skipped
+        return keep
+
+    def _advance(self, model: str, topic: str, partition: int, offset: int) -> None:
+        """Record that ``model``'s input is done up to ``offset`` on ``topic:partition``."""
+        if self.state is not None and hasattr(self.state, "place"):
+            self.state.place(model, partition)
+        offs = self._offsets.setdefault(model, {})
+        k = f"{topic}:{partition}"
+        if offset > offs.get(k, -1):
+            offs[k] = offset
+
+    def _advance_part(self, model: str, part: ModelPart, keep: np.ndarray | None) -> None:
+        idx = np.arange(len(part)) if keep is None else np.flatnonzero(keep)
+        topics = set(part.topics)
+        for t in topics:
+            sel = idx if len(topics) == 1 else idx[[part.topics[i] == t for i in idx.tolist()]]
+            ps, offsets = part.partitions[sel], part.offsets[sel]
+            for p in np.unique(ps).tolist():
+                self._advance(model, t, p, int(offsets[ps == p].max()))
+        if len(idx):  # the model's state lives with the partition of its latest message
+            self._advance(model, part.topics[idx[-1]], int(part.partitions[idx[-1]]), int(part.offsets[idx[-1]]))
+
+    def _model_step(self, model: str, part: ModelPart, keep: np.ndarray | None, out: StepOutput) -> None:
+        monitor = self.monitors.get(model, part.version)
         known = set(monitor.profile.features) if monitor is not None else None
-        good: list[tuple[RawMessage, PredictionChunk]] = []
-        for msg, chunk in items:
-            if known is not None:
-                unknown = chunk.feature_names() - known
-                if unknown:
-                    name = sorted(unknown)[0]
-                    self._dead(out, msg, InvalidEvent("unknown_feature", f"features.{name[:64]}",
-                                                      f"feature {name[:64]!r} is not in {model!r}'s reference"))
+        if known is not None:
+            for i, name in part.unknown_features(known):
+                if keep is not None and not keep[i]:
                     continue
-            good.append((msg, chunk))
-        if not good:
-            return
-        batch = _event_batch(good, known)
+                if keep is None:
+                    keep = np.ones(len(part), bool)
+                keep[i] = False
+                self._dead(out, part.message(i), InvalidEvent("unknown_feature", f"features.{name[:64]}",
+                                                              f"feature {name[:64]!r} is not in {model!r}'s reference"))
+            if keep is not None and not keep.any():
+                return
+        batch = part.batch(keep, known)
         recent = self._recent.get(model)
         if recent is None:
             recent = self._recent[model] = RecentIds(self.dedup_horizon)
-        keep = recent.admit(batch.ids.tolist())
-        if not keep.all():
-            dups = int((~keep).sum())
-            out.duplicate_offsets.extend(batch.offsets[~keep].tolist())
+        fresh = recent.admit(batch.ids)
+        if not fresh.all():
+            dups = int((~fresh).sum())
+            out.duplicate_offsets.extend(batch.offsets[~fresh].tolist())
             self.counters.duplicates += dups
             self.counters.per_model[model]["duplicates"] += dups
-            batch = batch.take(keep)
+            batch = batch.take(fresh)
         n = len(batch)
         if n == 0:
             return
@@ -249,15 +279,14 @@ class Pipeline:
                 out.alerts.extend(monitor.observe(batch))
                 out.windows.extend((model, w) for w in monitor.drain_windows())
                 out.batches.append((model, batch))
-            for o in self._join(model).add_predictions(
-                batch.ids, batch.timestamps, batch.prediction.tolist(),
-                batch.scores, batch.partitions, batch.offsets,
-            ):
-                self._outcomes(model, [o], out)
+            outcomes = self._join(model).add_predictions(
+                batch.ids, batch.timestamps, batch.prediction, batch.scores, batch.partitions, batch.offsets)
+            if outcomes:
+                self._outcomes(model, outcomes, out)
         except Exception as err:  # a defect in detection must not stop consumption: dead-letter and go on
             log.exception("detection failed for model %r", model)
-            for msg, _ in good:
-                self._dead(out, msg, err)
+            for i in (range(len(part)) if keep is None else np.flatnonzero(keep).tolist()):
+                self._dead(out, part.message(i), err)
             return
         out.events += n
         self.counters.events += n
@@ -286,7 +315,7 @@ class Pipeline:
                 self._join(lab.model).add_label(lab.prediction_id, lab.label, lab.timestamp, msg.partition,
                                                 msg.offset)
             )
-            self._advance(lab.model, [msg])
+            self._advance(lab.model, msg.topic, msg.partition, msg.offset)
         for model, outcomes in per_model.items():
             if outcomes:
                 self._outcomes(model, outcomes, out)
@@ -304,56 +333,3 @@ class Pipeline:
         except Exception:
             log.exception("outcome detection failed for model %r", model)
 
-
-def _event_batch(items: list[tuple[RawMessage, PredictionChunk]], known: set[str] | None) -> EventBatch:
-    """Concatenate chunks into one columnar batch; features missing from an event are missing values."""
-    names = sorted(known) if known is not None else sorted({k for _, c in items for k in c.feature_names()})
-    ids: list[str] = []
-    ts: list[int] = []
-    parts: list[int] = []
-    offs: list[int] = []
-    for msg, ch in items:
-        n = len(ch.ids)
-        ids.extend(ch.ids)
-        ts.extend(ch.timestamps)
-        parts.extend([msg.partition] * n)
-        offs.extend([msg.offset] * n)
-    chunks = [ch for _, ch in items]
-    classes = list(chunks[0].scores) if chunks[0].scores else []
-    if all(ch.row is not None for ch in chunks):  # single-event messages: one pass per column
-        features = {k: as_column([ch.row.get(k) for ch in chunks]) for k in names}  # type: ignore[union-attr]
-    else:
-        sizes = [len(ch) for ch in chunks]
-        features = {k: _concat([_part(ch, k) for ch in chunks], sizes) for k in names}
-    return EventBatch(
-        ids=np.array(ids, dtype=object),
-        timestamps=np.array(ts, np.int64),
-        features=features,
-        prediction=_concat([ch.prediction for ch in chunks], [len(ch) for ch in chunks]),
-        scores={c: np.array([x for ch in chunks for x in ((ch.scores or {}).get(c) or [np.nan] * len(ch))],
-                            np.float64) for c in classes} or None,
-        partitions=np.array(parts, np.int64),
-        offsets=np.array(offs, np.int64),
-    )
-
-
-def _part(chunk: PredictionChunk, name: str) -> Any:
-    """A chunk's values of one feature: a typed array (batch), a one-item list (single event) or None."""
-    if chunk.row is not None:
-        return [chunk.row[name]] if name in chunk.row else None
-    return chunk.features.get(name)
-
-
-def _concat(parts: list[Any], sizes: list[int]) -> np.ndarray:
-    """One column from per-message parts (typed arrays from batches, lists from single events, None = absent)."""
-    if all(isinstance(p, np.ndarray) and p.dtype.kind == "f" for p in parts):
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-    values: list[Any] = []
-    for p, n in zip(parts, sizes, strict=True):
-        if p is None:
-            values.extend([None] * n)
-        elif isinstance(p, np.ndarray) and p.dtype.kind == "f":
-            values.extend(None if v != v else v for v in p.tolist())
-        else:
-            values.extend(p.tolist() if isinstance(p, np.ndarray) else p)
-    return as_column(values)

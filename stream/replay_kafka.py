@@ -24,6 +24,7 @@ pipelines (``--compare``) are fed the same steps from one read.
 from __future__ import annotations
 
 import asyncio
+import copy
 import queue
 import threading
 import time
@@ -35,6 +36,7 @@ from typing import Any
 from stream.errors import UserError
 from stream.processing import Pipeline, RawMessage
 from stream.settings import KafkaConfig
+from stream.step_input import ParsedStep, parse_step
 
 KAFKA_SCHEME = "kafka://"
 PREDICTIONS, LABELS = 0, 1  # merge rank: predictions first on equal keys
@@ -559,36 +561,143 @@ def replay_topic(
 ) -> KafkaReplayResult:
     """Replay ``predictions`` (and ``labels``) through every pipeline; the same steps reach each one.
 
-    ``progress(stats, events)`` is called after every step. Raises :class:`KafkaReplayError` for a topic
-    that does not exist or a range with no record in it.
+    Reading and merging run in a reader process while this one detects, so the two overlap on two cores;
+    each prediction step is parsed on whichever side is idle. ``progress(stats, events)`` is called after
+    every step. Raises :class:`KafkaReplayError` for a topic that does not exist or a range with no record in
+    it.
     """
     rng = rng or ReplayRange()
     rng.validate()
-    reader = TopicReader(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
-                         label_horizon_ms=label_horizon_ms)
     runs = [PipelineRun() for _ in pipelines]
     n_labels = 0
+    stats = ReadStats()
     t0 = time.perf_counter()
-    for rank, msgs in reader.steps():
-        if rank == LABELS:
-            n_labels += len(msgs)
-        for pipe, run in zip(pipelines, runs, strict=True):
-            out = pipe.on_predictions(msgs) if rank == PREDICTIONS else pipe.on_labels(msgs)
-            if out.alerts:
-                run.alerts.extend(out.alerts)
-            if keep_windows and out.windows:
-                run.windows.extend({**w, "model": model} for model, w in out.windows)
-            run.events += out.events
-            for d in out.deadletters:
-                run.deadletters += 1
-                run.reasons[d["reason"]] = run.reasons.get(d["reason"], 0) + 1
-        if progress is not None:
-            progress(reader.stats, runs[0].events)
+    with ReaderProcess(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
+                       label_horizon_ms=label_horizon_ms,
+                       max_bytes=pipelines[0].max_message_bytes if pipelines else kafka.max_message_bytes) as reader:
+        for rank, payload, stats in reader.steps():
+            if not isinstance(payload, ParsedStep):
+                msgs = [RawMessage(*m) for m in payload]
+                if rank == PREDICTIONS:
+                    payload = parse_step(msgs, reader.max_bytes)
+                else:
+                    n_labels += len(msgs)
+            for pipe, run in zip(pipelines, runs, strict=True):
+                out = pipe.on_parsed(payload) if rank == PREDICTIONS else pipe.on_labels(msgs)
+                if out.alerts:
+                    run.alerts.extend(out.alerts)
+                if keep_windows and out.windows:
+                    run.windows.extend({**w, "model": model} for model, w in out.windows)
+                run.events += out.events
+                for d in out.deadletters:
+                    run.deadletters += 1
+                    run.reasons[d["reason"]] = run.reasons.get(d["reason"], 0) + 1
+            if progress is not None:
+                progress(stats, runs[0].events)
+        stats = reader.stats
     seconds = time.perf_counter() - t0
-    if reader.stats.messages == 0:
+    if stats.messages == 0:
         raise KafkaReplayError(f"no record of {predictions!r} in {rng.describe()} "
-                               f"(partitions hold offsets {_spans(reader.stats)})")
-    return KafkaReplayResult(runs=runs, stats=reader.stats, seconds=seconds, labels=n_labels)
+                               f"(partitions hold offsets {_spans(stats)})")
+    return KafkaReplayResult(runs=runs, stats=stats, seconds=seconds, labels=n_labels)
+
+
+_STEP, _END, _ERROR = "step", "end", "error"
+
+
+class ReaderProcess:
+    """A :class:`TopicReader` in a child process that hands its steps on, pickled, through a bounded queue.
+
+    Parsing a prediction step (:func:`stream.step_input.parse_step`) costs about as much as reading it or
+    detecting on it, so it goes to the side with time to spare: the child parses a step when steps are
+    already waiting in the queue (the detecting side is behind) and otherwise sends the records as they
+    are. ``parse_step`` is pure, so where it ran changes nothing in the results.
+
+    The child comes from a fork server (forking beside MLflow's or aiokafka's threads is not safe), is
+    killed when the replay stops early, and a child that dies is an error, never a silent end.
+    """
+
+    def __init__(self, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
+                 rng: ReplayRange, *, step_messages: int, label_horizon_ms: int | None, max_bytes: int):
+        self.args = (bootstrap, kafka, predictions, labels, rng, step_messages, label_horizon_ms, max_bytes)
+        self.max_bytes = max_bytes
+        self.stats = ReadStats()
+        self._proc: Any = None
+        self._q: Any = None
+
+    def __enter__(self) -> ReaderProcess:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["stream.replay_kafka", "aiokafka"])
+        self._q = ctx.Queue(maxsize=8)
+        self._proc = ctx.Process(target=_reader_main, args=(self._q, *self.args), name="glassbox-replay-reader",
+                                 daemon=True)
+        self._proc.start()
+        return self
+
+    def steps(self) -> Iterator[tuple[int, Any, ReadStats]]:
+        """``(rank, payload, stats)``: a :class:`ParsedStep` or record tuples (always tuples for labels)."""
+        while True:
+            try:
+                kind, a, b, stats = self._q.get(timeout=1.0)
+            except queue.Empty:
+                if not self._proc.is_alive():
+                    raise KafkaReplayError(f"the replay reader process died (exit code {self._proc.exitcode})"
+                                           ) from None
+                continue
+            if kind == _ERROR:
+                raise a
+            self.stats = stats
+            if kind == _END:
+                return
+            yield a, b, stats
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+        if self._proc is not None:
+            self._proc.join(5)
+        if self._q is not None:
+            self._q.cancel_join_thread()
+            self._q.close()
+
+
+def _reader_main(q: Any, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
+                 rng: ReplayRange, step_messages: int, label_horizon_ms: int | None, max_bytes: int) -> None:
+    """The reader process: read, merge, parse; every step, then the final stats (or the error), into ``q``."""
+    reader = TopicReader(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
+                         label_horizon_ms=label_horizon_ms)
+    try:
+        for rank, msgs in reader.steps():
+            if rank == PREDICTIONS and _behind(q):
+                payload: Any = parse_step(msgs, max_bytes).without_raw()  # a replay only counts dead letters
+            else:
+                payload = [(m.topic, m.partition, m.offset, m.value, m.timestamp, m.key) for m in msgs]
+            q.put((_STEP, rank, payload, copy.copy(reader.stats)))
+        q.put((_END, None, None, reader.stats))
+    except BaseException as err:  # noqa: BLE001 - handed to the replaying process
+        q.put((_ERROR, err if _picklable(err) else KafkaReplayError(f"{type(err).__name__}: {err}"), None, None))
+    q.close()
+    q.join_thread()
+
+
+def _behind(q: Any) -> bool:
+    """Steps are waiting for the detecting process (where the queue size is unknown: assume so)."""
+    try:
+        return q.qsize() > 0
+    except NotImplementedError:  # macOS
+        return True
+
+
+def _picklable(err: BaseException) -> bool:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(err))
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def _spans(stats: ReadStats) -> str:
