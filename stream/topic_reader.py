@@ -1,0 +1,549 @@
+"""Read Kafka partitions directly for a replay: offset or time ranges, merged in event-time order, in steps.
+
+Partitions are read with aiokafka (no consumer group, nothing committed) over a range given by offsets
+(``[from, to)`` per partition or for all) or by event time (``[since, until)`` on the record timestamp,
+which the producer SDK sets to the event time). The start and end offsets of a time range come from the
+broker's ``offsets_for_times`` when its answers check out against the records themselves; otherwise
+(the embedded broker ignores record timestamps there) the partitions are scanned and filtered. The end of
+the data is the partition's high watermark seen on the first fetch (``end_offsets`` is wrong on the
+embedded broker), so a replay reads a snapshot and never tails.
+
+Ordering: records of one partition keep their offset order (a model lives in one partition, so this is the
+order the live worker sees); partitions and the labels topic are merged on each partition's running maximum
+of record timestamps, predictions before labels on ties, so a label follows the predictions it can join.
+Consecutive records of one topic become one step of at most ``step_messages`` messages (and about
+``STEP_BYTES``), as the worker's agents would take them (where a step ends changes no result).
+
+This module stays light (no pandas, no MLflow): :class:`ReaderProcess` runs it in a child process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import queue
+import threading
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from stream.errors import UserError
+from stream.step_input import RawMessage, parse_step
+
+if TYPE_CHECKING:
+    from stream.settings import KafkaConfig
+
+PREDICTIONS, LABELS = 0, 1  # merge rank: predictions first on equal keys
+MAX_BUFFERED = 50_000  # records buffered per partition before it is paused
+#: A step also ends at this many bytes: big batch messages then still make many steps, so reading and
+#: detection overlap (steps are cut anywhere: the pipeline's results do not depend on where).
+STEP_BYTES = 4 * 1024 * 1024
+_DONE = object()
+_STEP, _END, _ERROR = "step", "end", "error"  # what the reader process sends
+
+class KafkaReplayError(UserError, ValueError):
+    """A topic replay that cannot run as asked (no such topic, an empty range, a bad offset)."""
+
+
+
+@dataclass
+class ReplayRange:
+    """Which records to replay: offsets ``[from_offset, to_offset)`` and record times ``[since, until)``."""
+
+    from_offset: int | dict[int, int] | None = None
+    to_offset: int | dict[int, int] | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.from_offset is not None or self.to_offset is not None:
+            parts.append(f"offsets [{_fmt(self.from_offset, 'start')}, {_fmt(self.to_offset, 'end')})")
+        if self.since_ms is not None or self.until_ms is not None:
+            parts.append(f"times [{self.since_ms or 'start'}, {self.until_ms or 'end'}) ms")
+        return " and ".join(parts) or "the whole topic"
+
+    def validate(self) -> None:
+        if self.since_ms is not None and self.until_ms is not None and self.until_ms <= self.since_ms:
+            raise KafkaReplayError(f"empty range: --until ({self.until_ms}) is not after --since ({self.since_ms})")
+        if isinstance(self.from_offset, int) and isinstance(self.to_offset, int) and self.to_offset <= self.from_offset:
+            raise KafkaReplayError(f"empty range: --to-offset {self.to_offset} is not after --from-offset "
+                                   f"{self.from_offset}")
+
+
+def _fmt(v: int | dict[int, int] | None, dflt: str) -> str:
+    if v is None:
+        return dflt
+    if isinstance(v, int):
+        return str(v)
+    return ",".join(f"{p}:{o}" for p, o in sorted(v.items()))
+
+
+def _pick(v: int | dict[int, int] | None, partition: int) -> int | None:
+    return v.get(partition) if isinstance(v, dict) else v
+
+
+@dataclass
+class PartitionPlan:
+    topic: str
+    partition: int
+    rank: int
+    start: int
+    end: int | None  # exclusive; None until the high watermark is known
+    read: int = 0  # records handed on (inside the range)
+    first: int | None = None
+    last: int | None = None
+
+
+@dataclass
+class ReadStats:
+    """What the reader did (also the progress figures)."""
+
+    method: str = "offsets"  # offsets | offsets_for_times | scan
+    plans: list[PartitionPlan] = field(default_factory=list)
+    messages: int = 0  # records handed to the pipelines
+    skipped: int = 0  # records read but outside the time range
+    fetched_bytes: int = 0
+
+    def total(self) -> int | None:
+        """Records in the offset range (None until every end is known)."""
+        if any(p.end is None for p in self.plans):
+            return None
+        return sum(max(p.end - p.start, 0) for p in self.plans if p.end is not None)
+
+
+class _Buffer:
+    """One partition's records in offset order, keyed by the running maximum of their timestamps."""
+
+    __slots__ = ("plan", "keys", "msgs", "head", "key", "done", "paused", "hw_seen")
+
+    def __init__(self, plan: PartitionPlan):
+        self.plan = plan
+        self.keys: list[int] = []
+        self.msgs: list[RawMessage] = []
+        self.head = 0
+        self.key = -(2**62)
+        self.done = False
+        self.paused = False
+        self.hw_seen = False
+
+    def size(self) -> int:
+        return len(self.keys) - self.head
+
+    def last_key(self) -> int | None:
+        return self.keys[-1] if self.size() else None
+
+    def take(self, horizon: int | None) -> tuple[list[int], list[RawMessage]]:
+        """Pop the prefix with key <= horizon (everything if None)."""
+        j = len(self.keys) if horizon is None else bisect_right(self.keys, horizon, self.head)
+        keys, msgs = self.keys[self.head:j], self.msgs[self.head:j]
+        self.head = j
+        if self.head > 4096 and self.head * 2 > len(self.keys):
+            del self.keys[: self.head]
+            del self.msgs[: self.head]
+            self.head = 0
+        return keys, msgs
+
+
+class TopicReader:
+    """Reads the planned partitions of the predictions (and labels) topic and yields merged steps.
+
+    Runs an asyncio loop in a background thread (fetching overlaps with detection in the caller's thread);
+    :meth:`steps` yields ``(rank, messages)`` with ``rank`` PREDICTIONS or LABELS.
+    """
+
+    def __init__(self, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
+                 rng: ReplayRange, *, step_messages: int = 1000, label_horizon_ms: int | None = None,
+                 fetch_timeout_ms: int = 500, empty_fetches: int = 2):
+        self.bootstrap = bootstrap
+        self.kafka = kafka
+        self.predictions = predictions
+        self.labels = labels
+        self.rng = rng
+        self.step_messages = max(1, step_messages)
+        self.label_horizon_ms = label_horizon_ms
+        self.fetch_timeout_ms = fetch_timeout_ms
+        self.empty_fetches = empty_fetches
+        self.stats = ReadStats()
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=8)
+        self._stop = threading.Event()
+
+    # public -----------------------------------------------------------------------------------------------
+    def steps(self) -> Iterator[tuple[int, list[RawMessage]]]:
+        """The merged steps, in order; raises what the reader thread raised (e.g. no such topic)."""
+        t = threading.Thread(target=self._thread, name="glassbox-replay-reader", daemon=True)
+        t.start()
+        try:
+            while True:
+                item = self._q.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            while t.is_alive():  # unblock a reader waiting on a full queue
+                try:
+                    self._q.get_nowait()
+                except queue.Empty:
+                    t.join(0.05)
+
+    # reader thread ----------------------------------------------------------------------------------------
+    def _thread(self) -> None:
+        try:
+            asyncio.run(self._read())
+        except BaseException as err:  # handed to the consuming thread
+            self._put(err)
+            return
+        self._put(_DONE)
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    async def _read(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.errors import KafkaError
+
+        from stream.kafka_clients import aiokafka_kwargs
+
+        consumer = AIOKafkaConsumer(
+            **aiokafka_kwargs(self.kafka, self.bootstrap), group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=max(8 * 1024 * 1024, self.kafka.max_message_bytes + 1024),
+            request_timeout_ms=int(max(self.kafka.connect_timeout_s, 5) * 1000 + 25_000),
+        )
+        try:
+            await asyncio.wait_for(consumer.start(), self.kafka.connect_timeout_s + 5)
+        except (TimeoutError, KafkaError, OSError) as err:
+            raise KafkaReplayError(f"cannot reach Kafka at {self.bootstrap} ({type(err).__name__})") from None
+        try:
+            await self._plan(consumer)
+            await self._fetch_loop(consumer)
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self, consumer: Any, topic: str) -> list[int]:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is None:
+            md = await consumer._client.fetch_all_metadata()  # no auto-creation: lists existing topics only
+            parts = md.partitions_for_topic(topic)
+            if parts is None:
+                known = sorted(t for t in md.topics() if not t.startswith("__"))
+                hint = f"; topics: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''}" if known else ""
+                raise KafkaReplayError(f"topic {topic!r} does not exist on {self.bootstrap}{hint}")
+        return sorted(parts)
+
+    async def _plan(self, consumer: Any) -> None:
+        from aiokafka import TopicPartition
+
+        r = self.rng
+        topics = [(self.predictions, PREDICTIONS)] + ([(self.labels, LABELS)] if self.labels else [])
+        tps: list[tuple[Any, int]] = []
+        for topic, rank in topics:
+            tps += [(TopicPartition(topic, p), rank) for p in await self._partitions(consumer, topic)]
+        if isinstance(r.from_offset, dict) or isinstance(r.to_offset, dict):
+            known = {tp.partition for tp, rank in tps if rank == PREDICTIONS}
+            for spec in (r.from_offset, r.to_offset):
+                for p in (spec or {}) if isinstance(spec, dict) else {}:
+                    if p not in known:
+                        raise KafkaReplayError(f"partition {p} does not exist in {self.predictions!r} "
+                                               f"(partitions: {', '.join(map(str, sorted(known)))})")
+        consumer.assign([tp for tp, _ in tps])
+        begin = await consumer.beginning_offsets([tp for tp, _ in tps])
+        starts = {tp: begin[tp] for tp, _ in tps}
+        ends: dict[Any, int | None] = {tp: None for tp, _ in tps}
+        for tp, rank in tps:
+            if rank == PREDICTIONS:
+                f, t = _pick(r.from_offset, tp.partition), _pick(r.to_offset, tp.partition)
+                if f is not None:
+                    starts[tp] = max(starts[tp], f)
+                if t is not None:
+                    ends[tp] = t
+        if r.since_ms is not None or r.until_ms is not None:
+            self.stats.method = "scan"
+            lo = await self._time_offsets(consumer, [tp for tp, _ in tps], r.since_ms) if r.since_ms else {}
+            hi = await self._time_offsets(consumer, [tp for tp, _ in tps], r.until_ms) if r.until_ms else {}
+            if lo is not None and hi is not None:
+                self.stats.method = "offsets_for_times"
+                for tp, rank in tps:
+                    if tp in lo:
+                        starts[tp] = max(starts[tp], lo[tp])
+                    if tp in hi and rank == PREDICTIONS:
+                        ends[tp] = hi[tp] if ends[tp] is None else min(ends[tp], hi[tp])  # type: ignore[type-var]
+        elif r.from_offset is None and r.to_offset is None:
+            self.stats.method = "whole"
+        self.stats.plans = [PartitionPlan(tp.topic, tp.partition, rank, starts[tp], ends[tp]) for tp, rank in tps]
+        for tp, _ in tps:
+            consumer.seek(tp, starts[tp])
+
+    async def _time_offsets(self, consumer: Any, tps: list[Any], ts: int) -> dict[Any, int] | None:
+        """First offset with a timestamp >= ts per partition (absent: none), or None when the broker's answer
+        does not match the records (the embedded broker ignores record timestamps): then we scan."""
+        from aiokafka.errors import KafkaError
+
+        try:
+            found = await asyncio.wait_for(consumer.offsets_for_times({tp: ts for tp in tps}), 10)
+        except (TimeoutError, KafkaError, ValueError):
+            return None
+        out: dict[Any, int] = {}
+        checked = 0
+        for tp in tps:
+            hit = found.get(tp)
+            if hit is None:
+                continue
+            rec = await self._record_at(consumer, tp, hit.offset)
+            if rec is None or rec.timestamp != hit.timestamp or rec.timestamp < ts:
+                return None
+            if hit.offset > 0:
+                prev = await self._record_at(consumer, tp, hit.offset - 1)
+                if prev is not None and prev.offset == hit.offset - 1 and prev.timestamp >= ts:
+                    return None
+            out[tp] = hit.offset
+            checked += 1
+        return out if checked else None
+
+    async def _record_at(self, consumer: Any, tp: Any, offset: int) -> Any | None:
+        consumer.seek(tp, offset)
+        for _ in range(3):
+            res = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+            recs = res.get(tp)
+            if recs:
+                return recs[0]
+        return None
+
+    async def _fetch_loop(self, consumer: Any) -> None:
+        from aiokafka import TopicPartition
+
+        bufs = [_Buffer(p) for p in self.stats.plans]
+        tp_of = {id(b): TopicPartition(b.plan.topic, b.plan.partition) for b in bufs}
+        by_tp = {tp_of[id(b)]: b for b in bufs}
+        since, until = self.rng.since_ms, self.rng.until_ms
+        empty_rounds = 0
+        max_pred_key: int | None = None
+        for b in bufs:  # empty planned ranges are done at once
+            if b.plan.end is not None and b.plan.start >= b.plan.end:
+                b.done = True
+        while not self._stop.is_set():
+            active = [b for b in bufs if not b.done]
+            if not active:
+                break
+            self._pause_resume(consumer, bufs, tp_of)
+            fetchable = [tp_of[id(b)] for b in active if not b.paused]
+            res = await consumer.getmany(*fetchable, timeout_ms=self.fetch_timeout_ms,
+                                         max_records=20_000) if fetchable else {}
+            got = 0
+            for tp, recs in res.items():
+                b = by_tp[tp]
+                if b.done:
+                    continue
+                got += len(recs)
+                self._ingest(b, recs, since, until)
+            for b in active:
+                tp = tp_of[id(b)]
+                hw = consumer.highwater(tp)
+                if hw is not None and not b.hw_seen:  # the snapshot: what was there when we first looked
+                    b.hw_seen = True
+                    b.plan.end = hw if b.plan.end is None else min(b.plan.end, hw)
+                pos = await consumer.position(tp)
+                if b.plan.end is not None and pos >= b.plan.end:
+                    b.done = True
+                elif b.plan.end is None and empty_rounds >= self.empty_fetches and tp not in res:
+                    b.plan.end = pos
+                    b.done = True
+            if self.labels and self.label_horizon_ms is not None:
+                preds = [b for b in bufs if b.plan.rank == PREDICTIONS]
+                if all(b.done for b in preds):
+                    keys = [b.key for b in preds if b.plan.read]
+                    max_pred_key = max(keys) if keys else None
+                    for b in bufs:
+                        if b.plan.rank == LABELS and not b.done and (
+                                max_pred_key is None or b.key > max_pred_key + self.label_horizon_ms):
+                            b.done = True  # labels this late cannot join anything we replayed
+            empty_rounds = 0 if got else empty_rounds + 1
+            self._emit(bufs, final=False)
+        self._emit(bufs, final=True)
+
+    def _ingest(self, b: _Buffer, recs: Sequence[Any], since: int | None, until: int | None) -> None:
+        end = b.plan.end
+        label = b.plan.rank == LABELS  # labels are not cut at --until: they arrive after their predictions
+        key = b.key
+        keys, msgs = b.keys, b.msgs
+        plan = b.plan
+        n0 = len(keys)
+        nbytes = 0
+        for r in recs:
+            off = r.offset
+            if end is not None and off >= end:
+                b.done = True
+                break
+            ts = r.timestamp
+            if (since is not None and ts < since) or (until is not None and ts >= until and not label):
+                self.stats.skipped += 1
+                continue
+            if ts > key:
+                key = ts
+            keys.append(key)
+            v = r.value
+            if v is not None:
+                nbytes += len(v)
+            msgs.append(RawMessage(plan.topic, plan.partition, off, v, ts, r.key))
+        b.key = key
+        k = len(keys) - n0
+        if k:
+            if plan.first is None:
+                plan.first = msgs[n0].offset
+            plan.last = msgs[-1].offset
+            plan.read += k
+        self.stats.fetched_bytes += nbytes
+
+    def _pause_resume(self, consumer: Any, bufs: list[_Buffer], tp_of: dict[int, Any]) -> None:
+        for b in bufs:
+            full = b.size() >= MAX_BUFFERED or b.done  # done partitions are not fetched again
+            if full and not b.paused:
+                consumer.pause(tp_of[id(b)])
+                b.paused = True
+            elif b.paused and not full:
+                consumer.resume(tp_of[id(b)])
+                b.paused = False
+
+    def _emit(self, bufs: list[_Buffer], *, final: bool) -> None:
+        """Hand on every buffered record that no partition can still precede."""
+        horizon: int | None = None
+        if not final:
+            for b in bufs:
+                if b.done:
+                    continue
+                lk = b.last_key()
+                if lk is None:
+                    return  # a partition with nothing buffered yet could hold earlier records
+                horizon = lk if horizon is None else min(horizon, lk)
+        runs: list[tuple[list[int], int, list[RawMessage]]] = []
+        for b in bufs:
+            keys, msgs = b.take(horizon)
+            if msgs:
+                runs.append((keys, b.plan.rank, msgs))
+        if not runs:
+            return
+        if len(runs) == 1:
+            merged = runs[0][2]
+            ranks = [runs[0][1]] * len(merged)
+        else:
+            order = sorted(((k, rank, i, j) for i, (keys, rank, _) in enumerate(runs) for j, k in enumerate(keys)))
+            merged = [runs[i][2][j] for _, _, i, j in order]
+            ranks = [rank for _, rank, _, _ in order]
+        self.stats.messages += len(merged)
+        step, budget = self.step_messages, STEP_BYTES
+        a = 0
+        n = len(merged)
+        while a < n:
+            rank = ranks[a]
+            b = a + 1
+            size = len(merged[a].value or b"")
+            while b < n and b - a < step and ranks[b] == rank and size < budget:
+                size += len(merged[b].value or b"")
+                b += 1
+            self._put((rank, merged[a:b]))
+            a = b
+
+
+
+class ReaderProcess:
+    """A :class:`TopicReader` in a child process that hands its steps on, pickled, through a bounded queue.
+
+    Parsing a prediction step (:func:`stream.step_input.parse_step`) costs about as much as reading it or
+    detecting on it, so it goes to the side with time to spare: the child parses a step when steps are
+    already waiting in the queue (the detecting side is behind) and otherwise sends the records as they
+    are. ``parse_step`` is pure, so where it ran changes nothing in the results.
+
+    The child comes from a fork server (forking beside MLflow's or aiokafka's threads is not safe), is
+    killed when the replay stops early, and a child that dies is an error, never a silent end.
+    """
+
+    def __init__(self, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
+                 rng: ReplayRange, *, step_messages: int, label_horizon_ms: int | None, max_bytes: int):
+        self.args = (bootstrap, kafka, predictions, labels, rng, step_messages, label_horizon_ms, max_bytes)
+        self.max_bytes = max_bytes
+        self.stats = ReadStats()
+        self._proc: Any = None
+        self._q: Any = None
+
+    def __enter__(self) -> ReaderProcess:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["stream.topic_reader", "stream.settings", "aiokafka"])
+        self._q = ctx.Queue(maxsize=8)
+        self._proc = ctx.Process(target=_reader_main, args=(self._q, *self.args), name="glassbox-replay-reader",
+                                 daemon=True)
+        self._proc.start()
+        return self
+
+    def steps(self) -> Iterator[tuple[int, Any, ReadStats]]:
+        """``(rank, payload, stats)``: a :class:`ParsedStep` or record tuples (always tuples for labels)."""
+        while True:
+            try:
+                kind, a, b, stats = self._q.get(timeout=1.0)
+            except queue.Empty:
+                if not self._proc.is_alive():
+                    raise KafkaReplayError(f"the replay reader process died (exit code {self._proc.exitcode})"
+                                           ) from None
+                continue
+            if kind == _ERROR:
+                raise a
+            self.stats = stats
+            if kind == _END:
+                return
+            yield a, b, stats
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+        if self._proc is not None:
+            self._proc.join(5)
+        if self._q is not None:
+            self._q.cancel_join_thread()
+            self._q.close()
+
+
+def _reader_main(q: Any, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
+                 rng: ReplayRange, step_messages: int, label_horizon_ms: int | None, max_bytes: int) -> None:
+    """The reader process: read, merge, parse; every step, then the final stats (or the error), into ``q``."""
+    reader = TopicReader(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
+                         label_horizon_ms=label_horizon_ms)
+    try:
+        for rank, msgs in reader.steps():
+            if rank == PREDICTIONS and _behind(q):
+                payload: Any = parse_step(msgs, max_bytes).without_raw()  # a replay only counts dead letters
+            else:
+                payload = [(m.topic, m.partition, m.offset, m.value, m.timestamp, m.key) for m in msgs]
+            q.put((_STEP, rank, payload, copy.copy(reader.stats)))
+        q.put((_END, None, None, reader.stats))
+    except BaseException as err:  # noqa: BLE001 - handed to the replaying process
+        q.put((_ERROR, err if _picklable(err) else KafkaReplayError(f"{type(err).__name__}: {err}"), None, None))
+    q.close()
+    q.join_thread()
+
+
+def _behind(q: Any) -> bool:
+    """Steps are waiting for the detecting process (where the queue size is unknown: assume so)."""
+    try:
+        return q.qsize() > 0
+    except NotImplementedError:  # macOS
+        return True
+
+
+def _picklable(err: BaseException) -> bool:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(err))
+    except Exception:  # noqa: BLE001
+        return False
+    return True
