@@ -16,7 +16,7 @@ by the TTL and ``max_pending``, not by the stream's length.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +44,12 @@ class LabelJoin:
     def __init__(self, ttl_ms: int, max_pending: int = 2_000_000):
         self.ttl_ms = ttl_ms
         self.max_pending = max_pending
-        # id -> (timestamp, prediction, scores, partition, offset); insertion order ~ event order
-        self._pending: OrderedDict[str, tuple[int, Any, dict[str, float] | None, int, int]] = OrderedDict()
+        # id -> (timestamp, prediction, scores, partition, offset), and the same entries in insertion order
+        # (~ event order) as blocks, one per call, for expiry oldest first
+        self._pending: dict[str, tuple[int, Any, dict[str, float] | None, int, int]] = {}
+        self._blocks: deque[tuple[list[str], list[tuple[int, Any, dict[str, float] | None, int, int]]]] = deque()
+        self._cursor = 0  # entries of the oldest block already gone
+        self._in_blocks = 0  # entries the blocks hold, matched ones included
         self._early: OrderedDict[str, tuple[int, Any, int, int]] = OrderedDict()  # id -> (ts, label, part, off)
         self.watermark = 0
         self.predictions = 0
@@ -84,12 +88,16 @@ class LabelJoin:
                 if hit is not None:
                     lts, label, part, off = hit
                     out.append(Outcome(pid, ts_list[i], lts, predictions[i], label, rows[i], part, off))
-        matched = {o.prediction_id for o in out}
-        items = zip(ts_list, predictions, rows, parts, offs, strict=True)
-        if matched:
-            self._pending.update((pid, v) for pid, v in zip(ids, items, strict=True) if pid not in matched)
-        else:
-            self._pending.update(zip(ids, items, strict=True))
+        waiting = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+        values = list(zip(ts_list, predictions, rows, parts, offs, strict=True))
+        if out:
+            matched = {o.prediction_id for o in out}
+            keep = [i for i, pid in enumerate(waiting) if pid not in matched]
+            waiting, values = [waiting[i] for i in keep], [values[i] for i in keep]
+        self._pending.update(zip(waiting, values, strict=True))
+        if waiting:
+            self._blocks.append((waiting, values))
+            self._in_blocks += len(waiting)
         self.matched += len(out)
         self.late_labels += len(out)
         if ts_list:
@@ -114,10 +122,27 @@ class LabelJoin:
 
     def _expire(self) -> None:
         horizon = self.watermark - self.ttl_ms
-        pending, early = self._pending, self._early
-        while pending and (len(pending) > self.max_pending or next(iter(pending.values()))[0] < horizon):
-            pending.popitem(last=False)
-            self.expired_predictions += 1
+        pending, blocks, early = self._pending, self._blocks, self._early
+        while blocks:
+            ids, values = blocks[0]
+            i = self._cursor
+            while i < len(ids):
+                pid, v = ids[i], values[i]
+                if pending.get(pid) is v:  # still waiting (not matched, not sent again since)
+                    if len(pending) <= self.max_pending and v[0] >= horizon:
+                        break
+                    del pending[pid]
+                    self.expired_predictions += 1
+                i += 1
+            if i < len(ids):
+                self._cursor = i
+                break
+            blocks.popleft()
+            self._in_blocks -= len(ids)
+            self._cursor = 0
+        if self._in_blocks > 2 * len(pending) + 4096:  # mostly matched entries: keep only the waiting ones
+            self._blocks = deque([(list(pending), list(pending.values()))]) if pending else deque()
+            self._in_blocks, self._cursor = len(pending), 0
         while early and (len(early) > self.max_pending or next(iter(early.values()))[0] < horizon):
             early.popitem(last=False)
             self.unmatched_labels += 1
