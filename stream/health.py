@@ -84,21 +84,6 @@ class PipelineHealthConfig(BaseModel):
     max_model_labels: int = Field(100, ge=1, description="models with their own metric series")
 
 
-def health_config(settings: Any) -> PipelineHealthConfig:
-    """``settings.health`` (or ``settings.worker.health``) when the settings carry it, else the defaults
-    overridden by ``GLASSBOX_HEALTH__*`` environment variables (e.g. ``GLASSBOX_HEALTH__STALE_AFTER_S=60``)."""
-    for owner in (settings, getattr(settings, "worker", None)):
-        cfg = getattr(owner, "health", None)
-        if isinstance(cfg, PipelineHealthConfig):
-            return cfg
-    prefix = "GLASSBOX_HEALTH__"
-    raw = {k[len(prefix):].lower(): v for k, v in os.environ.items() if k.startswith(prefix) and v != ""}
-    for k, v in raw.items():
-        if v.lower() in ("none", "null", "off"):
-            raw[k] = None
-    return PipelineHealthConfig.model_validate(raw)
-
-
 @dataclass
 class HealthSample:
     """The worker's figures at one check. Times are wall-clock seconds; counts are cumulative."""
@@ -322,7 +307,7 @@ def _consumer_lag(app: Any, topics: set[str],
 def register_health(app: Any, settings: Any, pipeline: Any, topics: Any) -> WorkerObservability:
     """Serve ``/metrics`` on the worker's web server (bound to ``worker.web_host``, loopback by default)
     and run the pipeline checks on a timer, publishing their alerts to the alerts topic."""
-    cfg = health_config(settings)
+    cfg = settings.health
     obs = WorkerObservability(cfg, name=settings.worker.app_id, pipeline=pipeline)
     inputs = {settings.topic("predictions"), settings.topic("labels")}
 

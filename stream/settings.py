@@ -106,6 +106,7 @@ class Settings(BaseSettings):
         env_prefix="GLASSBOX_",
         env_nested_delimiter="__",
         env_ignore_empty=True,
+        env_parse_none_str="null",  # GLASSBOX_HEALTH__MAX_LAG=null turns a check off
         extra="forbid",
         toml_file="glassbox.toml",
     )

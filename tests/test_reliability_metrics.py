@@ -12,9 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from detectors.alert import fingerprint
-from stream.health import HealthSample, PipelineHealth, PipelineHealthConfig, health_config
+from stream.health import HealthSample, PipelineHealth, PipelineHealthConfig
 from stream.metrics import OTHER, WorkerMetrics, compute_lag
 from stream.producer import Producer
+from stream.settings import Settings
 from tests.kafka_util import WorkerProcess, read_json
 from tests.synth import FEATURES, frame
 
@@ -215,18 +216,9 @@ def test_every_check_fires_and_resolves_with_hysteresis() -> None:
 
 def test_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GLASSBOX_HEALTH__STALE_AFTER_S", "7.5")
-    monkeypatch.setenv("GLASSBOX_HEALTH__MAX_LAG", "none")
-
-    class Bare:
-        worker = None
-
-    cfg = health_config(Bare())
+    monkeypatch.setenv("GLASSBOX_HEALTH__MAX_LAG", "null")
+    cfg = Settings().health
     assert cfg.stale_after_s == 7.5 and cfg.max_lag is None and cfg.max_deadletter_rate == 0.05
-
-    class Embedded:
-        health = PipelineHealthConfig(stale_after_s=1)
-
-    assert health_config(Embedded()).stale_after_s == 1
 
 
 def test_lag_and_model_label_cardinality() -> None:
