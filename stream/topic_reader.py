@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import queue
 import threading
 from bisect import bisect_right
@@ -458,9 +459,9 @@ class ReaderProcess:
     """A :class:`TopicReader` in a child process that hands its steps on, pickled, through a bounded queue.
 
     Parsing a prediction step (:func:`stream.step_input.parse_step`) costs about as much as reading it or
-    detecting on it, so it goes to the side with time to spare: the child parses a step when steps are
-    already waiting in the queue (the detecting side is behind) and otherwise sends the records as they
-    are. ``parse_step`` is pure, so where it ran changes nothing in the results.
+    detecting on it, so it goes to the side with time to spare: the child sends a step's records as they
+    are while the replaying process sits waiting for input (it parses them itself), and parses the step
+    when that process is busy. ``parse_step`` is pure, so where it ran changes nothing in the results.
 
     The child comes from a fork server (forking beside MLflow's or aiokafka's threads is not safe), is
     killed when the replay stops early, and a child that dies is an error, never a silent end.
@@ -473,6 +474,7 @@ class ReaderProcess:
         self.stats = ReadStats()
         self._proc: Any = None
         self._q: Any = None
+        self._waiting: Any = None  # shared flag: the replaying process is blocked on the queue
 
     def __enter__(self) -> ReaderProcess:
         import multiprocessing
@@ -480,14 +482,16 @@ class ReaderProcess:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["stream.topic_reader", "stream.settings", "aiokafka"])
         self._q = ctx.Queue(maxsize=8)
-        self._proc = ctx.Process(target=_reader_main, args=(self._q, *self.args), name="glassbox-replay-reader",
-                                 daemon=True)
+        self._waiting = ctx.RawValue("b", 0)
+        self._proc = ctx.Process(target=_reader_main, args=(self._q, self._waiting, *self.args),
+                                 name="glassbox-replay-reader", daemon=True)
         self._proc.start()
         return self
 
     def steps(self) -> Iterator[tuple[int, Any, ReadStats]]:
         """``(rank, payload, stats)``: a :class:`ParsedStep` or record tuples (always tuples for labels)."""
         while True:
+            self._waiting.value = 1
             try:
                 kind, a, b, stats = self._q.get(timeout=1.0)
             except queue.Empty:
@@ -495,6 +499,7 @@ class ReaderProcess:
                     raise KafkaReplayError(f"the replay reader process died (exit code {self._proc.exitcode})"
                                            ) from None
                 continue
+            self._waiting.value = 0
             if kind == _ERROR:
                 raise a
             self.stats = stats
@@ -512,38 +517,23 @@ class ReaderProcess:
             self._q.close()
 
 
-def _reader_main(q: Any, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
+def _reader_main(q: Any, waiting: Any, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
                  rng: ReplayRange, step_messages: int, label_horizon_ms: int | None, max_bytes: int) -> None:
     """The reader process: read, merge, parse; every step, then the final stats (or the error), into ``q``."""
     reader = TopicReader(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
                          label_horizon_ms=label_horizon_ms)
     try:
         for rank, msgs in reader.steps():
-            if rank == PREDICTIONS and _behind(q):
+            if rank == PREDICTIONS and not waiting.value:  # the replaying process is busy: parse here
                 payload: Any = parse_step(msgs, max_bytes).without_raw()  # a replay only counts dead letters
             else:
                 payload = [(m.topic, m.partition, m.offset, m.value, m.timestamp, m.key) for m in msgs]
             q.put((_STEP, rank, payload, copy.copy(reader.stats)))
         q.put((_END, None, None, reader.stats))
-    except BaseException as err:  # noqa: BLE001 - handed to the replaying process
-        q.put((_ERROR, err if _picklable(err) else KafkaReplayError(f"{type(err).__name__}: {err}"), None, None))
+    except KafkaReplayError as err:  # the user's to fix: handed on as it is
+        q.put((_ERROR, err, None, None))
+    except BaseException as err:  # noqa: BLE001 - a defect: its traceback here, one line there
+        logging.getLogger("glassbox.replay").exception("the replay reader failed")
+        q.put((_ERROR, KafkaReplayError(f"the replay reader failed: {type(err).__name__}: {err}"), None, None))
     q.close()
     q.join_thread()
-
-
-def _behind(q: Any) -> bool:
-    """Steps are waiting for the detecting process (where the queue size is unknown: assume so)."""
-    try:
-        return q.qsize() > 0
-    except NotImplementedError:  # macOS
-        return True
-
-
-def _picklable(err: BaseException) -> bool:
-    import pickle
-
-    try:
-        pickle.loads(pickle.dumps(err))
-    except Exception:  # noqa: BLE001
-        return False
-    return True
