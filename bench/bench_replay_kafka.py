@@ -4,10 +4,10 @@ On the embedded broker, a predictions topic is filled with the synthetic stream 
 features), then, in the same run and alternating:
 
 - baseline: a bare aiokafka consumer (no group) assigned to every partition, ``getmany`` until the high
-  watermark, ``orjson.loads`` of every value (nothing else);
+  watermark, ``orjson.loads`` of every value (nothing else), timed from creating the consumer;
 - replay: :func:`stream.replay_kafka.replay_topic` over the same topic through the worker's ``Pipeline``
-  (validation, columnar batches, windows, calibrated thresholds, alerts), labels topic included when
-  ``--labels`` is given.
+  (validation, columnar batches, windows, calibrated thresholds, alerts), timed from starting its reader
+  process.
 
 Two shapes are measured: prediction batches (``--batch`` events per message, what a busy model sends) and
 one event per message. Target: replay >= 0.5x the baseline (median of ``--repeats``), in messages/s.
@@ -82,11 +82,11 @@ async def bare_read(bootstrap: str, topic: str) -> tuple[int, float]:
     """(messages, seconds): getmany over every partition until its high watermark, orjson.loads each value."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    t0 = time.perf_counter()  # connecting counts, as it does for the replay
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20)
     await c.start()
     try:
-        t0 = time.perf_counter()
         tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))]
         c.assign(tps)
         for tp in tps:

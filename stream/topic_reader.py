@@ -29,6 +29,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from stream.errors import UserError
 from stream.step_input import RawMessage, parse_step
 
@@ -436,9 +438,12 @@ class TopicReader:
             merged = runs[0][2]
             ranks = [runs[0][1]] * len(merged)
         else:
-            order = sorted(((k, rank, i, j) for i, (keys, rank, _) in enumerate(runs) for j, k in enumerate(keys)))
-            merged = [runs[i][2][j] for _, _, i, j in order]
-            ranks = [rank for _, rank, _, _ in order]
+            # by (key, rank), ties in run then offset order: a stable sort of the runs laid end to end
+            flat = [m for _, _, msgs in runs for m in msgs]
+            rank_of = np.concatenate([np.full(len(keys), rank, np.int8) for keys, rank, _ in runs])
+            order = np.lexsort((rank_of, np.concatenate([np.asarray(keys, np.int64) for keys, _, _ in runs])))
+            merged = [flat[i] for i in order.tolist()]
+            ranks = rank_of[order].tolist()
         self.stats.messages += len(merged)
         step, budget = self.step_messages, STEP_BYTES
         a = 0
