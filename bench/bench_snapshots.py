@@ -1,127 +1,266 @@
-"""Snapshot cost: time and HTML size per Evidently snapshot, and the monitor's throughput with snapshots
-every N windows (thread and process executors) against the same monitor without snapshots, in one run.
+"""Live worker throughput with Evidently snapshots every N windows against the same worker without them,
+alternating in one run.
 
-The detection core here runs much faster than a Faust worker (12-14k messages/s, FIELD-NOTES), so it asks
-for snapshots far more often per second than a live worker would: the ratio is a pessimistic bound.
+    uv run python bench/bench_snapshots.py [--single 60000] [--batches 1000] [--window 1000] [--every 10]
+                                           [--repeats 3]
 
-    uv run python bench/bench_snapshots.py [--events 200000] [--window 1000] [--every 10]
-    uv run python bench/bench_snapshots.py --events 60000 --paced-us 75   # paced like a live Faust worker
+Each variant is a real Faust worker (``stream.app.make_app`` + ``stream.worker.register_monitor``) in its own
+process and consumer group, consuming the same topic of the embedded broker, with a file reference
+(20 numeric + 5 categorical features, as bench/bench_worker.py) and a drift injected half-way (``n0`` moves
+by one standard deviation), so detectors fire and alert snapshots come on top of the periodic ones:
+
+- ``snapshots``: ``Evidence`` with an MLflow monitoring run (sqlite store in a temp dir, system metrics on)
+  and Evidently every ``--every`` windows and on every alert, rendered in the process executor;
+- ``mlflow``: the same ``Evidence`` and MLflow run with ``evidently.enabled=false``: the baseline;
+- ``bare``: no ``Evidence`` at all (printed for reference).
+
+The clock runs from the first to the last message of the stream (group joins, MLflow run creation and the
+executor's Evidently import excluded: the worker waits for them before consuming). Snapshots still rendering
+when the last message is processed are waited for afterwards, outside the clock, so the counts are complete.
+Both single-event messages and batched messages (500 events each) are measured; the figure is the median of
+``--repeats`` runs, the variants alternating in a rotating order.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
+import asyncio
+import json
+import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+import uuid
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from train_reference import CATEGORICAL, FEATURES, make_dataset  # noqa: E402
-
-from detectors.batch import EventBatch  # noqa: E402
-from detectors.config import DetectionConfig  # noqa: E402
-from detectors.monitor import ModelMonitor  # noqa: E402
-from detectors.profile import build_profile  # noqa: E402
-from detectors.snapshot import build_snapshot  # noqa: E402
-from stream.snapshots import SnapshotService, warm_up  # noqa: E402
+T0 = 1_700_000_000_000
+NUM = [f"n{i}" for i in range(20)]
+CAT = [f"c{i}" for i in range(5)]
+VARIANTS = ("mlflow", "snapshots", "bare")  # --variants may add snapshots@NICE (render process priority)
 
 
-def per_snapshot(ref, cur, sizes=(1000, 2000, 5000), repeats=3) -> None:  # noqa: ANN001
-    build_snapshot(cur, ref, features=FEATURES, label="churn", task="binary", sample_size=500)  # warm
-    for n in sizes:
-        times, html = [], 0
-        for r in range(repeats):
+def produce(bootstrap: str, prefix: str, single: int, batches: int, batch_size: int = 500) -> None:
+    """The stream: ``single`` one-event messages, then ``batches`` messages of ``batch_size`` events; ``n0``
+    shifts by +1 from the middle of the stream on."""
+    from stream.producer import Producer
+
+    rng = np.random.default_rng(0)
+    total = single + batches * batch_size
+    with Producer(bootstrap, topic_prefix=prefix) as p:
+        for i in range(single):
+            feats = {k: float(v) for k, v in zip(NUM, rng.normal(size=20), strict=True)}
+            feats |= {k: "abcd"[int(v)] for k, v in zip(CAT, rng.integers(0, 4, 5), strict=True)}
+            feats["n0"] += 1.0 if i >= total // 2 else 0.0
+            p.send_prediction(prediction_id=f"s{i}", model="bench", timestamp=T0 + i, features=feats,
+                              prediction=float(rng.random()))
+        for b in range(batches):
+            n, at = batch_size, single + b * batch_size
+            feats = {k: rng.normal(size=n).round(6) for k in NUM}
+            feats["n0"] = feats["n0"] + (np.arange(at, at + n) >= total // 2)
+            feats = {k: v.tolist() for k, v in feats.items()}
+            feats |= {k: [("abcd"[j]) for j in rng.integers(0, 4, n)] for k in CAT}
+            p.send_prediction_batch(model="bench", prediction_ids=[f"b{b}-{i}" for i in range(n)],
+                                    timestamps=[T0 + at + i for i in range(n)], features=feats,
+                                    predictions=rng.random(n).round(6).tolist())
+        p.flush()
+
+
+def reference(path: str, n: int = 20_000) -> str:
+    """A reference table drawn from the stream's distributions before the drift."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({k: rng.normal(size=n) for k in NUM})
+    for k in CAT:
+        df[k] = np.array(list("abcd"))[rng.integers(0, 4, n)]
+    df["prediction"] = rng.random(n).round(6)
+    df.to_parquet(path)
+    return path
+
+
+def run_role(a: argparse.Namespace) -> None:
+    """One worker: consume ``a.expect`` events of ``a.topic``; print 'first last' (monotonic s) and stats."""
+    import faust
+
+    from stream.app import make_app
+    from stream.settings import Settings
+    from stream.worker import build_pipeline, register_monitor, tune_gc
+
+    home = os.path.join(a.tmp, f"home-{a.role.replace('@', '-')}")
+    settings = Settings(
+        home=home, kafka={"bootstrap": a.bootstrap, "topic_prefix": a.prefix},
+        worker={"session_timeout_s": 3.0, "rebalance_timeout_s": 3.0, "heartbeat_interval_s": 0.5,
+                "models": {"bench": a.ref}},
+        detection={"window": a.window},
+        mlflow={"tracking_uri": f"sqlite:///{a.tmp}/mlflow.db", "artifact_root": os.path.join(a.tmp, "mlartifacts")},
+        evidently={"enabled": a.role.startswith("snapshots"), "every_n_windows": a.every,
+                   "workspace": os.path.join(a.tmp, "evidently")},
+    )
+    app = make_app(settings, bootstrap=a.bootstrap, app_id=f"bench-{a.role}-{uuid.uuid4().hex[:6]}",
+                   web_enabled=False)
+    pipeline = build_pipeline(settings)
+    pipeline.monitors.get("bench")  # profile + calibration before the clock starts
+    evidence = None
+    if a.role != "bare":
+        from stream import snapshots
+        from stream.evidence import Evidence
+
+        if "@" in a.role:  # snapshots@NICE: the render process at another priority
+            snapshots.RENDER_NICE = int(a.role.split("@")[1])
+
+        evidence = Evidence(settings, pipeline.monitors, source={"bench": a.role})
+        if evidence.snapshots is not None:
+            evidence.snapshots.ready(timeout=120)  # Evidently imported in the executor before the clock
+    marks: dict[str, float] = {}
+    spent = {"pipeline_s": 0.0, "evidence_s": 0.0, "steps": 0, "alerts": 0}
+    cpu0 = [0.0]
+    threads0: dict[str, float] = {}
+
+    def done() -> None:
+        marks["last"] = time.monotonic()
+        wall = marks["last"] - marks["first"]
+        stats: dict = {"events": pipeline.counters.events, **spent, "wall_s": wall,
+                       "cpu_s": time.process_time() - cpu0[0],
+                       "threads": {k: round(v - threads0.get(k, 0.0), 2) for k, v in thread_cpu().items()}}
+        if evidence is not None and evidence.snapshots is not None:
+            evidence.snapshots.wait(timeout=300)
+            stats["snapshots"] = evidence.snapshots.stats.as_dict()
+            stats["triggers"] = {}
+            for o in evidence.snapshots.outcomes:
+                stats["triggers"][str(o.window_index)] = o.ok
+        os.write(1, f"TIMES {marks['first']} {marks['last']}\nSTATS {json.dumps(stats)}\n".encode())
+        os._exit(0)  # Faust redirects print to logging; skip its shutdown
+
+    orig = pipeline.on_predictions
+
+    def timed(msgs):  # noqa: ANN001, ANN202
+        if "first" not in marks:
+            marks["first"], cpu0[0] = time.monotonic(), time.process_time()
+            threads0.update(thread_cpu())
+        t = time.perf_counter()
+        out = orig(msgs)
+        spent["pipeline_s"] += time.perf_counter() - t
+        spent["steps"] += 1
+        spent["alerts"] += len(out.alerts)
+        if evidence is None and pipeline.counters.events >= a.expect:
+            done()
+        return out
+
+    pipeline.on_predictions = timed  # type: ignore[method-assign]
+    if evidence is not None:
+        observe = evidence.observe
+
+        def observed(out):  # noqa: ANN001, ANN202
             t = time.perf_counter()
-            s = build_snapshot(cur, ref, features=FEATURES, label="churn", task="binary", sample_size=n, seed=r)
-            h = s.to_html()
-            times.append(time.perf_counter() - t)
-            html = len(h.encode())
-        print(f"snapshot sample={n:5d}: {statistics.median(times):.2f} s (median of {repeats}, report+HTML), "
-              f"HTML {html / 1e6:.1f} MB, JSON {len(s.to_json()) / 1e3:.0f} kB")
+            alerts = observe(out)
+            spent["evidence_s"] += time.perf_counter() - t
+            if pipeline.counters.events >= a.expect:
+                done()
+            return alerts
+
+        evidence.observe = observed  # type: ignore[method-assign]
+    register_monitor(app, settings, pipeline, evidence)
+    tune_gc()  # as `glassbox worker` does
+    faust.Worker(app, loglevel=os.environ.get("BENCH_LOG", "ERROR"), quiet=True).execute_from_commandline()
 
 
-def spin(seconds: float) -> None:
-    """Hold the interpreter like a Faust agent's per-message work does (pure Python, GIL held)."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of each live thread of this process (Linux /proc), by thread name."""
+    import threading
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        try:
+            f = open(f"/proc/self/task/{t.native_id}/stat").read().rsplit(") ", 1)[1].split()  # noqa: SIM115
+        except (OSError, IndexError):
+            continue
+        out[t.name] = out.get(t.name, 0.0) + round((int(f[11]) + int(f[12])) / tick, 2)
+    return out
 
 
-def run(events, batches, profile, ref, window: int, every: int | None, executor: str | None, tmp: Path,  # noqa: ANN001
-        paced_us: float = 0.0):
-    mon = ModelMonitor(profile, DetectionConfig(window=window, seed=1), model="churn")
-    svc = None
-    if every is not None:
-        ex = (cf.ProcessPoolExecutor(1) if executor == "process" else cf.ThreadPoolExecutor(1))
-        ex.submit(warm_up).result()
-        svc = SnapshotService(workspace=tmp / f"ws-{executor}", out_dir=tmp / f"out-{executor}",
-                              every_n_windows=every, sample_size=2000, executor=ex, max_pending=2)
-    t0 = time.perf_counter()
-    for b in batches:
-        if paced_us:
-            spin(paced_us * 1e-6 * len(b))
-        alerts = mon.observe(b)
-        fired = {a["window"]["index"] for a in alerts}
-        for rec in mon.drain_windows():
-            if svc is not None and rec.get("kind") == "predictions" and svc.should_snapshot(
-                    rec["index"], fired=rec["index"] in fired):
-                svc.request(model="churn", window_index=rec["index"], window_end_ms=rec["end"],
-                            current=events.iloc[rec["start"]:rec["end"] + 1], reference=ref,
-                            features=FEATURES, categorical=CATEGORICAL, task="binary")
-    elapsed = time.perf_counter() - t0
-    stats = None
-    if svc is not None:
-        svc.close(wait=True, timeout=120)
-        svc.executor.shutdown()
-        stats = svc.stats.as_dict()
-    return len(events) / elapsed, stats
+def measure(role: str, a: argparse.Namespace, prefix: str, expect: int, tmp: str, ref: str) -> tuple[float, dict]:
+    cmd = [sys.executable, __file__, "--role", role, "--bootstrap", a.bootstrap, "--prefix", prefix,
+           "--topic", f"{prefix}predictions", "--expect", str(expect), "--ref", ref, "--tmp", tmp,
+           "--window", str(a.window), "--every", str(a.every)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    times = re.findall(r"TIMES (\d+\.\d+) (\d+\.\d+)", out.stdout)
+    stats = re.findall(r"STATS (.*)", out.stdout)
+    if not times or not stats:
+        raise SystemExit(f"{role} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+    first, last = map(float, times[-1])
+    return expect / (last - first), json.loads(stats[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--single", type=int, default=60_000)
+    ap.add_argument("--batches", type=int, default=1000)
     ap.add_argument("--window", type=int, default=1000)
     ap.add_argument("--every", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--paced-us", type=float, default=0.0,
-                    help="emulated per-event worker cost (Faust: about 75 us per message, FIELD-NOTES)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="e.g. mlflow,snapshots,snapshots@19,bare")
+    ap.add_argument("--role")
+    ap.add_argument("--bootstrap")
+    ap.add_argument("--prefix")
+    ap.add_argument("--topic")
+    ap.add_argument("--expect", type=int)
+    ap.add_argument("--ref")
+    ap.add_argument("--tmp")
     a = ap.parse_args()
-    ref_df = make_dataset(5000, seed=1).assign(prediction=lambda d: (d.monthly_charges > 75).astype(int))
-    profile = build_profile(ref_df, prediction="prediction", categorical=CATEGORICAL, features=FEATURES)
-    half = a.events // 2
-    import pandas as pd
+    if a.role:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        return run_role(a)
 
-    events = pd.concat([make_dataset(half, seed=2), make_dataset(a.events - half, seed=3,
-                                                                   shift={"monthly_charges": 1.0})],
-                       ignore_index=True)
-    events["prediction"] = (events.monthly_charges > 75).astype(int)
-    per_snapshot(ref_df, events.iloc[-2000:].assign(churn=events.churn.iloc[-2000:]))
-    batches = []
-    for s in range(0, len(events), a.batch):
-        c = events.iloc[s:s + a.batch]
-        batches.append(EventBatch.from_columns(
-            ids=[str(i) for i in range(s, s + len(c))], timestamps=np.arange(s, s + len(c)),
-            features={f: (c[f].to_numpy(dtype=object) if f in CATEGORICAL else c[f].to_numpy()) for f in FEATURES},
-            prediction=c.prediction.to_numpy()))
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = []
-        for label, every, ex in (("baseline", None, None), ("thread", a.every, "thread"),
-                                 ("process", a.every, "process"), ("baseline", None, None)):
-            rate, stats = run(events, batches, profile, ref_df, a.window, every, ex, Path(tmp), a.paced_us)
-            rows.append((label, rate, stats))
-            print(f"{label:9s} {rate:10,.0f} events/s  {stats or ''}")
-        base = max(r[1] for r in rows if r[0] == "baseline")
-        for label, rate, _ in rows:
-            if label != "baseline":
-                print(f"ratio {label} / baseline (best of two): {rate / base:.2f}x "
-                      f"(snapshots every {a.every} windows of {a.window} events)")
+    from stream.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        a.bootstrap = broker.bootstrap
+        ref = reference(os.path.join(tmp, "reference.parquet"))
+        streams = []
+        if a.single:
+            produce(broker.bootstrap, "single.", a.single, 0)
+            streams.append(("single-event messages", "single.", a.single))
+        if a.batches:
+            produce(broker.bootstrap, "batch.", 0, a.batches)
+            streams.append((f"batched messages ({a.batches} x 500 events)", "batch.", a.batches * 500))
+        for title, prefix, n in streams:
+            variants = tuple(a.variants.split(","))
+            rates: dict[str, list[float]] = {v: [] for v in variants}
+            snaps: dict[str, list[dict]] = {v: [] for v in variants}
+            for r in range(a.repeats):
+                for v in variants[r % len(variants):] + variants[:r % len(variants)]:
+                    rate, stats = measure(v, a, prefix, n, tmp, ref)
+                    rates[v].append(rate)
+                    line = (f"  [{title} #{r + 1}] {v:12s} {rate:10,.0f} events/s  alerts {stats['alerts']}  "
+                            f"wall {stats['wall_s']:.2f}s cpu {stats['cpu_s']:.2f}s "
+                            f"pipeline {stats['pipeline_s']:.2f}s evidence {stats['evidence_s']:.3f}s "
+                            f"steps {stats['steps']}")
+                    if "snapshots" in stats:
+                        snaps[v].append(stats["snapshots"])
+                        line += f"  snapshots {stats['snapshots']}"
+                    print(line, flush=True)
+                    if os.environ.get("BENCH_THREADS"):
+                        print("    CPU s per thread during the clock:", stats["threads"], flush=True)
+            med = {v: statistics.median(x) for v, x in rates.items()}
+            print(f"{title}, {n:,} events, window {a.window} ({n // a.window} windows), snapshot every "
+                  f"{a.every} windows + on alerts; median of {a.repeats}:")
+            print("  " + "; ".join(f"{v} {med[v]:,.0f} events/s" for v in variants)
+                  + "  (bare: no Evidence; mlflow: MLflow run, evidently.enabled=false)")
+            for v in (v for v in variants if v.startswith("snapshots")):
+                print(f"  ratio {v} / mlflow: {med[v] / med['mlflow']:.2f}x (target >= 0.9); "
+                      f"{v} / bare: {med[v] / med['bare']:.2f}x; per repeat: "
+                      + ", ".join(f"{s / m:.2f}" for s, m in zip(rates[v], rates["mlflow"], strict=True)))
+                done = snaps[v]
+                print(f"  {v} per run: rendered {[s['completed'] for s in done]}, skipped "
+                      f"{[s['skipped'] for s in done]}, failed {[s['failed'] + s['timed_out'] for s in done]}, "
+                      f"p50 s/snapshot {[round(s['p50_s'] or 0, 1) for s in done]}", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import multiprocessing
 from collections import deque
 from typing import Any
 
@@ -25,18 +24,43 @@ from stream.settings import Settings
 log = logging.getLogger("glassbox.evidence")
 
 
-def batch_frame(batches: list[EventBatch]) -> pd.DataFrame:
-    """Recent events as a table: features, ``prediction``, ``timestamp``."""
-    cols: dict[str, Any] = {}
-    for name in batches[0].features:
-        cols[name] = np.concatenate([b.features[name] for b in batches])
-    cols["prediction"] = np.concatenate([b.prediction for b in batches])
-    cols["timestamp"] = np.concatenate([b.timestamps for b in batches])
+def batch_frame(batches: list[EventBatch], rows: list[np.ndarray] | None = None) -> pd.DataFrame:
+    """Recent events as a table: features, ``prediction``, ``timestamp`` (only ``rows[i]`` of ``batches[i]``
+    when given)."""
+    def col(get: Any) -> np.ndarray:
+        parts = [get(b) for b in batches] if rows is None else [get(b)[r] for b, r in zip(batches, rows, strict=True)]
+        return np.concatenate(parts)
+
+    cols: dict[str, Any] = {name: col(lambda b, n=name: b.features[n]) for name in batches[0].features}
+    cols["prediction"] = col(lambda b: b.prediction)
+    cols["timestamp"] = col(lambda b: b.timestamps)
     df = pd.DataFrame(cols)
     for name, v in cols.items():
         if v.dtype == object:
             df[name] = df[name].astype("object")
     return df
+
+
+def window_frame(batches: list[EventBatch], start: int, end: int, events: int) -> pd.DataFrame | None:
+    """The last ``events`` rows of ``batches`` with ``start <= timestamp <= end`` (a closed window's rows), as
+    :func:`batch_frame`; only those rows are copied, however large the batches (None when there are none).
+
+    >>> b = EventBatch.from_columns(ids=["a", "b", "c", "d"], timestamps=[1, 2, 3, 4],
+    ...                             features={"x": [1.0, 2.0, 3.0, 4.0]}, prediction=[0, 1, 0, 1])
+    >>> window_frame([b], 2, 4, 2)["x"].tolist()
+    [3.0, 4.0]
+    """
+    rows = [np.flatnonzero((b.timestamps >= start) & (b.timestamps <= end)) for b in batches]
+    extra = sum(len(r) for r in rows) - events
+    for i, r in enumerate(rows):  # drop the oldest matches beyond ``events`` (as ``.tail(events)``)
+        if extra <= 0:
+            break
+        cut = min(extra, len(r))
+        rows[i], extra = r[cut:], extra - cut
+    keep = [i for i, r in enumerate(rows) if len(r)]
+    if not keep:
+        return None
+    return batch_frame([batches[i] for i in keep], [rows[i] for i in keep])
 
 
 def like_reference(df: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
@@ -57,7 +81,7 @@ class Evidence:
     def __init__(self, settings: Settings, registry: MonitorRegistry, *, kind: str = "worker",
                  source: dict[str, Any] | None = None):
         from stream.monitoring_run import MonitoringRun
-        from stream.snapshots import AlertContext, SnapshotService
+        from stream.snapshots import AlertContext, SnapshotService, render_executor
 
         self.settings = settings
         self.registry = registry
@@ -69,10 +93,7 @@ class Evidence:
         ).start()
         self.snapshots = None
         if settings.evidently.enabled:
-            # forkserver: forking a process that runs MLflow's system-metrics thread can deadlock the child
-            executor = (cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
-                        if settings.evidently.executor == "process"
-                        else cf.ThreadPoolExecutor(1, thread_name_prefix="glassbox-snapshot"))
+            executor = render_executor(settings.evidently.executor)
             self.snapshots = SnapshotService(
                 workspace=settings.evidently.workspace, run=self.run,
                 every_n_windows=settings.evidently.every_n_windows, sample_size=settings.evidently.sample_size,
@@ -95,9 +116,8 @@ class Evidence:
         q = self._recent.get(model)
         if not q:
             return None
-        df = batch_frame(list(q))
-        rows = df[(df["timestamp"] >= rec["start"]) & (df["timestamp"] <= rec["end"])].tail(int(rec["events"]))
-        return like_reference(rows, reference) if len(rows) else None
+        rows = window_frame(list(q), int(rec["start"]), int(rec["end"]), int(rec["events"]))
+        return None if rows is None else like_reference(rows, reference)
 
     def _register(self, model: str) -> Any:
         ref = self.registry.reference(model)
@@ -129,11 +149,9 @@ class Evidence:
                     hit = (model, rec["index"]) in fired
                     if not self.snapshots.should_snapshot(rec["index"], fired=hit):
                         continue
-                    rows = self._window_rows(model, rec, ref.data)
-                    if rows is None:
-                        continue
-                    self.snapshots.request(
-                        model=model, window_index=rec["index"], window_end_ms=rec["end"], current=rows,
+                    self.snapshots.request(  # the window's rows are built only when the report is scheduled
+                        model=model, window_index=rec["index"], window_end_ms=rec["end"],
+                        current=lambda m=model, r=rec, d=ref.data: self._window_rows(m, r, d),
                         reference=ref.data, features=ref.features, task=ref.task,
                         model_version=ref.info.model_version, trigger="alert" if hit else "periodic",
                         prediction="prediction" if "prediction" in ref.data.columns else None,
@@ -159,4 +177,5 @@ class Evidence:
         self._logger.shutdown(wait=True)
         if self.snapshots is not None:
             self.snapshots.close(wait=True, timeout=60)
+            self.snapshots.executor.shutdown(wait=False, cancel_futures=True)
         self.run.finish(status)

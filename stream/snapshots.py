@@ -18,13 +18,16 @@ never build a backlog. :func:`enrich_alert` fills an alert's ``links`` and ``evi
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
+import multiprocessing
+import os
 import shutil
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +184,59 @@ def render_snapshot(job: SnapshotJob) -> SnapshotOutcome:
     )
 
 
+# -------------------------------------------------------------------------------------------- executor
+RENDER_NICE = 10  # the render process yields the CPU to the worker's hot path when cores are contended
+
+
+def _watch_lifeline(lifeline: Any) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv_bytes()  # nothing is ever sent: returns (EOFError) when the worker's end closes
+    os._exit(0)
+
+
+def _init_render_process(lifeline: Any, nice: int) -> None:
+    """Initializer of the render process: lower its priority, and exit as soon as the worker that owns it
+    is gone (however it went: SIGKILL, ``os._exit``), rather than linger holding its stdout and stderr."""
+    if nice:
+        os.nice(nice)
+    threading.Thread(target=_watch_lifeline, args=(lifeline,), name="glassbox-lifeline", daemon=True).start()
+
+
+class RenderProcessExecutor(cf.ProcessPoolExecutor):
+    """One forkserver process rendering snapshots, tied to the life of the process that created it.
+
+    forkserver, not fork: forking a process that runs MLflow's system-metrics thread can deadlock the child.
+    A plain process pool outlives a worker that dies without shutting it down (killed, or ended with
+    ``os._exit``): the pool process blocks forever on its call queue and keeps the forkserver and the
+    resource tracker alive, and all three hold the worker's stdout and stderr, so whatever reads the
+    worker's output to its end (a supervisor, ``subprocess.run(capture_output=True)``) waits forever. Here
+    the pool process watches a pipe whose other end only the creating process holds, and exits when it
+    closes. It also runs at ``nice`` (lower priority), so rendering takes the idle core and not the hot
+    path's.
+    """
+
+    def __init__(self, nice: int | None = None) -> None:
+        nice = RENDER_NICE if nice is None else nice
+        ctx = multiprocessing.get_context("forkserver")
+        reader, self._lifeline = ctx.Pipe(duplex=False)
+        self._lifeline_reader = reader  # kept: the pool may start its process lazily
+        super().__init__(1, mp_context=ctx, initializer=_init_render_process, initargs=(reader, nice))
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+        if wait:
+            self._lifeline.close()
+            self._lifeline_reader.close()
+
+
+def render_executor(kind: str = "process", nice: int | None = None) -> cf.Executor:
+    """Where snapshots render: ``"process"`` (:class:`RenderProcessExecutor`, the default: the report's
+    CPU stays off the worker's interpreter) or ``"thread"`` (one thread of the worker)."""
+    if kind == "process":
+        return RenderProcessExecutor(nice)
+    return cf.ThreadPoolExecutor(1, thread_name_prefix="glassbox-snapshot")
+
+
 # ------------------------------------------------------------------------------------------------ service
 @dataclass
 class SnapshotStats:
@@ -241,7 +297,15 @@ class SnapshotService:
         self._links: dict[tuple[str, int], dict[str, str | None]] = {}
         self._latest: dict[str, int] = {}
         self._references: dict[tuple[str, int], pd.DataFrame] = {}
-        self.executor.submit(warm_up)  # import Evidently (about 3 s) before the first window needs it
+        self._warm = self.executor.submit(warm_up)  # import Evidently (about 3 s) before the first window needs it
+
+    def ready(self, timeout: float | None = None) -> bool:
+        """Wait until the executor has imported Evidently (at most ``timeout`` s); True when it has."""
+        try:
+            self._warm.result(timeout=timeout)
+            return True
+        except Exception:  # noqa: BLE001 - a failed warm-up shows again in the first snapshot
+            return False
 
     # -- policy --------------------------------------------------------------------------------------
     def should_snapshot(self, window_index: int, *, fired: bool = False) -> bool:
@@ -291,7 +355,7 @@ class SnapshotService:
         *,
         model: str,
         window_index: int,
-        current: pd.DataFrame,
+        current: pd.DataFrame | Callable[[], pd.DataFrame | None],
         reference: pd.DataFrame,
         features: Sequence[str],
         window_end_ms: int | None = None,
@@ -302,7 +366,11 @@ class SnapshotService:
         model_version: str | None = None,
         trigger: str = "periodic",
     ) -> dict[str, str | None]:
-        """Queue a snapshot of one window; returns its planned links at once (never raises)."""
+        """Queue a snapshot of one window; returns its planned links at once (never raises).
+
+        ``current`` is the window's rows, or a function returning them (None: nothing to report), called only
+        when the snapshot is scheduled, so a skipped request costs the caller nothing.
+        """
         try:
             with self._lock:
                 self.stats.requested += 1
@@ -313,9 +381,17 @@ class SnapshotService:
                     self.stats.skipped += 1
             if known is not None:
                 return dict(known)
-            if skip:
-                log.warning("snapshot of %s window %d skipped: %d still pending", model, window_index, running)
+            if skip:  # logged once per 100 (a fast stream asks far more often than reports render)
+                (log.warning if self.stats.skipped % 100 == 1 else log.debug)(
+                    "snapshot of %s window %d skipped: %d still pending (%d skipped so far)", model, window_index,
+                    running, self.stats.skipped)
                 return self.links_for(model)
+            if callable(current):
+                current = current()
+                if current is None:
+                    with self._lock:
+                        self.stats.requested -= 1
+                    return self.links_for(model)
             job = SnapshotJob(
                 model=model, window_index=window_index, window_end_ms=window_end_ms,
                 current=sample_frame(current, self.sample_size, seed=self.seed + window_index),

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from detectors.batch import EventBatch
+from stream.evidence import window_frame
 from stream.monitoring_run import MonitoringRun, local_path
 from stream.snapshots import AlertContext, SnapshotService, enrich_alert, project_id_for
 
@@ -95,8 +101,11 @@ def test_requests_beyond_max_pending_are_skipped_not_queued(tmp_path: Path) -> N
     svc = SnapshotService(workspace=None, out_dir=tmp_path, max_pending=1, executor=slow, sample_size=200)
     ref = frame(300, 1)
     svc.request(model="m", window_index=0, current=frame(200, 2), reference=ref, features=FEATURES)
-    svc.request(model="m", window_index=1, current=frame(200, 3), reference=ref, features=FEATURES)
+    built: list[int] = []
+    svc.request(model="m", window_index=1, current=lambda: built.append(1) or frame(200, 3), reference=ref,
+                features=FEATURES)
     assert svc.stats.skipped == 1
+    assert not built, "a skipped request must not build the window's rows (the worker's hot path pays for them)"
     gate.set()
     assert svc.wait(60)
     assert svc.stats.completed == 1
@@ -112,3 +121,53 @@ def test_enrich_without_snapshots_keeps_identity_fields(window: int | None) -> N
     assert out["links"] == {"runbook": None, "dashboard": None, "report": None, "mlflow_run": None}
     assert out["evidence"]["git_commit"] == "abc"
     assert alert["links"] is None  # not mutated
+
+
+def test_window_frame_copies_only_the_windows_last_rows() -> None:
+    def batch(lo: int, n: int) -> EventBatch:
+        ts = np.arange(lo, lo + n)
+        return EventBatch.from_columns(ids=[str(t) for t in ts], timestamps=ts,
+                                       features={"a": ts * 1.0, "c": np.array(["x"] * n, dtype=object)},
+                                       prediction=ts % 2)
+
+    batches = [batch(0, 50_000), batch(50_000, 300), batch(50_300, 300)]
+    df = window_frame(batches, 49_800, 50_399, 500)  # 600 rows match: the last 500, across three batches
+    assert df["timestamp"].tolist() == list(range(49_900, 50_400))
+    assert df["a"].tolist() == [float(t) for t in range(49_900, 50_400)] and set(df["c"]) == {"x"}
+    assert df["c"].dtype == object and df["prediction"].tolist() == [t % 2 for t in range(49_900, 50_400)]
+    assert window_frame(batches, 60_000, 70_000, 10) is None
+
+
+LIFELINE = """
+import os, sys
+from stream.snapshots import RenderProcessExecutor
+
+ex = RenderProcessExecutor()
+assert ex.submit(os.nice, 0).result(60) >= 10  # the render process runs at a lower priority
+sys.stdout.write(f"{ex.submit(os.getpid).result(60)}\\n")
+sys.stdout.flush()
+os._exit(0)  # no shutdown: as a killed worker
+"""
+
+
+def test_render_process_exits_with_the_worker_that_owns_it() -> None:
+    """A worker gone without shutting its pool down (killed, os._exit) must not leave the render process
+    (and the forkserver and resource tracker it keeps alive) behind holding the worker's stdout: whoever
+    reads that output to its end would wait forever."""
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", LIFELINE], capture_output=True, text=True, timeout=60, cwd=root,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr[-2000:]
+    pid = int(out.stdout.split()[-1])
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid), f"render process {pid} outlived its worker"
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
