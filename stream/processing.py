@@ -214,8 +214,9 @@ class Pipeline:
         if not done:
             return None
         keep = np.ones(len(part), bool)
-        for topic in set(part.topics):
-            on_topic = np.array([t == topic for t in part.topics]) if len(set(part.topics)) > 1 else True
+        topics = set(part.topics)
+        for topic in topics:
+            on_topic = np.array([t == topic for t in part.topics]) if len(topics) > 1 else True
             for p in np.unique(part.partitions).tolist():
                 last = done.get(f"{topic}:{p}")
                 if last is not None:
@@ -228,12 +229,15 @@ class Pipeline:
 
     def _advance(self, model: str, topic: str, partition: int, offset: int) -> None:
         """Record that ``model``'s input is done up to ``offset`` on ``topic:partition``."""
-        if self.state is not None and hasattr(self.state, "place"):
-            self.state.place(model, partition)
         offs = self._offsets.setdefault(model, {})
         k = f"{topic}:{partition}"
         if offset > offs.get(k, -1):
             offs[k] = offset
+
+    def _place(self, model: str, partition: int) -> None:
+        """The model's state lives with the partition of its latest message."""
+        if self.state is not None and hasattr(self.state, "place"):
+            self.state.place(model, partition)
 
     def _advance_part(self, model: str, part: ModelPart, keep: np.ndarray | None) -> None:
         idx = np.arange(len(part)) if keep is None else np.flatnonzero(keep)
@@ -243,23 +247,23 @@ class Pipeline:
             ps, offsets = part.partitions[sel], part.offsets[sel]
             for p in np.unique(ps).tolist():
                 self._advance(model, t, p, int(offsets[ps == p].max()))
-        if len(idx):  # the model's state lives with the partition of its latest message
-            self._advance(model, part.topics[idx[-1]], int(part.partitions[idx[-1]]), int(part.offsets[idx[-1]]))
+        if len(idx):
+            self._place(model, int(part.partitions[idx[-1]]))
 
     def _model_step(self, model: str, part: ModelPart, keep: np.ndarray | None, out: StepOutput) -> None:
         monitor = self.monitors.get(model, part.version)
         known = set(monitor.profile.features) if monitor is not None else None
         if known is not None:
-            for i, name in part.unknown_features(known):
-                if keep is not None and not keep[i]:
-                    continue
-                if keep is None:
-                    keep = np.ones(len(part), bool)
-                keep[i] = False
-                self._dead(out, part.message(i), InvalidEvent("unknown_feature", f"features.{name[:64]}",
-                                                              f"feature {name[:64]!r} is not in {model!r}'s reference"))
-            if keep is not None and not keep.any():
-                return
+            bad = [(i, name) for i, name in part.unknown_features(known) if keep is None or keep[i]]
+            if bad:
+                keep = np.ones(len(part), bool) if keep is None else keep.copy()  # the caller's mask stays
+                for i, name in bad:
+                    keep[i] = False
+                    self._dead(out, part.message(i), InvalidEvent(
+                        "unknown_feature", f"features.{name[:64]}",
+                        f"feature {name[:64]!r} is not in {model!r}'s reference"))
+                if not keep.any():
+                    return
         batch = part.batch(keep, known)
         recent = self._recent.get(model)
         if recent is None:
@@ -316,6 +320,7 @@ class Pipeline:
                                                 msg.offset)
             )
             self._advance(lab.model, msg.topic, msg.partition, msg.offset)
+            self._place(lab.model, msg.partition)
         for model, outcomes in per_model.items():
             if outcomes:
                 self._outcomes(model, outcomes, out)

@@ -180,16 +180,22 @@ def _part_of_block(model: str, b: SingleEventBlock, msgs: list[RawMessage], idx:
         take = np.array(idx, np.int64)
         ids, ts, version = [b.ids[i] for i in idx], [b.timestamps[i] for i in idx], b.versions[idx[0]]
         names = None if b.names is None else [b.names[i] for i in idx]
-        feats = {k: v[take] for k, v in b.features.items()}
-        pred = b.prediction[take]
+        sent = set(b.features) if names is None else frozenset().union(*names)
+        # typed as this model's events alone would be (another model's strings do not make a column objects)
+        feats = {k: _retype(v[take]) for k, v in b.features.items() if k in sent}
+        pred = _retype(b.prediction[take])
         scores = None if b.scores is None else {k: v[take] for k, v in b.scores.items()}
-        if names is not None and len(set(names)) == 1 and names[0] == set(feats):
+        if names is not None and all(n == sent for n in names):
             names = None
     return ModelPart(
         model=model, version=version, topics=topics, partitions=parts, offsets=offs, values=values, names=names,
         event_msg=np.arange(len(msgs), dtype=np.int64), ids=ids, timestamps=np.array(ts, np.int64),
         features=feats, prediction=pred, scores=scores,
     )
+
+
+def _retype(col: np.ndarray) -> np.ndarray:
+    return as_column(col) if col.dtype == object else col
 
 
 def _part_of_chunks(model: str, msgs: list[RawMessage], chunks: list[PredictionChunk]) -> ModelPart:

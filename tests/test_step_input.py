@@ -37,7 +37,8 @@ near_miss = st.sampled_from([
 def events(draw: st.DrawFn) -> list[bytes]:
     out = []
     for i in range(draw(st.integers(1, 12))):
-        ev = {"schema": PREDICTION_SCHEMA, "prediction_id": f"p{i}", "model": "m", "timestamp": T0 + i,
+        ev = {"schema": PREDICTION_SCHEMA, "prediction_id": f"p{i}", "model": draw(st.sampled_from(["m", "m", "m2"])),
+              "timestamp": T0 + i,
               "features": {k: draw(value) for k in draw(st.sets(st.sampled_from("xyz"), min_size=0))},
               "prediction": draw(st.integers(0, 1) | st.sampled_from(["yes", 0.5]))}
         if draw(st.booleans()) and draw(st.booleans()):
