@@ -2,7 +2,7 @@
 alternating in one run.
 
     uv run python bench/bench_snapshots.py [--single 60000] [--batches 1000] [--window 1000] [--every 10]
-                                           [--repeats 3]
+                                           [--repeats 3] [--variants mlflow,snapshots,bare]
 
 Each variant is a real Faust worker (``stream.app.make_app`` + ``stream.worker.register_monitor``) in its own
 process and consumer group, consuming the same topic of the embedded broker, with a file reference
@@ -10,9 +10,16 @@ process and consumer group, consuming the same topic of the embedded broker, wit
 by one standard deviation), so detectors fire and alert snapshots come on top of the periodic ones:
 
 - ``snapshots``: ``Evidence`` with an MLflow monitoring run (sqlite store in a temp dir, system metrics on)
-  and Evidently every ``--every`` windows and on every alert, rendered in the process executor;
+  and Evidently every ``--every`` windows and on every alert, rendered in the process executor (SCHED_IDLE,
+  nice 19, periodic reports within ``evidently.render_duty``);
 - ``mlflow``: the same ``Evidence`` and MLflow run with ``evidently.enabled=false``: the baseline;
 - ``bare``: no ``Evidence`` at all (printed for reference).
+
+Variants may carry options: ``snapshots@nice10`` (render process at nice 10, no SCHED_IDLE),
+``snapshots@duty1`` (``render_duty=1``: no CPU budget), ``mlflow@log0.5`` (``mlflow.window_log_duty=0.5``);
+combine them as ``snapshots@duty1@nice10``. Each line shows the 1-minute load average when the variant started
+(the machine is shared), the window metrics logged / thinned (``mlflow.window_log_duty``) and, for snapshots,
+reports rendered, skipped (max_pending), skipped for the CPU budget, and seconds (wall and CPU) per report.
 
 The clock runs from the first to the last message of the stream (group joins, MLflow run creation and the
 executor's Evidently import excluded: the worker waits for them before consuming). Snapshots still rendering
@@ -93,14 +100,17 @@ def run_role(a: argparse.Namespace) -> None:
     from stream.worker import build_pipeline, register_monitor, tune_gc
 
     home = os.path.join(a.tmp, f"home-{a.role.replace('@', '-')}")
+    opts = dict(re.findall(r"@([a-z]+)([0-9.]+)", a.role))
     settings = Settings(
         home=home, kafka={"bootstrap": a.bootstrap, "topic_prefix": a.prefix},
         worker={"session_timeout_s": 3.0, "rebalance_timeout_s": 3.0, "heartbeat_interval_s": 0.5,
                 "models": {"bench": a.ref}},
         detection={"window": a.window},
-        mlflow={"tracking_uri": f"sqlite:///{a.tmp}/mlflow.db", "artifact_root": os.path.join(a.tmp, "mlartifacts")},
+        mlflow={"tracking_uri": f"sqlite:///{a.tmp}/mlflow.db", "artifact_root": os.path.join(a.tmp, "mlartifacts"),
+                **({"window_log_duty": float(opts["log"])} if "log" in opts else {})},
         evidently={"enabled": a.role.startswith("snapshots"), "every_n_windows": a.every,
-                   "workspace": os.path.join(a.tmp, "evidently")},
+                   "workspace": os.path.join(a.tmp, "evidently"),
+                   **({"render_duty": float(opts["duty"])} if "duty" in opts else {})},
     )
     app = make_app(settings, bootstrap=a.bootstrap, app_id=f"bench-{a.role}-{uuid.uuid4().hex[:6]}",
                    web_enabled=False)
@@ -111,8 +121,8 @@ def run_role(a: argparse.Namespace) -> None:
         from stream import snapshots
         from stream.evidence import Evidence
 
-        if "@" in a.role:  # snapshots@NICE: the render process at another priority
-            snapshots.RENDER_NICE = int(a.role.split("@")[1])
+        if "nice" in opts:  # snapshots@niceN: the render process at nice N, without SCHED_IDLE
+            snapshots.RENDER_NICE, snapshots.RENDER_IDLE = int(float(opts["nice"])), False
 
         evidence = Evidence(settings, pipeline.monitors, source={"bench": a.role})
         if evidence.snapshots is not None:
@@ -128,6 +138,8 @@ def run_role(a: argparse.Namespace) -> None:
         stats: dict = {"events": pipeline.counters.events, **spent, "wall_s": wall,
                        "cpu_s": time.process_time() - cpu0[0],
                        "threads": {k: round(v - threads0.get(k, 0.0), 2) for k, v in thread_cpu().items()}}
+        if evidence is not None:
+            stats["windows"] = evidence.window_log.stats()  # at the end of the clock
         if evidence is not None and evidence.snapshots is not None:
             evidence.snapshots.wait(timeout=300)
             stats["snapshots"] = evidence.snapshots.stats.as_dict()
@@ -186,6 +198,7 @@ def thread_cpu() -> dict[str, float]:
 
 
 def measure(role: str, a: argparse.Namespace, prefix: str, expect: int, tmp: str, ref: str) -> tuple[float, dict]:
+    load = os.getloadavg()[0]
     cmd = [sys.executable, __file__, "--role", role, "--bootstrap", a.bootstrap, "--prefix", prefix,
            "--topic", f"{prefix}predictions", "--expect", str(expect), "--ref", ref, "--tmp", tmp,
            "--window", str(a.window), "--every", str(a.every)]
@@ -195,7 +208,7 @@ def measure(role: str, a: argparse.Namespace, prefix: str, expect: int, tmp: str
     if not times or not stats:
         raise SystemExit(f"{role} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
     first, last = map(float, times[-1])
-    return expect / (last - first), json.loads(stats[-1])
+    return expect / (last - first), {**json.loads(stats[-1]), "load": load}
 
 
 def main() -> None:
@@ -205,7 +218,8 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=1000)
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="e.g. mlflow,snapshots,snapshots@19,bare")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="e.g. mlflow,snapshots,bare,snapshots@duty1,snapshots@nice10 (see the docstring)")
     ap.add_argument("--role")
     ap.add_argument("--bootstrap")
     ap.add_argument("--prefix")
@@ -233,18 +247,25 @@ def main() -> None:
         for title, prefix, n in streams:
             variants = tuple(a.variants.split(","))
             rates: dict[str, list[float]] = {v: [] for v in variants}
-            snaps: dict[str, list[dict]] = {v: [] for v in variants}
+            runs: dict[str, list[dict]] = {v: [] for v in variants}
             for r in range(a.repeats):
                 for v in variants[r % len(variants):] + variants[:r % len(variants)]:
                     rate, stats = measure(v, a, prefix, n, tmp, ref)
                     rates[v].append(rate)
-                    line = (f"  [{title} #{r + 1}] {v:12s} {rate:10,.0f} events/s  alerts {stats['alerts']}  "
-                            f"wall {stats['wall_s']:.2f}s cpu {stats['cpu_s']:.2f}s "
+                    runs[v].append(stats)
+                    line = (f"  [{title} #{r + 1}] {v:12s} {rate:10,.0f} events/s  load {stats['load']:.2f}  "
+                            f"alerts {stats['alerts']}  wall {stats['wall_s']:.2f}s cpu {stats['cpu_s']:.2f}s "
                             f"pipeline {stats['pipeline_s']:.2f}s evidence {stats['evidence_s']:.3f}s "
                             f"steps {stats['steps']}")
+                    if "windows" in stats:
+                        w = stats["windows"]
+                        line += (f"  windows logged {w['logged']} thinned {w['thinned']} pending {w['pending']} "
+                                 f"(MLflow {w['log_s']:.2f}s in {w['batches']} batches)")
                     if "snapshots" in stats:
-                        snaps[v].append(stats["snapshots"])
-                        line += f"  snapshots {stats['snapshots']}"
+                        sn = stats["snapshots"]
+                        line += (f"  snapshots rendered {sn['completed']} skipped {sn['skipped']} "
+                                 f"budget-skipped {sn['skipped_budget']} failed {sn['failed'] + sn['timed_out']} "
+                                 f"p50 {sn['p50_s'] or 0:.2f}s wall {sn['p50_cpu_s'] or 0:.2f}s cpu")
                     print(line, flush=True)
                     if os.environ.get("BENCH_THREADS"):
                         print("    CPU s per thread during the clock:", stats["threads"], flush=True)
@@ -253,15 +274,25 @@ def main() -> None:
                   f"{a.every} windows + on alerts; median of {a.repeats}:")
             print("  " + "; ".join(f"{v} {med[v]:,.0f} events/s" for v in variants)
                   + "  (bare: no Evidence; mlflow: MLflow run, evidently.enabled=false)")
+            if "mlflow" in med and "bare" in med:
+                print(f"  ratio mlflow / bare: {med['mlflow'] / med['bare']:.2f}x; per repeat: "
+                      + ", ".join(f"{m / b:.2f}" for m, b in zip(rates["mlflow"], rates["bare"], strict=True)))
             for v in (v for v in variants if v.startswith("snapshots")):
-                print(f"  ratio {v} / mlflow: {med[v] / med['mlflow']:.2f}x (target >= 0.9); "
-                      f"{v} / bare: {med[v] / med['bare']:.2f}x; per repeat: "
-                      + ", ".join(f"{s / m:.2f}" for s, m in zip(rates[v], rates["mlflow"], strict=True)))
-                done = snaps[v]
+                if "mlflow" in med:
+                    print(f"  ratio {v} / mlflow: {med[v] / med['mlflow']:.2f}x (target >= 0.9); per repeat: "
+                          + ", ".join(f"{s / m:.2f}" for s, m in zip(rates[v], rates["mlflow"], strict=True))
+                          + (f"; {v} / bare: {med[v] / med['bare']:.2f}x" if "bare" in med else ""))
+                done = [s["snapshots"] for s in runs[v]]
                 print(f"  {v} per run: rendered {[s['completed'] for s in done]}, skipped "
-                      f"{[s['skipped'] for s in done]}, failed {[s['failed'] + s['timed_out'] for s in done]}, "
-                      f"p50 s/snapshot {[round(s['p50_s'] or 0, 1) for s in done]}", flush=True)
-
+                      f"{[s['skipped'] for s in done]}, budget-skipped {[s['skipped_budget'] for s in done]}, "
+                      f"failed {[s['failed'] + s['timed_out'] for s in done]}, "
+                      f"p50 s/snapshot {[round(s['p50_s'] or 0, 2) for s in done]} wall, "
+                      f"{[round(s['p50_cpu_s'] or 0, 2) for s in done]} cpu", flush=True)
+            for v in (v for v in variants if v != "bare"):
+                print(f"  {v} windows thinned per run: {[s['windows']['thinned'] for s in runs[v]]} "
+                      f"(logged {[s['windows']['logged'] for s in runs[v]]})", flush=True)
+            print("  load average (1 min) at each run: "
+                  + "; ".join(f"{v} {[round(s['load'], 2) for s in runs[v]]}" for v in variants), flush=True)
 
 if __name__ == "__main__":
     main()

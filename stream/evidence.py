@@ -1,9 +1,12 @@
 """The live worker's glass box: one MLflow monitoring run per session, Evidently snapshots of windows,
 and alerts linked to both.
 
-Nothing here decides anything: it records what the pipeline decided. MLflow writes happen on a logging
-thread and reports render in an executor (a process by default), so neither stalls consumption; a failure
-in either is logged and counted, never raised into the worker.
+Nothing here decides anything: it records what the pipeline decided. MLflow writes happen on logging
+threads and reports render in an executor (a process by default, at the lowest CPU priority), so neither
+stalls consumption; a failure in either is logged and counted, never raised into the worker. Window metrics
+go through :class:`stream.monitoring_run.WindowLogger`: every window's full record into the run's
+``windows/`` artifact, its compact metrics into MLflow within a time budget (``mlflow.window_log_duty``),
+windows beyond it thinned and counted (:meth:`Evidence.stats`).
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ class Evidence:
 
     def __init__(self, settings: Settings, registry: MonitorRegistry, *, kind: str = "worker",
                  source: dict[str, Any] | None = None):
-        from stream.monitoring_run import MonitoringRun
+        from stream.monitoring_run import MonitoringRun, WindowLogger
         from stream.snapshots import AlertContext, SnapshotService, render_executor
 
         self.settings = settings
@@ -98,10 +101,13 @@ class Evidence:
                 workspace=settings.evidently.workspace, run=self.run,
                 every_n_windows=settings.evidently.every_n_windows, sample_size=settings.evidently.sample_size,
                 seed=settings.detection.seed, max_pending=settings.evidently.max_pending, executor=executor,
-                evidently_ui_url=settings.evidently.ui_url,
+                evidently_ui_url=settings.evidently.ui_url, render_duty=settings.evidently.render_duty,
             )
         self.ctx = AlertContext(run=self.run, snapshots=self.snapshots, references={})
-        self._logger = cf.ThreadPoolExecutor(1, thread_name_prefix="glassbox-mlflow")
+        self._logger = cf.ThreadPoolExecutor(1, thread_name_prefix="glassbox-mlflow")  # alerts
+        mc = settings.mlflow
+        self.window_log = WindowLogger(self.run, duty=mc.window_log_duty, max_metrics=mc.window_log_max_metrics,
+                                       artifact_interval_s=mc.window_artifact_interval_s)
         self._recent: dict[str, deque[EventBatch]] = {}
         self._recent_rows: dict[str, int] = {}
 
@@ -135,12 +141,16 @@ class Evidence:
             for model, batch in out.batches:
                 self._remember(model, batch)
             fired = {(a["model"], a["window"].get("index")) for a in out.alerts if a["status"] == "firing"}
+            changed: dict[str, set[tuple[str, int]]] = {}  # windows where an alert fired or resolved
+            for a in out.alerts:
+                kind = "outcomes" if a.get("monitor") in ("performance", "concept_drift") else "predictions"
+                changed.setdefault(a["model"], set()).add((kind, (a.get("window") or {}).get("index")))
             per_model: dict[str, list[dict[str, Any]]] = {}
             for model, rec in out.windows:
                 per_model.setdefault(model, []).append(rec)
             for model, records in per_model.items():
                 ref = self._register(model)
-                self._logger.submit(self._log_windows, model, records)
+                self.window_log.add(model, records, keep=changed.get(model, ()))
                 if self.snapshots is None or ref is None:
                     continue
                 for rec in records:
@@ -166,14 +176,17 @@ class Evidence:
             log.exception("recording evidence failed; alerts go out without links")
             return out.alerts
 
-    def _log_windows(self, model: str, records: list[dict[str, Any]]) -> None:
-        try:
-            self.run.log_windows(model, records)
-        except Exception:
-            log.exception("logging window metrics of %r to MLflow failed", model)
+    def stats(self) -> dict[str, Any]:
+        """What the glass box did so far: window metrics (``windows``: received, logged, thinned, pending...)
+        and snapshots (requested, completed, skipped, skipped_budget...)."""
+        out: dict[str, Any] = {"windows": self.window_log.stats()}
+        if self.snapshots is not None:
+            out["snapshots"] = self.snapshots.stats.as_dict()
+        return out
 
     def close(self, status: str = "FINISHED") -> None:
         """Wait for pending reports and logs, then end the run."""
+        self.window_log.close()
         self._logger.shutdown(wait=True)
         if self.snapshots is not None:
             self.snapshots.close(wait=True, timeout=60)

@@ -85,6 +85,15 @@ class MlflowConfig(BaseModel):
     artifact_root: str | None = Field(None, description="default: <home>/mlartifacts")
     experiment: str = "glassbox-monitoring"
     ui_url: str | None = Field(None, description="MLflow UI base URL for alert links (else file links)")
+    window_log_duty: float = Field(
+        0.1, gt=0, le=1,
+        description="share of the worker's time MLflow may take logging window metrics: after a batch that "
+                    "took T s the logger rests T*(1/duty-1) s; windows arriving faster are thinned (alert "
+                    "windows and the latest kept, counted as windows_thinned; all stay in the windows/ "
+                    "artifact). Replays log every window")
+    window_log_max_metrics: int = Field(1000, ge=10, description="window metrics logged per MLflow batch at most")
+    window_artifact_interval_s: float = Field(
+        60.0, gt=0, description="upload the full window records (windows/<model>/part-*.jsonl.gz) this often")
 
 
 class EvidentlyConfig(BaseModel):
@@ -96,6 +105,12 @@ class EvidentlyConfig(BaseModel):
     sample_size: int = Field(2000, ge=100, description="rows of the window and of the reference per report")
     executor: Literal["process", "thread"] = Field("process", description="where reports are rendered")
     max_pending: int = Field(2, ge=1, description="reports in flight; more are skipped and counted")
+    render_duty: float = Field(
+        0.5, gt=0, le=1,
+        description="share of one core periodic reports may use: after a report that took T s of CPU, periodic "
+                    "requests are skipped for T*(1/duty-1) s (and while one renders), counted as "
+                    "skipped_budget; reports of alert windows are not limited (only by max_pending); 1 = no "
+                    "budget. The render process runs at the lowest CPU priority (SCHED_IDLE, else nice 19)")
     ui_url: str | None = Field(None, description="Evidently UI base URL for alert links")
 
 

@@ -12,7 +12,10 @@ fixed by model and window index), and the work runs in an executor:
 
 A failure or a time-out is logged and counted (:attr:`SnapshotService.stats`), never raised into the caller;
 when ``max_pending`` snapshots are already queued, new requests are skipped and counted, so a slow report can
-never build a backlog. :func:`enrich_alert` fills an alert's ``links`` and ``evidence``.
+never build a backlog. Periodic snapshots also keep to a CPU budget (``render_duty``: after a report that
+took T s of CPU, periodic requests are skipped for ``T * (1 / duty - 1)`` s, counted as ``skipped_budget``),
+and the render process runs at the lowest CPU priority, so reports take idle CPU, not the hot path's.
+:func:`enrich_alert` fills an alert's ``links`` and ``evidence``.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class SnapshotOutcome:
     ok: bool = False
     error: str | None = None
     seconds: float = 0.0
+    cpu_seconds: float | None = None  # CPU time of the rendering thread
     html_bytes: int = 0
     drift_share: float | None = None
     drifted_columns: list[str] = field(default_factory=list)
@@ -152,7 +156,7 @@ def render_snapshot(job: SnapshotJob) -> SnapshotOutcome:
     """
     from detectors.snapshot import build_snapshot
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     snap = build_snapshot(
         job.current, job.reference, features=job.features, prediction=job.prediction, label=job.label,
         task=job.task, categorical=job.categorical, sample_size=job.sample_size, seed=job.seed,
@@ -177,7 +181,8 @@ def render_snapshot(job: SnapshotJob) -> SnapshotOutcome:
             snapshot_id = str(ws.add_run(project.id, snap.snapshot).id)
     return SnapshotOutcome(
         model=job.model, window_index=job.window_index, html=str(html_path), json=str(json_path), ok=True,
-        seconds=time.perf_counter() - t0, html_bytes=len(html.encode()), drift_share=snap.drift_share,
+        seconds=time.perf_counter() - t0, cpu_seconds=time.thread_time() - c0, html_bytes=len(html.encode()),
+        drift_share=snap.drift_share,
         drifted_columns=snap.drifted_columns,
         column_scores={c: d["score"] for c, d in snap.column_drift.items()},
         quality=snap.quality, workspace_snapshot_id=snapshot_id,
@@ -185,7 +190,8 @@ def render_snapshot(job: SnapshotJob) -> SnapshotOutcome:
 
 
 # -------------------------------------------------------------------------------------------- executor
-RENDER_NICE = 10  # the render process yields the CPU to the worker's hot path when cores are contended
+RENDER_NICE = 19  # the render process yields the CPU to the worker's hot path when cores are contended
+RENDER_IDLE = True  # and runs under SCHED_IDLE where the OS has it (Linux): only when a core is otherwise idle
 
 
 def _watch_lifeline(lifeline: Any) -> None:
@@ -194,11 +200,29 @@ def _watch_lifeline(lifeline: Any) -> None:
     os._exit(0)
 
 
-def _init_render_process(lifeline: Any, nice: int) -> None:
-    """Initializer of the render process: lower its priority, and exit as soon as the worker that owns it
-    is gone (however it went: SIGKILL, ``os._exit``), rather than linger holding its stdout and stderr."""
+def lower_priority(nice: int = RENDER_NICE, idle: bool = RENDER_IDLE) -> str:
+    """Lower the calling process's CPU priority: ``nice`` (0-19) and, with ``idle`` where the OS has it, the
+    ``SCHED_IDLE`` policy (runs only when a core would otherwise idle). Returns what it got, e.g.
+    ``"idle+nice19"`` (never raises)."""
+    got = []
+    if idle and hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            got.append("idle")
+        except OSError as err:
+            log.debug("SCHED_IDLE refused (%s): nice only", err)
     if nice:
-        os.nice(nice)
+        with contextlib.suppress(OSError):
+            os.nice(max(0, min(19, nice) - os.nice(0)))
+            got.append(f"nice{os.nice(0)}")
+    return "+".join(got) or "normal"
+
+
+def _init_render_process(lifeline: Any, nice: int, idle: bool = RENDER_IDLE) -> None:
+    """Initializer of the render process: lower its priority (:func:`lower_priority`), and exit as soon as
+    the worker that owns it is gone (however it went: SIGKILL, ``os._exit``), rather than linger holding its
+    stdout and stderr."""
+    lower_priority(nice, idle)
     threading.Thread(target=_watch_lifeline, args=(lifeline,), name="glassbox-lifeline", daemon=True).start()
 
 
@@ -211,16 +235,17 @@ class RenderProcessExecutor(cf.ProcessPoolExecutor):
     resource tracker alive, and all three hold the worker's stdout and stderr, so whatever reads the
     worker's output to its end (a supervisor, ``subprocess.run(capture_output=True)``) waits forever. Here
     the pool process watches a pipe whose other end only the creating process holds, and exits when it
-    closes. It also runs at ``nice`` (lower priority), so rendering takes the idle core and not the hot
-    path's.
+    closes. It also runs at the lowest priority (``SCHED_IDLE`` where available, and ``nice``), so rendering
+    takes the idle core and not the hot path's.
     """
 
-    def __init__(self, nice: int | None = None) -> None:
+    def __init__(self, nice: int | None = None, idle: bool | None = None) -> None:
         nice = RENDER_NICE if nice is None else nice
+        idle = RENDER_IDLE if idle is None else idle
         ctx = multiprocessing.get_context("forkserver")
         reader, self._lifeline = ctx.Pipe(duplex=False)
         self._lifeline_reader = reader  # kept: the pool may start its process lazily
-        super().__init__(1, mp_context=ctx, initializer=_init_render_process, initargs=(reader, nice))
+        super().__init__(1, mp_context=ctx, initializer=_init_render_process, initargs=(reader, nice, idle))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         super().shutdown(wait=wait, cancel_futures=cancel_futures)
@@ -229,11 +254,11 @@ class RenderProcessExecutor(cf.ProcessPoolExecutor):
             self._lifeline_reader.close()
 
 
-def render_executor(kind: str = "process", nice: int | None = None) -> cf.Executor:
+def render_executor(kind: str = "process", nice: int | None = None, idle: bool | None = None) -> cf.Executor:
     """Where snapshots render: ``"process"`` (:class:`RenderProcessExecutor`, the default: the report's
     CPU stays off the worker's interpreter) or ``"thread"`` (one thread of the worker)."""
     if kind == "process":
-        return RenderProcessExecutor(nice)
+        return RenderProcessExecutor(nice, idle)
     return cf.ThreadPoolExecutor(1, thread_name_prefix="glassbox-snapshot")
 
 
@@ -244,14 +269,17 @@ class SnapshotStats:
     completed: int = 0
     failed: int = 0
     timed_out: int = 0
-    skipped: int = 0
+    skipped: int = 0  # beyond max_pending
+    skipped_budget: int = 0  # periodic requests beyond the CPU budget (render_duty)
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        s = sorted(self.seconds)
+        s, c = sorted(self.seconds), sorted(self.cpu_seconds)
         return {"requested": self.requested, "completed": self.completed, "failed": self.failed,
-                "timed_out": self.timed_out, "skipped": self.skipped,
-                "p50_s": s[len(s) // 2] if s else None, "max_s": s[-1] if s else None}
+                "timed_out": self.timed_out, "skipped": self.skipped, "skipped_budget": self.skipped_budget,
+                "p50_s": s[len(s) // 2] if s else None, "max_s": s[-1] if s else None,
+                "p50_cpu_s": c[len(c) // 2] if c else None, "cpu_s": round(sum(c), 3)}
 
 
 class SnapshotService:
@@ -260,7 +288,10 @@ class SnapshotService:
     ``run`` is the :class:`stream.monitoring_run.MonitoringRun` receiving the artifacts (None: files stay
     under ``out_dir``). ``executor`` defaults to one thread; pass a ``ProcessPoolExecutor`` to keep the
     report's CPU off the worker's interpreter. ``timeout_s`` bounds each snapshot: one running longer is
-    counted as timed out and its links are not given to alerts.
+    counted as timed out and its links are not given to alerts. ``render_duty`` (0-1] budgets periodic
+    snapshots to that share of one core: while one renders, and for ``T * (1 / duty - 1)`` s after one that
+    took T s of CPU, periodic requests are skipped (``stats.skipped_budget``); alert snapshots are not
+    budgeted. 1 (the default, as a replay wants) renders every request that ``max_pending`` allows.
     """
 
     def __init__(
@@ -276,6 +307,7 @@ class SnapshotService:
         max_pending: int = 2,
         executor: cf.Executor | None = None,
         evidently_ui_url: str | None = None,
+        render_duty: float = 1.0,
     ) -> None:
         self.workspace = None if workspace is None else str(Path(workspace).resolve())
         self.run = run
@@ -289,6 +321,8 @@ class SnapshotService:
         self._own_executor = executor is None
         self.executor = executor or cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="glassbox-snapshot")
         self.evidently_ui_url = evidently_ui_url
+        self.render_duty = min(max(float(render_duty), 1e-3), 1.0)
+        self._rest_until = 0.0  # time.monotonic() before which periodic requests are over budget
         self.stats = SnapshotStats()
         self.outcomes: list[SnapshotOutcome] = []
         self._lock = threading.Lock()
@@ -297,6 +331,7 @@ class SnapshotService:
         self._links: dict[tuple[str, int], dict[str, str | None]] = {}
         self._latest: dict[str, int] = {}
         self._references: dict[tuple[str, int], pd.DataFrame] = {}
+        self._triggers: dict[tuple[str, int], str] = {}  # pending snapshot -> its trigger
         self._warm = self.executor.submit(warm_up)  # import Evidently (about 3 s) before the first window needs it
 
     def ready(self, timeout: float | None = None) -> bool:
@@ -377,10 +412,16 @@ class SnapshotService:
                 known = self._links.get((model, window_index))
                 running = len(self._pending)
                 skip = known is None and running >= self.max_pending
+                over = (known is None and not skip and trigger != "alert" and self.render_duty < 1.0
+                        and (time.monotonic() < self._rest_until or self._periodic_pending()))
                 if skip:
                     self.stats.skipped += 1
+                if over:
+                    self.stats.skipped_budget += 1
             if known is not None:
                 return dict(known)
+            if over:  # the render process is within its CPU budget: periodic reports wait for the next turn
+                return self.links_for(model)
             if skip:  # logged once per 100 (a fast stream asks far more often than reports render)
                 (log.warning if self.stats.skipped % 100 == 1 else log.debug)(
                     "snapshot of %s window %d skipped: %d still pending (%d skipped so far)", model, window_index,
@@ -406,6 +447,7 @@ class SnapshotService:
             fut.add_done_callback(lambda f, j=job, t=time.monotonic(), ln=links: self._done(f, j, t, ln))
             with self._lock:
                 self._pending[(model, window_index)] = fut
+                self._triggers[(model, window_index)] = trigger
                 self._links[(model, window_index)] = links
                 self._latest[model] = window_index
             return dict(links)
@@ -426,6 +468,9 @@ class SnapshotService:
             with self._lock:
                 self.stats.completed += 1
                 self.stats.seconds.append(outcome.seconds)
+                cpu = outcome.cpu_seconds if outcome.cpu_seconds is not None else outcome.seconds
+                self.stats.cpu_seconds.append(cpu)
+                self._rest(cpu)
                 self.outcomes.append(outcome)
         except Exception as err:  # noqa: BLE001
             timed_out = isinstance(err, TimeoutError)
@@ -435,6 +480,7 @@ class SnapshotService:
                 else:
                     self.stats.failed += 1
                 self._links[key] = {**links, "report": None, "report_json": None}
+                self._rest(elapsed)  # no CPU figure from a failed report: its wall time, to be safe
                 self.outcomes.append(SnapshotOutcome(model=job.model, window_index=job.window_index,
                                                      error=f"{type(err).__name__}: {err}", seconds=elapsed))
             log.error("snapshot of %s window %d failed: %s: %s", job.model, job.window_index,
@@ -442,7 +488,17 @@ class SnapshotService:
         finally:
             with self._lock:
                 self._pending.pop(key, None)
+                self._triggers.pop(key, None)
                 self._idle.notify_all()
+
+    def _periodic_pending(self) -> bool:
+        return any(t != "alert" for t in self._triggers.values())
+
+    def _rest(self, cpu_seconds: float) -> None:
+        """Start the rest the last report earned (under ``self._lock``)."""
+        if self.render_duty < 1.0:
+            rest = cpu_seconds * (1.0 / self.render_duty - 1.0)
+            self._rest_until = max(self._rest_until, time.monotonic() + rest)
 
     def _publish(self, job: SnapshotJob, outcome: SnapshotOutcome) -> None:
         """Artifacts and metrics into the monitoring run (no-op without a run)."""

@@ -113,6 +113,33 @@ def test_requests_beyond_max_pending_are_skipped_not_queued(tmp_path: Path) -> N
     slow.pool.shutdown()
 
 
+def test_periodic_snapshots_keep_to_the_cpu_budget_alert_ones_do_not(tmp_path: Path) -> None:
+    svc = SnapshotService(workspace=None, out_dir=tmp_path, max_pending=4, sample_size=300, render_duty=0.5)
+    ref = frame(600, 1)
+
+    def ask(i: int, trigger: str = "periodic") -> None:
+        svc.request(model="m", window_index=i, current=frame(300, 10 + i), reference=ref, features=FEATURES,
+                    trigger=trigger)
+
+    ask(0)
+    ask(1)  # the first periodic report still renders: this one waits for the next turn
+    ask(2, "alert")  # alert reports are not budgeted
+    assert svc.wait(60)
+    assert svc.stats.skipped_budget == 1 and svc.stats.skipped == 0
+    ask(3)  # just after a report that took T s of CPU: resting T * (1 / 0.5 - 1) = T s
+    assert svc.stats.skipped_budget == 2
+    rest = svc._rest_until - time.monotonic()
+    assert 0 < rest <= 2 * max(svc.stats.cpu_seconds) + 1
+    time.sleep(rest + 0.05)
+    ask(4)
+    assert svc.wait(60)
+    stats = svc.stats.as_dict()
+    assert stats["completed"] == 3 and stats["skipped_budget"] == 2 and stats["cpu_s"] > 0
+    assert sorted(p.name for p in (tmp_path / "m").glob("*.html")) == ["w000000.html", "w000002.html",
+                                                                       "w000004.html"]
+    svc.close()
+
+
 @pytest.mark.parametrize("window", [None, 7])
 def test_enrich_without_snapshots_keeps_identity_fields(window: int | None) -> None:
     alert = {"alert_id": "x", "fingerprint": "f", "model": "m", "window": {"index": window}, "links": None}
@@ -144,6 +171,8 @@ from stream.snapshots import RenderProcessExecutor
 
 ex = RenderProcessExecutor()
 assert ex.submit(os.nice, 0).result(60) >= 10  # the render process runs at a lower priority
+if hasattr(os, "SCHED_IDLE"):  # Linux: only on otherwise idle CPU
+    assert ex.submit(os.sched_getscheduler, 0).result(60) == os.SCHED_IDLE
 sys.stdout.write(f"{ex.submit(os.getpid).result(60)}\\n")
 sys.stdout.flush()
 os._exit(0)  # no shutdown: as a killed worker

@@ -4,10 +4,11 @@ and alerts whose links resolve to files that exist."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from stream.monitoring_run import local_path
+from stream.monitoring_run import MonitoringRun, WindowLogger, local_path, read_window_records
 from stream.producer import Producer
 from tests.kafka_util import WorkerProcess, read_json
 
@@ -37,6 +38,7 @@ def test_worker_with_registered_reference(kafka_bootstrap: str, topic_prefix: st
                        extra_env={"GLASSBOX_EVIDENTLY__EVERY_N_WINDOWS": "3",
                                   "GLASSBOX_EVIDENTLY__SAMPLE_SIZE": "500",
                                   "GLASSBOX_EVIDENTLY__MAX_PENDING": "8",
+                                  "GLASSBOX_EVIDENTLY__RENDER_DUTY": "1",  # every due report (no CPU budget)
                                   "GLASSBOX_DETECTION__WINDOW": "500"}) as worker:
         worker.wait_ready(timeout_s=90)
         with Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
@@ -71,11 +73,64 @@ def test_worker_with_registered_reference(kafka_bootstrap: str, topic_prefix: st
     exp = client.get_experiment_by_name("glassbox-monitoring")
     (run,) = client.search_runs([exp.experiment_id])
     assert run.info.status == "FINISHED"
-    assert any(k.startswith("churn/") for k in run.data.metrics)
+    assert "churn/predictions/columns/monthly_charges/value" in run.data.metrics
+    assert "churn/predictions/drift_share" in run.data.metrics
     artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
-    assert {"alerts.json", "alerts.jsonl", "snapshots"} <= artifacts
+    assert {"alerts.json", "alerts.jsonl", "snapshots", "windows"} <= artifacts
+    records = list(read_window_records(local_path(run.info.artifact_uri), "churn"))  # every window, in full
+    assert [r["index"] for r in records] == list(range(n // 500)) and "wasserstein" in records[0]["columns"][
+        "monthly_charges"]
+    m = run.data.metrics
+    assert m["windows"] == n // 500 and m["windows_logged"] + m["windows_thinned"] == n // 500
+    assert run.data.tags["windows_thinned"] == str(int(m["windows_thinned"]))
     for key in ("report", "mlflow_run", "dashboard"):
         path = local_path(first["links"][key])
         assert path is not None and path.exists(), (key, first["links"][key])
     snap = json.loads(local_path(first["links"]["report_json"]).read_text())
     assert "monthly_charges" in snap["glassbox"]["drifted_columns"]
+
+
+def window_record(i: int, n_cols: int = 25, drift: bool = False) -> dict:
+    cols = {f"x{j}": {"wasserstein": 0.01 * j, "psi": 0.02, "missing_rate": 0.001 * j, "out_of_range_rate": 0.0,
+                      "type_error_rate": 0.0, "events": 1000, "statistic": "wasserstein", "value": 0.01 * j + i,
+                      "threshold": 0.2, "drift": drift and j == 0, "quality_failed": 0} for j in range(n_cols)}
+    return {"kind": "predictions", "index": i, "start": i * 1000, "end": i * 1000 + 999, "events": 1000,
+            "tested": True, "columns": cols, "drifted": ["x0"] if drift else [], "quality": {}}
+
+
+def test_window_logger_thins_a_fast_stream_keeps_alert_windows_and_loses_no_record(tmp_path) -> None:
+    """Windows closing faster than MLflow takes them: the metrics are thinned (alert windows and the latest
+    kept, the rest evenly), the queue stays bounded, the count is recorded, and every record is in the
+    ``windows/`` artifact; a replay (``log_windows``) logs every window."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run = MonitoringRun(uri, artifact_root=tmp_path / "art", system_metrics=False).start()
+    wl = WindowLogger(run, duty=0.25, max_metrics=400, max_pending=100, artifact_interval_s=0.2)
+    n, alert_at = 600, 333
+    most_pending = 0
+    for i in range(0, n, 3):
+        recs = [window_record(k, drift=k == alert_at) for k in range(i, i + 3)]
+        wl.add("m", recs, keep={("predictions", alert_at)} if alert_at in range(i, i + 3) else ())
+        most_pending = max(most_pending, wl.stats()["pending"])
+        time.sleep(0.005)
+    wl.close()
+    stats = wl.stats()
+    run.finish()
+    assert most_pending <= 100 and stats["pending"] == 0 and stats["received"] == n
+    assert 0 < stats["thinned"] < n and stats["logged"] + stats["thinned"] == n
+    hist = run.client.get_metric_history(run.run_id, "m/predictions/columns/x3/value")
+    steps = [h.step for h in hist]
+    assert alert_at in steps and n - 1 in steps and len(steps) == stats["logged"]
+    assert {h.step: h.value for h in hist}[alert_at] == pytest.approx(0.03 + alert_at)
+    assert run.client.get_metric_history(run.run_id, "m/predictions/columns/x0/drift")[0].value in (0.0, 1.0)
+    data = run.client.get_run(run.run_id).data
+    assert data.tags["windows_thinned"] == str(stats["thinned"]) and data.metrics["windows"] == n
+    parts = {f.path for f in run.client.list_artifacts(run.run_id, "windows/m")}
+    assert len(parts) >= 2, parts  # uploaded periodically, then the rest at the end
+    assert [r["index"] for r in read_window_records(local_path(run.artifact_uri), "m")] == list(range(n))
+
+    replay = MonitoringRun(uri, artifact_root=tmp_path / "art", kind="replay", system_metrics=False).start()
+    replay.log_windows("m", [window_record(k) for k in range(40)])
+    replay.finish()
+    hist = replay.client.get_metric_history(replay.run_id, "m/predictions/drift_share")
+    assert [h.step for h in hist] == list(range(40)) and replay.windows_thinned == 0
+    assert len(replay.client.get_run(replay.run_id).data.metrics) < 3 * 25 + 20  # compact, not 13 per column
