@@ -118,11 +118,11 @@ def run_role(a: argparse.Namespace) -> None:
     pipeline.monitors.get("bench")  # profile + calibration before the clock starts
     evidence = None
     if a.role != "bare":
-        from stream import snapshots
+        from stream import idle_pool
         from stream.evidence import Evidence
 
         if "nice" in opts:  # snapshots@niceN: the render process at nice N, without SCHED_IDLE
-            snapshots.RENDER_NICE, snapshots.RENDER_IDLE = int(float(opts["nice"])), False
+            idle_pool.NICE, idle_pool.IDLE = int(float(opts["nice"])), False
 
         evidence = Evidence(settings, pipeline.monitors, source={"bench": a.role})
         if evidence.snapshots is not None:

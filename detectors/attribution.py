@@ -416,17 +416,50 @@ def attributions_record(att: Attribution, explainer: ModelExplainer | None = Non
 
 
 def reference_attributions(model: Any, reference_df: pd.DataFrame, features: Sequence[str], seed: int = 42,
-                           max_rows: int = 500, *, explainer: ModelExplainer | None = None) -> dict[str, Any]:
+                           max_rows: int = 500, *, explainer: ModelExplainer | None = None,
+                           rows: bool = True) -> dict[str, Any]:
     """SHAP summary of the reference (at most ``max_rows`` rows, seeded): what is stored with the profile.
 
     Holds mean |SHAP| per feature and per output, the base values, the model's own global importance when it
-    has one, and the explainer used. Plain JSON.
+    has one, and the explainer used. With ``rows``, also ``abs_shap_rows``: |SHAP| per explained row and
+    feature (averaged over outputs, ``features`` order), from which the attribution monitor calibrates its
+    thresholds without explaining the reference again. Plain JSON.
     """
     exp = explainer or ModelExplainer(model, features, reference_df, seed=seed)
     att = exp.explain(sample_rows(reference_df, max_rows, seed), seed=seed)
     rec = attributions_record(att, exp, seed=seed)
     rec["max_rows"] = int(max_rows)
+    if rows:
+        rec["abs_shap_rows"] = att.abs_rows().tolist()
     return rec
+
+
+def stored_abs_rows(record: dict[str, Any] | None, features: Sequence[str]) -> np.ndarray | None:
+    """A record's per-row |SHAP| as ``(rows, features)`` in ``features`` order; None when the record has none
+    or does not cover every feature."""
+    if not record or not record.get("abs_shap_rows"):
+        return None
+    have = [str(f) for f in record.get("features") or []]
+    if not set(features) <= set(have):
+        return None
+    m = np.asarray(record["abs_shap_rows"], np.float64)
+    if m.ndim != 2 or m.shape[1] != len(have) or not np.isfinite(m).all():
+        return None
+    return m[:, [have.index(str(f)) for f in features]]
+
+
+def top_features(record: dict[str, Any], k: int = 10) -> list[dict[str, Any]]:
+    """The ``k`` features of largest mean |SHAP| in a record, with their share and the model's own importance.
+
+    >>> top_features({"mean_abs_shap": {"a": 0.25, "b": 0.75}, "model_importance": {"a": 0.4, "b": 0.6}}, 1)
+    [{'feature': 'b', 'mean_abs_shap': 0.75, 'share': 0.75, 'model_importance': 0.6}]
+    """
+    m = {str(f): float(v) for f, v in (record.get("mean_abs_shap") or {}).items()}
+    imp = record.get("model_importance") or {}
+    total = sum(m.values())
+    order = sorted(m, key=lambda f: -m[f])[:k]
+    return [{"feature": f, "mean_abs_shap": m[f], "share": m[f] / total if total > 0 else 0.0,
+             "model_importance": None if f not in imp else float(imp[f])} for f in order]
 
 
 def mean_abs_vector(record: dict[str, Any], features: Sequence[str]) -> np.ndarray:

@@ -31,11 +31,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.alert import make_alert
 from detectors.attribution import (
@@ -47,8 +46,10 @@ from detectors.attribution import (
     mean_abs_vector,
     ndcg,
     sample_rows,
+    stored_abs_rows,
     top_movers,
 )
+from detectors.attribution_config import AttributionConfig
 from detectors.batch import EventBatch
 from detectors.calibration import tail_quantile
 from detectors.hysteresis import Hysteresis
@@ -57,47 +58,6 @@ from detectors.reservoir import Reservoir, from_json_values, json_values
 STATE_VERSION = 1
 MONITOR = "attribution_drift"
 FLUSH_EVENTS = 256  # buffered events go to the reservoir at least this often
-
-
-class AttributionConfig(BaseModel):
-    """Settings of the attribution-drift monitor (embed as ``DetectionConfig.attribution``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(True, description="run SHAP on sampled windows and test attribution drift")
-    k: int = Field(200, ge=10, description="events sampled (reservoir) and explained per window")
-    budget_s: float | None = Field(
-        5.0, gt=0, description="SHAP time budget per window (s); over it the window is skipped and counted. "
-        "None: no budget (replay: results then never depend on time)"
-    )
-    reference_rows: int = Field(500, ge=50, description="reference rows explained for the reference attributions")
-    background_rows: int = Field(30, ge=5, description="background rows of the model-agnostic explainer")
-    permutations: int = Field(4, ge=2, description="antithetic permutations of the model-agnostic explainer")
-    threshold: Literal["calibrated", "static"] = Field("calibrated", description="calibrated or static bounds")
-    false_alarm_rate: float = Field(0.05, gt=0, lt=1, description="false-alarm probability over horizon_windows")
-    horizon_windows: int = Field(1000, ge=1, description="windows over which false_alarm_rate holds")
-    alpha: float | None = Field(
-        None, gt=0, lt=1, description="per-window level of each statistic (default false_alarm_rate / "
-        "(2 * horizon_windows))"
-    )
-    calibration_resamples: int = Field(1000, ge=200, description="null windows resampled from the reference")
-    min_distance: float = Field(0.05, ge=0, le=1, description="minimum attribution distance that can fire")
-    min_ndcg_drop: float = Field(0.02, ge=0, le=1, description="minimum nDCG drop (1 - nDCG) that can fire")
-    static_distance: float = Field(0.2, ge=0, le=1, description="static bound of the attribution distance")
-    static_ndcg: float = Field(0.9, ge=0, le=1, description="static bound: nDCG below it fires")
-    ndcg_k: int | None = Field(None, ge=1, description="nDCG over the top k features (default all)")
-    fire_after: int = Field(1, ge=1, description="consecutive drifted windows before firing")
-    resolve_after: int = Field(3, ge=1, description="consecutive clear windows before resolving")
-    top_movers: int = Field(5, ge=1, description="top SHAP movers listed in evidence")
-    keep_results: int = Field(16, ge=1, description="recent window results kept for top_movers(window)")
-    severity: Literal["critical", "warning", "info"] = Field("warning", description="severity of the alerts")
-    max_window_records: int = Field(10_000, ge=1, description="window records kept until drain_windows()")
-    max_pending: int = Field(
-        4, ge=1, description="closed windows awaiting SHAP at most; beyond, a window is skipped (backlog)"
-    )
-
-    def level(self) -> float:
-        return self.alpha if self.alpha is not None else self.false_alarm_rate / (2 * self.horizon_windows)
 
 
 @dataclass
@@ -191,8 +151,11 @@ class AttributionMonitor:
     """Attribution drift of one model: reservoir per window, SHAP off the hot path, calibrated verdicts.
 
     ``reference_attributions`` is the record :func:`detectors.attribution.reference_attributions` stored with
-    the profile (None: computed here from ``reference_sample``); ``reference_sample`` (the reference data,
-    features at least) gives the calibration rows and the model-agnostic explainer's background.
+    the profile (None: computed here from ``reference_sample``). When it carries per-row |SHAP|
+    (``abs_shap_rows``, for every feature) the reference is not explained again: its vector and calibration
+    rows come from the record (:attr:`reference_source` ``"stored"``); otherwise ``reference_sample``
+    (the reference data, features at least) is explained for the calibration rows. ``reference_sample`` is
+    also the model-agnostic explainer's background.
     """
 
     def __init__(self, model: Any, reference_attributions: dict[str, Any] | None, reference_sample: pd.DataFrame,
@@ -210,9 +173,17 @@ class AttributionMonitor:
         self.explainer = explainer or ModelExplainer(
             model, self.features, reference_sample, seed=self.seed, background_rows=cfg.background_rows,
             permutations=cfg.permutations)
-        ref_att = self.explainer.explain(sample_rows(reference_sample, cfg.reference_rows, self.seed), seed=self.seed)
-        self._ref_abs = ref_att.abs_rows()
-        self.reference = reference_attributions or attributions_record(ref_att, self.explainer, seed=self.seed)
+        stored = stored_abs_rows(reference_attributions, self.features)
+        if stored is not None:  # stored with the reference (stream.reference.log_reference): no SHAP here
+            self._ref_abs = stored
+            self.reference = dict(reference_attributions or {})
+            self.reference_source = "stored"
+        else:
+            ref_att = self.explainer.explain(sample_rows(reference_sample, cfg.reference_rows, self.seed),
+                                             seed=self.seed)
+            self._ref_abs = ref_att.abs_rows()
+            self.reference = reference_attributions or attributions_record(ref_att, self.explainer, seed=self.seed)
+            self.reference_source = "given" if reference_attributions else "computed"
         self.ref_vec = mean_abs_vector(self.reference, self.features)
         self.window_explainer = WindowExplainer(self.explainer, self.ref_vec, cfg, self.seed, clock)
         self._limits: dict[int, tuple[float, float]] = {}
@@ -308,6 +279,11 @@ class AttributionMonitor:
         self.reservoir.reset(self.index)
         self._reset_window()
         return out
+
+    @property
+    def next_to_decide(self) -> int:
+        """Index of the oldest window not decided yet."""
+        return self._next
 
     def pending_samples(self) -> list[WindowSample]:
         """Closed windows not decided yet (after a restart: explain these again), oldest first."""
@@ -450,6 +426,13 @@ class AttributionMonitor:
 
     def _kept(self, index: int) -> bool:
         return any(r.index == index for r in self._results)
+
+    def result(self, index: int) -> AttributionResult | None:
+        """The decided (explained) result of window ``index`` while it is among the last ``keep_results``."""
+        for r in reversed(self._results):
+            if r.index == index:
+                return r
+        return None
 
     def latest_result(self) -> AttributionResult | None:
         """The latest decided (explained) window, with its per-row SHAP values for artifacts."""

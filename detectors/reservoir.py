@@ -34,9 +34,13 @@ class Reservoir:
     ``offer`` takes aligned columns (any dtype, the same names every time) for the next events in order;
     ``sample`` returns the kept events' columns in event order plus ``"_position"`` (0-based position in
     the window). ``reset(index)`` starts the next window with its own seed stream.
+
+    The hot path only draws keys: offered columns are kept by reference (not copied, so they must not be
+    modified afterwards) and the kept rows are gathered once, by :meth:`sample`. Referenced rows are
+    compacted to the kept ones when they exceed ``max(8 k, 8192)``, so memory stays bounded without resets.
     """
 
-    __slots__ = ("k", "seed", "index", "seen", "_rng", "_keys", "_pos", "_cols")
+    __slots__ = ("k", "seed", "index", "seen", "_rng", "_keys", "_pos", "_bound", "_chunks", "_rows")
 
     def __init__(self, k: int, seed: int = 42, index: int = 0):
         if k < 1:
@@ -52,7 +56,10 @@ class Reservoir:
         self._rng = _generator(self.seed, self.index)
         self._keys = np.empty(0, np.float64)
         self._pos = np.empty(0, np.int64)
-        self._cols: dict[str, np.ndarray] = {}
+        self._bound = math.inf  # largest kept key once full: only smaller keys can enter
+        # (first position, columns) of offered rows in position order; a compacted chunk has its positions
+        self._chunks: list[tuple[int | np.ndarray, Mapping[str, np.ndarray]]] = []
+        self._rows = 0
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -63,41 +70,69 @@ class Reservoir:
         if n == 0:
             return
         keys = self._rng.random(n)
-        full = len(self._keys) >= self.k
-        bound = self._keys.max() if full else math.inf
-        cand = np.flatnonzero(keys < bound) if full else np.arange(n)
         start = self.seen
         self.seen += n
-        if len(cand) == 0:
-            return
-        all_keys = np.concatenate([self._keys, keys[cand]])
-        all_pos = np.concatenate([self._pos, start + cand])
-        sel = np.sort(np.argpartition(all_keys, self.k - 1)[: self.k]) if len(all_keys) > self.k else None
-        self._keys = all_keys if sel is None else all_keys[sel]
-        self._pos = all_pos if sel is None else all_pos[sel]
-        cols = {}
-        for name, col in columns.items():
-            col = np.asarray(col)
-            old = self._cols.get(name)
-            new = col[cand]
-            merged = new if old is None else np.concatenate([old, new])
-            cols[name] = merged if sel is None else merged[sel]
-        self._cols = cols
+        if len(self._keys) >= self.k:
+            cand = np.flatnonzero(keys < self._bound)
+            if len(cand) == 0:
+                return
+            all_keys = np.concatenate([self._keys, keys[cand]])
+            all_pos = np.concatenate([self._pos, start + cand])
+        else:
+            all_keys = np.concatenate([self._keys, keys])
+            all_pos = np.concatenate([self._pos, np.arange(start, start + n, dtype=np.int64)])
+        if len(all_keys) > self.k:
+            sel = np.sort(np.argpartition(all_keys, self.k - 1)[: self.k])
+            all_keys, all_pos = all_keys[sel], all_pos[sel]
+        self._keys, self._pos = all_keys, all_pos
+        if len(all_keys) >= self.k:
+            self._bound = float(all_keys.max())
+        self._chunks.append((start, {name: np.asarray(col) for name, col in columns.items()}))
+        self._rows += n
+        if self._rows > max(8 * self.k, 8192):
+            self._compact()
+
+    def _gather(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """The columns of the rows at ``positions`` (sorted), from the referenced chunks."""
+        parts: dict[str, list[np.ndarray]] = {}
+        for key, cols in self._chunks:
+            if isinstance(key, np.ndarray):
+                lo, hi = np.searchsorted(positions, [key[0], key[-1] + 1]) if len(key) else (0, 0)
+                idx = np.searchsorted(key, positions[lo:hi])
+            else:
+                size = len(next(iter(cols.values()))) if cols else 0
+                lo, hi = np.searchsorted(positions, [key, key + size])
+                idx = positions[lo:hi] - key
+            if hi == lo:
+                continue
+            for name, col in cols.items():
+                parts.setdefault(name, []).append(col[idx])
+        return {name: p[0] if len(p) == 1 else np.concatenate(p) for name, p in parts.items()}
+
+    def _compact(self) -> None:
+        pos = np.sort(self._pos)
+        self._chunks = [(pos, self._gather(pos))]
+        self._rows = len(pos)
 
     def sample(self) -> dict[str, np.ndarray]:
         """The kept events in event order: each column, and ``"_position"`` within the window."""
-        order = np.argsort(self._pos, kind="stable")
-        out = {name: col[order] for name, col in self._cols.items()}
-        out["_position"] = self._pos[order]
+        pos = np.sort(self._pos)
+        out = self._gather(pos) if len(pos) else {}
+        out["_position"] = pos
         return out
 
     # state ------------------------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """JSON-safe state (NaN as ``None``); the generator is restored by advancing ``seen`` draws."""
+        order = np.argsort(self._pos, kind="stable")
+        cols = self._gather(self._pos[order]) if len(order) else {}
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        cols = {n: c[inverse] for n, c in cols.items()}  # aligned with keys and positions
         return {
             "k": self.k, "seed": self.seed, "index": self.index, "seen": self.seen,
             "keys": self._keys.tolist(), "pos": self._pos.tolist(),
-            "cols": {n: {"kind": c.dtype.kind, "values": json_values(c)} for n, c in self._cols.items()},
+            "cols": {n: {"kind": c.dtype.kind, "values": json_values(c)} for n, c in cols.items()},
         }
 
     @classmethod
@@ -107,7 +142,13 @@ class Reservoir:
         r._rng.bit_generator.advance(r.seen)
         r._keys = np.asarray(state["keys"], np.float64)
         r._pos = np.asarray(state["pos"], np.int64)
-        r._cols = {n: from_json_values(c["values"], c["kind"]) for n, c in state["cols"].items()}
+        if len(r._keys) >= r.k:
+            r._bound = float(r._keys.max())
+        cols = {n: from_json_values(c["values"], c["kind"]) for n, c in state["cols"].items()}
+        if len(r._pos):
+            order = np.argsort(r._pos, kind="stable")
+            r._chunks = [(r._pos[order], {n: c[order] for n, c in cols.items()})]
+            r._rows = len(order)
         return r
 
 

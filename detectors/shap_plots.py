@@ -164,6 +164,16 @@ def write_artifacts(att: Attribution, folder: str | os.PathLike[str], *, prefix:
     }
 
 
+def artifact_bytes(att: Attribution, *, prefix: str = "shap", output: int | str | None = None,
+                   table_format: str = "csv", title: str | None = None) -> dict[str, bytes]:
+    """:func:`write_artifacts` as file name -> bytes (for a process that renders but does not upload)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="glassbox-shap-") as tmp:
+        paths = write_artifacts(att, tmp, prefix=prefix, output=output, table_format=table_format, title=title)
+        return {p.name: p.read_bytes() for p in paths.values()}
+
+
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

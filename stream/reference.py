@@ -7,6 +7,10 @@ the model itself. ``log_reference`` attaches one to an existing model version, i
 - ``reference/data.parquet``: the data (artifact);
 - ``reference/profile.json``: ``detectors.profile.build_profile(...)`` of it;
 - ``reference/reference.json``: name, digest, columns, task (what the monitor needs before reading the rest);
+- ``reference/attributions.json``: SHAP of the registered model on a seeded sample of the data
+  (:func:`detectors.attribution.reference_attributions`: mean |SHAP| per feature and per class, per-row |SHAP|
+  for calibration, the model's own ``feature_importances_`` / |coef|); left out, with a warning and
+  ``ReferenceInfo.attributions = "unavailable: ..."``, when the model cannot be loaded or explained;
 - an MLflow dataset (``mlflow.data.from_pandas``) logged as a run input with context ``reference`` and the
   file's digest (the 16-hex prefix of its sha256, see :func:`stream.lineage.short_digest`);
 - model version tags ``glassbox.reference.*`` pointing at all of it.
@@ -19,6 +23,7 @@ reference raises :class:`ReferenceNotFound` naming every missing part.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -35,6 +40,7 @@ import pandas as pd
 from stream import lineage
 from stream.errors import UserError
 
+log = logging.getLogger("glassbox.reference")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -42,6 +48,7 @@ REFERENCE_DIR = "reference"
 DATA_FILE = "data.parquet"
 PROFILE_FILE = "profile.json"
 META_FILE = "reference.json"
+ATTRIBUTIONS_FILE = "attributions.json"
 TAG_PREFIX = "glassbox.reference."
 FIX_HINT = "attach one with: glassbox reference log --model-uri models:/{name}/{version} --data REF.parquet"
 
@@ -68,6 +75,8 @@ class ReferenceInfo:
     model_version: str | None = None
     run_id: str | None = None
     uri: str | None = None  # what it was loaded from
+    # the stored attributions.json's explainer ("tree" | "permutation"), "unavailable: <why>", or None (not tried)
+    attributions: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,12 +186,17 @@ def log_reference(
     features: Sequence[str] | None = None,
     scores: Sequence[str] | None = None,
     task: str | None = None,
+    attributions: bool = True,
+    seed: int = 42,
+    attribution_rows: int = 500,
 ) -> ReferenceInfo:
     """Attach reference data (a DataFrame or a parquet/CSV file) to the model version ``model_uri`` names.
 
     The data must hold the model's predictions in ``prediction_col`` and, when ``targets`` is given, the
     labels; ``scores`` names class-probability columns. Every other column is a feature unless ``features``
-    says otherwise. Returns the lineage facts; raises ``ValueError`` for missing columns.
+    says otherwise. With ``attributions``, the version's model is loaded and SHAP runs on at most
+    ``attribution_rows`` rows (chosen with ``seed``); the summary goes to ``attributions.json``. Returns the
+    lineage facts; raises ``ValueError`` for missing columns.
     """
     import mlflow.data
     from mlflow.entities import DatasetInput, InputTag, RunTag
@@ -206,13 +220,23 @@ def log_reference(
         profile = _build_profile(df, prediction=prediction_col, label=targets, categorical=categorical,
                                  features=features, task=task, scores=scores, name=ref_name)
         (tmp / PROFILE_FILE).write_text(profile.to_json())
+        files = [DATA_FILE, PROFILE_FILE, META_FILE]
+        note = None
+        if attributions:
+            record, note = _attributions_at_log_time(client, mv, df, list(profile.features), seed=seed,
+                                                     max_rows=attribution_rows)
+            if record is not None:
+                record["reference_digest"] = digest  # a stale file of other data is never read back
+                (tmp / ATTRIBUTIONS_FILE).write_text(json.dumps(record, sort_keys=True))
+                files.append(ATTRIBUTIONS_FILE)
         info = ReferenceInfo(
             name=ref_name, digest=digest, file_sha256=sha, rows=len(df), columns=[str(c) for c in df.columns],
             prediction=prediction_col, label=targets, task=getattr(profile, "task", task),
             model_name=mv.name, model_version=str(mv.version), run_id=run_id, uri=f"models:/{mv.name}/{mv.version}",
+            attributions=note,
         )
         (tmp / META_FILE).write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True))
-        for f in (DATA_FILE, PROFILE_FILE, META_FILE):
+        for f in files:
             client.log_artifact(run_id, str(tmp / f), REFERENCE_DIR)
         run = client.get_run(run_id)
         source = f"{run.info.artifact_uri}/{REFERENCE_DIR}/{DATA_FILE}"
@@ -226,12 +250,38 @@ def log_reference(
                                        RunTag(f"{TAG_PREFIX}digest", digest)])
         for key, value in {"run_id": run_id, "path": REFERENCE_DIR, "dataset": ref_name, "digest": digest,
                            "file_sha256": sha, "rows": str(len(df)), "prediction": prediction_col,
-                           "label": targets or ""}.items():
+                           "label": targets or "", "attributions": note or ""}.items():
             client.set_model_version_tag(mv.name, mv.version, f"{TAG_PREFIX}{key}", value)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     default_cache.forget(tracking_uri, mv.name, str(mv.version))
     return info
+
+
+def _attributions_at_log_time(client: Any, mv: Any, df: pd.DataFrame, features: list[str], *, seed: int,
+                              max_rows: int) -> tuple[dict[str, Any] | None, str]:
+    """SHAP of the version's model on a bounded sample of the reference: ``(record, note)``; ``(None,
+    "unavailable: <why>")`` with a warning when the model cannot be loaded or explained."""
+    import time
+
+    where = f"models:/{mv.name}/{mv.version}"
+    t0 = time.perf_counter()
+    try:
+        import mlflow.pyfunc
+
+        from detectors.attribution import reference_attributions, unwrap_model
+
+        with lineage.mlflow_store(client.tracking_uri), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = unwrap_model(mlflow.pyfunc.load_model(where))
+            record = reference_attributions(model, df, features, seed=seed, max_rows=max_rows)
+    except Exception as err:  # noqa: BLE001 - any model that cannot be explained: log the reference without
+        why = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+        log.warning("%s: reference logged without attributions: the model cannot be explained (%s)", where, why)
+        return None, f"unavailable: {why}"
+    log.info("%s: reference attributions (%s explainer, %d rows) in %.2f s", where, record["explainer"],
+             record["rows"], time.perf_counter() - t0)
+    return record, str(record["explainer"])
 
 
 def _reference_run(client: Any, mv: Any) -> str:
@@ -343,11 +393,23 @@ def _load_registered(client: Any, mv: Any, uri: str, *, load_model: bool) -> Ref
                                     f"{folder}/{DATA_FILE} has sha256 {sha[:16]}, metadata says {meta['digest']}")
         data = pd.read_parquet(local / DATA_FILE)
         profile = _profile_from_json((local / PROFILE_FILE).read_text())
+        extras: dict[str, Any] = {}
+        if (local / ATTRIBUTIONS_FILE).is_file():  # optional: absent for older or unexplainable models
+            try:
+                record = json.loads((local / ATTRIBUTIONS_FILE).read_text())
+            except ValueError as err:
+                log.warning("%s: ignoring unreadable %s/%s: %s", where, folder, ATTRIBUTIONS_FILE, err)
+            else:
+                if record.get("reference_digest") == meta["digest"]:
+                    extras["attributions"] = record
+                else:  # left over from reference data logged before the current one
+                    log.warning("%s: ignoring %s/%s: it explains other reference data (digest %s, not %s)",
+                                where, folder, ATTRIBUTIONS_FILE, record.get("reference_digest"), meta["digest"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     meta.update(model_name=mv.name, model_version=str(mv.version), run_id=run_id, uri=uri)
     info = ReferenceInfo(**{k: meta.get(k) for k in ReferenceInfo.__dataclass_fields__})
-    return Reference(data=data, profile=profile, info=info, model=model)
+    return Reference(data=data, profile=profile, info=info, model=model, extras=extras)
 
 
 def load_reference_file(path: str | os.PathLike[str], *, prediction: str = "prediction",

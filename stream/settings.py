@@ -23,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from detectors.attribution_monitor import AttributionConfig
+from detectors.attribution_config import AttributionConfig
 from detectors.config import DetectionConfig
 from stream.alerting.config import AlertingConfig
 from stream.errors import UserError

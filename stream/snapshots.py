@@ -21,10 +21,7 @@ and the render process runs at the lowest CPU priority, so reports take idle CPU
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import logging
-import multiprocessing
-import os
 import shutil
 import tempfile
 import threading
@@ -190,75 +187,14 @@ def render_snapshot(job: SnapshotJob) -> SnapshotOutcome:
 
 
 # -------------------------------------------------------------------------------------------- executor
-RENDER_NICE = 19  # the render process yields the CPU to the worker's hot path when cores are contended
-RENDER_IDLE = True  # and runs under SCHED_IDLE where the OS has it (Linux): only when a core is otherwise idle
-
-
-def _watch_lifeline(lifeline: Any) -> None:
-    with contextlib.suppress(EOFError, OSError):
-        lifeline.recv_bytes()  # nothing is ever sent: returns (EOFError) when the worker's end closes
-    os._exit(0)
-
-
-def lower_priority(nice: int = RENDER_NICE, idle: bool = RENDER_IDLE) -> str:
-    """Lower the calling process's CPU priority: ``nice`` (0-19) and, with ``idle`` where the OS has it, the
-    ``SCHED_IDLE`` policy (runs only when a core would otherwise idle). Returns what it got, e.g.
-    ``"idle+nice19"`` (never raises)."""
-    got = []
-    if idle and hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            got.append("idle")
-        except OSError as err:
-            log.debug("SCHED_IDLE refused (%s): nice only", err)
-    if nice:
-        with contextlib.suppress(OSError):
-            os.nice(max(0, min(19, nice) - os.nice(0)))
-            got.append(f"nice{os.nice(0)}")
-    return "+".join(got) or "normal"
-
-
-def _init_render_process(lifeline: Any, nice: int, idle: bool = RENDER_IDLE) -> None:
-    """Initializer of the render process: lower its priority (:func:`lower_priority`), and exit as soon as
-    the worker that owns it is gone (however it went: SIGKILL, ``os._exit``), rather than linger holding its
-    stdout and stderr."""
-    lower_priority(nice, idle)
-    threading.Thread(target=_watch_lifeline, args=(lifeline,), name="glassbox-lifeline", daemon=True).start()
-
-
-class RenderProcessExecutor(cf.ProcessPoolExecutor):
-    """One forkserver process rendering snapshots, tied to the life of the process that created it.
-
-    forkserver, not fork: forking a process that runs MLflow's system-metrics thread can deadlock the child.
-    A plain process pool outlives a worker that dies without shutting it down (killed, or ended with
-    ``os._exit``): the pool process blocks forever on its call queue and keeps the forkserver and the
-    resource tracker alive, and all three hold the worker's stdout and stderr, so whatever reads the
-    worker's output to its end (a supervisor, ``subprocess.run(capture_output=True)``) waits forever. Here
-    the pool process watches a pipe whose other end only the creating process holds, and exits when it
-    closes. It also runs at the lowest priority (``SCHED_IDLE`` where available, and ``nice``), so rendering
-    takes the idle core and not the hot path's.
-    """
-
-    def __init__(self, nice: int | None = None, idle: bool | None = None) -> None:
-        nice = RENDER_NICE if nice is None else nice
-        idle = RENDER_IDLE if idle is None else idle
-        ctx = multiprocessing.get_context("forkserver")
-        reader, self._lifeline = ctx.Pipe(duplex=False)
-        self._lifeline_reader = reader  # kept: the pool may start its process lazily
-        super().__init__(1, mp_context=ctx, initializer=_init_render_process, initargs=(reader, nice, idle))
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        super().shutdown(wait=wait, cancel_futures=cancel_futures)
-        if wait:
-            self._lifeline.close()
-            self._lifeline_reader.close()
-
-
 def render_executor(kind: str = "process", nice: int | None = None, idle: bool | None = None) -> cf.Executor:
-    """Where snapshots render: ``"process"`` (:class:`RenderProcessExecutor`, the default: the report's
-    CPU stays off the worker's interpreter) or ``"thread"`` (one thread of the worker)."""
+    """Where snapshots render: ``"process"`` (:class:`stream.idle_pool.IdleProcessPool`, the default: the
+    report's CPU stays off the worker's interpreter, at the lowest priority) or ``"thread"`` (one thread of the
+    worker)."""
     if kind == "process":
-        return RenderProcessExecutor(nice, idle)
+        from stream.idle_pool import IdleProcessPool
+
+        return IdleProcessPool(nice=nice, idle=idle)
     return cf.ThreadPoolExecutor(1, thread_name_prefix="glassbox-snapshot")
 
 

@@ -74,8 +74,11 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
     """Attach the prediction and label agents (and a ``/stats`` page) to ``app``. With ``evidence``
     (:class:`stream.evidence.Evidence`), steps are recorded in MLflow and alerts carry their links; with
     ``attribution`` (:class:`stream.attribution_service.AttributionService`), windows are explained with SHAP
-    off the hot path and alerts carry their window's top SHAP movers."""
+    off the hot path and alerts carry their window's top SHAP movers; with both, the SHAP plots and tables of
+    chosen windows go into the monitoring run."""
     topics = Topics(app, settings)
+    if attribution is not None and evidence is not None and getattr(attribution, "run", None) is None:
+        attribution.attach_run(evidence.run)
     batch_max, within = settings.worker.batch_max, settings.worker.batch_wait_s
     from stream.health import register_health
 
@@ -149,8 +152,8 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
         body["joins"] = {m: j.counters() for m, j in pipeline.joins.items()}
         if attribution is not None:
             body["attribution"] = attribution.stats()
-        if evidence is not None and evidence.snapshots is not None:
-            body["snapshots"] = evidence.snapshots.stats.as_dict()
+        if evidence is not None:
+            body |= evidence.stats()  # "windows" (MLflow logging) and "snapshots"
         body["assignment"] = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
         return web.json(body)
 

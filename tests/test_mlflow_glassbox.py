@@ -65,7 +65,7 @@ def test_training_registers_a_gated_model_with_lineage_reference_and_alias(store
     files = {Path(f.path).name for f in client.list_artifacts(r.run_id, "datasets")}
     assert f"churn-train-{contexts['churn-train'][0]}.parquet" in files
     ref_files = {Path(f.path).name for f in client.list_artifacts(r.run_id, "reference")}
-    assert ref_files == {"data.parquet", "profile.json", "reference.json"}
+    assert ref_files == {"data.parquet", "profile.json", "reference.json", "attributions.json"}
     mv = client.get_model_version("churn", "1")
     assert mv.tags["glassbox.reference.digest"] == r.reference.digest
     local = local_path(run.info.artifact_uri) / "reference" / "data.parquet"

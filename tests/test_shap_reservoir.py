@@ -75,3 +75,18 @@ def test_state_round_trip_continues_exactly() -> None:
     assert a["_position"].tolist() == b["_position"].tolist()
     assert np.array_equal(a["x"], b["x"], equal_nan=True)
     assert a["s"].tolist() == b["s"].tolist()
+
+
+def test_long_windows_compact_referenced_rows_and_keep_the_same_sample() -> None:
+    """Columns are referenced, not copied, until sampled: past max(8 k, 8192) rows they are compacted to the
+    kept ones, which changes nothing in the sample or the state."""
+    x = np.random.default_rng(7).normal(size=30_000)
+    whole = Reservoir(20, seed=4)
+    _feed(whole, x, [])
+    chunked = Reservoir(20, seed=4)
+    _feed(chunked, x, list(range(97, 30_000, 97)))
+    assert chunked._rows <= 8192 + 97  # compacted on the way
+    a, b = whole.sample(), chunked.sample()
+    assert a["_position"].tolist() == b["_position"].tolist() and np.array_equal(a["x"], b["x"])
+    assert b["s"].tolist() == [f"e{p}" for p in b["_position"]]
+    assert json.dumps(whole.to_state()) == json.dumps(chunked.to_state())

@@ -167,9 +167,9 @@ def test_window_frame_copies_only_the_windows_last_rows() -> None:
 
 LIFELINE = """
 import os, sys
-from stream.snapshots import RenderProcessExecutor
+from stream.idle_pool import IdleProcessPool
 
-ex = RenderProcessExecutor()
+ex = IdleProcessPool()
 assert ex.submit(os.nice, 0).result(60) >= 10  # the render process runs at a lower priority
 if hasattr(os, "SCHED_IDLE"):  # Linux: only on otherwise idle CPU
     assert ex.submit(os.sched_getscheduler, 0).result(60) == os.SCHED_IDLE
