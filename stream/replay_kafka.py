@@ -19,7 +19,7 @@ from typing import Any
 
 from stream.processing import Pipeline, RawMessage
 from stream.settings import KafkaConfig
-from stream.step_input import ParsedStep, parse_step
+from stream.step_input import parse_step
 from stream.topic_reader import (
     PREDICTIONS,
     KafkaReplayError,
@@ -143,9 +143,9 @@ def replay_topic(
     """Replay ``predictions`` (and ``labels``) through every pipeline; the same steps reach each one.
 
     Reading and merging run in a reader process while this one detects, so the two overlap on two cores;
-    each prediction step is parsed on whichever side is idle. ``progress(stats, events)`` is called after
-    every step. Raises :class:`KafkaReplayError` for a topic that does not exist or a range with no record in
-    it.
+    the parsing of each prediction step is shared between them (see :class:`ReaderProcess`).
+    ``progress(stats, events)`` is called after every step. Raises :class:`KafkaReplayError` for a topic that
+    does not exist or a range with no record in it.
     """
     rng = rng or ReplayRange()
     rng.validate()
@@ -156,23 +156,18 @@ def replay_topic(
     with ReaderProcess(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
                        label_horizon_ms=label_horizon_ms,
                        max_bytes=pipelines[0].max_message_bytes if pipelines else kafka.max_message_bytes) as reader:
-        for rank, payload, stats in reader.steps():
-            if not isinstance(payload, ParsedStep):
-                msgs = [RawMessage(*m) for m in payload]
-                if rank == PREDICTIONS:
-                    payload = parse_step(msgs, reader.max_bytes)
-                else:
-                    n_labels += len(msgs)
+        for rank, (head, tail), stats in reader.steps():
+            msgs = [RawMessage(*m) for m in tail]
+            if rank == PREDICTIONS:
+                steps = [head] if head is not None else []
+                if msgs:
+                    steps.append(parse_step(msgs, reader.max_bytes))
+            else:
+                n_labels += len(msgs)
             for pipe, run in zip(pipelines, runs, strict=True):
-                out = pipe.on_parsed(payload) if rank == PREDICTIONS else pipe.on_labels(msgs)
-                if out.alerts:
-                    run.alerts.extend(out.alerts)
-                if keep_windows and out.windows:
-                    run.windows.extend({**w, "model": model} for model, w in out.windows)
-                run.events += out.events
-                for d in out.deadletters:
-                    run.deadletters += 1
-                    run.reasons[d["reason"]] = run.reasons.get(d["reason"], 0) + 1
+                outs = [pipe.on_parsed(st) for st in steps] if rank == PREDICTIONS else [pipe.on_labels(msgs)]
+                for out in outs:
+                    _collect(run, out, keep_windows)
             if progress is not None:
                 progress(stats, runs[0].events)
         stats = reader.stats
@@ -181,6 +176,17 @@ def replay_topic(
         raise KafkaReplayError(f"no record of {predictions!r} in {rng.describe()} "
                                f"(partitions hold offsets {_spans(stats)})")
     return KafkaReplayResult(runs=runs, stats=stats, seconds=seconds, labels=n_labels)
+
+
+def _collect(run: PipelineRun, out: Any, keep_windows: bool) -> None:
+    if out.alerts:
+        run.alerts.extend(out.alerts)
+    if keep_windows and out.windows:
+        run.windows.extend({**w, "model": model} for model, w in out.windows)
+    run.events += out.events
+    for d in out.deadletters:
+        run.deadletters += 1
+        run.reasons[d["reason"]] = run.reasons.get(d["reason"], 0) + 1
 
 
 def _spans(stats: ReadStats) -> str:

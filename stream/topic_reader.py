@@ -20,10 +20,13 @@ This module stays light (no pandas, no MLflow): :class:`ReaderProcess` runs it i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import queue
+import sys
 import threading
+import time
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +47,7 @@ MAX_BUFFERED = 50_000  # records buffered per partition before it is paused
 STEP_BYTES = 4 * 1024 * 1024
 _DONE = object()
 _STEP, _END, _ERROR = "step", "end", "error"  # what the reader process sends
+SHARE_STEP = 0.05  # how fast the reader process's share of the parsing follows the side that waits
 
 class KafkaReplayError(UserError, ValueError):
     """A topic replay that cannot run as asked (no such topic, an empty range, a bad offset)."""
@@ -464,9 +468,11 @@ class ReaderProcess:
     """A :class:`TopicReader` in a child process that hands its steps on, pickled, through a bounded queue.
 
     Parsing a prediction step (:func:`stream.step_input.parse_step`) costs about as much as reading it or
-    detecting on it, so it goes to the side with time to spare: the child sends a step's records as they
-    are while the replaying process sits waiting for input (it parses them itself), and parses the step
-    when that process is busy. ``parse_step`` is pure, so where it ran changes nothing in the results.
+    detecting on it, so the two processes share it: the child parses the first part of each step and sends
+    the rest as records, which the replaying process parses. The child's share follows whichever side
+    waits: when the replaying process sat waiting for input longer than the child sat blocked on a full
+    queue since the last step, the child parses less, otherwise more. ``parse_step`` is pure and a step can
+    be cut anywhere, so the split changes nothing in the results.
 
     The child comes from a fork server (forking beside MLflow's or aiokafka's threads is not safe), is
     killed when the replay stops early, and a child that dies is an error, never a silent end.
@@ -479,24 +485,26 @@ class ReaderProcess:
         self.stats = ReadStats()
         self._proc: Any = None
         self._q: Any = None
-        self._waiting: Any = None  # shared flag: the replaying process is blocked on the queue
+        self._waited: Any = None  # shared: seconds the replaying process has spent waiting for steps
 
     def __enter__(self) -> ReaderProcess:
         import multiprocessing
 
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["stream.topic_reader", "stream.settings", "aiokafka"])
+        ctx.set_forkserver_preload(["stream.topic_reader", "stream.settings", "aiokafka"])  # imported once
         self._q = ctx.Queue(maxsize=8)
-        self._waiting = ctx.RawValue("b", 0)
-        self._proc = ctx.Process(target=_reader_main, args=(self._q, self._waiting, *self.args),
+        self._waited = ctx.RawValue("d", 0.0)
+        self._proc = ctx.Process(target=_reader_main, args=(self._q, self._waited, *self.args),
                                  name="glassbox-replay-reader", daemon=True)
-        self._proc.start()
+        with _main_script_hidden():
+            self._proc.start()
         return self
 
     def steps(self) -> Iterator[tuple[int, Any, ReadStats]]:
-        """``(rank, payload, stats)``: a :class:`ParsedStep` or record tuples (always tuples for labels)."""
+        """``(rank, (head, tail), stats)``: ``head`` the parsed first part of a prediction step (or None),
+        ``tail`` the records of the rest as tuples (all of a labels step)."""
         while True:
-            self._waiting.value = 1
+            t0 = time.perf_counter()
             try:
                 kind, a, b, stats = self._q.get(timeout=1.0)
             except queue.Empty:
@@ -504,7 +512,8 @@ class ReaderProcess:
                     raise KafkaReplayError(f"the replay reader process died (exit code {self._proc.exitcode})"
                                            ) from None
                 continue
-            self._waiting.value = 0
+            finally:
+                self._waited.value += time.perf_counter() - t0
             if kind == _ERROR:
                 raise a
             self.stats = stats
@@ -522,18 +531,42 @@ class ReaderProcess:
             self._q.close()
 
 
-def _reader_main(q: Any, waiting: Any, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """While the reader process starts, hide the main script's path from multiprocessing: a forkserver child
+    re-runs the main script (Python 3.11's fork server never preloads it), which costs 0.2-0.8 s when it
+    imports pandas or scikit-learn (0.4 s for ``glassbox``'s own entry point), and the reader needs nothing
+    from it."""
+    main = sys.modules.get("__main__")
+    path = main.__dict__.pop("__file__", None) if main is not None else None
+    try:
+        yield
+    finally:
+        if path is not None:
+            main.__dict__["__file__"] = path
+
+
+def _reader_main(q: Any, waited: Any, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
                  rng: ReplayRange, step_messages: int, label_horizon_ms: int | None, max_bytes: int) -> None:
-    """The reader process: read, merge, parse; every step, then the final stats (or the error), into ``q``."""
+    """The reader process: read, merge, parse its share; every step, then the final stats (or the error),
+    into ``q``."""
     reader = TopicReader(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
                          label_horizon_ms=label_horizon_ms)
+    share, seen_waited = 0.5, 0.0
     try:
         for rank, msgs in reader.steps():
-            if rank == PREDICTIONS and not waiting.value:  # the replaying process is busy: parse here
-                payload: Any = parse_step(msgs, max_bytes).without_raw()  # a replay only counts dead letters
-            else:
-                payload = [(m.topic, m.partition, m.offset, m.value, m.timestamp, m.key) for m in msgs]
-            q.put((_STEP, rank, payload, copy.copy(reader.stats)))
+            head = None
+            cut = round(share * len(msgs)) if rank == PREDICTIONS else 0
+            if cut:
+                head = parse_step(msgs[:cut], max_bytes).without_raw()  # a replay only counts dead letters
+            tail = [(m.topic, m.partition, m.offset, m.value, m.timestamp, m.key) for m in msgs[cut:]]
+            t0 = time.perf_counter()
+            q.put((_STEP, rank, (head, tail), copy.copy(reader.stats)))
+            t1 = time.perf_counter()
+            if rank == PREDICTIONS:  # follow the side that waits
+                blocked_now, waited_now = t1 - t0, waited.value - seen_waited
+                seen_waited += waited_now
+                share = min(1.0, max(0.0, share + (SHARE_STEP if blocked_now > waited_now else -SHARE_STEP)))
         q.put((_END, None, None, reader.stats))
     except KafkaReplayError as err:  # the user's to fix: handed on as it is
         q.put((_ERROR, err, None, None))
