@@ -380,8 +380,8 @@ def _typed_column(col: list[Any], fld: str) -> np.ndarray:
     if not types <= _SCALARS:
         for x in col:
             _value(x, fld)  # raises with the offending type
-    strings = filter(None, col) if types <= _STRINGS else (x for x in col if type(x) is str)
-    if max(map(len, strings), default=0) > MAX_STRING_VALUE:
+    distinct = set(col)  # categories repeat: their lengths are checked once (hashing strings is cheap)
+    if max((len(x) for x in distinct if type(x) is str), default=0) > MAX_STRING_VALUE:
         raise _fail("bad_value", fld, f"{fld} string longer than {MAX_STRING_VALUE} characters")
     return np.array(col, dtype=object)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -38,18 +39,37 @@ class Outcome:
     offset: int
 
 
+class _Block:
+    """The predictions of one call, as columns; ``indexed`` once their ids are in the lookup dict."""
+
+    __slots__ = ("ids", "ts", "preds", "rows", "parts", "offs", "indexed")
+
+    def __init__(self, ids: list[str], ts: list[int], preds: list[Any], rows: list[Any], parts: list[int],
+                 offs: list[int]):
+        self.ids, self.ts, self.preds, self.rows, self.parts, self.offs = ids, ts, preds, rows, parts, offs
+        self.indexed = False
+
+    def take(self, keep: list[int]) -> _Block:
+        return _Block(*([col[i] for i in keep] for col in (self.ids, self.ts, self.preds, self.rows, self.parts,
+                                                             self.offs)))
+
+
 class LabelJoin:
-    """Pending predictions and early labels, matched in label-arrival order."""
+    """Pending predictions and early labels, matched in label-arrival order.
+
+    Pending predictions are kept as blocks (one per call, in arrival order ~ event order, expired oldest
+    first); their ids are indexed for lookup only once labels come, so a model whose labels never arrive (or
+    a replay without a labels topic) pays no per-event dictionary.
+    """
 
     def __init__(self, ttl_ms: int, max_pending: int = 2_000_000):
         self.ttl_ms = ttl_ms
         self.max_pending = max_pending
-        # id -> (timestamp, prediction, scores, partition, offset), and the same entries in insertion order
-        # (~ event order) as blocks, one per call, for expiry oldest first
-        self._pending: dict[str, tuple[int, Any, dict[str, float] | None, int, int]] = {}
-        self._blocks: deque[tuple[list[str], list[tuple[int, Any, dict[str, float] | None, int, int]]]] = deque()
+        self._pending: dict[str, tuple[_Block, int]] = {}  # id -> its block and position (indexed blocks)
+        self._blocks: deque[_Block] = deque()
         self._cursor = 0  # entries of the oldest block already gone
-        self._in_blocks = 0  # entries the blocks hold, matched ones included
+        self._unindexed = 0  # pending entries in blocks not indexed yet
+        self._in_blocks = 0  # entries the indexed blocks hold, matched ones included
         self._early: OrderedDict[str, tuple[int, Any, int, int]] = OrderedDict()  # id -> (ts, label, part, off)
         self.watermark = 0
         self.predictions = 0
@@ -81,34 +101,34 @@ class LabelJoin:
             predictions = predictions.tolist()
         parts = partitions.tolist() if hasattr(partitions, "tolist") else list(partitions)
         offs = offsets.tolist() if hasattr(offsets, "tolist") else list(offsets)
+        id_list = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
         early = self._early
         if early:  # labels that came first: match them now, in prediction order
-            for i, pid in enumerate(ids):
+            for i, pid in enumerate(id_list):
                 hit = early.pop(pid, None)
                 if hit is not None:
                     lts, label, part, off = hit
                     out.append(Outcome(pid, ts_list[i], lts, predictions[i], label, rows[i], part, off))
-        waiting = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
-        values = list(zip(ts_list, predictions, rows, parts, offs, strict=True))
+        block = _Block(id_list, ts_list, list(predictions), rows, parts, offs)
         if out:
             matched = {o.prediction_id for o in out}
-            keep = [i for i, pid in enumerate(waiting) if pid not in matched]
-            waiting, values = [waiting[i] for i in keep], [values[i] for i in keep]
-        self._pending.update(zip(waiting, values, strict=True))
-        if waiting:
-            self._blocks.append((waiting, values))
-            self._in_blocks += len(waiting)
+            block = block.take([i for i, pid in enumerate(id_list) if pid not in matched])
+        if block.ids:
+            self._blocks.append(block)
+            self._unindexed += len(block.ids)
         self.matched += len(out)
         self.late_labels += len(out)
         if ts_list:
             self.watermark = max(self.watermark, max(ts_list))
-        self.predictions += len(ids)
+        self.predictions += len(id_list)
         self._expire()
         return out
 
     def add_label(self, prediction_id: str, label: Any, timestamp: int, partition: int = -1,
                   offset: int = -1) -> list[Outcome]:
         """Join one label; an outcome if its prediction is pending, else the label waits."""
+        if self._unindexed:
+            self._index()
         hit = self._pending.pop(prediction_id, None)
         if hit is None:
             if prediction_id in self._early:
@@ -116,49 +136,84 @@ class LabelJoin:
             self._early[prediction_id] = (timestamp, label, partition, offset)
             self._expire()
             return []
-        ts, pred, sc, _, _ = hit
+        b, i = hit
         self.matched += 1
-        return [Outcome(prediction_id, ts, timestamp, pred, label, sc, partition, offset)]
+        return [Outcome(prediction_id, b.ts[i], timestamp, b.preds[i], label, b.rows[i], partition, offset)]
+
+    def _index(self) -> None:
+        """Put the ids of the blocks not indexed yet (the newest ones) in the lookup dict, oldest first."""
+        fresh = []
+        for b in reversed(self._blocks):
+            if b.indexed:
+                break
+            fresh.append(b)
+        for b in reversed(fresh):
+            start = self._cursor if b is self._blocks[0] else 0
+            self._pending.update(zip(b.ids[start:], zip(repeat(b), range(start, len(b.ids))), strict=True))
+            b.indexed = True
+            self._in_blocks += len(b.ids)
+        self._unindexed = 0
 
     def _expire(self) -> None:
         horizon = self.watermark - self.ttl_ms
         pending, blocks, early = self._pending, self._blocks, self._early
         while blocks:
-            ids, values = blocks[0]
+            b = blocks[0]
+            ids, ts = b.ids, b.ts
             i = self._cursor
             while i < len(ids):
-                pid, v = ids[i], values[i]
-                if pending.get(pid) is v:  # still waiting (not matched, not sent again since)
-                    if len(pending) <= self.max_pending and v[0] >= horizon:
+                if b.indexed:
+                    v = pending.get(ids[i])
+                    alive = v is not None and v[0] is b and v[1] == i  # not matched, not sent again since
+                else:
+                    alive = True
+                if alive:
+                    if len(pending) + self._unindexed <= self.max_pending and ts[i] >= horizon:
                         break
-                    del pending[pid]
+                    if b.indexed:
+                        del pending[ids[i]]
+                    else:
+                        self._unindexed -= 1
                     self.expired_predictions += 1
                 i += 1
             if i < len(ids):
                 self._cursor = i
                 break
             blocks.popleft()
-            self._in_blocks -= len(ids)
+            if b.indexed:
+                self._in_blocks -= len(ids)
             self._cursor = 0
-        if self._in_blocks > 2 * len(pending) + 4096:  # mostly matched entries: keep only the waiting ones
-            self._blocks = deque([(list(pending), list(pending.values()))]) if pending else deque()
-            self._in_blocks, self._cursor = len(pending), 0
+        if self._in_blocks > 2 * len(pending) + 4096 and not self._unindexed:
+            self._compact()
         while early and (len(early) > self.max_pending or next(iter(early.values()))[0] < horizon):
             early.popitem(last=False)
             self.unmatched_labels += 1
+
+    def _compact(self) -> None:
+        """Mostly matched entries in the blocks: keep only the waiting ones, in one block."""
+        items = list(self._pending.items())
+        cols: list[list[Any]] = [[], [], [], [], [], []]
+        for pid, (b, i) in items:
+            for col, src in zip(cols, (pid, b.ts[i], b.preds[i], b.rows[i], b.parts[i], b.offs[i]), strict=True):
+                col.append(src)
+        block = _Block(*cols)
+        block.indexed = True
+        self._pending = {pid: (block, j) for j, (pid, _) in enumerate(items)}
+        self._blocks = deque([block]) if items else deque()
+        self._in_blocks, self._cursor = len(items), 0
 
     def coverage(self) -> float:
         """Share of predictions that received a label (so far)."""
         return self.matched / self.predictions if self.predictions else 0.0
 
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + self._unindexed
 
     def counters(self) -> dict[str, int]:
         return {
             "predictions": self.predictions, "matched": self.matched, "late_labels": self.late_labels,
             "expired_predictions": self.expired_predictions, "unmatched_labels": self.unmatched_labels,
-            "duplicate_labels": self.duplicate_labels, "pending_predictions": len(self._pending),
+            "duplicate_labels": self.duplicate_labels, "pending_predictions": self.pending(),
             "pending_labels": len(self._early),
         }
 

@@ -566,7 +566,8 @@ def _reader_main(q: Any, waited: Any, bootstrap: str, kafka: KafkaConfig, predic
             if rank == PREDICTIONS:  # follow the side that waits
                 blocked_now, waited_now = t1 - t0, waited.value - seen_waited
                 seen_waited += waited_now
-                share = min(1.0, max(0.0, share + (SHARE_STEP if blocked_now > waited_now else -SHARE_STEP)))
+                if blocked_now != waited_now:  # (both zero: no news)
+                    share = min(1.0, max(0.0, share + (SHARE_STEP if blocked_now > waited_now else -SHARE_STEP)))
         q.put((_END, None, None, reader.stats))
     except KafkaReplayError as err:  # the user's to fix: handed on as it is
         q.put((_ERROR, err, None, None))
