@@ -106,7 +106,7 @@ class EvidentlyConfig(BaseModel):
     executor: Literal["process", "thread"] = Field("process", description="where reports are rendered")
     max_pending: int = Field(2, ge=1, description="reports in flight; more are skipped and counted")
     render_duty: float = Field(
-        0.5, gt=0, le=1,
+        0.25, gt=0, le=1,
         description="share of one core periodic reports may use: after a report that took T s of CPU, periodic "
                     "requests are skipped for T*(1/duty-1) s (and while one renders), counted as "
                     "skipped_budget; reports of alert windows are not limited (only by max_pending); 1 = no "
