@@ -46,9 +46,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-T0 = 1_700_000_000_000
-NUM = [f"n{i}" for i in range(20)]
-CAT = [f"c{i}" for i in range(5)]
+from bench_worker import CAT, NUM, T0, reference  # noqa: E402  (the same stream shape and reference)
+
 VARIANTS = ("mlflow", "snapshots", "bare")  # --variants may add snapshots@NICE (render process priority)
 
 
@@ -76,19 +75,6 @@ def produce(bootstrap: str, prefix: str, single: int, batches: int, batch_size: 
                                     timestamps=[T0 + at + i for i in range(n)], features=feats,
                                     predictions=rng.random(n).round(6).tolist())
         p.flush()
-
-
-def reference(path: str, n: int = 20_000) -> str:
-    """A reference table drawn from the stream's distributions before the drift."""
-    import pandas as pd
-
-    rng = np.random.default_rng(1)
-    df = pd.DataFrame({k: rng.normal(size=n) for k in NUM})
-    for k in CAT:
-        df[k] = np.array(list("abcd"))[rng.integers(0, 4, n)]
-    df["prediction"] = rng.random(n).round(6)
-    df.to_parquet(path)
-    return path
 
 
 def run_role(a: argparse.Namespace) -> None:

@@ -59,3 +59,18 @@ def numeric_values(s: pd.Series) -> np.ndarray:
     x = x.copy()
     x[~np.isfinite(x)] = np.nan
     return x
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float (bools as 0/1), else ``None`` (missing, text, NaN, infinite).
+
+    >>> [finite_number(v) for v in (2, True, "3", None, float("inf"))]
+    [2.0, 1.0, None, None, None]
+    """
+    if value is None or isinstance(value, (str, bytes)):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

@@ -39,6 +39,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from detectors.values import finite_number
 from stream import lineage
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -120,17 +121,6 @@ def _key(*parts: str) -> str:
     return metric_key(*parts)
 
 
-def _num(v: Any) -> float | None:
-    """``v`` as a finite float (bools as 0/1), else None."""
-    if v is None or isinstance(v, (str, bytes)):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 _QUALITY_RATES = ("missing_rate", "out_of_range_rate", "unseen_rate", "type_error_rate")
 
 
@@ -159,7 +149,7 @@ def compact_window_metrics(record: Mapping[str, Any]) -> tuple[int, int | None, 
         return window_fields(record)
     index, end = int(record["index"]), record.get("end")
     out: dict[str, float] = {}
-    events = _num(record.get("events"))
+    events = finite_number(record.get("events"))
     if events is not None:
         out[_key(kind, "events")] = events
     if kind == "predictions":
@@ -177,25 +167,25 @@ def compact_window_metrics(record: Mapping[str, Any]) -> tuple[int, int | None, 
                 if v is not None and (rate not in worst or v > worst[rate]):
                     worst[rate] = v
         for rate, v in worst.items():
-            f = _num(v)
+            f = finite_number(v)
             if f is not None:
                 out[_key(kind, f"{rate}_max")] = f
         for name, c in columns.items():
             for field in ("value", "threshold", "drift"):
-                f = _num(c.get(field))
+                f = finite_number(c.get(field))
                 if f is not None:
                     out[_key(kind, "columns", name, field)] = f
     else:
         for name, v in (record.get("metrics") or {}).items():
-            f = _num(v)
+            f = finite_number(v)
             if f is not None:
                 out[_key(kind, "metrics", name)] = f
         decision = record.get("decision") or {}
         for field in ("value", "threshold", "condition"):
-            f = _num(decision.get(field))
+            f = finite_number(decision.get(field))
             if f is not None:
                 out[_key(kind, "decision", field)] = f
-        f = _num(record.get("concept_detections"))
+        f = finite_number(record.get("concept_detections"))
         if f is not None:
             out[_key(kind, "concept_detections")] = f
     return index, None if end is None else int(end), out

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from detectors.scoring import ChangePoint, EventClock
+from detectors.values import finite_number
 
 MIN_EPOCH_MS = 631_152_000_000  # 1990: below this, "times" are row numbers
 PNG_MAX_PANELS = 60
@@ -96,8 +97,8 @@ def build_timeline(windows: Sequence[Mapping[str, Any]], alerts: Iterable[Mappin
                 if p is None:
                     p = panels[(model, col)] = Panel(model, col, str(r.get("statistic")))
                 p.x.append(x)
-                p.value.append(_num(r.get("value")))
-                p.threshold.append(_num(r.get("threshold")))
+                p.value.append(finite_number(r.get("value")))
+                p.threshold.append(finite_number(r.get("threshold")))
                 p.drift.append(bool(r.get("drift")))
         else:
             d = w.get("decision") or {}
@@ -111,8 +112,8 @@ def build_timeline(windows: Sequence[Mapping[str, Any]], alerts: Iterable[Mappin
             if p is None:
                 p = panels[(model, "performance")] = Panel(model, "performance", str(d["statistic"]))
             p.x.append(x)
-            p.value.append(_num(d.get("value")))
-            p.threshold.append(_num(d.get("threshold")))
+            p.value.append(finite_number(d.get("value")))
+            p.threshold.append(finite_number(d.get("threshold")))
             p.drift.append(bool(d.get("condition")))
     _add_spans(panels, alerts, clock, x_is_time)
     for c in changes:
@@ -133,16 +134,6 @@ def build_timeline(windows: Sequence[Mapping[str, Any]], alerts: Iterable[Mappin
             p.changes.append((x, c.label()))
     ordered = sorted(panels.values(), key=Panel.order_key)
     return Timeline(ordered, x_is_time, title)
-
-
-def _num(v: Any) -> float | None:
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _add_spans(panels: dict[tuple[str | None, str], Panel], alerts: Iterable[Mapping[str, Any]],
