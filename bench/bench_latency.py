@@ -49,7 +49,7 @@ def main() -> None:
 
     import pandas as pd
 
-    from stream.broker import EmbeddedBroker
+    from stream.kafka.broker import EmbeddedBroker
     from stream.producer import Producer
     from tests.kafka_util import WorkerProcess
 

@@ -2,7 +2,7 @@
 
 - Throughput: replay a 1,000,000-row parquet file (20 numeric + 5 categorical features, prediction, score,
   label joined at once; default settings: windows of 1,000 events, calibrated thresholds) through
-  :func:`stream.replay.replay_file`. Target: >= 500,000 events/s.
+  :func:`stream.backtest.file_replay.replay_file`. Target: >= 500,000 events/s.
 - Baseline: Evidently's ``DataDriftPreset`` on the same windows (1,000 rows vs the 20,000-row reference),
   measured on a few windows in this run and scaled to the same number of windows. Target: >= 100x.
 - Memory: one replay of 5,000,000 events (the 1M file read 5 times in a row, as one stream); RSS sampled
@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import synth  # noqa: E402
 
 from detectors.profile import build_profile  # noqa: E402
-from stream.replay import ReplayOptions, replay_file, replay_frames  # noqa: E402
-from stream.tables import iter_table  # noqa: E402
+from stream.backtest.file_replay import ReplayOptions, replay_file, replay_frames  # noqa: E402
+from stream.backtest.table_files import iter_table  # noqa: E402
 
 WINDOW = 1000
 

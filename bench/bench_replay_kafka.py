@@ -5,7 +5,7 @@ features), then, in the same run and alternating:
 
 - baseline: a bare aiokafka consumer (no group) assigned to every partition, ``getmany`` until the high
   watermark, ``orjson.loads`` of every value (nothing else), timed from creating the consumer;
-- replay: :func:`stream.replay_kafka.replay_topic` over the same topic through the worker's ``Pipeline``
+- replay: :func:`stream.backtest.topic_replay.replay_topic` over the same topic through the worker's ``Pipeline``
   (validation, columnar batches, windows, calibrated thresholds, alerts), timed from starting its reader
   process.
 
@@ -33,12 +33,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import synth  # noqa: E402
 
-from stream.broker import EmbeddedBroker  # noqa: E402
+from stream.backtest.topic_replay import replay_topic  # noqa: E402
 from stream.events import PREDICTION_BATCH_SCHEMA, prediction_event  # noqa: E402
-from stream.processing import RawMessage, StepOutput  # noqa: E402
-from stream.replay_kafka import replay_topic  # noqa: E402
+from stream.kafka.broker import EmbeddedBroker  # noqa: E402
+from stream.pipeline.pipeline import RawMessage, StepOutput  # noqa: E402
 from stream.settings import Settings  # noqa: E402
-from stream.worker import build_pipeline  # noqa: E402
+from stream.worker.agents import build_pipeline  # noqa: E402
 
 T0 = 1_700_000_000_000
 

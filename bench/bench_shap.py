@@ -4,14 +4,14 @@
 
 The model is the demo's churn model (examples/train_reference.py: one-hot + scaling + a 60-tree random
 forest, 8 features, three of them categorical); events come from the same generator. The measured step is
-the worker's own: ``stream.processing.Pipeline.on_predictions`` on prediction messages (JSON parsing and
+the worker's own: ``stream.pipeline.pipeline.Pipeline.on_predictions`` on prediction messages (JSON parsing and
 validation, the detection core's ``ModelMonitor.observe``, the label join), without Kafka, in rounds of
 ``--step`` messages, as the Faust agent hands them over. Modes, interleaved in each repeat:
 
 - ``off``: the worker step as it is;
 - ``reservoir``: plus ``AttributionMonitor.collect`` (the hot-path part: the seeded reservoir) with no SHAP;
 - ``process``: plus SHAP on every closed window in a one-process ``ProcessPoolExecutor`` at the lowest CPU
-  priority (SCHED_IDLE, nice 19), as the worker's ``stream.attribution_service`` runs it (the same child
+  priority (SCHED_IDLE, nice 19), as the worker's ``stream.evidence.shap_service`` runs it (the same child
   functions: every ``--every``-th window also gets its bar plot, beeswarm and table drawn in the child; windows
   arriving while ``max_pending`` are in flight are skipped as backlog and counted);
 - ``thread``: the same with a thread executor (shows that shap's C extension holds the GIL).
@@ -19,7 +19,7 @@ validation, the detection core's ``ModelMonitor.observe``, the label join), with
 Ratios: of medians; ``paired``, the median over repeats of each run against the ``off`` run of the same
 repeat (runs are seconds apart: the fairest on a shared machine); of the best runs; of hot-path CPU time.
 
-Separately: the reference SHAP at log time (what ``stream.reference.log_reference`` stores, shap imported
+Separately: the reference SHAP at log time (what ``stream.evidence.reference.log_reference`` stores, shap imported
 already), the monitor's start with and without that stored record, the hot-path ``collect()`` cost per event,
 and the SHAP and plot cost per window (sequential, this process).
 """
@@ -48,7 +48,7 @@ T0 = 1_700_000_000_000
 MODEL = "churn"
 
 def _explain_in_process(sample: Any, every: int = 10) -> Any:
-    from stream.attribution_service import _explain
+    from stream.evidence.shap_service import _explain
 
     result, files, error = _explain(sample, (sample.index + 1) % every == 0)
     assert error is None, error
@@ -107,8 +107,8 @@ class WithAttribution:
 
 
 def messages(n_events: int, per_message: int, seed: int) -> list[Any]:
-    from examples.train_reference import FEATURES, make_dataset
-    from stream.processing import RawMessage
+    from stream.demo.training import FEATURES, make_dataset
+    from stream.pipeline.pipeline import RawMessage
 
     df = make_dataset(n_events, seed, shift={"tenure_months": 1.0} if seed else None)
     out = []
@@ -130,7 +130,7 @@ def messages(n_events: int, per_message: int, seed: int) -> list[Any]:
 
 def run(msgs: list[Any], make_monitor: Any, step: int) -> tuple[float, float, Any]:
     """Events per second of wall time and of the hot path's own CPU time (this thread only)."""
-    from stream.processing import Pipeline
+    from stream.pipeline.pipeline import Pipeline
 
     monitor = make_monitor()
     pipe = Pipeline(Registry(monitor), label_ttl_ms=3_600_000, max_message_bytes=16 * 1024 * 1024)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     from detectors.config import DetectionConfig
     from detectors.monitor import ModelMonitor
     from detectors.profile import build_profile
-    from examples.train_reference import CATEGORICAL, FEATURES, LABEL, build_pipeline, make_dataset
+    from stream.demo.training import CATEGORICAL, FEATURES, LABEL, build_pipeline, make_dataset
 
     train, ref = make_dataset(4000, 0), make_dataset(2000, 1)
     model = build_pipeline("random_forest", 42, {"n_estimators": 60, "max_depth": 8, "min_samples_leaf": 5})
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         mon._limits = proto._limits  # same reference: reuse the calibration (setup is timed separately)
         return mon
 
-    from stream.attribution_service import _init_process
+    from stream.evidence.shap_service import _init_process
 
     ctx = multiprocessing.get_context("forkserver")
     pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_process,
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         costs.append((time.perf_counter() - t) * 1000)
         assert not res.skipped, res.reason
         if len(costs) <= 5:
-            from detectors.shap_plots import artifact_bytes
+            from stream.evidence.shap_plots import artifact_bytes
 
             t = time.perf_counter()
             artifact_bytes(res.attribution, title="bench")

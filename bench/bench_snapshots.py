@@ -4,8 +4,9 @@ alternating in one run.
     uv run python bench/bench_snapshots.py [--single 60000] [--batches 1000] [--window 1000] [--every 10]
                                            [--repeats 3] [--variants mlflow,snapshots,bare]
 
-Each variant is a real Faust worker (``stream.app.make_app`` + ``stream.worker.register_monitor``) in its own
-process and consumer group, consuming the same topic of the embedded broker, with a file reference
+Each variant is a real Faust worker (``stream.kafka.faust_app.make_app`` +
+``stream.worker.agents.register_monitor``) in its own process and consumer group,
+consuming the same topic of the embedded broker, with a file reference
 (20 numeric + 5 categorical features, as bench/bench_worker.py) and a drift injected half-way (``n0`` moves
 by one standard deviation), so detectors fire and alert snapshots come on top of the periodic ones:
 
@@ -81,9 +82,9 @@ def run_role(a: argparse.Namespace) -> None:
     """One worker: consume ``a.expect`` events of ``a.topic``; print 'first last' (monotonic s) and stats."""
     import faust
 
-    from stream.app import make_app
+    from stream.kafka.faust_app import make_app
     from stream.settings import Settings
-    from stream.worker import build_pipeline, register_monitor, tune_gc
+    from stream.worker.agents import build_pipeline, register_monitor, tune_gc
 
     home = os.path.join(a.tmp, f"home-{a.role.replace('@', '-')}")
     opts = dict(re.findall(r"@([a-z]+)([0-9.]+)", a.role))
@@ -104,8 +105,8 @@ def run_role(a: argparse.Namespace) -> None:
     pipeline.monitors.get("bench")  # profile + calibration before the clock starts
     evidence = None
     if a.role != "bare":
-        from stream import idle_pool
-        from stream.evidence import Evidence
+        from stream.evidence import idle_pool
+        from stream.evidence.recorder import Evidence
 
         if "nice" in opts:  # snapshots@niceN: the render process at nice N, without SCHED_IDLE
             idle_pool.NICE, idle_pool.IDLE = int(float(opts["nice"])), False
@@ -218,7 +219,7 @@ def main() -> None:
         asyncio.set_event_loop(asyncio.new_event_loop())
         return run_role(a)
 
-    from stream.broker import EmbeddedBroker
+    from stream.kafka.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         a.bootstrap = broker.bootstrap

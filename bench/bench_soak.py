@@ -4,7 +4,7 @@
 
 The worker (``glassbox worker`` as a child process on the embedded broker, one monitored model, 20 numeric +
 5 categorical features, 500 events per message, labels for one event in ten, a 60 s label TTL in event
-time) is sampled with psutil while the stream is produced; the replay (``stream.replay.replay_frames`` in
+time) is sampled with psutil while the stream is produced; the replay (``stream.backtest.file_replay.replay_frames`` in
 this process, chunks generated on the fly, labels joined 1,000 rows late, windows not kept) is sampled after
 every chunk. Each prints RSS at the end of warm-up (the first 20% of the events: reference loaded, windows,
 label join and detectors at their steady size), the band (max - min) after it, the least-squares slope in
@@ -60,7 +60,7 @@ def soak_replay(events: int, chunk: int = 65_536) -> tuple[dict[str, float], flo
     """RSS of this process while ``replay_frames`` reads ``events`` rows generated chunk by chunk."""
     import psutil
 
-    from stream.replay import ReplayOptions, replay_frames
+    from stream.backtest.file_replay import ReplayOptions, replay_frames
 
     proc = psutil.Process()
     base = _stream_frame(chunk, seed=2)
@@ -86,7 +86,7 @@ def soak_worker(events: int, label_every: int = 10) -> tuple[dict[str, float], f
     """RSS of a ``glassbox worker`` process while ``events`` predictions (and their labels) stream in."""
     import psutil
 
-    from stream.broker import EmbeddedBroker
+    from stream.kafka.broker import EmbeddedBroker
     from stream.producer import Producer
     from tests.kafka_util import WorkerProcess
     from tests.synth import FEATURES

@@ -66,9 +66,9 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
     """Consume ``expect`` events from ``topic`` and print 'first_ts last_ts' (monotonic seconds)."""
     import faust
 
-    from stream.app import make_app
+    from stream.kafka.faust_app import make_app
     from stream.settings import Settings
-    from stream.worker import build_pipeline, register_monitor, tune_gc
+    from stream.worker.agents import build_pipeline, register_monitor, tune_gc
 
     settings = Settings(kafka={"bootstrap": bootstrap, "topic_prefix": prefix},
                         worker={"session_timeout_s": 3.0, "rebalance_timeout_s": 3.0, "heartbeat_interval_s": 0.5,
@@ -140,7 +140,7 @@ def main() -> None:
 
     import tempfile
 
-    from stream.broker import EmbeddedBroker
+    from stream.kafka.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         ref = reference(os.path.join(tmp, "reference.parquet"))

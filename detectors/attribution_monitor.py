@@ -174,7 +174,7 @@ class AttributionMonitor:
             model, self.features, reference_sample, seed=self.seed, background_rows=cfg.background_rows,
             permutations=cfg.permutations)
         stored = stored_abs_rows(reference_attributions, self.features)
-        if stored is not None:  # stored with the reference (stream.reference.log_reference): no SHAP here
+        if stored is not None:  # stored with the reference (stream.evidence.reference.log_reference): no SHAP here
             self._ref_abs = stored
             self.reference = dict(reference_attributions or {})
             self.reference_source = "stored"

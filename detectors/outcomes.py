@@ -27,7 +27,7 @@ from detectors.calibration import binomial_limit, normal_quantile
 from detectors.config import DetectionConfig
 from detectors.encoding import CategoryIndex
 from detectors.hysteresis import Hysteresis
-from detectors.metrics import classification_metrics, regression_metrics
+from detectors.performance_metrics import classification_metrics, regression_metrics
 from detectors.profile import ReferenceProfile
 from detectors.values import canon
 

@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from detectors.metrics import classification_metrics, regression_metrics
+from detectors.performance_metrics import classification_metrics, regression_metrics
 from detectors.values import canon_series, is_categorical_dtype, numeric_values
 
 PROFILE_SCHEMA = "glassbox.profile/v1"

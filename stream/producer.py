@@ -62,7 +62,7 @@ class Producer:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
-        from stream.kafka_clients import kafka_python_kwargs
+        from stream.kafka.clients import kafka_python_kwargs
 
         self.predictions_topic = f"{topic_prefix}predictions"
         self.labels_topic = f"{topic_prefix}labels"

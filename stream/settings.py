@@ -27,7 +27,7 @@ from detectors.attribution_config import AttributionConfig
 from detectors.config import DetectionConfig
 from stream.alerting.config import AlertingConfig
 from stream.errors import UserError
-from stream.health import PipelineHealthConfig
+from stream.worker.health import PipelineHealthConfig
 
 
 class KafkaConfig(BaseModel):

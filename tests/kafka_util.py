@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from stream.broker import free_port
+from stream.kafka.broker import free_port
 
 
 def read_topic(bootstrap: str, topic: str, *, idle_s: float = 1.0, timeout_s: float = 30.0) -> list[Any]:
@@ -75,7 +75,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from stream.cli import main; main()", "worker"],
+            [sys.executable, "-c", "from stream.cli.main import main; main()", "worker"],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         return self

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from detectors.alert import make_alert
 from stream.producer import Producer
-from stream.worker import alert_bytes
+from stream.worker.agents import alert_bytes
 from tests.kafka_util import read_json
 from tests.sinks import Reply, Sink
 
@@ -62,7 +62,7 @@ class Notifier:
     def start(self) -> Notifier:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from stream.cli import main; main()", "alerts", "notify"],
+            [sys.executable, "-c", "from stream.cli.main import main; main()", "alerts", "notify"],
             env={**self.env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, cwd=self.home,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
@@ -191,7 +191,7 @@ def test_sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing(
 
 def test_silence_and_tail_cli(kafka_bootstrap, topic_prefix, tmp_path, monkeypatch):
     from stream.alerting.store import AlertingStore
-    from stream.cli import app
+    from stream.cli.main import app
 
     monkeypatch.setenv("GLASSBOX_HOME", str(tmp_path))
     monkeypatch.setenv("GLASSBOX_KAFKA__BOOTSTRAP", kafka_bootstrap)

@@ -271,12 +271,12 @@ def test_every_message_links_a_runbook_that_exists(sink, tmp_path, caplog):
         for link in links:
             path = Path(unquote(urlparse(link).path))
             assert path.is_file(), link
-            assert path.parent == REPO / "docs" / "runbooks"
+            assert path.parent == REPO / "stream" / "alerting" / "runbooks"
 
 
 @pytest.mark.parametrize("monitor", MONITORS)
 def test_runbook_has_meaning_checks_and_actions(monitor):
-    text = (REPO / "docs" / "runbooks" / f"{monitor}.md").read_text()
+    text = (REPO / "stream" / "alerting" / "runbooks" / f"{monitor}.md").read_text()
     for section in ("## What it means", "## How to check", "## What to do"):
         assert section in text
 
@@ -320,7 +320,7 @@ def _mlflow_params(tmp_path: Path, cfg: AlertingConfig, sink: Sink) -> dict[str,
     """The config as the monitoring run logs it to MLflow (a real sqlite store)."""
     from mlflow import MlflowClient
 
-    from stream.monitoring_run import MonitoringRun
+    from stream.evidence.monitoring_run import MonitoringRun
     from stream.settings import Settings
 
     settings = Settings(home=tmp_path, alerting=cfg.model_copy(update={

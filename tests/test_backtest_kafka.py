@@ -17,10 +17,10 @@ import orjson
 import pytest
 import synth
 
-from stream import cli
-from stream.backtest_cli import replay_command
+from stream.cli import main as cli
+from stream.cli.replay import replay_command
 from stream.producer import Producer
-from stream.worker import alert_bytes
+from stream.worker.agents import alert_bytes
 from tests.kafka_util import WorkerProcess, read_json
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z

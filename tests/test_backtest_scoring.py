@@ -13,8 +13,8 @@ import pytest
 import synth
 
 from detectors.scoring import EventClock, TruthError, parse_truth, score
-from stream import cli
-from stream.backtest_cli import replay_command
+from stream.cli import main as cli
+from stream.cli.replay import replay_command
 
 
 def alert(monitor: str, row: int, feature: str | None = None, status: str = "firing", model: str = "m") -> dict:
@@ -178,7 +178,7 @@ def _mtbfa(rows: int, n: int) -> str:
 
 
 def _mtbfa_time(ms: int, n: int) -> str:
-    from stream.backtest_cli import _fmt_ms
+    from stream.cli.replay import _fmt_ms
 
     return _fmt_ms(ms / n) if n else "-"
 

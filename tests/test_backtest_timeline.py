@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import synth
 
-from stream import cli
-from stream.backtest_cli import replay_command
-from stream.replay import ReplayOptions, replay_file
-from stream.timeline import build_timeline
+from stream.backtest.file_replay import ReplayOptions, replay_file
+from stream.backtest.timeline import build_timeline
+from stream.cli import main as cli
+from stream.cli.replay import replay_command
 from tests import browser
 
 EXTRA = [f"extra_{i}" for i in range(5)]  # 25 synthetic features + 5 = 30

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stream.snapshots import SnapshotService, project_id_for
+from stream.evidence.snapshots import SnapshotService, project_id_for
 from tests.browser import chromium_path, dump_dom, screenshot, visible_text
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="chromium not installed (apt-get install chromium)")

@@ -18,9 +18,10 @@ import psutil
 import pytest
 
 from detectors.profile import build_profile
-from stream.demo import MARKER, DemoError, prepare_home
-from stream.demo_stream import make_stream, plan_phases, training_example
-from stream.replay import ReplayOptions, replay_frames
+from stream.backtest.file_replay import ReplayOptions, replay_frames
+from stream.demo import training as ex
+from stream.demo.main import MARKER, DemoError, prepare_home
+from stream.demo.stream_data import make_stream, plan_phases
 from tests.browser import chromium_path, dump_dom, screenshot, visible_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +35,6 @@ def trained() -> tuple[object, pd.DataFrame]:
     its reference: the held-out rows with the model's predictions and scores."""
     from sklearn.model_selection import train_test_split
 
-    ex = training_example()
     df = ex.make_dataset(4000, 42)
     train, test = train_test_split(df, test_size=0.3, random_state=42, stratify=df[ex.LABEL])
     pipe = ex.build_pipeline("random_forest", 42, {"n_estimators": 60, "max_depth": 8, "min_samples_leaf": 5})
@@ -83,7 +83,6 @@ def test_the_core_sees_each_change_in_its_phase_and_nothing_before(trained: tupl
     """The demo stream through the detection core (file replay, labels 450 rows late): every change fires its
     monitor within two windows (concept drift: within 2,000 labelled rows), and nothing fires in phase 1."""
     pipe, ref = trained
-    ex = training_example()
     s = make_stream(pipe.predict_proba, rows=16_000, seed=7)
     profile = build_profile(ref, prediction="prediction", label="label", scores=["score"],
                             categorical=ex.CATEGORICAL, features=ex.FEATURES, name="demo-reference")
@@ -120,12 +119,12 @@ def test_home_is_wiped_only_when_it_is_the_demos(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- end to end
 def _demo_argv(home: Path) -> list[str]:
     """``glassbox demo`` as the README runs it (the installed CLI's entry point)."""
-    from stream.cli import app
+    from stream.cli.main import app
 
     names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
     if "demo" in names:
-        return [sys.executable, "-c", "from stream.cli import main; main()", "demo", "--home", str(home)]
-    return [sys.executable, "-m", "stream.demo", "--home", str(home)]  # until stream/cli.py registers it
+        return [sys.executable, "-c", "from stream.cli.main import main; main()", "demo", "--home", str(home)]
+    return [sys.executable, "-m", "stream.demo.main", "--home", str(home)]  # until stream/cli/main.py registers it
 
 
 class TreeWatch(threading.Thread):

@@ -10,7 +10,7 @@ import pytest
 import synth
 
 from detectors.profile import build_profile
-from stream.replay import ReplayOptions, replay_frames
+from stream.backtest.file_replay import ReplayOptions, replay_frames
 
 SEEDS = 20
 

@@ -6,7 +6,7 @@ import synth
 
 from detectors.config import DetectionConfig
 from detectors.profile import build_profile
-from stream.replay import ReplayOptions, replay_frames
+from stream.backtest.file_replay import ReplayOptions, replay_frames
 
 
 def test_regression_error_up_then_down_reports_both_directions():

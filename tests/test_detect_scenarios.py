@@ -7,7 +7,7 @@ import pytest
 import synth
 
 from detectors.profile import ReferenceProfile, build_profile
-from stream.replay import ReplayOptions, ReplayResult, replay_frames
+from stream.backtest.file_replay import ReplayOptions, ReplayResult, replay_frames
 
 WINDOW = 1000
 AT = 50_000

@@ -17,8 +17,8 @@ from scipy.spatial import distance
 import detectors.calibration
 import detectors.encoding
 import detectors.hysteresis
-import detectors.metrics
 import detectors.monitor
+import detectors.performance_metrics
 import detectors.profile
 import detectors.river_state
 import detectors.stats
@@ -28,13 +28,13 @@ from detectors import river_state
 from detectors.calibration import tail_quantile
 from detectors.config import DetectionConfig
 from detectors.hysteresis import Hysteresis
-from detectors.metrics import auc_score, classification_metrics
+from detectors.performance_metrics import auc_score, classification_metrics
 from detectors.profile import ReferenceProfile, build_profile, infer_task
 from detectors.stats import jensenshannon, ks, ks_pvalue, psi, wasserstein, wasserstein_weights
 
 
 @pytest.mark.parametrize("module", [
-    detectors.calibration, detectors.encoding, detectors.hysteresis, detectors.metrics, detectors.monitor,
+    detectors.calibration, detectors.encoding, detectors.hysteresis, detectors.performance_metrics, detectors.monitor,
     detectors.profile, detectors.river_state, detectors.stats, detectors.values, detectors.window_tests,
 ])
 def test_doctests(module):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from stream.backtest.file_replay import ReplayOptions, replay_file
 from stream.producer import Producer
-from stream.replay import ReplayOptions, replay_file
 from tests.kafka_util import WorkerProcess, read_json
 from tests.synth import frame
 

@@ -3,34 +3,23 @@ snapshots and alert links, reproducible replays. No Kafka: the core is driven by
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from stream import lineage
-from stream.monitoring_run import MonitoringRun, local_path, log_replay
-from stream.reference import ReferenceNotFound, default_cache, load_reference, log_reference
-from stream.snapshots import AlertContext, SnapshotService, enrich_alert, project_id_for
+from stream.evidence import lineage
+from stream.evidence.monitoring_run import MonitoringRun, local_path, log_replay
+from stream.evidence.reference import ReferenceNotFound, default_cache, load_reference, log_reference
+from stream.evidence.snapshots import AlertContext, SnapshotService, enrich_alert, project_id_for
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_reference", REPO / "examples" / "train_reference.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["train_reference"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tr = _example()
+from stream.demo import training as tr  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +125,7 @@ def test_missing_and_incomplete_references_name_what_is_missing(store: dict[str,
 def test_cli_reference_log_and_show(store: dict[str, Any], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from stream.reference_cli import reference_app
+    from stream.cli.reference import reference_app
 
     version = _register_copy(store)
     ref = load_reference("models:/churn/1", tracking_uri=store["uri"]).data
@@ -182,7 +171,7 @@ def production(ref: Any, seed: int = 11) -> pd.DataFrame:
 
 def replay_options(ref: Any) -> Any:
     from detectors.config import DetectionConfig
-    from stream.replay import ReplayOptions
+    from stream.backtest.file_replay import ReplayOptions
 
     return ReplayOptions(model="churn", model_version=ref.info.model_version, label_col="churn",
                          score_cols=["score"], categorical=tr.CATEGORICAL,
@@ -190,7 +179,7 @@ def replay_options(ref: Any) -> Any:
 
 
 def test_reference_from_mlflow_to_alert_with_links_snapshots_and_run(store: dict[str, Any]) -> None:
-    from stream.replay import replay_frames
+    from stream.backtest.file_replay import replay_frames
 
     ref = load_reference("models:/churn@champion", tracking_uri=store["uri"])
     events = production(ref)
@@ -255,7 +244,7 @@ def test_reference_from_mlflow_to_alert_with_links_snapshots_and_run(store: dict
 
 
 def test_replaying_the_same_data_twice_logs_identical_window_metrics(store: dict[str, Any]) -> None:
-    from stream.replay import replay_frames
+    from stream.backtest.file_replay import replay_frames
 
     ref = load_reference("models:/churn@champion", tracking_uri=store["uri"])
     events = production(ref, seed=21)

@@ -533,7 +533,7 @@ def test_compose_environment_builds_valid_settings(
     assert f"sqlite://{state_path(notifier)}" in compose["services"]["notifier"]["healthcheck"]["test"]
     assert "notifier-state:/data" in compose["services"]["notifier"]["volumes"]
     assert cfg.slack_channel == "#ml-alerts"
-    assert cfg.runbook_url("data_drift").endswith("/docs/runbooks/data_drift.md")
+    assert cfg.runbook_url("data_drift").endswith("/stream/alerting/runbooks/data_drift.md")
     notifiers = build_notifiers(cfg, AlertingStore(tmp_path / "alerting.sqlite"))
     critical = {"severity": "critical", "model": "churn", "monitor": "performance", "feature": None}
     if secrets_set:
@@ -618,7 +618,8 @@ def test_dockerignore_sends_the_package_and_nothing_else() -> None:
         line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    needed = ["pyproject.toml", "uv.lock", "README.md", "docker/healthcheck.py", "docs/runbooks/data_drift.md"]
+    needed = ["pyproject.toml", "uv.lock", "README.md", "docker/healthcheck.py",
+              "stream/alerting/runbooks/data_drift.md"]
     needed += [p.relative_to(ROOT).as_posix() for p in (ROOT / "stream").rglob("*.py") if "__pycache__" not in p.parts]
     needed += [p.relative_to(ROOT).as_posix() for p in (ROOT / "detectors").glob("*.py")]
     for path in needed:
@@ -691,7 +692,7 @@ def test_mlflow_server_with_the_compose_flags(compose: dict[str, Any], tmp_path:
     in the server's artifact destination."""
     from mlflow import MlflowClient
 
-    from stream.monitoring_run import ensure_experiment
+    from stream.evidence.monitoring_run import ensure_experiment
 
     port = _free_port()
     flags = []

@@ -1,6 +1,6 @@
 """Bounded resources: the worker's state is bounded by windows and TTLs, not by the stream's length.
 
-A long stream goes through the worker's :class:`stream.processing.Pipeline` in process (the same step the
+A long stream goes through the worker's :class:`stream.pipeline.pipeline.Pipeline` in process (the same step the
 Faust agents run): prediction batches, labels for half of them (late), and labels for predictions that never
 came. At checkpoints, the label join's pending predictions and labels, the size of the state a restart
 would load, and the Python heap (tracemalloc) must stay flat after warm-up. RSS over millions of events in a
@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 from stream.events import PREDICTION_BATCH_SCHEMA, label_event
-from stream.processing import Pipeline, RawMessage
+from stream.pipeline.pipeline import Pipeline, RawMessage
 from stream.settings import Settings
-from stream.worker import build_pipeline
+from stream.worker.agents import build_pipeline
 
 T0 = 1_700_000_000_000
 TTL_S = 5

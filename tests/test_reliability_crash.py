@@ -1,6 +1,6 @@
 """Crash and restart: SIGKILL workers mid-stream, restart them, and compare with an uninterrupted run.
 
-The uninterrupted run is the same :class:`stream.processing.Pipeline` fed, in process and in one go, the
+The uninterrupted run is the same :class:`stream.pipeline.pipeline.Pipeline` fed, in process and in one go, the
 very records the crashed workers consumed (read back from the predictions topic with their partitions and
 offsets). After any number of SIGKILLs and restarts:
 
@@ -21,10 +21,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.processing import RawMessage
+from stream.pipeline.pipeline import RawMessage
 from stream.producer import Producer
 from stream.settings import Settings
-from stream.worker import build_pipeline
+from stream.worker.agents import build_pipeline
 from tests.kafka_util import WorkerProcess, read_json, read_topic
 from tests.synth import FEATURES, frame
 

@@ -1,7 +1,7 @@
 """Hostile input: malformed records never crash the worker, never poison detector state, and every message
 is accounted for: ``produced == processed + dead-lettered`` exactly.
 
-In process, hypothesis throws generated records at the worker's :class:`stream.processing.Pipeline`
+In process, hypothesis throws generated records at the worker's :class:`stream.pipeline.pipeline.Pipeline`
 (invalid UTF-8 and JSON, wrong types, missing and extra fields, NaN and infinity tokens, huge strings,
 unknown models and features, wrong schema versions, duplicate ids, timestamps far in the past or future,
 extreme but valid numbers). Then a fixed batch of the same kinds, plus 5 MB messages, goes through a real
@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream.events import LABEL_SCHEMA, PREDICTION_BATCH_SCHEMA, PREDICTION_SCHEMA
-from stream.processing import Pipeline, RawMessage
+from stream.pipeline.pipeline import Pipeline, RawMessage
 from stream.producer import Producer
 from stream.settings import Settings
-from stream.worker import build_pipeline
+from stream.worker.agents import build_pipeline
 from tests.kafka_util import WorkerProcess
 
 T0 = 1_700_000_000_000

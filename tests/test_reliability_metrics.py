@@ -12,10 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from detectors.alert import fingerprint
-from stream.health import HealthSample, PipelineHealth, PipelineHealthConfig
-from stream.metrics import OTHER, WorkerMetrics, compute_lag
 from stream.producer import Producer
 from stream.settings import Settings
+from stream.worker.health import HealthSample, PipelineHealth, PipelineHealthConfig
+from stream.worker.prometheus import OTHER, WorkerMetrics, compute_lag
 from tests.kafka_util import WorkerProcess, read_json
 from tests.synth import FEATURES, frame
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import broker_binary, free_port, wait_for_port
+from stream.kafka.broker import broker_binary, free_port, wait_for_port
 from stream.producer import Producer, ProducerError
 from tests.kafka_util import WorkerProcess, read_json
 from tests.synth import FEATURES, frame

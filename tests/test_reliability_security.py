@@ -19,8 +19,8 @@ import certifi
 import psutil
 import pytest
 
-from stream.app import make_app
-from stream.kafka_clients import aiokafka_kwargs, faust_kwargs, kafka_python_kwargs
+from stream.kafka.clients import aiokafka_kwargs, faust_kwargs, kafka_python_kwargs
+from stream.kafka.faust_app import make_app
 from stream.settings import ConfigError, KafkaConfig, Settings, load_settings
 from tests.kafka_util import WorkerProcess
 
@@ -121,9 +121,9 @@ class Sniffer:
 def test_tls_is_on_the_wire_for_the_producer_sdk_topic_admin_and_state_reader(tmp_path: Path) -> None:
     """With ``security_protocol = SSL``, every connection the kafka-python and aiokafka clients open starts
     with a TLS ClientHello (0x16 0x03), never a plaintext Kafka request."""
+    from stream.kafka.state_topic import TopicState
+    from stream.kafka.topics import ensure_topics
     from stream.producer import Producer, ProducerError
-    from stream.state_topic import TopicState
-    from stream.topic_admin import ensure_topics
 
     sniff = Sniffer()
     boot = f"127.0.0.1:{sniff.port}"
@@ -156,7 +156,7 @@ KAFKA_CLIENTS = {"KafkaConsumer", "KafkaProducer", "KafkaAdminClient", "AIOKafka
 
 
 def kafka_clients_without_settings() -> list[str]:
-    """Kafka clients built in stream/ without ``**`` connection settings from stream.kafka_clients."""
+    """Kafka clients built in stream/ without ``**`` connection settings from stream.kafka.clients."""
     bad = []
     for path in SOURCES:
         tree = ast.parse(path.read_text(), str(path))
@@ -174,8 +174,9 @@ def kafka_clients_without_settings() -> list[str]:
 
 def test_the_worker_producer_state_admin_and_replay_clients_take_the_settings() -> None:
     core = [b for b in kafka_clients_without_settings()
-            if b.split(":")[0] in ("stream/app.py", "stream/worker.py", "stream/producer.py", "stream/state_topic.py",
-                                   "stream/topic_admin.py", "stream/replay_kafka.py", "stream/backtest_cli.py")]
+            if b.split(":")[0] in ("stream/kafka/faust_app.py", "stream/worker/agents.py", "stream/producer.py",
+                                   "stream/kafka/state_topic.py", "stream/kafka/topics.py",
+                                   "stream/backtest/topic_replay.py", "stream/cli/replay.py")]
     assert core == []
 
 
@@ -296,7 +297,7 @@ def test_slack_messages_escape_names_and_values() -> None:
 
 
 def test_timeline_html_escapes_names_and_values(tmp_path: Path) -> None:
-    from stream.timeline import Panel, Span, Timeline, write_html
+    from stream.backtest.timeline import Panel, Span, Timeline, write_html
 
     p = Panel(model=EVIL, name=EVIL, statistic=EVIL, x=[1.0, 2.0], value=[0.1, 0.3], threshold=[0.2, 0.2],
               drift=[False, True], spans=[Span("data_drift", 1.0, None, "warning")], changes=[(1.5, EVIL)])
@@ -312,7 +313,7 @@ def test_evidently_report_html_escapes_names_and_stream_values() -> None:
     import numpy as np
     import pandas as pd
 
-    from detectors.snapshot import build_snapshot
+    from stream.evidence.evidently_report import build_snapshot
 
     rng = np.random.default_rng(0)
     evil = "</script><img src=x onerror=alert(1)>"

@@ -10,9 +10,9 @@ import pytest
 import synth
 from typer.testing import CliRunner
 
-from stream.cli import app
-from stream.replay import ReplayOptions, replay_file
-from stream.tables import TableError, iter_table, read_table
+from stream.backtest.file_replay import ReplayOptions, replay_file
+from stream.backtest.table_files import TableError, iter_table, read_table
+from stream.cli.main import app
 
 runner = CliRunner()
 

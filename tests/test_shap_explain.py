@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from typer.testing import CliRunner
 
-from stream.explain_cli import explain_command, explain_prediction, load_model_for_explain, read_event
+from stream.cli.explain import explain_command, explain_prediction, load_model_for_explain, read_event
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -47,7 +47,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from stream.reference import log_reference
+    from stream.evidence.reference import log_reference
 
     tmp = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{tmp}/mlflow.db"

@@ -11,7 +11,7 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 from detectors.attribution import ModelExplainer
-from detectors.shap_plots import PNG_SIGNATURE, beeswarm_png, summary_bar_png, write_artifacts, write_table
+from stream.evidence.shap_plots import PNG_SIGNATURE, beeswarm_png, summary_bar_png, write_artifacts, write_table
 
 warnings.filterwarnings("ignore", category=UserWarning)
 FEATURES = ["tenure", "charges", "calls", "age", "plan"]

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from stream.monitoring_run import local_path
+from stream.evidence.monitoring_run import local_path
 from tests.test_shap_monitor import F, data
 from tests.test_shap_plots import _check_png  # PNG signature, > 5 KB, Pillow verifies it, drawn (not blank)
 
@@ -37,7 +37,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from stream.reference import log_reference
+    from stream.evidence.reference import log_reference
 
     tmp = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{tmp}/mlflow.db"
@@ -90,7 +90,7 @@ def test_log_reference_stores_attributions_led_by_the_driving_feature(store: dic
 
 
 def test_load_reference_reads_them_into_extras(store: dict[str, Any]) -> None:
-    from stream.reference import load_reference
+    from stream.evidence.reference import load_reference
 
     ref = load_reference("models:/churn/1", tracking_uri=store["uri"], load_model=False, cache=None)
     assert ref.extras["attributions"] == _stored(store)
@@ -98,7 +98,7 @@ def test_load_reference_reads_them_into_extras(store: dict[str, Any]) -> None:
 
 
 def test_unexplainable_model_logs_the_reference_without_them(store: dict[str, Any], caplog) -> None:
-    from stream.reference import load_reference, log_reference
+    from stream.evidence.reference import load_reference, log_reference
 
     with caplog.at_level(logging.WARNING, logger="glassbox.reference"):
         info = log_reference("models:/opaque/1", store["reference"], tracking_uri=store["uri"], features=F)
@@ -113,7 +113,7 @@ def test_unexplainable_model_logs_the_reference_without_them(store: dict[str, An
 def test_reference_show_lists_the_top_features(store: dict[str, Any]) -> None:
     from typer.testing import CliRunner
 
-    from stream.reference_cli import reference_app
+    from stream.cli.reference import reference_app
 
     res = CliRunner().invoke(reference_app, ["show", "models:/churn/1", "--tracking-uri", store["uri"],
                                              "--top", "3"])
@@ -130,7 +130,7 @@ def test_reference_show_lists_the_top_features(store: dict[str, Any]) -> None:
 def test_reference_log_cli_says_what_it_stored(store: dict[str, Any], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from stream.reference_cli import reference_app
+    from stream.cli.reference import reference_app
 
     table = tmp_path / "ref.parquet"
     store["reference"].to_parquet(table, index=False)
@@ -155,8 +155,8 @@ def _settings(store: dict[str, Any], tmp: Path, **attribution: Any) -> Any:
 def test_service_uses_the_stored_record_without_explaining_the_reference(store: dict[str, Any], tmp_path,
                                                                          monkeypatch) -> None:
     from detectors.attribution import ModelExplainer
-    from stream.attribution_service import AttributionService
-    from stream.worker import build_pipeline
+    from stream.evidence.shap_service import AttributionService
+    from stream.worker.agents import build_pipeline
 
     calls = []
     real = ModelExplainer.explain
@@ -187,7 +187,7 @@ def test_service_uses_the_stored_record_without_explaining_the_reference(store: 
 
 
 def _messages(df: pd.DataFrame, per_message: int = 250) -> list[Any]:
-    from stream.processing import RawMessage
+    from stream.pipeline.pipeline import RawMessage
 
     out = []
     for i, lo in enumerate(range(0, len(df), per_message)):
@@ -204,9 +204,9 @@ def test_explained_windows_leave_shap_plots_and_tables_in_the_monitoring_run(sto
                                                                             tmp_path) -> None:
     """The worker's step (the real pipeline on prediction messages, no Kafka) with the attribution service
     and a monitoring run: periodic and alerting windows get a bar plot, a beeswarm and a table."""
-    from stream.attribution_service import AttributionService, artifact_dir
-    from stream.monitoring_run import MonitoringRun
-    from stream.worker import build_pipeline
+    from stream.evidence.monitoring_run import MonitoringRun
+    from stream.evidence.shap_service import AttributionService, artifact_dir
+    from stream.worker.agents import build_pipeline
 
     settings = _settings(store, tmp_path)
     pipeline = build_pipeline(settings)
@@ -254,7 +254,7 @@ def test_explained_windows_leave_shap_plots_and_tables_in_the_monitoring_run(sto
 
 def test_stale_attributions_of_other_reference_data_are_not_read(store: dict[str, Any], caplog) -> None:
     """Logging other data without attributions leaves the old file in the run: it is ignored, by digest."""
-    from stream.reference import load_reference, log_reference
+    from stream.evidence.reference import load_reference, log_reference
 
     other = store["reference"].iloc[:700]
     try:

@@ -1,4 +1,4 @@
-"""Evidently snapshots of a window against the reference (pure core: detectors.snapshot)."""
+"""Evidently snapshots of a window against the reference (pure core: stream.evidence.evidently_report)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.snapshot import build_snapshot, event_time, sample_frame
+from stream.evidence.evidently_report import build_snapshot, event_time, sample_frame
 
 FEATURES = ["a", "b", "c"]
 

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from detectors.batch import EventBatch
-from stream.evidence import window_frame
-from stream.monitoring_run import MonitoringRun, local_path
-from stream.snapshots import AlertContext, SnapshotService, enrich_alert, project_id_for
+from stream.evidence.monitoring_run import MonitoringRun, local_path
+from stream.evidence.recorder import window_frame
+from stream.evidence.snapshots import AlertContext, SnapshotService, enrich_alert, project_id_for
 
 FEATURES = ["a", "b", "c"]
 
@@ -167,7 +167,7 @@ def test_window_frame_copies_only_the_windows_last_rows() -> None:
 
 LIFELINE = """
 import os, sys
-from stream.idle_pool import IdleProcessPool
+from stream.evidence.idle_pool import IdleProcessPool
 
 ex = IdleProcessPool()
 assert ex.submit(os.nice, 0).result(60) >= 10  # the render process runs at a lower priority

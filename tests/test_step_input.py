@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from detectors.batch import as_column
 from stream.events import PREDICTION_SCHEMA, InvalidEvent, parse_prediction, parse_single_events
-from stream.step_input import ParsedStep, RawMessage, parse_step
+from stream.pipeline.parse_step import ParsedStep, RawMessage, parse_step
 
 T0 = 1_700_000_000_000
 MAX = 1 << 20

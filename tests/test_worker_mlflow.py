@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from stream.monitoring_run import MonitoringRun, WindowLogger, local_path, read_window_records
+from stream.evidence.monitoring_run import MonitoringRun, WindowLogger, local_path, read_window_records
 from stream.producer import Producer
 from tests.kafka_util import WorkerProcess, read_json
 
@@ -19,8 +19,8 @@ T0 = 1_700_000_000_000
 def test_worker_with_registered_reference(kafka_bootstrap: str, topic_prefix: str, tmp_path) -> None:
     from mlflow import MlflowClient
 
-    from examples.train_reference import make_dataset, train_and_register
-    from stream.reference import load_reference
+    from stream.demo.training import make_dataset, train_and_register
+    from stream.evidence.reference import load_reference
 
     home = tmp_path / "home"
     uri = f"sqlite:///{home}/mlflow.db"

@@ -43,7 +43,7 @@ def _decode(events: list[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
 
 def register_notifier(app: faust.App, settings: Any, *, dispatcher: Dispatcher | None = None) -> Any:
     """Attach the notifier agent to ``app`` (make it with ``app_id=notifier_app_id(settings)``)."""
-    from stream.app import Topics
+    from stream.kafka.faust_app import Topics
 
     topics = Topics(app, settings)
     cfg = settings.alerting
@@ -72,7 +72,7 @@ def register_notifier(app: faust.App, settings: Any, *, dispatcher: Dispatcher |
 
 def run_notifier(settings: Any, bootstrap: str, *, loglevel: str = "WARNING") -> None:
     """Run the notifier worker until stopped (``glassbox alerts notify``)."""
-    from stream.app import make_app
+    from stream.kafka.faust_app import make_app
 
     app_id = notifier_app_id(settings)
     datadir = Path(settings.home) / "faust" / app_id  # not ./<app_id>-data in the current directory

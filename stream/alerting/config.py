@@ -135,8 +135,9 @@ def _default_routes() -> list[Route]:
     ]
 
 
-def _repo_runbooks() -> str:
-    return (Path(__file__).resolve().parents[2] / "docs" / "runbooks").as_uri() + "/"
+def _packaged_runbooks() -> str:
+    """File URI of the runbooks shipped inside the package (``stream/alerting/runbooks/``)."""
+    return (Path(__file__).resolve().parent / "runbooks").as_uri() + "/"
 
 
 class AlertingConfig(BaseModel):
@@ -153,7 +154,7 @@ class AlertingConfig(BaseModel):
     repeat_interval: Duration = Field(4 * 3600.0, description="event time between repeats of a firing alert")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
-    runbook_base_url: str | None = Field(None, description="default: file URI of docs/runbooks/ in the repo")
+    runbook_base_url: str | None = Field(None, description="default: file URI of the runbooks shipped in the package")
     dashboard_url: str | None = Field(None, description="template, e.g. http://host/dash?model={model}")
     state_path: Path | None = Field(None, description="sqlite file; default <settings.home>/alerting.sqlite")
 
@@ -185,7 +186,7 @@ class AlertingConfig(BaseModel):
         return best or AlertRule(monitor=monitor)
 
     def runbook_url(self, monitor: str) -> str:
-        base = self.runbook_base_url or _repo_runbooks()
+        base = self.runbook_base_url or _packaged_runbooks()
         return base.rstrip("/") + f"/{monitor}.md"
 
     def secret(self, name: str) -> str | None:

@@ -1,14 +1,14 @@
 """``glassbox replay``: backtests over a file or a Kafka topic, with what-if, scoring and a timeline.
 
-``EVENTS`` is a table file (.parquet, .csv, .jsonl; replayed by :mod:`stream.replay`) or ``kafka://TOPIC``
-(``kafka://HOST:PORT/TOPIC``), replayed by :mod:`stream.replay_kafka` through the live worker's pipeline.
+``EVENTS`` is a table file (.parquet, .csv, .jsonl; replayed by :mod:`stream.backtest.file_replay`) or ``kafka://TOPIC``
+(``kafka://HOST:PORT/TOPIC``), replayed by :mod:`stream.backtest.topic_replay` through the live worker's pipeline.
 On top of either:
 
 - ``--compare other.toml``: the same history under a second rule set; prints alert counts per monitor side
   by side and the alerts that only one rule set raised.
 - ``--truth truth.json``: scores the alerts against known change points (:mod:`detectors.scoring`); prints
   the table and writes it as JSON (``--score-out``, default next to the alerts file).
-- ``--plot out.html`` / ``--plot out.png``: the timeline (:mod:`stream.timeline`).
+- ``--plot out.html`` / ``--plot out.png``: the timeline (:mod:`stream.backtest.timeline`).
 
 Anything the user can fix (a path, a flag, a topic, an empty range, a malformed truth file) is a
 :class:`~stream.errors.UserError`, printed as one line (``error: ...``) on stderr with exit code 2, as the file
@@ -29,7 +29,7 @@ import typer
 
 from detectors.scoring import BacktestScore, ChangePoint, EventClock, TruthError, parse_truth, score
 from stream.errors import UserError
-from stream.monitors import MonitorRegistry
+from stream.pipeline.monitors import MonitorRegistry
 
 
 class BacktestError(UserError, ValueError):
@@ -70,7 +70,7 @@ def load_truth(path: Path) -> list[ChangePoint]:
 async def _list_topics(bootstrap: str, kafka: Any) -> set[str]:
     from aiokafka import AIOKafkaClient
 
-    from stream.kafka_clients import aiokafka_kwargs
+    from stream.kafka.clients import aiokafka_kwargs
 
     kw = aiokafka_kwargs(kafka, bootstrap)
     client = AIOKafkaClient(**kw)
@@ -94,8 +94,8 @@ def _resolve_topic(name: str, topics: set[str], prefix: str, what: str, bootstra
 
 
 def _kafka_pipelines(settings_list: list[Any], reference: str | None, model: str | None) -> list[Any]:
-    from stream.monitors import load_reference_for
-    from stream.worker import build_pipeline
+    from stream.pipeline.monitors import load_reference_for
+    from stream.worker.agents import build_pipeline
 
     pipes = []
     for s in settings_list:
@@ -178,8 +178,8 @@ def replay_kafka_outcomes(
     until: str | None, keep_windows: bool, progress: bool,
 ) -> tuple[list[Outcome], dict[str, Any]]:
     """Replay a topic under one or two rule sets (one read, the same steps to each pipeline)."""
-    from stream.broker import check_reachable
-    from stream.replay_kafka import ReplayRange, parse_kafka_uri, parse_offsets, parse_time, replay_topic
+    from stream.backtest.topic_replay import ReplayRange, parse_kafka_uri, parse_offsets, parse_time, replay_topic
+    from stream.kafka.broker import check_reachable
 
     target = parse_kafka_uri(events)
     s1 = _settings_for(config, window, reference, model)
@@ -253,8 +253,8 @@ class _Progress:
 # files --------------------------------------------------------------------------------------------------------
 def replay_file_outcomes(events: Path, *, reference: Path | None, config: Path | None, compare: Path | None,
                          keep_windows: bool, **file_opts: Any) -> list[Outcome]:
-    from stream.replay import ReplayError, ReplayOptions, load_detection_config, replay_file
-    from stream.tables import TableError
+    from stream.backtest.file_replay import ReplayError, ReplayOptions, load_detection_config, replay_file
+    from stream.backtest.table_files import TableError
 
     if reference is None:
         raise BacktestError("replaying a file needs --reference REF (the table the events are compared with)")
@@ -491,8 +491,8 @@ def _replay(
     score_col: list[str] | None, label_col: str | None, label_delay: int, task: str | None, features: str | None,
     categorical: str | None,
 ) -> None:
-    from stream.replay import write_alerts
-    from stream.replay_kafka import is_kafka_uri
+    from stream.backtest.file_replay import write_alerts
+    from stream.backtest.topic_replay import is_kafka_uri
 
     if window is not None and window < 10:
         raise BacktestError("--window must be at least 10")
@@ -557,7 +557,7 @@ def _replay(
         dest.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         _console().print(f"score written to {dest}")
     for p in plot or []:
-        from stream.timeline import write_plot
+        from stream.backtest.timeline import write_plot
 
         title = f"glassbox backtest: {events}"
         written = write_plot(main.windows, main.alerts, changes, p, title=title)

@@ -14,11 +14,11 @@ from typing import Any
 import faust
 import orjson
 
-from stream.app import Topics
-from stream.monitors import MonitorRegistry, load_reference_for
-from stream.processing import Pipeline, RawMessage, StepOutput
+from stream.kafka.faust_app import Topics
+from stream.kafka.state_topic import TopicState
+from stream.pipeline.monitors import MonitorRegistry, load_reference_for
+from stream.pipeline.pipeline import Pipeline, RawMessage, StepOutput
 from stream.settings import Settings
-from stream.state_topic import TopicState
 
 log = logging.getLogger("glassbox.worker")
 
@@ -72,15 +72,15 @@ def _raw(events: list[Any]) -> list[RawMessage]:
 def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evidence: Any = None,
                      attribution: Any = None) -> Topics:
     """Attach the prediction and label agents (and a ``/stats`` page) to ``app``. With ``evidence``
-    (:class:`stream.evidence.Evidence`), steps are recorded in MLflow and alerts carry their links; with
-    ``attribution`` (:class:`stream.attribution_service.AttributionService`), windows are explained with SHAP
+    (:class:`stream.evidence.recorder.Evidence`), steps are recorded in MLflow and alerts carry their links; with
+    ``attribution`` (:class:`stream.evidence.shap_service.AttributionService`), windows are explained with SHAP
     off the hot path and alerts carry their window's top SHAP movers; with both, the SHAP plots and tables of
     chosen windows go into the monitoring run."""
     topics = Topics(app, settings)
     if attribution is not None and evidence is not None and getattr(attribution, "run", None) is None:
         attribution.attach_run(evidence.run)
     batch_max, within = settings.worker.batch_max, settings.worker.batch_wait_s
-    from stream.health import register_health
+    from stream.worker.health import register_health
 
     health = register_health(app, settings, pipeline, topics)  # /metrics and the pipeline checks
 

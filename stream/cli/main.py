@@ -38,7 +38,7 @@ def settings_from(config: Path | None):  # noqa: ANN201 - Settings, imported laz
 @contextlib.contextmanager
 def kafka_bootstrap(settings, *, announce: bool = True) -> Iterator[str]:  # noqa: ANN001
     """The configured Kafka (checked reachable), or an embedded broker for the duration of the block."""
-    from stream.broker import EmbeddedBroker, check_reachable
+    from stream.kafka.broker import EmbeddedBroker, check_reachable
 
     if settings.kafka.bootstrap:
         check_reachable(settings.kafka.bootstrap, settings.kafka.connect_timeout_s)
@@ -57,7 +57,7 @@ def broker(port: Annotated[int, typer.Option(help="port on 127.0.0.1; 0 picks a 
     import signal
     import threading
 
-    from stream.broker import EmbeddedBroker
+    from stream.kafka.broker import EmbeddedBroker
 
     with EmbeddedBroker(port or None) as b:
         typer.echo(b.bootstrap)
@@ -74,10 +74,10 @@ def worker(config: ConfigOpt = None) -> None:
     """Run the monitoring worker (Faust agents on the predictions and labels topics)."""
     import faust
 
-    from stream.app import make_app
-    from stream.state_topic import TopicState
-    from stream.topic_admin import ensure_topics
-    from stream.worker import build_pipeline, register_monitor, tune_gc
+    from stream.kafka.faust_app import make_app
+    from stream.kafka.state_topic import TopicState
+    from stream.kafka.topics import ensure_topics
+    from stream.worker.agents import build_pipeline, register_monitor, tune_gc
 
     settings = settings_from(config)
     with kafka_bootstrap(settings) as bootstrap:
@@ -86,13 +86,13 @@ def worker(config: ConfigOpt = None) -> None:
         pipeline = build_pipeline(settings, TopicState(settings, bootstrap))
         evidence = None
         if settings.mlflow.enabled and settings.worker.models:
-            from stream.evidence import Evidence
+            from stream.evidence.recorder import Evidence
 
             evidence = Evidence(settings, pipeline.monitors, source={"kafka_bootstrap": bootstrap,
                                                                      "topic": settings.topic("predictions")})
         attribution = None
         if settings.attribution.enabled and settings.worker.models:
-            from stream.attribution_service import AttributionService
+            from stream.evidence.shap_service import AttributionService
 
             attribution = AttributionService(settings, pipeline.monitors)
             attribution.prepare()
@@ -125,7 +125,7 @@ def produce(
     config: ConfigOpt = None,
 ) -> None:
     """Publish a table of predictions (and optionally labels) to the predictions topic."""
-    from stream.produce_file import produce_file
+    from stream.kafka.produce_file import produce_file
 
     settings = settings_from(config)
     with kafka_bootstrap(settings) as bootstrap:
@@ -137,23 +137,23 @@ def produce(
 def _register_optional() -> None:
     """Commands that live next to the code they drive."""
     with contextlib.suppress(ImportError):
-        from stream.backtest_cli import replay_command
+        from stream.cli.replay import replay_command
 
         app.command("replay")(replay_command)
     with contextlib.suppress(ImportError):
-        from stream.reference_cli import reference_app
+        from stream.cli.reference import reference_app
 
         app.add_typer(reference_app, name="reference")
     with contextlib.suppress(ImportError):
-        from stream.demo import demo_command
+        from stream.demo.main import demo_command
 
         app.command("demo")(demo_command)
     with contextlib.suppress(ImportError):
-        from stream.explain_cli import explain_command
+        from stream.cli.explain import explain_command
 
         app.command("explain")(explain_command)
     with contextlib.suppress(ImportError):
-        from stream.alerting.cli import alerts_app, silence_app
+        from stream.cli.alerts import alerts_app, silence_app
 
         app.add_typer(alerts_app, name="alerts")
         app.add_typer(silence_app, name="silence")

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from detectors.values import finite_number
-from stream import lineage
+from stream.evidence import lineage
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -740,8 +740,8 @@ def alerts_table(alerts: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
 
 
 def log_replay(run: MonitoringRun, result: Any, *, model: str | None = None) -> int:
-    """Record a ``stream.replay.ReplayResult`` in ``run``: its window records as metrics, its alerts for the
-    table, its summary as ``replay_summary.json``. Returns the metrics logged."""
+    """Record a ``stream.backtest.file_replay.ReplayResult`` in ``run``: its window records as metrics, its alerts
+    for the table, its summary as ``replay_summary.json``. Returns the metrics logged."""
     name = model or (result.alerts[0]["model"] if result.alerts else None) or result.summary.get("model", "model")
     n = run.log_windows(name, result.windows)
     run.log_alerts(result.alerts)

@@ -20,9 +20,9 @@ log = logging.getLogger("glassbox.monitors")
 
 
 def load_reference_for(reference: str, settings: Any) -> Any:
-    """A :class:`stream.reference.Reference` (data, profile, lineage) for a models:/ URI or a table file.
+    """A :class:`stream.evidence.reference.Reference` (data, profile, lineage) for a models:/ URI or a table file.
     A file's ``label`` column, when it has one, is the label, as in ``glassbox replay``."""
-    from stream.reference import ReferenceNotFound, is_model_uri, load_reference, load_reference_file
+    from stream.evidence.reference import ReferenceNotFound, is_model_uri, load_reference, load_reference_file
 
     if is_model_uri(reference):
         return load_reference(reference, tracking_uri=settings.mlflow.tracking_uri, load_model=False)
@@ -52,7 +52,7 @@ class MonitorRegistry:
         self._discovered: set[str] = set()
 
     def reference(self, model: str) -> Any | None:
-        """The model's loaded :class:`stream.reference.Reference` (None when unmonitored)."""
+        """The model's loaded :class:`stream.evidence.reference.Reference` (None when unmonitored)."""
         ref = self.references.get(model)
         if ref is None:
             return None

@@ -138,7 +138,7 @@ def alerts_table(rows: list[dict[str, Any]]) -> Any:
 def _consumer(settings: Any, bootstrap: str, topic: str) -> Any:
     from kafka import KafkaConsumer, TopicPartition
 
-    from stream.kafka_clients import kafka_python_kwargs
+    from stream.kafka.clients import kafka_python_kwargs
 
     consumer = KafkaConsumer(**kafka_python_kwargs(settings.kafka, bootstrap), enable_auto_commit=False, group_id=None,
                              auto_offset_reset="earliest")
@@ -214,7 +214,7 @@ def alerts_tail(
 def alerts_notify(config: ConfigOpt = None) -> None:
     """Run the notifier worker: deliver alerts to Slack, PagerDuty, the desktop and the log."""
     from stream.alerting.agent import run_notifier
-    from stream.cli import kafka_bootstrap
+    from stream.cli.main import kafka_bootstrap
 
     settings = _settings(config)
     with kafka_bootstrap(settings) as bootstrap:

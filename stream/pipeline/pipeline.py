@@ -20,9 +20,9 @@ import orjson
 
 from detectors.batch import EventBatch
 from stream.events import InvalidEvent, deadletter_record, parse_label
-from stream.label_join import LabelJoin, outcome_batch
-from stream.monitors import MonitorRegistry
-from stream.step_input import ModelPart, ParsedStep, RawMessage, parse_step
+from stream.pipeline.label_join import LabelJoin, outcome_batch
+from stream.pipeline.monitors import MonitorRegistry
+from stream.pipeline.parse_step import ModelPart, ParsedStep, RawMessage, parse_step
 
 log = logging.getLogger("glassbox.processing")
 

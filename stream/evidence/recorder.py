@@ -4,7 +4,7 @@ and alerts linked to both.
 Nothing here decides anything: it records what the pipeline decided. MLflow writes happen on logging
 threads and reports render in an executor (a process by default, at the lowest CPU priority), so neither
 stalls consumption; a failure in either is logged and counted, never raised into the worker. Window metrics
-go through :class:`stream.monitoring_run.WindowLogger`: every window's full record into the run's
+go through :class:`stream.evidence.monitoring_run.WindowLogger`: every window's full record into the run's
 ``windows/`` artifact, its compact metrics into MLflow within a time budget (``mlflow.window_log_duty``),
 windows beyond it thinned and counted (:meth:`Evidence.stats`).
 """
@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from detectors.batch import EventBatch
-from stream.monitors import MonitorRegistry
-from stream.processing import StepOutput
+from stream.pipeline.monitors import MonitorRegistry
+from stream.pipeline.pipeline import StepOutput
 from stream.settings import Settings
 
 log = logging.getLogger("glassbox.evidence")
@@ -83,8 +83,8 @@ class Evidence:
 
     def __init__(self, settings: Settings, registry: MonitorRegistry, *, kind: str = "worker",
                  source: dict[str, Any] | None = None):
-        from stream.monitoring_run import MonitoringRun, WindowLogger
-        from stream.snapshots import AlertContext, SnapshotService, render_executor
+        from stream.evidence.monitoring_run import MonitoringRun, WindowLogger
+        from stream.evidence.snapshots import AlertContext, SnapshotService, render_executor
 
         self.settings = settings
         self.registry = registry
@@ -135,7 +135,7 @@ class Evidence:
 
     def observe(self, out: StepOutput) -> list[dict[str, Any]]:
         """Record a step (window metrics, snapshots); returns its alerts with links and lineage filled."""
-        from stream.snapshots import enrich_alert
+        from stream.evidence.snapshots import enrich_alert
 
         try:
             for model, batch in out.batches:

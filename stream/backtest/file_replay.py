@@ -29,7 +29,7 @@ from detectors.batch import EventBatch, OutcomeBatch, as_column
 from detectors.config import DetectionConfig
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile, build_profile
-from stream.tables import iter_table, read_table
+from stream.backtest.table_files import iter_table, read_table
 
 DEFAULT_ROLES = {"timestamp": "timestamp", "id": "prediction_id", "prediction": "prediction", "label": "label"}
 META_COLUMNS = ("model", "model_version", "schema")  # never features

@@ -12,7 +12,7 @@ the model itself. ``log_reference`` attaches one to an existing model version, i
   for calibration, the model's own ``feature_importances_`` / |coef|); left out, with a warning and
   ``ReferenceInfo.attributions = "unavailable: ..."``, when the model cannot be loaded or explained;
 - an MLflow dataset (``mlflow.data.from_pandas``) logged as a run input with context ``reference`` and the
-  file's digest (the 16-hex prefix of its sha256, see :func:`stream.lineage.short_digest`);
+  file's digest (the 16-hex prefix of its sha256, see :func:`stream.evidence.lineage.short_digest`);
 - model version tags ``glassbox.reference.*`` pointing at all of it.
 
 ``load_reference("models:/NAME/VERSION" | "models:/NAME@alias" | "path/to/ref.parquet")`` returns a
@@ -37,8 +37,8 @@ from typing import Any
 
 import pandas as pd
 
-from stream import lineage
 from stream.errors import UserError
+from stream.evidence import lineage
 
 log = logging.getLogger("glassbox.reference")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -286,7 +286,7 @@ def _attributions_at_log_time(client: Any, mv: Any, df: pd.DataFrame, features: 
 
 def _reference_run(client: Any, mv: Any) -> str:
     """A run to hold the reference when the model version has no source run (registered from elsewhere)."""
-    from stream.monitoring_run import ensure_experiment
+    from stream.evidence.monitoring_run import ensure_experiment
 
     exp_id = ensure_experiment(client, "glassbox-references")
     run = client.create_run(exp_id, run_name=f"reference-{mv.name}-v{mv.version}",

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.alert import make_alert
 from detectors.hysteresis import Hysteresis
-from stream.metrics import WorkerMetrics, compute_lag
+from stream.worker.prometheus import WorkerMetrics, compute_lag
 
 log = logging.getLogger("glassbox.health")
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 
-from stream.kafka_clients import aiokafka_kwargs
+from stream.kafka.clients import aiokafka_kwargs
 from stream.settings import Settings
 
 log = logging.getLogger("glassbox.state")
 
 
 class TopicState:
-    """The :class:`stream.processing.StateStore` of a live worker."""
+    """The :class:`stream.pipeline.pipeline.StateStore` of a live worker."""
 
     def __init__(self, settings: Settings, bootstrap: str):
         self.settings = settings

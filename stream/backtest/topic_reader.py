@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stream.errors import UserError
-from stream.step_input import RawMessage, parse_step
+from stream.pipeline.parse_step import RawMessage, parse_step
 
 if TYPE_CHECKING:
     from stream.settings import KafkaConfig
@@ -218,7 +218,7 @@ class TopicReader:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.errors import KafkaError
 
-        from stream.kafka_clients import aiokafka_kwargs
+        from stream.kafka.clients import aiokafka_kwargs
 
         consumer = AIOKafkaConsumer(
             **aiokafka_kwargs(self.kafka, self.bootstrap), group_id=None, enable_auto_commit=False,
@@ -467,7 +467,7 @@ class TopicReader:
 class ReaderProcess:
     """A :class:`TopicReader` in a child process that hands its steps on, pickled, through a bounded queue.
 
-    Parsing a prediction step (:func:`stream.step_input.parse_step`) costs about as much as reading it or
+    Parsing a prediction step (:func:`stream.pipeline.parse_step.parse_step`) costs about as much as reading it or
     detecting on it, so the two processes share it: the child parses the first part of each step and sends
     the rest as records, which the replaying process parses. The child's share follows whichever side
     waits: when the replaying process sat waiting for input longer than the child sat blocked on a full
@@ -491,7 +491,7 @@ class ReaderProcess:
         import multiprocessing
 
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["stream.topic_reader", "stream.settings", "aiokafka"])  # imported once
+        ctx.set_forkserver_preload(["stream.backtest.topic_reader", "stream.settings", "aiokafka"])  # imported once
         self._q = ctx.Queue(maxsize=8)
         self._waited = ctx.RawValue("d", 0.0)
         self._proc = ctx.Process(target=_reader_main, args=(self._q, self._waited, *self.args),

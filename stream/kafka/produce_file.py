@@ -20,7 +20,7 @@ def produce_file(
     """Publish every row of ``path``; returns the number of predictions sent."""
     from rich.progress import Progress
 
-    from stream.tables import read_table
+    from stream.backtest.table_files import read_table
 
     df = read_table(path)
     for role, col in (("--id-col", id_col), ("--timestamp-col", timestamp_col), ("--prediction-col", prediction_col),

@@ -66,7 +66,7 @@ def load_model_for_explain(model_uri: str | None = None, model_path: str | os.Pa
     background: pd.DataFrame | None = None
     features: list[str] | None = None
     if model_uri is not None:
-        from stream.reference import ReferenceNotFound, is_model_uri, load_reference, resolve_model_version
+        from stream.evidence.reference import ReferenceNotFound, is_model_uri, load_reference, resolve_model_version
 
         if not is_model_uri(model_uri):
             raise UserError(f"--model-uri {model_uri!r}: expected models:/NAME/VERSION or models:/NAME@alias")
@@ -121,7 +121,7 @@ def read_event(event: str | None = None, event_file: str | os.PathLike[str] | No
     if data is not None:
         if row is None:
             raise UserError("--data needs --row N (0-based)")
-        from stream.tables import TableError, read_table
+        from stream.backtest.table_files import TableError, read_table
 
         p = Path(data)
         try:

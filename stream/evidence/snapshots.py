@@ -4,7 +4,7 @@ Per model, every N windows and whenever a detector fires, the worker asks :class
 snapshot of the window. The request returns at once with the links the files *will* have (their paths are
 fixed by model and window index), and the work runs in an executor:
 
-1. :func:`detectors.snapshot.build_snapshot` on bounded, seeded samples of the window and the reference;
+1. :func:`stream.evidence.evidently_report.build_snapshot` on bounded, seeded samples of the window and the reference;
 2. HTML and JSON written, then logged as artifacts of the monitoring run (``snapshots/<model>/w<index>.*``),
    and the window's drift share, per-column drift scores and quality as run metrics (step = window index);
 3. the snapshot added to an Evidently local workspace, one project per model (its id derived from the model
@@ -34,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from detectors.snapshot import DEFAULT_SAMPLE_SIZE, sample_frame
+from stream.evidence.evidently_report import DEFAULT_SAMPLE_SIZE, sample_frame
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def render_snapshot(job: SnapshotJob) -> SnapshotOutcome:
 
     Raises on failure (the service counts it); everything here depends on the job only.
     """
-    from detectors.snapshot import build_snapshot
+    from stream.evidence.evidently_report import build_snapshot
 
     t0, c0 = time.perf_counter(), time.thread_time()
     snap = build_snapshot(
@@ -188,11 +188,11 @@ def render_snapshot(job: SnapshotJob) -> SnapshotOutcome:
 
 # -------------------------------------------------------------------------------------------- executor
 def render_executor(kind: str = "process", nice: int | None = None, idle: bool | None = None) -> cf.Executor:
-    """Where snapshots render: ``"process"`` (:class:`stream.idle_pool.IdleProcessPool`, the default: the
+    """Where snapshots render: ``"process"`` (:class:`stream.evidence.idle_pool.IdleProcessPool`, the default: the
     report's CPU stays off the worker's interpreter, at the lowest priority) or ``"thread"`` (one thread of the
     worker)."""
     if kind == "process":
-        from stream.idle_pool import IdleProcessPool
+        from stream.evidence.idle_pool import IdleProcessPool
 
         return IdleProcessPool(nice=nice, idle=idle)
     return cf.ThreadPoolExecutor(1, thread_name_prefix="glassbox-snapshot")
@@ -221,7 +221,7 @@ class SnapshotStats:
 class SnapshotService:
     """Schedules snapshots in an executor and knows their links.
 
-    ``run`` is the :class:`stream.monitoring_run.MonitoringRun` receiving the artifacts (None: files stay
+    ``run`` is the :class:`stream.evidence.monitoring_run.MonitoringRun` receiving the artifacts (None: files stay
     under ``out_dir``). ``executor`` defaults to one thread; pass a ``ProcessPoolExecutor`` to keep the
     report's CPU off the worker's interpreter. ``timeout_s`` bounds each snapshot: one running longer is
     counted as timed out and its links are not given to alerts. ``render_duty`` (0-1] budgets periodic

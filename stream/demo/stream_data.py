@@ -22,13 +22,8 @@ their prediction (out of order); the labels of the last rows arrive at the end.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -70,25 +65,6 @@ def plan_phases(rows: int, window: int = 1000) -> list[Phase]:
          f"{MISSING_FEATURE} {MISSING_RATE:.0%} missing; new {NEW_CATEGORY_FEATURE} {NEW_CATEGORY!r}"),
     ]
     return [Phase(name, b[i], b[i + 1], monitor, desc) for i, (name, monitor, desc) in enumerate(specs)]
-
-
-@lru_cache(maxsize=1)
-def training_example() -> ModuleType:
-    """``examples/train_reference.py`` as a module (it lives next to the package in the repository)."""
-    path = Path(__file__).resolve().parents[1] / "examples" / "train_reference.py"
-    if not path.is_file():
-        from stream.errors import UserError
-
-        raise UserError(f"the demo needs {path} (run it from a clone of the glassbox repository)")
-    name = "glassbox_examples_train_reference"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def changed_rule_labels(df: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
@@ -175,7 +151,8 @@ def make_stream(
     model: str = "churn",
 ) -> DemoStream:
     """Build the four-phase stream; ``predict_proba`` is the model's (rows -> [P(0), P(1)])."""
-    ex = training_example()
+    from stream.demo import training as ex
+
     phases = plan_phases(rows, window)
     rng = np.random.default_rng(seed)
     parts = []

@@ -2,7 +2,7 @@
 
 It starts the embedded broker, trains and registers the reference model with ``examples/train_reference.py``
 (seeded), starts the monitoring worker and the notifier as child processes, publishes a realistic stream
-(:mod:`stream.demo_stream`: clean, then data drift, then concept drift, then a data-quality problem, with late
+(:mod:`stream.demo.stream_data`: clean, then data drift, then concept drift, then a data-quality problem, with late
 labels), shows the alerts live as they fire and resolve, and ends with a summary: alerts per monitor, where the
 reports are, and the commands that open the MLflow and Evidently UIs on them.
 
@@ -185,7 +185,7 @@ class AlertFeed(threading.Thread):
         super().__init__(name="glassbox-demo-alerts", daemon=True)
         from kafka import KafkaConsumer, TopicPartition
 
-        from stream.kafka_clients import kafka_python_kwargs
+        from stream.kafka.clients import kafka_python_kwargs
 
         self.queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stopping = threading.Event()
@@ -391,9 +391,8 @@ def quiet_into(log: Path) -> Any:
 
 def train_model(home: Path, tracking_uri: str) -> tuple[Any, Any, Any]:
     """Train, gate and register ``churn@champion`` with the example's code; returns (result, reference, model)."""
-    from stream.demo_stream import training_example
+    from stream.demo import training as ex
 
-    ex = training_example()
     with quiet_into(home / "logs" / "train.log"):
         import mlflow
 
@@ -410,7 +409,7 @@ def train_model(home: Path, tracking_uri: str) -> tuple[Any, Any, Any]:
         result = ex.train_and_register(tracking_uri, MODEL, seed=42, alias="champion",
                                        artifact_root=str(home / "mlartifacts"), env="demo")
         mlflow.set_tracking_uri(tracking_uri)
-        from stream.reference import load_reference
+        from stream.evidence.reference import load_reference
 
         ref = load_reference(f"models:/{MODEL}@champion", tracking_uri=tracking_uri, load_model=True)
         model = ref.model.get_raw_model()
@@ -430,7 +429,7 @@ def local_path(link: str | None) -> Path | None:
 def own_report(home: Path, stream: Any, reference: Any, window_index: int, end_ms: int | None) -> Path:
     """An Evidently report of one window against the reference (HTML under ``<home>/reports``, and added to
     the Evidently workspace), for when the worker wrote none."""
-    from stream.snapshots import SnapshotJob, render_snapshot
+    from stream.evidence.snapshots import SnapshotJob, render_snapshot
 
     w = 1000
     cur = stream.frame.iloc[window_index * w:(window_index + 1) * w]
@@ -484,8 +483,8 @@ def collect_reports(home: Path, stream: Any, reference: Any, alerts: list[dict[s
 
 def start_uis(children: Children, home: Path, tracking_uri: str, env: dict[str, str]) -> dict[str, str]:
     """MLflow UI and Evidently UI on free loopback ports; returns their URLs (those that came up)."""
-    from stream.broker import free_port
-    from stream.snapshots import project_id_for
+    from stream.evidence.snapshots import project_id_for
+    from stream.kafka.broker import free_port
 
     urls: dict[str, str] = {}
     mport, eport = free_port(), free_port()
@@ -524,9 +523,9 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
     # SIGINT too: a shell that started the demo in the background may have left Ctrl-C ignored
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        from stream.broker import EmbeddedBroker, free_port
+        from stream.kafka.broker import EmbeddedBroker, free_port
+        from stream.kafka.topics import ensure_topics
         from stream.settings import load_settings
-        from stream.topic_admin import ensure_topics
 
         console.print(f"[bold]glassbox demo[/]: everything under {home}")
         broker = EmbeddedBroker(log_path=home / "logs" / "broker.log").start()
@@ -539,7 +538,7 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
                                                    "partitions": 4})
         ensure_topics(settings, broker.bootstrap)
         console.print(f"  embedded broker at {broker.bootstrap} (pid {broker.pid})")
-        notifier = children.python("notifier", "from stream.cli import main; main()", ["alerts", "notify"], env,
+        notifier = children.python("notifier", "from stream.cli.main import main; main()", ["alerts", "notify"], env,
                                    home / "logs" / "notifier.log")
         receivers = ["log", "desktop"] + [r for r, key in (("slack", "slack_token"), ("slack", "slack_webhook_url"),
                                                            ("pagerduty", "pagerduty_routing_key"))
@@ -554,12 +553,12 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
         console.print(f"  registered {result.model_uri} as {MODEL}@champion (ROC AUC {auc:.3f}) with its reference "
                       f"({reference.info.rows} rows, digest {reference.info.digest}) in {time.monotonic() - t:.1f}s")
 
-        worker = children.python("worker", "from stream.cli import main; main()", ["worker"], env,
+        worker = children.python("worker", "from stream.cli.main import main; main()", ["worker"], env,
                                  home / "logs" / "worker.log")
         summary["pids"].update(children.pids)
         (home / "pids.json").write_text(json.dumps(summary["pids"]))
 
-        from stream.demo_stream import make_stream
+        from stream.demo.stream_data import make_stream
 
         speed = opts.speed if opts.speed > 0 else 1500.0
         start_ms = int(time.time() * 1000)
@@ -764,19 +763,19 @@ def demo_command(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m stream.demo``: the command on its own (what ``glassbox demo`` runs)."""
-    from stream.cli import main as cli_main
+    """``python -m stream.demo.main``: the command on its own (what ``glassbox demo`` runs)."""
+    from stream.cli.main import main as cli_main
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     app.command()(demo_command)
-    import stream.cli
+    import stream.cli.main
 
-    saved = stream.cli.app
-    stream.cli.app = app
+    saved = stream.cli.main.app
+    stream.cli.main.app = app
     try:
         cli_main(argv)
     finally:
-        stream.cli.app = saved
+        stream.cli.main.app = saved
 
 
 if __name__ == "__main__":

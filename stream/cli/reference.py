@@ -46,7 +46,7 @@ def log_command(
 ) -> None:
     """Attach REF data, its profile, dataset input and digest (and the model's SHAP attributions on it) to an
     existing model version."""
-    from stream.reference import log_reference
+    from stream.evidence.reference import log_reference
 
     uri = _tracking_uri(config, tracking_uri)
     try:
@@ -71,7 +71,7 @@ def show_command(
     is missing)."""
     import json
 
-    from stream.reference import load_reference
+    from stream.evidence.reference import load_reference
 
     ref = load_reference(uri, tracking_uri=_tracking_uri(config, tracking_uri), load_model=False, cache=None)
     body = {**ref.info.to_dict(), "features": ref.features}

@@ -6,7 +6,7 @@ SHAP's extension holds the GIL, so a thread would stall consumption: each model 
 at the lowest CPU priority (``SCHED_IDLE`` on Linux, nice 19) whose initializer receives that model's window
 explainer once (our own in-memory model, pickled to our
 own child; nothing from the stream is unpickled). The reference's attributions come from the
-``attributions.json`` stored with the reference (:func:`stream.reference.log_reference`); only references
+``attributions.json`` stored with the reference (:func:`stream.evidence.reference.log_reference`); only references
 logged without it are explained at start.
 
 Artifacts are drawn in the same child (matplotlib, headless) and come back as bytes with the window's
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stream.idle_pool import IdleProcessPool
-from stream.monitors import MonitorRegistry
-from stream.processing import StepOutput
+from stream.evidence.idle_pool import IdleProcessPool
+from stream.pipeline.monitors import MonitorRegistry
+from stream.pipeline.pipeline import StepOutput
 from stream.settings import Settings
 
 log = logging.getLogger("glassbox.attribution")
@@ -52,7 +52,7 @@ def _init_process(window_explainer: Any, model: str = "") -> None:
 
 
 def _render(att: Any, index: int, events: int) -> dict[str, bytes]:
-    from detectors.shap_plots import artifact_bytes
+    from stream.evidence.shap_plots import artifact_bytes
 
     title = f"{_MODEL} window {index}: SHAP of {len(att.values)} sampled of {events} events"
     return artifact_bytes(att, title=title)
@@ -89,7 +89,7 @@ class _Job:
 class AttributionService:
     """Attribution monitors of the models whose reference carries a model (``models:/`` references).
 
-    ``run`` (a :class:`stream.monitoring_run.MonitoringRun`, or set later with :meth:`attach_run`) receives
+    ``run`` (a :class:`stream.evidence.monitoring_run.MonitoringRun`, or set later with :meth:`attach_run`) receives
     the SHAP artifacts; without one, nothing is drawn.
     """
 
@@ -117,7 +117,7 @@ class AttributionService:
         """Build the monitors up front (calibration, and SHAP on references stored without attributions)."""
         from detectors.attribution import unwrap_model
         from detectors.attribution_monitor import AttributionMonitor
-        from stream.reference import is_model_uri, load_reference
+        from stream.evidence.reference import is_model_uri, load_reference
 
         cfg = self.settings.attribution
         if not cfg.enabled:

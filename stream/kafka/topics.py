@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stream.app import TOPICS
-from stream.kafka_clients import kafka_python_kwargs
+from stream.kafka.clients import kafka_python_kwargs
+from stream.kafka.faust_app import TOPICS
 from stream.settings import Settings
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 
-from stream.kafka_clients import faust_kwargs
+from stream.kafka.clients import faust_kwargs
 from stream.settings import Settings
 
 

@@ -1,6 +1,6 @@
-"""Replay Kafka topics through the live worker's :class:`~stream.processing.Pipeline`.
+"""Replay Kafka topics through the live worker's :class:`~stream.pipeline.pipeline.Pipeline`.
 
-:mod:`stream.topic_reader` reads the partitions over the range asked for and merges them in event-time
+:mod:`stream.backtest.topic_reader` reads the partitions over the range asked for and merges them in event-time
 order, in a reader process; here every step goes through each pipeline (several with ``--compare``, all
 fed the same steps from one read) and the alerts, windows and dead letters are collected.
 
@@ -17,16 +17,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.processing import Pipeline, RawMessage
-from stream.settings import KafkaConfig
-from stream.step_input import parse_step
-from stream.topic_reader import (
+from stream.backtest.topic_reader import (
     PREDICTIONS,
     KafkaReplayError,
     ReaderProcess,
     ReadStats,
     ReplayRange,
 )
+from stream.pipeline.parse_step import parse_step
+from stream.pipeline.pipeline import Pipeline, RawMessage
+from stream.settings import KafkaConfig
 
 __all__ = ["KafkaReplayError", "ReplayRange", "replay_topic", "parse_kafka_uri", "parse_offsets", "parse_time"]
 

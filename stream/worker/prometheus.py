@@ -2,7 +2,7 @@
 
 A :class:`WorkerMetrics` owns a registry of its own (several workers or tests in one process never share
 series). The agents call :meth:`WorkerMetrics.observe_step` once per batch; everything else (consumer lag,
-label coverage, the pipeline checks) is set by the health timer (:mod:`stream.health`). Nothing here touches
+label coverage, the pipeline checks) is set by the health timer (:mod:`stream.worker.health`). Nothing here touches
 the detection core, and nothing is computed per event: a step costs a few dictionary updates.
 
 Series (all prefixed ``glassbox_``):
@@ -115,7 +115,7 @@ class WorkerMetrics:
 
     def observe_step(self, kind: str, messages: Sequence[Any], out: Any, seconds: float) -> None:
         """Record one agent step: ``kind`` is ``predictions`` or ``labels``, ``messages`` the
-        :class:`stream.processing.RawMessage` list, ``out`` its :class:`stream.processing.StepOutput`."""
+        :class:`stream.pipeline.pipeline.RawMessage` list, ``out`` its :class:`stream.pipeline.pipeline.StepOutput`."""
         now = self.clock()
         self.steps += 1
         self.step_seconds.labels(kind).observe(seconds)
