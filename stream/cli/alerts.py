@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from stream.cli.options import ConfigOpt
 from stream.errors import UserError
 
 silence_app = typer.Typer(help="Mute alert notifications for a while.", no_args_is_help=True,
@@ -23,7 +24,6 @@ silence_app = typer.Typer(help="Mute alert notifications for a while.", no_args_
 alerts_app = typer.Typer(help="Read and deliver alerts.", no_args_is_help=True, add_completion=False,
                          rich_markup_mode=None)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="glassbox.toml to read")]
 MATCHER_KEYS = ("model", "monitor", "feature", "severity")
 
 
@@ -214,7 +214,7 @@ def alerts_tail(
 def alerts_notify(config: ConfigOpt = None) -> None:
     """Run the notifier worker: deliver alerts to Slack, PagerDuty, the desktop and the log."""
     from stream.alerting.agent import run_notifier
-    from stream.cli.main import kafka_bootstrap
+    from stream.cli.options import kafka_bootstrap
 
     settings = _settings(config)
     with kafka_bootstrap(settings) as bootstrap:

@@ -22,11 +22,11 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
+from stream.cli.options import ConfigOpt
 from stream.errors import UserError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="glassbox.toml to read")]
 
 
 def _tracking_uri(config: Path | None, tracking_uri: str | None) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from stream.cli.options import ConfigOpt, kafka_bootstrap, settings_from
 from stream.errors import UserError
 
 # typer vendors click; its exception classes are reachable through the public BadParameter.
@@ -25,31 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="glassbox.toml to read")]
-
-
-def settings_from(config: Path | None):  # noqa: ANN201 - Settings, imported lazily
-    from stream.settings import load_settings
-
-    return load_settings(config)
-
-
-@contextlib.contextmanager
-def kafka_bootstrap(settings, *, announce: bool = True) -> Iterator[str]:  # noqa: ANN001
-    """The configured Kafka (checked reachable), or an embedded broker for the duration of the block."""
-    from stream.kafka.broker import EmbeddedBroker, check_reachable
-
-    if settings.kafka.bootstrap:
-        check_reachable(settings.kafka.bootstrap, settings.kafka.connect_timeout_s)
-        yield settings.kafka.bootstrap
-        return
-    with EmbeddedBroker() as broker:
-        if announce:
-            typer.echo(f"embedded broker at {broker.bootstrap} (set GLASSBOX_KAFKA__BOOTSTRAP to use another Kafka)",
-                       err=True)
-        yield broker.bootstrap
-
 
 @app.command()
 def broker(port: Annotated[int, typer.Option(help="port on 127.0.0.1; 0 picks a free one")] = 0) -> None:

@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
+from stream.cli.options import ConfigOpt
 from stream.errors import UserError
 
 reference_app = typer.Typer(help="Reference data of registered models (MLflow).", no_args_is_help=True,
                             add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="glassbox.toml to read")]
 TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default: settings)")]
 
 
