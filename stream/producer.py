@@ -27,7 +27,7 @@ from stream.events import (
     parse_timestamp,
     prediction_event,
 )
-from stream.settings import KafkaConfig
+from stream.kafka.config import KafkaConfig
 
 
 class ProducerError(UserError, RuntimeError):

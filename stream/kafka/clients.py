@@ -9,7 +9,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from stream.settings import KafkaConfig
+from stream.kafka.config import KafkaConfig
 
 
 def _ssl_context(cfg: KafkaConfig) -> ssl.SSLContext | None:
