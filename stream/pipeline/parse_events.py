@@ -113,6 +113,20 @@ def _value(v: Any, fld: str) -> Any:
     raise _fail("bad_type", fld, f"{fld} must be a number, string, bool or null, got {type(v).__name__}")
 
 
+def _required(doc: dict[str, Any], key: str) -> Any:
+    if key not in doc:
+        raise _fail("missing_field", key, f"{key} is required")
+    return doc[key]
+
+
+def _given_value(doc: dict[str, Any], key: str) -> Any:
+    """A required value that must not be null (the prediction, the label)."""
+    v = _value(_required(doc, key), key)
+    if v is None:
+        raise _fail("bad_value", key, f"{key} must not be null")
+    return v
+
+
 def _scores(v: Any, n: int | None) -> dict[str, list[float]] | None:
     if v is None:
         return None
@@ -164,9 +178,7 @@ def _single(doc: dict[str, Any]) -> PredictionChunk:
     version = doc.get("model_version")
     if version is not None and not isinstance(version, (str, int)):
         raise _fail("bad_type", "model_version", "model_version must be a string")
-    if "timestamp" not in doc:
-        raise _fail("missing_field", "timestamp", "timestamp is required")
-    ts = parse_timestamp(doc["timestamp"])
+    ts = parse_timestamp(_required(doc, "timestamp"))
     feats = doc.get("features")
     if not isinstance(feats, dict):
         raise _fail("missing_field" if feats is None else "bad_type", "features", "features must be an object")
@@ -177,11 +189,7 @@ def _single(doc: dict[str, Any]) -> PredictionChunk:
             (len(v) for v in feats.values() if type(v) is str), default=0) > MAX_STRING_VALUE):
         for k, v in feats.items():
             _value(v, f"features.{k}")  # raises naming the offending feature
-    if "prediction" not in doc:
-        raise _fail("missing_field", "prediction", "prediction is required")
-    pred = _value(doc["prediction"], "prediction")
-    if pred is None:
-        raise _fail("bad_value", "prediction", "prediction must not be null")
+    pred = _given_value(doc, "prediction")
     _tags(doc.get("tags"))
     return PredictionChunk(
         model=model, model_version=None if version is None else str(version), ids=[pid], timestamps=[ts],
@@ -368,13 +376,7 @@ def parse_label(raw: bytes, max_bytes: int = 1024 * 1024) -> LabelEvent:
     _check_fields(doc, _LABEL_FIELDS)
     pid = _name(doc, "prediction_id", max_len=MAX_ID_LEN)
     model = _name(doc, "model")
-    if "timestamp" not in doc:
-        raise _fail("missing_field", "timestamp", "timestamp is required")
-    ts = parse_timestamp(doc["timestamp"])
-    if "label" not in doc:
-        raise _fail("missing_field", "label", "label is required")
-    label = _value(doc["label"], "label")
-    if label is None:
-        raise _fail("bad_value", "label", "label must not be null")
+    ts = parse_timestamp(_required(doc, "timestamp"))
+    label = _given_value(doc, "label")
     _tags(doc.get("tags"))
     return LabelEvent(prediction_id=pid, model=model, timestamp=ts, label=label, tags=doc.get("tags") or {})
