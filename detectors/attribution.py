@@ -1,4 +1,4 @@
-"""SHAP attributions of a model on a frame, and how far a window's attributions moved from the reference's.
+"""SHAP attributions of a model on a frame, and their JSON summaries (what is stored with the reference).
 
 :class:`ModelExplainer` picks the explainer once per model:
 
@@ -6,25 +6,24 @@
   step of a scikit-learn ``Pipeline``: the preprocessing is applied and the SHAP values of its output columns
   are summed back onto the input features they came from (one-hot columns onto their category column), which
   keeps the values exact and additive;
-- anything else: **permutation SHAP** (the estimator of ``shap.PermutationExplainer`` with an independent
-  masker), vectorised over rows, antithetic permutations and a small seeded background sample of the
-  reference; string columns are coded for the masker and decoded for the model.
+- anything else: **permutation SHAP** (:mod:`detectors.permutation_shap`) with a small seeded background
+  sample of the reference.
 
 Values always have a class axis: ``(rows, features, outputs)``, where outputs are the classes (probability or
 log-odds, as the model's explainer space is) or a single regression output, as shap 0.51 returns them for
 classifiers. Every result adds up: ``base_values + values.sum(features) == model output``.
 
-The drift statistics compare mean |SHAP| vectors: :func:`attribution_distance` is half the L1 distance of
-the normalised vectors (0 = same shares, 1 = disjoint), :func:`ndcg` scores the window's feature ranking with
-the reference's shares as relevance (1 = same order), as the cloud monitors' feature-attribution drift does.
+How far a window's attributions moved from the reference's is measured in :mod:`detectors.attribution_stats`;
+the permutation estimator is :mod:`detectors.permutation_shap`.
 
->>> ref, win = np.array([0.6, 0.3, 0.1]), np.array([0.1, 0.3, 0.6])
->>> round(float(attribution_distance(ref, ref)), 6), round(float(attribution_distance(ref, win)), 6)
-(0.0, 0.5)
->>> round(float(ndcg(ref, ref)), 6), round(float(ndcg(ref, win)), 3)
-(1.0, 0.702)
->>> [m["feature"] for m in top_movers(["a", "b", "c"], ref, win, k=2)]
-['a', 'c']
+>>> from sklearn.tree import DecisionTreeRegressor
+>>> X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+>>> exp = ModelExplainer(DecisionTreeRegressor(random_state=0).fit(X, 2 * X["a"]), ["a", "b"])
+>>> att = exp.explain(X)
+>>> exp.kind, att.values.shape, bool(np.allclose(att.explained_output()[:, 0], 2 * X["a"]))
+('tree', (4, 2, 1), True)
+>>> top_features(attributions_record(att), 1)[0]["feature"]
+'a'
 """
 
 from __future__ import annotations
@@ -37,53 +36,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from detectors.permutation_shap import chunk_rows, permutation_values
+
 ATTRIBUTIONS_SCHEMA = "glassbox.attributions/v1"
-MAX_MASKED_ROWS = 200_000  # model inputs per permutation-SHAP call (bounds memory)
 
 
 class BudgetExceeded(RuntimeError):
     """The caller's ``should_stop`` said the time budget is spent before every row was explained."""
-
-
-# --------------------------------------------------------------------------------------------- statistics
-def normalise(v: np.ndarray) -> np.ndarray:
-    """Shares along the last axis (uniform when the sum is 0)."""
-    v = np.maximum(np.asarray(v, np.float64), 0.0)
-    s = v.sum(axis=-1, keepdims=True)
-    uniform = np.full_like(v, 1.0 / max(v.shape[-1], 1))
-    return np.where(s > 0, v / np.where(s > 0, s, 1.0), uniform)
-
-
-def attribution_distance(reference: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """Normalised L1 distance in [0, 1] between mean |SHAP| vectors (last axis), broadcast over the rest."""
-    return 0.5 * np.abs(normalise(window) - normalise(reference)).sum(axis=-1)
-
-
-def ndcg(reference: np.ndarray, window: np.ndarray, k: int | None = None) -> np.ndarray:
-    """nDCG of the window's feature ranking (by mean |SHAP|, descending) with the reference's shares as
-    relevance, over the top ``k`` (default all) features; broadcast over leading axes of ``window``."""
-    rel = normalise(reference)
-    win = np.asarray(window, np.float64)
-    f = win.shape[-1]
-    k = f if k is None else max(1, min(int(k), f))
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    order = np.argsort(-win, axis=-1, kind="stable")[..., :k]
-    relb = np.broadcast_to(rel, win.shape)
-    dcg = (np.take_along_axis(relb, order, axis=-1) * disc).sum(axis=-1)
-    ideal = (np.sort(rel, axis=-1)[..., ::-1][..., :k] * disc).sum(axis=-1)
-    return np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 1.0)
-
-
-def top_movers(features: Sequence[str], reference: np.ndarray, window: np.ndarray,
-               k: int = 5) -> list[dict[str, Any]]:
-    """The ``k`` features whose mean |SHAP| changed most (absolute change; ties by feature order)."""
-    ref, win = np.asarray(reference, np.float64), np.asarray(window, np.float64)
-    change = win - ref
-    order = np.argsort(-np.abs(change), kind="stable")[:k]
-    rs, ws = normalise(ref), normalise(win)
-    return [{"feature": features[i], "reference_mean_abs_shap": float(ref[i]), "window_mean_abs_shap": float(win[i]),
-             "change": float(change[i]), "reference_share": float(rs[i]), "window_share": float(ws[i])}
-            for i in order]
 
 
 # --------------------------------------------------------------------------------------------- results
@@ -291,7 +250,8 @@ class ModelExplainer:
         parts: list[np.ndarray] = []
         base = None
         rng = np.random.default_rng([self.seed if seed is None else int(seed), 0x5A]) if self.kind != "tree" else None
-        chunk = self.chunk_rows if self.kind == "tree" else self._permutation_chunk()
+        chunk = (self.chunk_rows if self.kind == "tree"
+                 else chunk_rows(len(self.features), len(self._background), self.chunk_rows))
         for lo in range(0, len(x), chunk):
             if lo and should_stop is not None and should_stop():
                 raise BudgetExceeded(f"explained {lo} of {len(x)} rows within the budget")
@@ -300,7 +260,7 @@ class ModelExplainer:
                 vals = self._tree_values(part)
                 base = self.expected
             else:
-                vals, base = self._permutation_values(part, rng)
+                vals, base = permutation_values(self._predict_frame, part, self._background, self.permutations, rng)
             parts.append(vals)
         if base is None:
             base = self.expected if self.kind == "tree" else self._predict_frame(self._background).mean(axis=0)
@@ -322,61 +282,6 @@ class ModelExplainer:
         if self._groups is not None:
             vals = np.einsum("rjo,jf->rfo", vals, self._groups)
         return vals
-
-    def _permutation_chunk(self) -> int:
-        per_row = (len(self.features) + 1) * len(self._background)
-        return max(1, min(self.chunk_rows, MAX_MASKED_ROWS // max(per_row, 1)))
-
-    def _codes(self, x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[list[Any] | None]]:
-        """Rows and background as one numeric matrix each (string columns as category codes)."""
-        bg = self._background
-        xs, bs, cats = [], [], []
-        for f in self.features:
-            a, b = x[f].to_numpy(), bg[f].to_numpy()
-            if a.dtype.kind in "fiub" and b.dtype.kind in "fiub":
-                xs.append(a.astype(np.float64))
-                bs.append(b.astype(np.float64))
-                cats.append(None)
-                continue
-            table: dict[Any, int] = {}
-            for v in (*b.tolist(), *a.tolist()):
-                table.setdefault(v, len(table))
-            xs.append(np.array([table[v] for v in a.tolist()], np.float64))
-            bs.append(np.array([table[v] for v in b.tolist()], np.float64))
-            cats.append(list(table))
-        return np.column_stack(xs), np.column_stack(bs), cats
-
-    def _decode(self, m: np.ndarray, cats: list[list[Any] | None]) -> pd.DataFrame:
-        cols: dict[str, Any] = {}
-        for j, f in enumerate(self.features):
-            c = cats[j]
-            if c is None:
-                cols[f] = m[:, j]
-            else:
-                cols[f] = np.asarray(c, dtype=object)[m[:, j].astype(np.int64)]
-        return pd.DataFrame(cols)
-
-    def _permutation_values(self, x: pd.DataFrame, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        xm, bm, cats = self._codes(x)
-        n, f = xm.shape
-        m = len(bm)
-
-        def model(z: np.ndarray) -> np.ndarray:
-            return self._predict_frame(self._decode(z, cats))
-
-        base = model(bm).mean(axis=0)
-        n_out = len(base)
-        phi = np.zeros((n, f, n_out))
-        perm = np.arange(f)
-        for p in range(self.permutations):
-            perm = rng.permutation(f) if p % 2 == 0 else perm[::-1]
-            z = np.broadcast_to(bm, (n, f, m, f)).copy()  # step j (1..f): features perm[:j] from the row
-            for j in range(f):
-                z[:, j:, :, perm[j]] = xm[:, None, None, perm[j]]
-            out = model(z.reshape(-1, f)).reshape(n, f, m, n_out).mean(axis=2)
-            prev = np.concatenate([np.broadcast_to(base, (n, 1, n_out)), out[:, :-1]], axis=1)
-            phi[:, perm, :] += out - prev
-        return phi / self.permutations, base
 
 
 # --------------------------------------------------------------------------------------------- records
@@ -434,20 +339,6 @@ def reference_attributions(model: Any, reference_df: pd.DataFrame, features: Seq
     return rec
 
 
-def stored_abs_rows(record: dict[str, Any] | None, features: Sequence[str]) -> np.ndarray | None:
-    """A record's per-row |SHAP| as ``(rows, features)`` in ``features`` order; None when the record has none
-    or does not cover every feature."""
-    if not record or not record.get("abs_shap_rows"):
-        return None
-    have = [str(f) for f in record.get("features") or []]
-    if not set(features) <= set(have):
-        return None
-    m = np.asarray(record["abs_shap_rows"], np.float64)
-    if m.ndim != 2 or m.shape[1] != len(have) or not np.isfinite(m).all():
-        return None
-    return m[:, [have.index(str(f)) for f in features]]
-
-
 def top_features(record: dict[str, Any], k: int = 10) -> list[dict[str, Any]]:
     """The ``k`` features of largest mean |SHAP| in a record, with their share and the model's own importance.
 
@@ -460,12 +351,6 @@ def top_features(record: dict[str, Any], k: int = 10) -> list[dict[str, Any]]:
     order = sorted(m, key=lambda f: -m[f])[:k]
     return [{"feature": f, "mean_abs_shap": m[f], "share": m[f] / total if total > 0 else 0.0,
              "model_importance": None if f not in imp else float(imp[f])} for f in order]
-
-
-def mean_abs_vector(record: dict[str, Any], features: Sequence[str]) -> np.ndarray:
-    """A record's mean |SHAP| per feature in ``features`` order (0 for features it lacks)."""
-    m = record.get("mean_abs_shap") or {}
-    return np.array([float(m.get(f, 0.0)) for f in features], np.float64)
 
 
 def explain_one(explainer: ModelExplainer, row: pd.DataFrame, output: int | str | None = None) -> dict[str, Any]:

@@ -1,5 +1,12 @@
 """Settings of the attribution-drift monitor, in a module of their own: the worker's settings import them
-without pulling in SHAP, pandas or SciPy."""
+without pulling in SHAP, pandas or SciPy.
+
+>>> cfg = AttributionConfig(k=100)
+>>> cfg.level()  # per-window level of each statistic: false_alarm_rate / (2 * horizon_windows)
+2.5e-05
+>>> AttributionConfig(alpha=0.01).level(), cfg.threshold, cfg.budget_s
+(0.01, 'calibrated', 5.0)
+"""
 
 from __future__ import annotations
 

@@ -1,28 +1,37 @@
 """Attribution drift: per window, SHAP on a seeded sample of the events, compared with the reference's.
 
-Per count window of ``window`` events a :class:`~detectors.reservoir.Reservoir` keeps at most ``k`` events
-(seeded, chunking-independent). When the window closes, the sample is explained with the model's SHAP
-explainer, its mean |SHAP| vector is compared with the reference's (normalised L1 distance and nDCG of the
-feature ranking, see :mod:`detectors.attribution`), and the verdict goes through hysteresis; transitions
-come back as ``attribution_drift`` alerts carrying the window's top SHAP movers.
+Per count window of ``window`` events (event-time windows are not supported) a
+:class:`~detectors.reservoir.Reservoir` keeps at most ``k`` events (seeded, chunking-independent). A closed
+window's sample is explained, its mean |SHAP| vector is compared with the reference's (distance and nDCG,
+:mod:`detectors.attribution_stats`), and the verdict goes through hysteresis; transitions come back as
+``attribution_drift`` alerts carrying the window's top SHAP movers. Bounds are calibrated like the other
+monitors' (null windows resampled from the reference's per-row |SHAP|, against a bootstrap of the reference,
+:func:`detectors.calibration.tail_quantile`, floored by a minimum effect), or static.
 
-Thresholds are calibrated like the other monitors': null windows of ``k`` rows are resampled (seeded) out of
-the reference's per-row |SHAP| values, against a bootstrap of the reference itself, and the
-``1 - alpha`` tail quantile (:func:`detectors.calibration.tail_quantile`) of each statistic is the bound,
-floored by a minimum effect. Static bounds are available too.
+SHAP runs off the hot path: :meth:`AttributionMonitor.collect` (cheap) returns the samples of closed windows,
+:meth:`AttributionMonitor.explain_window` (heavy, touches no monitor state) can run elsewhere, and
+:meth:`AttributionMonitor.decide` takes results in any order and decides in window order;
+:meth:`AttributionMonitor.observe` does all three inline. shap holds the GIL, so "elsewhere" is another
+process: pickle :attr:`AttributionMonitor.window_explainer` into a one-process pool once, send it the samples.
 
-The SHAP step is split off the hot path: :meth:`AttributionMonitor.collect` (cheap, per batch) returns the
-samples of windows that closed; :meth:`AttributionMonitor.explain_window` (heavy, thread-safe, no monitor
-state touched) can run in an executor; :meth:`AttributionMonitor.decide` takes its results, in any order,
-and decides in window order. :meth:`AttributionMonitor.observe` does all three inline (replay, tests).
-shap's C extension holds the GIL, so "off the hot path" means another process: pickle
-:attr:`AttributionMonitor.window_explainer` into a one-process pool once and send it the samples.
+Results depend on the events and the seed only, except for two counted skips: ``budget`` (an explanation
+over ``budget_s`` on a monotonic clock is abandoned) and ``backlog`` (``max_pending`` windows already await
+SHAP). Inline, with ``budget_s=None``, nothing depends on time at all.
 
-Results depend on the events and the seed only, with two documented exceptions that are counted, never
-hidden: the time budget (a monotonic clock, read only to abandon an explanation that runs over it; the
-window is skipped as ``budget``) and the backlog (with ``max_pending`` windows awaiting SHAP, the next one
-is skipped as ``backlog``). Inline, with ``budget_s=None``, nothing depends on time at all.
-Windows are count windows of ``window`` events, as the core's (event-time windows are not supported).
+>>> from sklearn.tree import DecisionTreeRegressor
+>>> rng = np.random.default_rng(0)
+>>> ref = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
+>>> model = DecisionTreeRegressor(max_depth=4, random_state=0).fit(ref, ref["a"] + 0.5 * ref["b"])
+>>> cfg = AttributionConfig(k=100, budget_s=None, calibration_resamples=200, reference_rows=200)
+>>> mon = AttributionMonitor(model, None, ref, ["a", "b"], cfg, window=200)
+>>> def window(i, a_scale):  # 200 events; feature "a" scaled by a_scale
+...     x = rng.normal(size=(200, 2)) * [a_scale, 1.0]
+...     return EventBatch.from_columns(ids=[f"{i}.{j}" for j in range(200)], timestamps=range(200 * i, 200 * i + 200),
+...                                    features={"a": x[:, 0], "b": x[:, 1]}, prediction=[0.0] * 200)
+>>> mon.observe(window(0, 1.0))
+[]
+>>> [(a["status"], a["statistic"], a["evidence"]["top_movers"][0]["feature"]) for a in mon.observe(window(1, 0.05))]
+[('firing', 'attribution_distance', 'a')]
 """
 
 from __future__ import annotations
@@ -30,121 +39,24 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from detectors.alert import make_alert
-from detectors.attribution import (
-    Attribution,
-    BudgetExceeded,
-    ModelExplainer,
-    attribution_distance,
-    attributions_record,
-    mean_abs_vector,
-    ndcg,
-    sample_rows,
-    stored_abs_rows,
-    top_movers,
-)
+from detectors.attribution import ModelExplainer, attributions_record, sample_rows
 from detectors.attribution_config import AttributionConfig
+from detectors.attribution_stats import attribution_distance, mean_abs_vector, ndcg, stored_abs_rows, top_movers
+from detectors.attribution_window import AttributionResult, WindowExplainer, WindowSample
 from detectors.batch import EventBatch
 from detectors.calibration import tail_quantile
 from detectors.hysteresis import Hysteresis
-from detectors.reservoir import Reservoir, from_json_values, json_values
+from detectors.reservoir import Reservoir
 
 STATE_VERSION = 1
 MONITOR = "attribution_drift"
 FLUSH_EVENTS = 256  # buffered events go to the reservoir at least this often
-
-
-@dataclass
-class WindowSample:
-    """The sampled events of one closed window: what :meth:`AttributionMonitor.explain_window` needs."""
-
-    index: int
-    window: dict[str, Any]  # index, start, end, events
-    src: tuple[int, int, int]  # partition (-1: file), first offset (row), last offset (row)
-    columns: dict[str, np.ndarray]
-    positions: np.ndarray  # position of each sampled event in the window
-
-    def frame(self, features: Sequence[str]) -> pd.DataFrame:
-        return pd.DataFrame({f: self.columns[f] for f in features})
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "window": dict(self.window), "src": list(self.src),
-                "positions": self.positions.tolist(),
-                "columns": {n: {"kind": c.dtype.kind, "values": json_values(c)} for n, c in self.columns.items()}}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> WindowSample:
-        return cls(index=int(d["index"]), window=dict(d["window"]), src=tuple(int(v) for v in d["src"]),
-                   columns={n: from_json_values(c["values"], c["kind"]) for n, c in d["columns"].items()},
-                   positions=np.asarray(d["positions"], np.int64))
-
-
-@dataclass
-class AttributionResult:
-    """What explaining one window's sample produced (``skipped`` with a ``reason`` when it could not)."""
-
-    index: int
-    window: dict[str, Any]
-    src: tuple[int, int, int]
-    rows: int
-    skipped: bool = False
-    reason: str | None = None
-    mean_abs: np.ndarray | None = None  # mean |SHAP| per feature
-    distance: float | None = None
-    ndcg: float | None = None
-    attribution: Attribution | None = field(default=None, repr=False)  # per-row values, for artifacts
-    cost_s: float = 0.0  # diagnostics only (monotonic clock): never in alerts, records or state
-
-
-class WindowExplainer:
-    """The executor side of the monitor: explains a :class:`WindowSample` and scores it against the reference.
-
-    Holds the explainer (and so the model), the reference vector and the settings, nothing that changes:
-    it reads no monitor state, so it can run in a thread, or be pickled once into a worker process (our own
-    in-memory model going to our own child process; nothing from outside is unpickled).
-    """
-
-    def __init__(self, explainer: ModelExplainer, reference: np.ndarray, config: AttributionConfig, seed: int,
-                 clock: Callable[[], float] = time.monotonic):
-        self.explainer = explainer
-        self.reference = np.asarray(reference, np.float64)
-        self.config = config
-        self.seed = int(seed)
-        self.clock = clock
-
-    def window_seed(self, index: int) -> int:
-        return int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
-
-    def __call__(self, sample: WindowSample) -> AttributionResult:
-        """Never raises: failures and budget overruns come back as skipped results."""
-        clock = self.clock
-        t0 = clock()
-        budget = self.config.budget_s
-        should_stop = None if budget is None else (lambda: clock() - t0 > budget)
-        base = {"index": sample.index, "window": sample.window, "src": sample.src, "rows": len(sample)}
-        if len(sample) == 0:
-            return AttributionResult(**base, skipped=True, reason="empty")
-        try:
-            att = self.explainer.explain(sample.frame(self.explainer.features), seed=self.window_seed(sample.index),
-                                         should_stop=should_stop)
-        except BudgetExceeded:
-            return AttributionResult(**base, skipped=True, reason="budget", cost_s=clock() - t0)
-        except Exception as err:  # noqa: BLE001 - a model failing on live data must not stop the monitor
-            return AttributionResult(**base, skipped=True, reason=f"error: {type(err).__name__}: {err}"[:300],
-                                     cost_s=clock() - t0)
-        win = att.mean_abs()
-        return AttributionResult(
-            **base, mean_abs=win, distance=float(attribution_distance(self.reference, win)),
-            ndcg=float(ndcg(self.reference, win, self.config.ndcg_k)), attribution=att, cost_s=clock() - t0)
 
 
 class AttributionMonitor:
@@ -402,10 +314,9 @@ class AttributionMonitor:
     def top_movers(self, window_index: int | None = None) -> list[dict[str, Any]]:
         """Top SHAP movers of window ``window_index`` if still kept, else of the latest decided window
         (empty before the first one): evidence for the other monitors' alerts."""
-        if window_index is not None:
-            for r in reversed(self._results):
-                if r.index == window_index:
-                    return top_movers(self.features, self.ref_vec, r.mean_abs, self.config.top_movers)
+        r = None if window_index is None else self.result(window_index)
+        if r is not None:
+            return top_movers(self.features, self.ref_vec, r.mean_abs, self.config.top_movers)
         return list(self.latest_movers)
 
     def attach_movers(self, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -417,15 +328,12 @@ class AttributionMonitor:
             if a.get("monitor") == MONITOR:
                 continue
             index = a.get("window", {}).get("index") if a.get("monitor") in same_window else None
-            own = self.top_movers(index) if index is not None and self._kept(index) else None
+            own = self.top_movers(index) if index is not None and self.result(index) is not None else None
             if own is not None:
                 a["evidence"]["shap_movers"] = {"window": index, "movers": own}
             elif self.latest_index is not None:
                 a["evidence"]["shap_movers"] = {"window": self.latest_index, "movers": list(self.latest_movers)}
         return alerts
-
-    def _kept(self, index: int) -> bool:
-        return any(r.index == index for r in self._results)
 
     def result(self, index: int) -> AttributionResult | None:
         """The decided (explained) result of window ``index`` while it is among the last ``keep_results``."""

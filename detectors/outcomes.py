@@ -9,6 +9,21 @@ change beyond a minimum effect fires ``performance``, again with its direction.
 
 Per-window buffers hold at most one window of outcomes, and metrics are computed once per closed window
 from them, so results do not depend on how outcomes were chunked.
+
+>>> import pandas as pd
+>>> from detectors.profile import build_profile
+>>> rng = np.random.default_rng(0)
+>>> y = rng.integers(0, 2, 5000)
+>>> ref = pd.DataFrame({"x": rng.normal(size=5000), "prediction": np.where(rng.random(5000) < 0.9, y, 1 - y),
+...                     "label": y})  # the reference model is right 90% of the time
+>>> mon = OutcomeMonitor(build_profile(ref, label="label"), DetectionConfig(window=500), alpha=0.001)
+>>> label = rng.integers(0, 2, 4000)
+>>> wrong = rng.random(4000) < np.r_[np.full(2000, 0.1), np.full(2000, 0.4)]  # errors rise at outcome 2000
+>>> t = np.arange(4000)
+>>> batch = OutcomeBatch(ids=t.astype(str).astype(object), timestamps=t, label_timestamps=t,
+...                      prediction=np.where(wrong, 1 - label, label).astype(float), label=label.astype(float))
+>>> [(r["monitor"], r["status"], r["direction"], r["event_time"]) for r in mon.observe(batch)][:2]
+[('concept_drift', 'firing', 'degradation', 2079), ('performance', 'firing', 'degradation', 2499)]
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ false alarms (``None`` when there were none).
 
 Scores are reported per monitor (every monitor that fired or that the truth names) and for ``all``
 monitors together. Positions of alerts: ``row`` when the alert carries it (file replay), else the row
-derived from the closed-window records (:class:`EventClock`): exact at prediction-window ends, linear
-within a window for per-event monitors. Nothing here reads files or clocks; results depend on inputs only.
+derived from the closed-window records (:class:`~detectors.event_clock.EventClock`): exact at prediction-window
+ends, linear within a window for per-event monitors. Nothing here reads files or clocks; results depend on inputs only.
 
 >>> alerts = [
 ...     {"monitor": "data_drift", "feature": "x", "status": "firing", "row": 499, "event_time": 499, "model": "m"},
@@ -32,13 +32,13 @@ within a window for per-event monitors. Nothing here reads files or clocks; resu
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from detectors.alert import MONITORS
+from detectors.event_clock import EventClock
 
 ALL = "all"
 WINDOW_MONITORS = ("data_drift", "prediction_drift", "data_quality")  # decided at prediction-window ends
@@ -151,92 +151,6 @@ def parse_truth(doc: Any) -> list[ChangePoint]:
             raise TruthError(f"{where}: end_time must be after time")
         out.append(cp)
     return out
-
-
-class EventClock:
-    """Rows <-> event times of each model's stream, from closed prediction-window records.
-
-    A record ``{"kind": "predictions", "index", "start", "end", "events"[, "model"]}`` covers the next
-    ``events`` rows of its model's stream, from time ``start`` to ``end``.
-
-    >>> c = EventClock.from_windows([{"kind": "predictions", "index": 0, "start": 0, "end": 990, "events": 100},
-    ...                              {"kind": "predictions", "index": 1, "start": 1000, "end": 1990, "events": 100}])
-    >>> c.window_end_row(None, 1), c.row_at(None, 1500), c.time_at(None, 150)
-    (199, 150, 1500)
-    """
-
-    def __init__(self) -> None:
-        self._rows: dict[str | None, list[int]] = {}  # first row of each window
-        self._n: dict[str | None, list[int]] = {}
-        self._t0: dict[str | None, list[int]] = {}
-        self._t1: dict[str | None, list[int]] = {}
-        self._index: dict[str | None, dict[int, int]] = {}
-
-    @classmethod
-    def from_windows(cls, windows: Iterable[Mapping[str, Any]]) -> EventClock:
-        c = cls()
-        for w in windows:
-            if w.get("kind", "predictions") != "predictions" or not w.get("events"):
-                continue
-            m = w.get("model")
-            rows = c._rows.setdefault(m, [])
-            ns = c._n.setdefault(m, [])
-            first = rows[-1] + ns[-1] if rows else 0
-            c._index.setdefault(m, {})[int(w["index"])] = len(rows)
-            rows.append(first)
-            ns.append(int(w["events"]))
-            c._t0.setdefault(m, []).append(int(w["start"]))
-            c._t1.setdefault(m, []).append(int(w["end"]))
-        return c
-
-    def _key(self, model: str | None) -> str | None:
-        if model in self._rows:
-            return model
-        if None in self._rows:
-            return None
-        return next(iter(self._rows)) if len(self._rows) == 1 else model
-
-    def __bool__(self) -> bool:
-        return bool(self._rows)
-
-    def window_end_row(self, model: str | None, index: int) -> int | None:
-        k = self._key(model)
-        i = self._index.get(k, {}).get(index)
-        return None if i is None else self._rows[k][i] + self._n[k][i] - 1
-
-    def rows(self, model: str | None = None) -> int:
-        k = self._key(model)
-        return self._rows[k][-1] + self._n[k][-1] if k in self._rows else 0
-
-    def span_ms(self) -> int | None:
-        if not self._t0:
-            return None
-        return max(max(v) for v in self._t1.values()) - min(min(v) for v in self._t0.values())
-
-    def row_at(self, model: str | None, t: int) -> int | None:
-        """Rows of the model's stream seen by event time ``t`` (linear within a window)."""
-        k = self._key(model)
-        if k not in self._rows:
-            return None
-        t1 = self._t1[k]
-        i = bisect_left(t1, t)
-        if i >= len(t1):
-            return self._rows[k][-1] + self._n[k][-1] - 1
-        a, n, s, e = self._rows[k][i], self._n[k][i], self._t0[k][i], t1[i]
-        if t <= s or e <= s:
-            return a
-        return a + round((n - 1) * (t - s) / (e - s))
-
-    def time_at(self, model: str | None, row: int) -> int | None:
-        k = self._key(model)
-        if k not in self._rows:
-            return None
-        rows = self._rows[k]
-        i = max(0, min(len(rows) - 1, bisect_left(rows, row + 1) - 1))
-        a, n, s, e = rows[i], self._n[k][i], self._t0[k][i], self._t1[k][i]
-        if n <= 1:
-            return s
-        return s + round((e - s) * min(max(row - a, 0), n - 1) / (n - 1))
 
 
 @dataclass
@@ -418,7 +332,7 @@ def score(alerts: Iterable[Mapping[str, Any]], changes: Sequence[ChangePoint], *
     """
     firing = [dict(a) for a in alerts if a.get("status") == "firing"]
     if clock is not None:
-        span_rows = span_rows if span_rows is not None else (sum(clock.rows(m) for m in clock._rows) or None)
+        span_rows = span_rows if span_rows is not None else (clock.total_rows() or None)
         span_ms = span_ms if span_ms is not None else clock.span_ms()
     names = list(monitors) if monitors is not None else sorted(
         {a["monitor"] for a in firing} | {c.monitor for c in changes if c.monitor})

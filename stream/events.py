@@ -1,30 +1,29 @@
-"""The event contract on the wire: parse and validate prediction, prediction-batch and label messages.
+"""The event contract on the wire: schemas, limits, event constructors, timestamps and dead-letter records.
 
-Parsing is strict and validated once per message (orjson rejects NaN and infinities outright); a batch
-message is validated column by column, never event by event. Anything wrong raises :class:`InvalidEvent`
-whose ``reason`` is a short code and whose message names the field, ready for the dead-letter topic.
+What a producer needs to build valid events, and nothing heavy (no numpy, no pandas): the producer SDK imports
+this module. Parsing and validating raw messages is the pipeline's job (:mod:`stream.pipeline.parse_events`);
+a message that breaks the contract raises :class:`InvalidEvent` there, whose ``reason`` is a short code and
+whose message names the field, ready for the dead-letter topic (:func:`deadletter_record`).
 
->>> p = parse_prediction(b'{"schema": "glassbox.prediction/v1", "prediction_id": "p1", "model": "m",'
-...                      b' "timestamp": 1700000000000, "features": {"x": 1.5, "c": "a"}, "prediction": 1}')
->>> p.model, p.ids, p.timestamps, p.row["x"]
-('m', ['p1'], [1700000000000], 1.5)
+>>> ev = prediction_event(prediction_id="p1", model="m", timestamp=parse_timestamp("2024-01-01T00:00:00Z"),
+...                       features={"x": 1.5, "c": "a"}, prediction=1)
+>>> ev["schema"], ev["timestamp"]
+('glassbox.prediction/v1', 1704067200000)
 >>> try:
-...     parse_prediction(b'{"schema": "glassbox.prediction/v1"}')
+...     parse_timestamp(1_700_000_000)
 ... except InvalidEvent as e:
 ...     print(e.reason, e.field)
-missing_field prediction_id
+bad_timestamp timestamp
+>>> deadletter_record(b"{", topic="t", partition=0, offset=7, error=InvalidEvent("bad_json", None, "not JSON"))["raw"]
+'ew=='
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-import numpy as np
-import orjson
 
 PREDICTION_SCHEMA = "glassbox.prediction/v1"
 PREDICTION_BATCH_SCHEMA = "glassbox.prediction-batch/v1"
@@ -38,12 +37,6 @@ MAX_STRING_VALUE = 1024
 MIN_TS_MS = 631_152_000_000
 MAX_TS_MS = 7_258_118_400_000
 
-_PREDICTION_FIELDS = frozenset(
-    {"schema", "prediction_id", "model", "model_version", "timestamp", "features", "prediction", "scores", "tags"}
-)
-_LABEL_FIELDS = frozenset({"schema", "prediction_id", "model", "timestamp", "label", "tags"})
-
-
 class InvalidEvent(ValueError):
     """A message that breaks the contract. ``reason`` is a stable code, ``field`` the offending field."""
 
@@ -54,65 +47,6 @@ class InvalidEvent(ValueError):
         self.detail = detail
 
 
-@dataclass(slots=True)
-class PredictionChunk:
-    """The valid events of one message, columnar (one event for ``prediction/v1``)."""
-
-    model: str
-    model_version: str | None
-    ids: list[str]
-    timestamps: list[int]
-    features: dict[str, np.ndarray]  # typed columns of a batch message (empty for a single event)
-    prediction: list[Any] | np.ndarray
-    scores: dict[str, list[float]] | None = None
-    row: dict[str, Any] | None = None  # the features of a single-event message, as sent
-
-    def feature_names(self) -> set[str]:
-        return set(self.row) if self.row is not None else set(self.features)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-@dataclass(slots=True)
-class LabelEvent:
-    prediction_id: str
-    model: str
-    timestamp: int
-    label: Any
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-def _fail(reason: str, fld: str | None, detail: str) -> InvalidEvent:
-    return InvalidEvent(reason, fld, detail)
-
-
-def decode(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
-    """A message's JSON object; raises :class:`InvalidEvent` (empty, oversize, bad_json)."""
-    if raw is None:
-        raise _fail("empty", None, "message has no value")
-    if len(raw) > max_bytes:
-        raise _fail("oversize", None, f"message is {len(raw)} bytes, limit {max_bytes}")
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        raise _fail("bad_json", None, f"not valid JSON ({err})") from None
-    if not isinstance(doc, dict):
-        raise _fail("bad_json", None, f"expected a JSON object, got {type(doc).__name__}")
-    return doc
-
-
-def _name(doc: dict[str, Any], key: str, *, required: bool = True, max_len: int = MAX_NAME_LEN) -> str | None:
-    v = doc.get(key)
-    if v is None:
-        if required:
-            raise _fail("missing_field", key, f"{key} is required")
-        return None
-    if not isinstance(v, str) or not v or len(v) > max_len:
-        raise _fail("bad_type", key, f"{key} must be a non-empty string of at most {max_len} characters")
-    return v
-
-
 def parse_timestamp(v: Any, fld: str = "timestamp") -> int:
     """Event time as epoch milliseconds from epoch ms (int or float) or an RFC 3339 string.
 
@@ -120,300 +54,23 @@ def parse_timestamp(v: Any, fld: str = "timestamp") -> int:
     (1704067200000, 1704067200000)
     """
     if isinstance(v, bool) or v is None:
-        raise _fail("bad_timestamp", fld, f"{fld} must be epoch milliseconds or an RFC 3339 string")
+        raise InvalidEvent("bad_timestamp", fld, f"{fld} must be epoch milliseconds or an RFC 3339 string")
     if isinstance(v, (int, float)):
         ms = int(v)
     elif isinstance(v, str):
         try:
             dt = datetime.fromisoformat(v)
         except ValueError:
-            raise _fail("bad_timestamp", fld, f"{fld} {v[:40]!r} is not RFC 3339") from None
+            raise InvalidEvent("bad_timestamp", fld, f"{fld} {v[:40]!r} is not RFC 3339") from None
         if dt.tzinfo is None:
-            raise _fail("bad_timestamp", fld, f"{fld} {v[:40]!r} has no UTC offset")
+            raise InvalidEvent("bad_timestamp", fld, f"{fld} {v[:40]!r} has no UTC offset")
         ms = int(dt.timestamp() * 1000)
     else:
-        raise _fail("bad_timestamp", fld, f"{fld} must be epoch milliseconds or an RFC 3339 string")
+        raise InvalidEvent("bad_timestamp", fld, f"{fld} must be epoch milliseconds or an RFC 3339 string")
     if not MIN_TS_MS <= ms < MAX_TS_MS:
-        raise _fail("bad_timestamp", fld, f"{fld} {ms} is outside 1990..2200 (milliseconds expected)")
+        raise InvalidEvent("bad_timestamp", fld, f"{fld} {ms} is outside 1990..2200 (milliseconds expected)")
     return ms
 
-
-def _value(v: Any, fld: str) -> Any:
-    """A feature value or prediction: number, bool, short string or null."""
-    if v is None or isinstance(v, (int, float, bool)):
-        return v
-    if isinstance(v, str):
-        if len(v) > MAX_STRING_VALUE:
-            raise _fail("bad_value", fld, f"{fld} string longer than {MAX_STRING_VALUE} characters")
-        return v
-    raise _fail("bad_type", fld, f"{fld} must be a number, string, bool or null, got {type(v).__name__}")
-
-
-def _scores(v: Any, n: int | None) -> dict[str, list[float]] | None:
-    if v is None:
-        return None
-    if not isinstance(v, dict) or not v:
-        raise _fail("bad_type", "scores", "scores must be an object class -> probability")
-    out: dict[str, list[float]] = {}
-    for cls, p in v.items():
-        vals = [p] if n is None else p
-        if n is not None and (not isinstance(p, list) or len(p) != n):
-            raise _fail("bad_length", f"scores.{cls}", f"scores.{cls} must be an array of {n} numbers")
-        for x in vals:
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 <= x <= 1.0:
-                raise _fail("bad_value", f"scores.{cls}", f"scores.{cls} must be probabilities in [0, 1]")
-        out[str(cls)] = [float(x) for x in vals]
-    return out
-
-
-def _check_fields(doc: dict[str, Any], allowed: frozenset[str]) -> None:
-    extra = doc.keys() - allowed
-    if extra:
-        name = sorted(extra)[0]
-        raise _fail("unknown_field", name[:64], f"unknown field {name[:64]!r}")
-
-
-def parse_prediction(raw: bytes, max_bytes: int = 8 * 1024 * 1024) -> PredictionChunk:
-    """Parse a ``prediction/v1`` or ``prediction-batch/v1`` message into a columnar chunk."""
-    return parse_prediction_doc(decode(raw, max_bytes))
-
-
-def parse_prediction_doc(doc: dict[str, Any]) -> PredictionChunk:
-    """:func:`parse_prediction` of an already decoded message."""
-    schema = doc.get("schema")
-    if schema == PREDICTION_SCHEMA:
-        return _single(doc)
-    if schema == PREDICTION_BATCH_SCHEMA:
-        return _batch(doc)
-    if schema is None:
-        raise _fail("missing_field", "schema", "schema is required")
-    raise _fail(
-        "unknown_schema", "schema",
-        f"schema {str(schema)[:60]!r} is not {PREDICTION_SCHEMA} or {PREDICTION_BATCH_SCHEMA}",
-    )
-
-
-def _single(doc: dict[str, Any]) -> PredictionChunk:
-    _check_fields(doc, _PREDICTION_FIELDS)
-    pid = _name(doc, "prediction_id", max_len=MAX_ID_LEN)
-    model = _name(doc, "model")
-    version = doc.get("model_version")
-    if version is not None and not isinstance(version, (str, int)):
-        raise _fail("bad_type", "model_version", "model_version must be a string")
-    if "timestamp" not in doc:
-        raise _fail("missing_field", "timestamp", "timestamp is required")
-    ts = parse_timestamp(doc["timestamp"])
-    feats = doc.get("features")
-    if not isinstance(feats, dict):
-        raise _fail("missing_field" if feats is None else "bad_type", "features", "features must be an object")
-    if feats and (max(map(len, feats)) > MAX_NAME_LEN or "" in feats):
-        raise _fail("bad_value", "features", "feature names must be 1-256 characters")
-    types = set(map(type, feats.values()))
-    if not types <= _SCALARS or (str in types and max(
-            (len(v) for v in feats.values() if type(v) is str), default=0) > MAX_STRING_VALUE):
-        for k, v in feats.items():
-            _value(v, f"features.{k}")  # raises naming the offending feature
-    if "prediction" not in doc:
-        raise _fail("missing_field", "prediction", "prediction is required")
-    pred = _value(doc["prediction"], "prediction")
-    if pred is None:
-        raise _fail("bad_value", "prediction", "prediction must not be null")
-    _tags(doc.get("tags"))
-    return PredictionChunk(
-        model=model, model_version=None if version is None else str(version), ids=[pid], timestamps=[ts],
-        features={}, prediction=[pred], scores=_scores(doc.get("scores"), None), row=feats,
-    )
-
-
-@dataclass(slots=True)
-class SingleEventBlock:
-    """Many ``prediction/v1`` messages validated together, as columns (event ``i`` is message ``i``)."""
-
-    models: list[str]
-    versions: list[str | None]
-    ids: list[str]
-    timestamps: list[int]
-    features: dict[str, np.ndarray]  # every feature name sent by any of the events; absent -> missing
-    prediction: np.ndarray
-    scores: dict[str, np.ndarray] | None
-    names: list[frozenset[str]] | None = None  # per event; None when every event sent all of ``features``
-
-
-def parse_single_events(docs: list[dict[str, Any]]) -> SingleEventBlock | None:
-    """Validate decoded ``prediction/v1`` documents column by column, in a few C-level passes.
-
-    Accepts exactly what :func:`parse_prediction` accepts one by one, or returns ``None`` when any document
-    is not plainly valid (or uses a rarer form, such as RFC 3339 timestamps): the caller then parses them one
-    by one, which names the offending message and field.
-
-    >>> docs = [{"schema": PREDICTION_SCHEMA, "prediction_id": f"p{i}", "model": "m",
-    ...          "timestamp": 1_700_000_000_000 + i, "features": {"x": i}, "prediction": 0} for i in range(3)]
-    >>> b = parse_single_events(docs)
-    >>> b.ids, b.features["x"].tolist(), b.names
-    (['p0', 'p1', 'p2'], [0.0, 1.0, 2.0], None)
-    >>> parse_single_events(docs + [{**docs[0], "timestamp": "soon"}]) is None
-    True
-    """
-    if not docs or not set().union(*docs) <= _PREDICTION_FIELDS:
-        return None
-    get = dict.get
-    ids = [get(d, "prediction_id") for d in docs]
-    models = [get(d, "model") for d in docs]
-    for col, limit in ((ids, MAX_ID_LEN), (models, MAX_NAME_LEN)):
-        if set(map(type, col)) != {str} or not (min(map(len, col)) > 0 and max(map(len, col)) <= limit):
-            return None
-    versions = [get(d, "model_version") for d in docs]
-    vtypes = set(map(type, versions))
-    if not vtypes <= _VERSION_TYPES:
-        return None
-    if vtypes != {type(None)}:
-        versions = [None if v is None else str(v) for v in versions]
-    ts = [get(d, "timestamp") for d in docs]
-    if set(map(type, ts)) != {int} or min(ts) < MIN_TS_MS or max(ts) >= MAX_TS_MS:
-        return None
-    feats = [get(d, "features") for d in docs]
-    if set(map(type, feats)) != {dict}:
-        return None
-    names = set().union(*feats)
-    if names and (max(map(len, names)) > MAX_NAME_LEN or "" in names):
-        return None
-    try:
-        features = {k: _typed_column([get(f, k) for f in feats], k) for k in names}
-        pred = [get(d, "prediction") for d in docs]
-        if None in pred:
-            return None
-        prediction = _typed_column(pred, "prediction")
-        scores = _score_columns([get(d, "scores") for d in docs])
-        for d in docs:
-            if "tags" in d:
-                _tags(d["tags"])
-    except InvalidEvent:
-        return None
-    uniform = set(map(len, feats)) == {len(names)}
-    return SingleEventBlock(models=models, versions=versions, ids=ids, timestamps=ts, features=features,
-                            prediction=prediction, scores=scores,
-                            names=None if uniform else [frozenset(f) for f in feats])
-
-
-_VERSION_TYPES = frozenset({str, int, bool, type(None)})
-
-
-def _score_columns(docs: list[Any]) -> dict[str, np.ndarray] | None:
-    """``scores`` of single events as columns; raises :class:`InvalidEvent` (-> one-by-one parsing) unless
-    every event sends probabilities for the same classes, or none does."""
-    if all(s is None for s in docs):
-        return None
-    first = docs[0]
-    if type(first) is not dict or not first or any(type(s) is not dict or s.keys() != first.keys() for s in docs):
-        raise _fail("bad_type", "scores", "scores differ between events")
-    out: dict[str, np.ndarray] = {}
-    for cls in first:
-        col = [s[cls] for s in docs]
-        if not set(map(type, col)) <= {int, float}:
-            raise _fail("bad_value", f"scores.{cls}", "not a probability")
-        arr = np.array(col, np.float64)
-        if not ((arr >= 0.0) & (arr <= 1.0)).all():
-            raise _fail("bad_value", f"scores.{cls}", "not a probability")
-        out[str(cls)] = arr
-    return out
-
-
-def _column(v: Any, n: int, fld: str) -> list[Any]:
-    if not isinstance(v, list) or len(v) != n:
-        raise _fail("bad_length", fld, f"{fld} must be an array of {n} values (one per prediction_id)")
-    return v
-
-
-def _batch(doc: dict[str, Any]) -> PredictionChunk:
-    _check_fields(doc, _PREDICTION_FIELDS)
-    ids = doc.get("prediction_id")
-    if not isinstance(ids, list) or not ids:
-        raise _fail("missing_field" if ids is None else "bad_type", "prediction_id",
-                    "prediction_id must be a non-empty array of strings")
-    n = len(ids)
-    if set(map(type, ids)) != {str} or not 0 < min(map(len, ids)) <= max(map(len, ids)) <= MAX_ID_LEN:
-        raise _fail("bad_type", "prediction_id", "every prediction_id must be a non-empty string")
-    if len(set(ids)) != n:
-        raise _fail("duplicate_id", "prediction_id", "prediction_id values repeat within the batch")
-    model = _name(doc, "model")
-    version = doc.get("model_version")
-    if version is not None and not isinstance(version, (str, int)):
-        raise _fail("bad_type", "model_version", "model_version must be a string")
-    ts_col = _column(doc.get("timestamp"), n, "timestamp")
-    if set(map(type, ts_col)) == {int}:
-        lo, hi = min(ts_col), max(ts_col)
-        if lo < MIN_TS_MS or hi >= MAX_TS_MS:
-            raise _fail("bad_timestamp", "timestamp", "timestamp outside 1990..2200 (milliseconds expected)")
-        timestamps = ts_col
-    else:
-        timestamps = [parse_timestamp(t) for t in ts_col]
-    feats = doc.get("features")
-    if not isinstance(feats, dict):
-        raise _fail("missing_field" if feats is None else "bad_type", "features", "features must be an object")
-    features: dict[str, np.ndarray] = {}
-    for k, col in feats.items():
-        if len(k) > MAX_NAME_LEN or not k:
-            raise _fail("bad_value", "features", "feature names must be 1-256 characters")
-        fld = f"features.{k}"
-        features[k] = _typed_column(_column(col, n, fld), fld)
-    pred = _typed_column(_column(doc.get("prediction"), n, "prediction"), "prediction")
-    if pred.dtype.kind == "f" and np.isnan(pred).any() or pred.dtype.kind == "O" and None in pred.tolist():
-        raise _fail("bad_value", "prediction", "prediction must not be null")
-    _tags(doc.get("tags"))
-    return PredictionChunk(
-        model=model, model_version=None if version is None else str(version), ids=ids,
-        timestamps=timestamps, features=features, prediction=pred, scores=_scores(doc.get("scores"), n),
-    )
-
-
-_NUMBERS = frozenset({int, float, bool, type(None)})
-_STRINGS = frozenset({str, type(None)})
-_SCALARS = _NUMBERS | _STRINGS
-
-
-def _typed_column(col: list[Any], fld: str) -> np.ndarray:
-    """Validate a batch column with one C-level pass over its types and return it as numpy:
-    float64 (None -> NaN) when numeric, else object (None stays None)."""
-    types = set(map(type, col))
-    if types <= _NUMBERS:
-        return np.array(col, dtype=np.float64)
-    if not types <= _SCALARS:
-        for x in col:
-            _value(x, fld)  # raises with the offending type
-    distinct = set(col)  # categories repeat: their lengths are checked once (hashing strings is cheap)
-    if max((len(x) for x in distinct if type(x) is str), default=0) > MAX_STRING_VALUE:
-        raise _fail("bad_value", fld, f"{fld} string longer than {MAX_STRING_VALUE} characters")
-    return np.array(col, dtype=object)
-
-
-def _tags(v: Any) -> None:
-    if v is None:
-        return
-    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
-        raise _fail("bad_type", "tags", "tags must be an object of strings")
-
-
-def parse_label(raw: bytes, max_bytes: int = 1024 * 1024) -> LabelEvent:
-    """Parse a ``label/v1`` message."""
-    doc = decode(raw, max_bytes)
-    schema = doc.get("schema")
-    if schema != LABEL_SCHEMA:
-        if schema is None:
-            raise _fail("missing_field", "schema", "schema is required")
-        raise _fail("unknown_schema", "schema", f"schema {str(schema)[:60]!r} is not {LABEL_SCHEMA}")
-    _check_fields(doc, _LABEL_FIELDS)
-    pid = _name(doc, "prediction_id", max_len=MAX_ID_LEN)
-    model = _name(doc, "model")
-    if "timestamp" not in doc:
-        raise _fail("missing_field", "timestamp", "timestamp is required")
-    ts = parse_timestamp(doc["timestamp"])
-    if "label" not in doc:
-        raise _fail("missing_field", "label", "label is required")
-    label = _value(doc["label"], "label")
-    if label is None:
-        raise _fail("bad_value", "label", "label must not be null")
-    _tags(doc.get("tags"))
-    return LabelEvent(prediction_id=pid, model=model, timestamp=ts, label=label, tags=doc.get("tags") or {})
 
 
 #: Raw bytes kept in a dead letter; a longer message keeps its head, its full size and its sha256 (the whole

@@ -15,7 +15,6 @@ and listens again on the same port. Every request is recorded (:attr:`Sink.reque
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import uuid
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
+
+from stream.kafka.broker import free_port
 
 
 @dataclass
@@ -51,12 +52,6 @@ class Recorded:
             return json.loads(self.body)
         except ValueError:
             return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Server(ThreadingHTTPServer):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import orjson
 import pandas as pd
@@ -14,16 +12,6 @@ from river.drift import binary
 from scipy import stats as sps
 from scipy.spatial import distance
 
-import detectors.calibration
-import detectors.encoding
-import detectors.hysteresis
-import detectors.monitor
-import detectors.performance_metrics
-import detectors.profile
-import detectors.river_state
-import detectors.stats
-import detectors.values
-import detectors.window_tests
 from detectors import river_state
 from detectors.calibration import tail_quantile
 from detectors.config import DetectionConfig
@@ -31,15 +19,6 @@ from detectors.hysteresis import Hysteresis
 from detectors.performance_metrics import auc_score, classification_metrics
 from detectors.profile import ReferenceProfile, build_profile, infer_task
 from detectors.stats import jensenshannon, ks, ks_pvalue, psi, wasserstein, wasserstein_weights
-
-
-@pytest.mark.parametrize("module", [
-    detectors.calibration, detectors.encoding, detectors.hysteresis, detectors.performance_metrics, detectors.monitor,
-    detectors.profile, detectors.river_state, detectors.stats, detectors.values, detectors.window_tests,
-])
-def test_doctests(module):
-    res = doctest.testmod(module)
-    assert res.failed == 0
 
 
 def test_profile_infers_types_task_and_round_trips_exactly():

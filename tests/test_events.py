@@ -8,14 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from stream.events import (
-    InvalidEvent,
-    deadletter_record,
-    parse_label,
-    parse_prediction,
-    parse_timestamp,
-    prediction_event,
-)
+from stream.events import InvalidEvent, deadletter_record, parse_timestamp, prediction_event
+from stream.pipeline.parse_events import parse_label, parse_prediction
 
 T0 = 1_700_000_000_000
 

@@ -14,32 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-import pandas as pd
 import pytest
 
 from stream.events import PREDICTION_BATCH_SCHEMA, label_event
-from stream.pipeline.pipeline import Pipeline, RawMessage
-from stream.settings import Settings
-from stream.worker.agents import build_pipeline
+from stream.pipeline.pipeline import RawMessage
+from tests.helpers import worker_pipeline, write_reference
 
 T0 = 1_700_000_000_000
 TTL_S = 5
 BATCH = 1000
-
-
-def reference(path: Path) -> Path:
-    rng = np.random.default_rng(7)
-    n = 3000
-    pd.DataFrame({"x": rng.normal(size=n), "y": rng.exponential(2.0, size=n),
-                  "c": rng.choice(["a", "b", "c"], size=n), "prediction": rng.integers(0, 2, n),
-                  "label": rng.integers(0, 2, n)}).to_parquet(path)
-    return path
-
-
-def pipeline(tmp_path: Path, models: dict[str, str] | None = None) -> Pipeline:
-    s = Settings(home=tmp_path, worker={"models": models or {}, "label_ttl_s": TTL_S}, mlflow={"enabled": False},
-                 detection={"window": 500})
-    return build_pipeline(s)
 
 
 def batch_message(lo: int, rng: np.random.Generator, offset: int) -> RawMessage:
@@ -68,7 +51,7 @@ def label_messages(lo: int, offset: int) -> list[RawMessage]:
 
 @pytest.mark.timeout(120)
 def test_label_join_and_model_state_stay_bounded(tmp_path: Path) -> None:
-    pipe = pipeline(tmp_path, {"m": str(reference(tmp_path / "ref.parquet"))})
+    pipe = worker_pipeline(tmp_path, {"m": str(write_reference(tmp_path / "ref.parquet"))}, label_ttl_s=TTL_S)
     rng = np.random.default_rng(3)
     total, checkpoint = 80_000, 16_000
     rows = []
@@ -112,7 +95,7 @@ def test_label_join_and_model_state_stay_bounded(tmp_path: Path) -> None:
 def test_discovery_mode_state_is_bounded_by_model_names(tmp_path: Path) -> None:
     """With no models configured every model is counted; a stream of ever-new model names (a producer that
     puts request ids in ``model``) must not grow the worker's state without bound."""
-    pipe = pipeline(tmp_path)
+    pipe = worker_pipeline(tmp_path, label_ttl_s=TTL_S)
     msgs = [RawMessage("predictions", 0, i, orjson.dumps({
         "schema": "glassbox.prediction/v1", "prediction_id": f"p{i}", "model": f"req-{i}", "timestamp": T0 + i,
         "features": {"x": 1.0}, "prediction": 1})) for i in range(20_000)]

@@ -18,9 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,30 +26,12 @@ from hypothesis import strategies as st
 from stream.events import LABEL_SCHEMA, PREDICTION_BATCH_SCHEMA, PREDICTION_SCHEMA
 from stream.pipeline.pipeline import Pipeline, RawMessage
 from stream.producer import Producer
-from stream.settings import Settings
-from stream.worker.agents import build_pipeline
+from tests.helpers import worker_pipeline, write_reference
 from tests.kafka_util import WorkerProcess
 
 T0 = 1_700_000_000_000
 FEATS = ("x", "y", "c")
 TOPIC = "h.predictions"
-
-
-def reference(path: Path) -> Path:
-    rng = np.random.default_rng(7)
-    n = 3000
-    pd.DataFrame({"x": rng.normal(size=n), "y": rng.exponential(2.0, size=n),
-                  "c": rng.choice(["a", "b", "c"], size=n), "prediction": rng.integers(0, 2, n),
-                  "label": rng.integers(0, 2, n)}).to_parquet(path)
-    return path
-
-
-def make_pipeline(ref: Path, home: Path) -> Pipeline:
-    s = Settings(home=home, worker={"models": {"m": str(ref)}, "label_ttl_s": 5}, mlflow={"enabled": False},
-                 detection={"window": 20})
-    pipe = build_pipeline(s)
-    pipe.audit = True
-    return pipe
 
 
 # strategies ------------------------------------------------------------------------------------------------------
@@ -209,7 +189,7 @@ class Ledger:
 @pytest.fixture(scope="module")
 def ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
     d = tmp_path_factory.mktemp("hostile")
-    Ledger.pipe = make_pipeline(reference(d / "ref.parquet"), d)
+    Ledger.pipe = worker_pipeline(d, {"m": str(write_reference(d / "ref.parquet"))}, window=20, audit=True)
     return Ledger()
 
 
@@ -313,8 +293,8 @@ def fixed_hostile_batch() -> list[bytes]:
 def run_worker(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, msgs: list[bytes],
                extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """Send ``msgs`` to a real worker; check it against the in-process oracle; return the figures."""
-    ref = reference(tmp_path / "ref.parquet")
-    oracle = make_pipeline(ref, tmp_path / "oracle")
+    ref = write_reference(tmp_path / "ref.parquet")
+    oracle = worker_pipeline(tmp_path / "oracle", {"m": str(ref)}, window=20, audit=True)
     out = oracle.on_predictions([RawMessage(f"{topic_prefix}predictions", 0, i, v) for i, v in enumerate(msgs)])
     expected = {"messages": len(msgs), "events": out.events, "deadlettered": len(out.deadletters),
                 "reasons": dict(oracle.counters.reasons)}

@@ -14,15 +14,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from detectors.attribution import (
-    ModelExplainer,
-    attribution_distance,
-    explain_one,
-    ndcg,
-    normalise,
-    reference_attributions,
-    top_movers,
-)
+from detectors.attribution import ModelExplainer, explain_one, reference_attributions
+from detectors.attribution_stats import attribution_distance, ndcg, normalise, top_movers
 
 NUM = ["a", "b", "c", "d"]
 FEATURES = [*NUM, "plan"]

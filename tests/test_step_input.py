@@ -1,8 +1,8 @@
 """Parsing a step column by column gives exactly what parsing its messages one by one gives.
 
-Single-event messages are validated together (:func:`stream.events.parse_single_events`); any doubt sends
+Single-event messages are validated together (:func:`stream.pipeline.parse_events.parse_single_events`); any doubt sends
 the step back to one-by-one parsing. Hypothesis mixes valid events with every kind of near miss and checks
-the step against an oracle built from :func:`stream.events.parse_prediction` message by message: the same
+the step against an oracle built from :func:`stream.pipeline.parse_events.parse_prediction` message by message: the same
 dead letters (reason and offset, in order), the same events and the same typed columns.
 """
 
@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.batch import as_column
-from stream.events import PREDICTION_SCHEMA, InvalidEvent, parse_prediction, parse_single_events
+from stream.events import PREDICTION_SCHEMA, InvalidEvent
+from stream.pipeline.parse_events import parse_prediction, parse_single_events
 from stream.pipeline.parse_step import ParsedStep, RawMessage, parse_step
 
 T0 = 1_700_000_000_000

@@ -94,7 +94,7 @@ def _resolve_topic(name: str, topics: set[str], prefix: str, what: str, bootstra
 
 
 def _kafka_pipelines(settings_list: list[Any], reference: str | None, model: str | None) -> list[Any]:
-    from stream.pipeline.monitors import load_reference_for
+    from stream.evidence.reference import load_reference_for
     from stream.worker.agents import build_pipeline
 
     pipes = []

@@ -431,3 +431,14 @@ def load_reference_file(path: str | os.PathLike[str], *, prediction: str = "pred
                          columns=[str(c) for c in data.columns], prediction=pred, label=lab,
                          task=getattr(profile, "task", None), uri=str(p.resolve()))
     return Reference(data=data, profile=profile, info=info)
+
+
+def load_reference_for(reference: str, settings: Any) -> Any:
+    """A :class:`Reference` (data, profile, lineage) for a models:/ URI or a table file.
+    A file's ``label`` column, when it has one, is the label, as in ``glassbox replay``."""
+    if is_model_uri(reference):
+        return load_reference(reference, tracking_uri=settings.mlflow.tracking_uri, load_model=False)
+    try:
+        return load_reference_file(reference, label="label")
+    except ReferenceNotFound:
+        return load_reference_file(reference)

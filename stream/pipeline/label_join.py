@@ -28,7 +28,9 @@ from detectors.batch import OutcomeBatch, as_column
 
 
 @dataclass(slots=True)
-class Outcome:
+class LabelledPrediction:
+    """A prediction joined with its label: one outcome of the model (label-arrival order in a batch)."""
+
     prediction_id: str
     timestamp: int
     label_timestamp: int
@@ -87,9 +89,9 @@ class LabelJoin:
         scores: dict[str, Sequence[float]] | None,
         partitions: Sequence[int],
         offsets: Sequence[int],
-    ) -> list[Outcome]:
+    ) -> list[LabelledPrediction]:
         """Remember predictions; returns outcomes for labels that were already waiting for them."""
-        out: list[Outcome] = []
+        out: list[LabelledPrediction] = []
         ts_list = [int(t) for t in timestamps] if not hasattr(timestamps, "tolist") else timestamps.tolist()
         classes = tuple(scores) if scores else None
         if classes:
@@ -108,7 +110,7 @@ class LabelJoin:
                 hit = early.pop(pid, None)
                 if hit is not None:
                     lts, label, part, off = hit
-                    out.append(Outcome(pid, ts_list[i], lts, predictions[i], label, rows[i], part, off))
+                    out.append(LabelledPrediction(pid, ts_list[i], lts, predictions[i], label, rows[i], part, off))
         block = _Block(id_list, ts_list, list(predictions), rows, parts, offs)
         if out:
             matched = {o.prediction_id for o in out}
@@ -125,7 +127,7 @@ class LabelJoin:
         return out
 
     def add_label(self, prediction_id: str, label: Any, timestamp: int, partition: int = -1,
-                  offset: int = -1) -> list[Outcome]:
+                  offset: int = -1) -> list[LabelledPrediction]:
         """Join one label; an outcome if its prediction is pending, else the label waits."""
         if self._unindexed:
             self._index()
@@ -138,7 +140,7 @@ class LabelJoin:
             return []
         b, i = hit
         self.matched += 1
-        return [Outcome(prediction_id, b.ts[i], timestamp, b.preds[i], label, b.rows[i], partition, offset)]
+        return [LabelledPrediction(prediction_id, b.ts[i], timestamp, b.preds[i], label, b.rows[i], partition, offset)]
 
     def _index(self) -> None:
         """Put the ids of the blocks not indexed yet (the newest ones) in the lookup dict, oldest first."""
@@ -218,7 +220,7 @@ class LabelJoin:
         }
 
 
-def outcome_batch(outcomes: Sequence[Outcome]) -> OutcomeBatch:
+def outcome_batch(outcomes: Sequence[LabelledPrediction]) -> OutcomeBatch:
     """Columnar outcomes, in the order given (label-arrival order)."""
     scores = None
     if outcomes and outcomes[0].scores is not None:

@@ -19,19 +19,6 @@ from detectors.config import DetectionConfig
 log = logging.getLogger("glassbox.monitors")
 
 
-def load_reference_for(reference: str, settings: Any) -> Any:
-    """A :class:`stream.evidence.reference.Reference` (data, profile, lineage) for a models:/ URI or a table file.
-    A file's ``label`` column, when it has one, is the label, as in ``glassbox replay``."""
-    from stream.evidence.reference import ReferenceNotFound, is_model_uri, load_reference, load_reference_file
-
-    if is_model_uri(reference):
-        return load_reference(reference, tracking_uri=settings.mlflow.tracking_uri, load_model=False)
-    try:
-        return load_reference_file(reference, label="label")
-    except ReferenceNotFound:
-        return load_reference_file(reference)
-
-
 class MonitorRegistry:
     """Lazily builds one monitor per configured model; ``get`` returns None for unmonitored models."""
 

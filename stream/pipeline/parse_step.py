@@ -4,7 +4,7 @@ messages that break the contract as dead letters.
 Parsing needs nothing but the messages (no model, no state), so it is the part of a step that can run
 anywhere: the live worker parses in its agent, the Kafka replay in its reader process while the previous
 step is being detected. Single-event messages are validated together, column by column
-(:func:`stream.events.parse_single_events`); a step with any doubtful message falls back to parsing
+(:func:`stream.pipeline.parse_events.parse_single_events`); a step with any doubtful message falls back to parsing
 message by message, which names the offending message and field.
 
 >>> import orjson
@@ -24,12 +24,10 @@ from typing import Any
 import numpy as np
 
 from detectors.batch import EventBatch, as_column
-from stream.events import (
-    PREDICTION_SCHEMA,
-    InvalidEvent,
+from stream.events import PREDICTION_SCHEMA, InvalidEvent, deadletter_record
+from stream.pipeline.parse_events import (
     PredictionChunk,
     SingleEventBlock,
-    deadletter_record,
     decode,
     parse_prediction_doc,
     parse_single_events,

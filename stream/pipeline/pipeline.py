@@ -19,9 +19,10 @@ import numpy as np
 import orjson
 
 from detectors.batch import EventBatch
-from stream.events import InvalidEvent, deadletter_record, parse_label
+from stream.events import InvalidEvent, deadletter_record
 from stream.pipeline.label_join import LabelJoin, outcome_batch
 from stream.pipeline.monitors import MonitorRegistry
+from stream.pipeline.parse_events import parse_label
 from stream.pipeline.parse_step import ModelPart, ParsedStep, RawMessage, parse_step
 
 log = logging.getLogger("glassbox.processing")

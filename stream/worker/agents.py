@@ -16,7 +16,7 @@ import orjson
 
 from stream.kafka.faust_app import Topics
 from stream.kafka.state_topic import TopicState
-from stream.pipeline.monitors import MonitorRegistry, load_reference_for
+from stream.pipeline.monitors import MonitorRegistry
 from stream.pipeline.pipeline import Pipeline, RawMessage, StepOutput
 from stream.settings import Settings
 
@@ -44,6 +44,8 @@ def alert_bytes(alert: dict[str, Any]) -> bytes:
 
 def build_pipeline(settings: Settings, state: TopicState | None = None) -> Pipeline:
     """The pipeline of a worker; with ``state``, model state survives crashes and rebalances."""
+    from stream.evidence.reference import load_reference_for
+
     monitors = MonitorRegistry(
         settings.worker.models, settings.detection, lambda ref: load_reference_for(ref, settings),
         max_discovered=settings.worker.max_discovered_models,
