@@ -4,12 +4,15 @@ A value outside its column's domain is impossible (a unit error, a sign flip, a 
 999999), not merely unusual: the tail of a shifted distribution stays inside and is reported as drift.
 A domain is declared per column in the configuration (``DetectionConfig.domains``), else inferred from the
 reference: its range ``[min, max]`` widened by ``margin`` times its span on each side, and cut at zero for a
-column the reference never showed on the other side of zero (a positive-only column stays ``>= 0``).
+column that the reference shows piled against zero (all values on one side, its first quantile bin within a
+tenth of the span from the edge, as amounts, counts and durations are): a positive-only column stays ``>= 0``.
+A column whose normal-looking tail merely stops short of zero is not cut.
 
 >>> from detectors.profile import NumericColumn
->>> col = NumericColumn("x", "feature", 100, 0, 5.0, 1.0, 2.0, 8.0, [], [], 0, 0, [])
+>>> cuts = [-1.0, 0.5, 1.0, 4.0, 8.0, 8.5]  # bin 2 starts at the minimum 0.5, bin 4 ends at the maximum 8
+>>> col = NumericColumn("x", "feature", 100, 0, 3.0, 2.0, 0.5, 8.0, cuts, [0, 0, 50, 30, 20, 0], 2, 5, [])
 >>> infer_domain(col, 1.0)
-(0.0, 14.0)
+(0.0, 15.5)
 >>> valid_domains([col], {"x": (None, 10.0)}, 1.0)
 (array([-inf]), array([10.]))
 """
@@ -22,15 +25,19 @@ import numpy as np
 
 from detectors.profile import NumericColumn
 
+PILED = 0.1  # a one-signed column is cut at zero when its edge quantile bin is this narrow (share of the span)
+
 
 def infer_domain(col: NumericColumn, margin: float) -> tuple[float, float]:
     """The reference range widened by ``margin`` spans each side, kept on the reference's side of zero."""
     span = col.max - col.min
     pad = margin * span if span > 0 else margin * max(abs(col.max), 1.0)
     lo, hi = col.min - pad, col.max + pad
-    if col.min >= 0:
+    inner = col.cuts[col.lo: col.hi - 1]  # quantile cuts strictly inside the reference range
+    piled = PILED * span
+    if col.min >= 0 and (not inner or inner[0] - col.min <= piled):
         lo = max(lo, 0.0)
-    if col.max <= 0:
+    if col.max <= 0 and (not inner or col.max - inner[-1] <= piled):
         hi = min(hi, 0.0)
     return float(lo), float(hi)
 
