@@ -144,10 +144,10 @@ def main() -> None:
     args = ap.parse_args()
     out: dict[str, Any] = {"power": {}, "evidently_1000": {}, "evidently_5000": {}}
     t0 = time.time()
-    refs = [reference(r) for r in range(args.reps)]
-    profs = [build_profile(r, label="label", scores=["score"]) for r in refs]
+    refs = [reference(r) for r in range(max(args.reps, args.evidently_reps))]
+    profs = [build_profile(r, label="label", scores=["score"]) for r in refs[:args.reps]]
     early = 0
-    for kind, size in SCENARIOS:
+    for kind, size in SCENARIOS if args.reps else ():
         runs = [glassbox_delay(profs[r], kind, size, r) for r in range(args.reps)]
         early += sum(b for _, b in runs)
         out["power"][label(kind, size)] = summarise([d for d, _ in runs])
@@ -178,7 +178,8 @@ def table(out: dict[str, Any]) -> str:
 
     rows = ["| shift | glassbox | Evidently, 1,000-row windows | Evidently, 5,000-row windows |",
             "| --- | --- | --- | --- |"]
-    for name, s in out["power"].items():
+    for name in out["power"] or out["evidently_1000"]:
+        s = out["power"].get(name)
         rows.append(f"| {name} | {cell(s)} | {cell(out['evidently_1000'].get(name))} | "
                     f"{cell(out['evidently_5000'].get(name))} |")
     return "\n".join(rows)

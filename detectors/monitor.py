@@ -357,7 +357,7 @@ class ModelMonitor:
             "cat_counts": self._cat_counts.tolist(),
             "hysteresis": [[m, f, h.to_state()] for (m, f), h in self._hyst.items()
                            if m not in ("concept_drift", "performance")],
-            "dynamic": self.tests.dynamic_state(),
+            "dynamic": self.tests.dynamic.to_state(),
             "outcomes": self.outcomes.to_state(),
         }
 
@@ -386,6 +386,6 @@ class ModelMonitor:
                                                 (mon._num_counts.shape, mon._cat_counts.shape))
         for m, f, st in state["hysteresis"]:
             mon._h(m, f).load_state(st)
-        mon.tests.load_dynamic_state(state["dynamic"])
+        mon.tests.dynamic.load_state(state["dynamic"])
         mon.outcomes.load_state(state["outcomes"])
         return mon

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from river import drift
 
-from detectors import river_state
 from detectors.calibration import binomial_limit, null_counts, tail_quantile
 from detectors.config import DetectionConfig
 from detectors.domains import valid_domains
+from detectors.dynamic import DynamicThresholds
 from detectors.encoding import CategoricalBins, NumericBins
 from detectors.profile import CategoricalColumn, NumericColumn, ReferenceProfile
 from detectors.stats import chisquare, jensenshannon, ks, ks_pvalue, psi, wasserstein
@@ -174,21 +173,9 @@ class WindowTests:
         self.horizons = list(config.horizons) if config.threshold == "calibrated" else [1]
         self.drift_alpha = self.alpha / len(self.horizons)  # each drift test's budget, split over horizons
         self._limits: dict[int, Limits] = {}
-        self.dynamic: dict[str, dict[str, Any]] = {}
-        if config.threshold == "dynamic":
-            for c in cols:
-                self.dynamic[c.name] = self._new_dynamic()
+        self.dynamic = DynamicThresholds(config, [c.name for c in cols] if config.threshold == "dynamic" else [])
 
     # thresholds -------------------------------------------------------------------------------------------
-    def _new_dynamic(self) -> dict[str, Any]:
-        cfg = self.config
-        if cfg.dynamic_detector == "adwin":
-            det: Any = drift.ADWIN(delta=cfg.dynamic_adwin_delta, clock=1, grace_period=5, min_window_length=3)
-        else:
-            det = drift.PageHinkley(min_instances=5, delta=cfg.dynamic_ph_delta, threshold=cfg.dynamic_ph_threshold,
-                                    mode="up")
-        return {"detector": det, "sum": 0.0, "n": 0, "level": None}
-
     def size_bucket(self, n: int) -> int:
         """Windows are calibrated for sizes on a grid (4 per doubling), rounded down: conservative."""
         if self.config.window_ms is None:
@@ -369,7 +356,7 @@ class WindowTests:
         if kind == "dynamic":
             value = horizons[0]["value"]
             score = float(_score(stat, np.array(value))[()])
-            drifted, level = self._dynamic(col.name, score, null, bool((firing or {}).get(col.name)))
+            drifted, level = self.dynamic.update(col.name, score, null, bool((firing or {}).get(col.name)))
             threshold = None if level is None else _unscore(stat, level)
             effect = 0.0 if level is None else effect_size(stat, score, level)
             best = horizons[0]
@@ -391,39 +378,3 @@ class WindowTests:
             "stats": stats,
             "quality": failed,
         }
-
-    def _dynamic(self, name: str, score: float, null: tuple[float, float], firing: bool) -> tuple[bool, float | None]:
-        """A River detector over the column's window statistic, standardised by its null distribution.
-
-        Fires on an upward change; while firing, the condition holds above the midpoint of the levels
-        before and at the change. Returns the verdict and that level (on the score scale) once known.
-        """
-        st = self.dynamic[name]
-        mean, sd = null
-        z = min(max((score - mean) / sd, -5.0), 50.0)
-        if not firing:
-            st["level"] = None
-        det = st["detector"]
-        x = min(max(z / 20.0, 0.0), 1.0) if isinstance(det, drift.ADWIN) else z
-        det.update(x)
-        st["sum"] += z
-        st["n"] += 1
-        detected_up = False
-        if det.drift_detected:
-            before = (st["sum"] - z) / max(st["n"] - 1, 1)
-            if z > before:
-                detected_up = True
-                st["level"] = (before + z) / 2
-            st["sum"], st["n"] = 0.0, 0  # River's detectors restart on their next update
-        level = st["level"]
-        cond = detected_up or (level is not None and z > level)
-        return cond, None if level is None else mean + level * sd
-
-    def dynamic_state(self) -> dict[str, Any]:
-        return {k: {"detector": river_state.dumps(v["detector"]), "sum": v["sum"], "n": v["n"],
-                    "level": v["level"]} for k, v in self.dynamic.items()}
-
-    def load_dynamic_state(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            self.dynamic[k] = {"detector": river_state.loads(v["detector"]), "sum": float(v["sum"]),
-                               "n": int(v["n"]), "level": v["level"]}
