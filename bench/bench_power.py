@@ -158,7 +158,8 @@ def main() -> None:
             d = [evidently_delay(refs[r], kind, size, r, window) for r in range(args.evidently_reps)]
             out[f"evidently_{window}"][label(kind, size)] = summarise(d)
             print("evidently", window, label(kind, size), out[f"evidently_{window}"][label(kind, size)], flush=True)
-        out[f"evidently_{window}_false_alarms_per_100k_per_feature"] = fa = evidently_false_alarms(5, window)
+        fa = evidently_false_alarms(args.evidently_reps, window)
+        out[f"evidently_{window}_false_alarms_per_100k_per_feature"] = fa
         print("evidently", window, "false alarms per 100k events per feature", fa, flush=True)
     if args.streams:
         out["false_alarms"] = false_alarms(args.streams)
