@@ -75,7 +75,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from stream.cli.main import main; main()", "worker"],
+            [sys.executable, "-m", "stream.cli", "worker"],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         return self

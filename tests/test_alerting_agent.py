@@ -62,7 +62,7 @@ class Notifier:
     def start(self) -> Notifier:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from stream.cli.main import main; main()", "alerts", "notify"],
+            [sys.executable, "-m", "stream.cli", "alerts", "notify"],
             env={**self.env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, cwd=self.home,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
