@@ -87,7 +87,7 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
 
     health = register_health(app, settings, pipeline, topics)  # /metrics and the pipeline checks
     if progress_s > 0:
-        register_progress(app, pipeline, health, progress_s)
+        register_progress(app, settings, pipeline, health, progress_s)
 
     state = pipeline.state if isinstance(pipeline.state, TopicState) else None
 

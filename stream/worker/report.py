@@ -4,7 +4,7 @@ Everything goes to the ``glassbox.worker`` logger (text or JSON, as the command 
 JSON form carries the same facts as fields (``extra={"fields": ...}``).
 
 >>> Progress().tick(events=0, messages=0, alerts=0, lag=None, now=0.0)[0]
-'progress: 0 events (0/s), 0 messages, 0 alerts, lag unknown'
+'progress: 0 events (0/s), 0 messages (0 dead-lettered), 0 alerts, lag unknown'
 """
 
 from __future__ import annotations
@@ -57,33 +57,35 @@ class Progress:
         self.events = 0
         self.at: float | None = None
 
-    def tick(self, *, events: int, messages: int, alerts: int, lag: int | None,
+    def tick(self, *, events: int, messages: int, alerts: int, lag: int | None, deadlettered: int = 0,
              now: float | None = None) -> tuple[str, dict[str, Any]]:
         now = time.monotonic() if now is None else now
         rate = 0.0 if self.at is None or now <= self.at else (events - self.events) / (now - self.at)
         self.events, self.at = events, now
-        fields = {"events": events, "events_per_s": round(rate, 1), "messages": messages, "alerts": alerts,
-                  "lag": lag}
+        fields = {"events": events, "events_per_s": round(rate, 1), "messages": messages,
+                  "deadlettered": deadlettered, "alerts": alerts, "lag": lag}
         lag_text = "unknown" if lag is None else f"{lag:,} messages"
-        return (f"progress: {events:,} events ({rate:,.0f}/s), {messages:,} messages, {alerts:,} alerts, "
-                f"lag {lag_text}", fields)
+        return (f"progress: {events:,} events ({rate:,.0f}/s), {messages:,} messages ({deadlettered:,} dead-lettered), "
+                f"{alerts:,} alerts, lag {lag_text}", fields)
 
 
-def register_progress(app: Any, pipeline: Any, health: Any, every_s: float) -> None:
-    """Log progress every ``every_s`` seconds, and the partitions the worker is given at each rebalance."""
+def register_progress(app: Any, settings: Any, pipeline: Any, health: Any, every_s: float) -> None:
+    """Log progress every ``every_s`` seconds, and the input partitions the worker is given at each rebalance."""
     progress = Progress()
+    inputs = {settings.topic("predictions"), settings.topic("labels")}
 
     @app.timer(every_s, name="glassbox.progress")
     async def report_progress() -> None:
         c = pipeline.counters
         line, fields = progress.tick(events=c.events, messages=c.messages, alerts=c.alerts,
-                                     lag=getattr(health, "lag", None))
+                                     deadlettered=c.deadlettered, lag=health.lag)
         log.info("%s", line, extra={"fields": fields})
 
     @app.on_partitions_assigned.connect
     async def assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         parts: dict[str, list[int]] = {}
         for tp in assigned:
-            parts.setdefault(tp.topic, []).append(tp.partition)
+            if tp.topic in inputs:
+                parts.setdefault(tp.topic, []).append(tp.partition)
         text = "; ".join(f"{t} {','.join(map(str, sorted(p)))}" for t, p in sorted(parts.items()))
         log.info("assigned partitions: %s", text or "none", extra={"fields": {"assigned": parts}})
