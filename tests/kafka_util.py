@@ -51,7 +51,8 @@ class WorkerProcess:
     """``glassbox worker`` in a child process with test-friendly Faust timeouts (FIELD-NOTES)."""
 
     def __init__(self, bootstrap: str, prefix: str, *, app_id: str, home: Path, models: dict[str, str] | None = None,
-                 partitions: int = 4, audit: bool = True, extra_env: dict[str, str] | None = None):
+                 partitions: int = 4, audit: bool = True, extra_env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()):
         self.web_port = free_port()
         self.log_path = home / f"worker-{app_id}-{self.web_port}.log"
         home.mkdir(parents=True, exist_ok=True)
@@ -70,12 +71,13 @@ class WorkerProcess:
             "GLASSBOX_WORKER__MODELS": json.dumps(models or {}),
             **(extra_env or {}),
         }
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from stream.cli.main import main; main()", "worker"],
+            [sys.executable, "-m", "stream.cli", "worker", *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         return self

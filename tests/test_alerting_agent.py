@@ -3,6 +3,7 @@ Slack / PagerDuty servers: outages, SIGKILL mid-delivery, restarts, dead letters
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -35,7 +36,9 @@ def alert(status="firing", *, model="churn", feature="age", severity="critical",
 class Notifier:
     """``glassbox alerts notify`` in a child process, configured through GLASSBOX_* variables."""
 
-    def __init__(self, bootstrap: str, prefix: str, home: Path, sink: Sink, app_id: str):
+    def __init__(self, bootstrap: str, prefix: str, home: Path, sink: Sink, app_id: str, args: tuple[str, ...] = ()):
+        self.app_id = app_id
+        self.args = args
         self.home = home
         self.log_path = home / f"notifier-{uuid.uuid4().hex[:6]}.log"
         self.env = {
@@ -62,7 +65,7 @@ class Notifier:
     def start(self) -> Notifier:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from stream.cli.main import main; main()", "alerts", "notify"],
+            [sys.executable, "-m", "stream.cli", "alerts", "notify", *self.args],
             env={**self.env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, cwd=self.home,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
@@ -222,3 +225,26 @@ def test_silence_and_tail_cli(kafka_bootstrap, topic_prefix, tmp_path, monkeypat
     assert "age" in out.output and "income" in out.output and "amount" not in out.output
     out = runner.invoke(app, ["alerts", "tail", "--once", "--severity", "critical"])
     assert "age" in out.output and "amount" in out.output and "income" not in out.output
+
+
+def test_notifier_says_what_it_does_in_json(kafka_bootstrap, topic_prefix, tmp_path, sink):
+    """``--log-format json``: every line is one JSON object (start-up summary, one line per alert received),
+    and no terminal control sequence reaches a log file."""
+    a = alert(model="churn", feature="age", severity="critical")
+    publish(kafka_bootstrap, topic_prefix, [a])
+    n = Notifier(kafka_bootstrap, topic_prefix, tmp_path, sink, f"n-{uuid.uuid4().hex[:8]}",
+                 args=("--log-format", "json")).start()
+    try:
+        wait_until(lambda: len(triggers(sink)) == 1 and "alert firing" in n.log(), 60, lambda: n.log()[-3000:])
+    finally:
+        n.stop()
+    out = n.log()
+    assert "\x1b" not in out
+    records = [json.loads(line) for line in out.splitlines() if line.strip()]
+    messages = [r["message"] for r in records]
+    assert any(m.startswith(f"glassbox notifier {n.app_id}-notifier: broker {kafka_bootstrap}") for m in messages)
+    assert f"reads {topic_prefix}alerts; gives up to {topic_prefix}deadletter" in messages, messages
+    (line,) = [r for r in records if r["message"].startswith("alert firing")]
+    assert line["message"] == "alert firing: critical churn data_drift feature=age psi=0.4 threshold=0.2 window=0"
+    assert (line["level"], line["alert_id"], line["model"], line["feature"]) == ("WARNING", a["alert_id"], "churn",
+                                                                                "age")

@@ -20,7 +20,7 @@ import pytest
 from detectors.profile import build_profile
 from stream.backtest.file_replay import ReplayOptions, replay_frames
 from stream.demo import training as ex
-from stream.demo.main import MARKER, DemoError, prepare_home
+from stream.demo.home import MARKER, DemoError, prepare_home
 from stream.demo.stream_data import make_stream, plan_phases
 from tests.browser import chromium_path, dump_dom, screenshot, visible_text
 
@@ -119,12 +119,7 @@ def test_home_is_wiped_only_when_it_is_the_demos(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- end to end
 def _demo_argv(home: Path) -> list[str]:
     """``glassbox demo`` as the README runs it (the installed CLI's entry point)."""
-    from stream.cli.main import app
-
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-    if "demo" in names:
-        return [sys.executable, "-c", "from stream.cli.main import main; main()", "demo", "--home", str(home)]
-    return [sys.executable, "-m", "stream.demo.main", "--home", str(home)]  # until stream/cli/main.py registers it
+    return [sys.executable, "-m", "stream.cli", "demo", "--home", str(home)]
 
 
 class TreeWatch(threading.Thread):

@@ -52,15 +52,32 @@ def test_secrets_are_not_printed() -> None:
 def run_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     import os
 
-    return subprocess.run([sys.executable, "-c", "from stream.cli.main import main; main()", *args],
+    return subprocess.run([sys.executable, "-m", "stream.cli", *args],
                           capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+COMMANDS = ("broker", "produce", "worker", "replay", "explain", "demo", "reference", "alerts", "silence")
+
+
 def test_help_lists_commands() -> None:
+    """Every command group is registered explicitly: one that fails to import breaks ``--help`` loudly."""
     r = run_cli("--help")
-    assert r.returncode == 0
-    for cmd in ("broker", "worker", "produce"):
-        assert cmd in r.stdout
+    assert r.returncode == 0, r.stderr
+    listed = {line.split()[0] for line in r.stdout.split("Commands:", 1)[1].splitlines() if line.strip()}
+    assert listed == set(COMMANDS)
+    for group, sub in (("alerts", "notify"), ("alerts", "tail"), ("silence", "add"), ("reference", "show")):
+        assert sub in run_cli(group, "--help").stdout
+
+
+def test_missing_worker_dependency_is_one_line() -> None:
+    """With only the producer SDK installed (here: mlflow made unimportable), a command that needs the worker
+    side says what to install."""
+    code = "import sys; sys.modules['mlflow'] = None; from stream.cli.main import main; main()"
+    r = subprocess.run([sys.executable, "-c", code, "reference", "show", "models:/churn@champion"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == ("glassbox: error: reference show needs the worker dependencies (no module 'mlflow'): "
+                                "pip install 'glassbox[worker]'")
 
 
 @pytest.mark.parametrize(
@@ -75,7 +92,8 @@ def test_cli_errors_are_one_line(args: tuple[str, ...], needle: str, kafka_boots
     r = run_cli(*args, env={"GLASSBOX_KAFKA__BOOTSTRAP": kafka_bootstrap})
     assert r.returncode != 0
     lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "Warning" not in ln]
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("glassbox: error: "), r.stderr
+    assert r.returncode == 2
     assert "Traceback" not in r.stderr
 
 
@@ -83,7 +101,7 @@ def test_unreachable_broker_fails_fast() -> None:
     t = time.monotonic()
     r = run_cli("worker", env={"GLASSBOX_KAFKA__BOOTSTRAP": "127.0.0.1:1"})
     assert time.monotonic() - t < 20
-    assert r.returncode == 1 and "not reachable at 127.0.0.1:1" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "not reachable at 127.0.0.1:1" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 

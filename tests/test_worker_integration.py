@@ -1,8 +1,12 @@
-"""The worker on the embedded broker: validation, dead letters, sharing partitions, surviving SIGKILL."""
+"""The worker on the embedded broker: what it says, validation, dead letters, sharing partitions, surviving
+SIGKILL."""
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import orjson
 import pytest
@@ -10,6 +14,7 @@ import pytest
 from stream.events import PREDICTION_BATCH_SCHEMA, prediction_event
 from stream.producer import Producer
 from tests.kafka_util import WorkerProcess, read_json
+from tests.synth import frame
 
 T0 = 1_700_000_000_000
 
@@ -111,3 +116,52 @@ def test_two_workers_share_partitions_and_survive_sigkill(kafka_bootstrap: str, 
     finally:
         a.stop()
         b.stop()
+
+
+@pytest.mark.timeout(240)
+def test_worker_says_what_it_does_and_alerts_carry_their_runbook(kafka_bootstrap: str, topic_prefix: str,
+                                                                   tmp_path) -> None:
+    """Started by hand, the worker prints its broker, topics, models with their references, where /stats and
+    /metrics listen and its MLflow run; then one line per alert and periodic progress; no terminal control
+    sequence and no MLflow chatter in a log file. The alerts on the topic link to a runbook that exists."""
+    ref_path = tmp_path / "reference.parquet"
+    frame(5_000, seed=1).drop(columns=["score"]).to_parquet(ref_path)
+    n = 6_000
+    events = frame(n, seed=2, scenario="mean_shift", at=2_000).drop(columns=["score", "label"])
+    features = [c for c in events.columns if c != "prediction"]
+    with WorkerProcess(kafka_bootstrap, topic_prefix, app_id=f"{topic_prefix}say", home=tmp_path / "w",
+                       models={"m": str(ref_path)}, audit=False, args=("--progress-interval", "1"),
+                       extra_env={"GLASSBOX_ATTRIBUTION__ENABLED": "false", "GLASSBOX_LOG_LEVEL": ""}) as worker:
+        worker.wait_ready(timeout_s=120)
+        with Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
+            for lo in range(0, n, 500):
+                part = events.iloc[lo:lo + 500]
+                prod.send_prediction_batch(
+                    model="m", prediction_ids=[f"e{i}" for i in range(lo, lo + len(part))],
+                    timestamps=[T0 + i * 10 for i in range(lo, lo + len(part))],
+                    features={c: part[c].tolist() for c in features}, predictions=part["prediction"].tolist())
+        worker.wait_for(lambda s: s["events"] == n and s["alerts"] > 0, timeout_s=90)
+        deadline = time.monotonic() + 10
+        while "progress: 6,000 events" not in worker.log() and time.monotonic() < deadline:
+            time.sleep(0.3)
+    out = worker.log()
+    port = worker.web_port
+    for needle in (f"broker {kafka_bootstrap}", f"reads {topic_prefix}predictions, {topic_prefix}labels",
+                   f"writes {topic_prefix}alerts, {topic_prefix}deadletter", f"model m: reference {ref_path}",
+                   f"stats at http://127.0.0.1:{port}/stats, metrics at http://127.0.0.1:{port}/metrics",
+                   f"assigned partitions: {topic_prefix}labels", "progress: 6,000 events"):
+        assert needle in out, (needle, out[-3000:])
+    assert re.search(r"MLflow run [0-9a-f]{32} \(\S+\) on sqlite:///", out), out[-3000:]
+    assert re.search(r"WARNING glassbox\.worker: alert firing: warning m data_drift feature=num_\d+ \w+=", out), out
+    alert_lines = re.findall(r"glassbox\.worker: alert (?:firing|resolved): ", out)
+    assert "\x1b" not in out, "terminal control sequences in a log file"
+    for chatter in ("Updating database tables", "alembic", "Traceback"):
+        assert chatter not in out, (chatter, out[-3000:])
+
+    alerts = read_json(kafka_bootstrap, f"{topic_prefix}alerts")
+    assert len(alert_lines) == len(alerts) > 0  # one line per alert published
+    for a in alerts:
+        link = a["links"]["runbook"]
+        assert link.startswith("file://") and link.endswith(f"/{a['monitor']}.md"), link
+        runbook = Path(unquote(urlparse(link).path))
+        assert runbook.is_file() and runbook.read_text().startswith("#"), runbook

@@ -16,6 +16,7 @@ from typing import Any
 import faust
 import orjson
 
+from stream.alerting.announce import log_alert
 from stream.alerting.dispatch import Dispatcher
 
 log = logging.getLogger("glassbox.alerting")
@@ -60,6 +61,9 @@ def register_notifier(app: faust.App, settings: Any, *, dispatcher: Dispatcher |
     async def notifier(stream: Any) -> None:
         async for events in stream.noack_take(cfg.max_group, within=cfg.group_wait):
             alerts, sources = _decode(events)
+            for a in alerts:
+                if isinstance(a, dict):
+                    log_alert(a, log)
             report = await dispatcher.process(alerts, sources)
             for event in events:
                 await stream.ack(event)
@@ -70,13 +74,23 @@ def register_notifier(app: faust.App, settings: Any, *, dispatcher: Dispatcher |
     return notifier
 
 
-def run_notifier(settings: Any, bootstrap: str, *, loglevel: str = "WARNING") -> None:
-    """Run the notifier worker until stopped (``glassbox alerts notify``)."""
-    from stream.kafka.faust_app import make_app
+def run_notifier(settings: Any, bootstrap: str, *, embedded: bool = False) -> None:
+    """Run the notifier worker until stopped (``glassbox alerts notify``); logging is the caller's."""
+    from stream.alerting.store import state_path
+    from stream.kafka.faust_app import faust_worker, make_app
 
     app_id = notifier_app_id(settings)
     datadir = Path(settings.home) / "faust" / app_id  # not ./<app_id>-data in the current directory
     datadir.mkdir(parents=True, exist_ok=True)
     fapp = make_app(settings, bootstrap=bootstrap, app_id=app_id, web_enabled=False, datadir=str(datadir))
-    register_notifier(fapp, settings)
-    faust.Worker(fapp, loglevel=loglevel, quiet=True).execute_from_commandline()
+    notifier = register_notifier(fapp, settings)
+    cfg = settings.alerting
+    routed = sorted({r for route in cfg.routes for r in route.receivers} | ({"desktop"} if cfg.desktop else set()))
+    ready = sorted(notifier.dispatcher.notifiers)
+    for line in (f"glassbox notifier {app_id}: broker {bootstrap}{' (embedded)' if embedded else ''}",
+                 f"reads {settings.topic('alerts')}; gives up to {settings.topic('deadletter')}",
+                 f"receivers routed to: {', '.join(routed)}; ready: {', '.join(ready)}",
+                 f"state (silences, lifecycle, journal): {state_path(settings)}",
+                 f"runbooks: {cfg.runbook_url('<monitor>')}"):
+        log.info("%s", line)
+    faust_worker(fapp).execute_from_commandline()

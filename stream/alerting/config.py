@@ -186,8 +186,22 @@ class AlertingConfig(BaseModel):
         return best or AlertRule(monitor=monitor)
 
     def runbook_url(self, monitor: str) -> str:
+        """The runbook of ``monitor``: under ``runbook_base_url``, else the copy shipped in the package."""
         base = self.runbook_base_url or _packaged_runbooks()
         return base.rstrip("/") + f"/{monitor}.md"
+
+    def with_links(self, alert: dict[str, Any]) -> dict[str, Any]:
+        """``alert`` with its runbook link and, when ``dashboard_url`` is templated, its dashboard link.
+
+        >>> AlertingConfig(runbook_base_url="https://docs/rb/").with_links({"monitor": "data_drift"})["links"]
+        {'runbook': 'https://docs/rb/data_drift.md'}
+        """
+        links = dict(alert.get("links") or {})
+        links["runbook"] = self.runbook_url(alert["monitor"])
+        if not links.get("dashboard") and self.dashboard_url:
+            links["dashboard"] = self.dashboard_url.format(**{k: alert.get(k) for k in ("model", "monitor",
+                                                                                        "feature")})
+        return {**alert, "links": links}
 
     def secret(self, name: str) -> str | None:
         """The value of secret ``name`` (e.g. ``"slack_token"``) from the field or its ``_file``, else None."""

@@ -131,12 +131,7 @@ class Dispatcher:
 
     def prepare(self, alert: dict[str, Any]) -> dict[str, Any]:
         """The alert as notified: the runbook link from the configured base, the dashboard link if templated."""
-        links = dict(alert.get("links") or {})
-        links["runbook"] = self.config.runbook_url(alert["monitor"])
-        if not links.get("dashboard") and self.config.dashboard_url:
-            links["dashboard"] = self.config.dashboard_url.format(**{k: alert.get(k) for k in ("model", "monitor",
-                                                                                             "feature")})
-        return {**alert, "links": links}
+        return self.config.with_links(alert)
 
     async def process(
         self, alerts: list[Any], sources: list[dict[str, Any]] | None = None

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stream.cli.options import ConfigOpt
+from stream.cli.options import ConfigOpt, LogFormatOpt, LogLevelOpt, kafka_bootstrap, settings_from, setup_logging
 from stream.errors import UserError
 
 silence_app = typer.Typer(help="Mute alert notifications for a while.", no_args_is_help=True,
@@ -28,9 +28,7 @@ MATCHER_KEYS = ("model", "monitor", "feature", "severity")
 
 
 def _settings(config: Path | None) -> Any:
-    from stream.settings import load_settings
-
-    return load_settings(config)
+    return settings_from(config)
 
 
 def _store(config: Path | None) -> Any:
@@ -211,11 +209,11 @@ def alerts_tail(
 
 
 @alerts_app.command("notify")
-def alerts_notify(config: ConfigOpt = None) -> None:
+def alerts_notify(config: ConfigOpt = None, log_level: LogLevelOpt = None, log_format: LogFormatOpt = None) -> None:
     """Run the notifier worker: deliver alerts to Slack, PagerDuty, the desktop and the log."""
     from stream.alerting.agent import run_notifier
-    from stream.cli.options import kafka_bootstrap
 
+    setup_logging(log_level, log_format)
     settings = _settings(config)
-    with kafka_bootstrap(settings) as bootstrap:
-        run_notifier(settings, bootstrap, loglevel=os.environ.get("GLASSBOX_LOG_LEVEL", "WARNING"))
+    with kafka_bootstrap(settings, announce=False) as bootstrap:
+        run_notifier(settings, bootstrap, embedded=not settings.kafka.bootstrap)

@@ -6,8 +6,6 @@ registry (``--model-uri models:/NAME@alias``, with its reference as the backgrou
 local MLflow model directory (``--model DIR``). Pickle, joblib or skops files are never loaded directly.
 Prints each feature's contribution (SHAP value), largest |value| first, the base value and the model output;
 the contributions add up with the base value to the output.
-
-Registered by the CLI as ``app.command("explain")(explain_command)``.
 """
 
 from __future__ import annotations
@@ -17,15 +15,15 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 
-from stream.cli.options import ConfigOpt
+from stream.cli.options import ConfigOpt, quiet_mlflow
 from stream.errors import UserError
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 
@@ -150,6 +148,8 @@ def read_event(event: str | None = None, event_file: str | os.PathLike[str] | No
         obj = obj["features"]
     if not isinstance(obj, dict) or not obj:
         raise UserError(f"{what}: expected a prediction event with a 'features' object, or a features object")
+    import pandas as pd
+
     return pd.DataFrame([{k: (math.nan if v is None else v) for k, v in obj.items()}])
 
 
@@ -209,14 +209,15 @@ def explain_command(
     config: ConfigOpt = None,
 ) -> None:
     """Explain one prediction: each feature's SHAP contribution, largest first, the base value and the output."""
+    quiet_mlflow()
     try:
         frame = read_event(event, event_file, data, row)
         uri = _tracking_uri(config, tracking_uri) if model_uri is not None else tracking_uri
         est, features, background = load_model_for_explain(model_uri, model, tracking_uri=uri)
         result = explain_prediction(est, features, frame, background=background, output=output)
-    except UserError as err:
+    except UserError as err:  # here too, not only in main(): the command also runs inside other Typer apps
         typer.echo(f"glassbox: error: {err}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2) from None
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:

@@ -1,8 +1,11 @@
-"""What every command shares: the ``--config`` option, loading settings, and the Kafka to talk to."""
+"""What every command shares: the ``--config`` option, loading settings, the Kafka to talk to, logging options
+and keeping MLflow's own log lines off a command's output."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,6 +16,10 @@ if TYPE_CHECKING:
     from stream.settings import Settings
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="glassbox.toml to read")]
+LogLevelOpt = Annotated[str | None, typer.Option(
+    "--log-level", help="DEBUG, INFO, WARNING or ERROR (default: $GLASSBOX_LOG_LEVEL or INFO)")]
+LogFormatOpt = Annotated[str | None, typer.Option(
+    "--log-format", help="text or json, one object per line (default: $GLASSBOX_LOG_FORMAT or text)")]
 
 
 def settings_from(config: Path | None) -> Settings:
@@ -20,6 +27,25 @@ def settings_from(config: Path | None) -> Settings:
     from stream.settings import load_settings
 
     return load_settings(config)
+
+
+def setup_logging(level: str | None, fmt: str | None) -> None:
+    """Configure logging for a long-running command from its ``--log-level`` and ``--log-format``."""
+    from stream.cli.logs import configure_logging, resolve
+
+    configure_logging(*resolve(level, fmt))
+    quiet_mlflow()
+
+
+def quiet_mlflow() -> None:
+    """No MLflow or alembic INFO lines ("Updating database tables", "Context impl SQLiteImpl") on a command's
+    output: MLflow reads ``MLFLOW_LOGGING_LEVEL`` when imported; the levels are set too in case it already is."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    level = logging.getLevelName(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
+    for name in ("mlflow", "alembic"):
+        if isinstance(level, int):
+            logging.getLogger(name).setLevel(level)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """The demo's production traffic: a seeded stream of churn predictions in four phases, with late labels.
 
-The inputs come from the same generator as the reference (``examples/train_reference.py``'s
+The inputs come from the same generator as the reference (:mod:`stream.demo.training`'s
 ``make_dataset``), and the predictions are the registered model's own outputs on them, so what the monitor
 sees is what it would see in production:
 

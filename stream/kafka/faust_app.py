@@ -92,3 +92,12 @@ class Topics:
         self.deadletter = topic("deadletter")
         self.audit = topic("audit")
         self.state = topic("state")
+
+
+def faust_worker(app: faust.App) -> faust.Worker:
+    """A :class:`faust.Worker` that leaves logging to glassbox (configured by the command line): no handler of
+    its own, no stdout redirection, no banner, and no progress spinner (it writes terminal control sequences
+    even when the output is a file)."""
+    worker = faust.Worker(app, quiet=True, override_logging=False, redirect_stdouts=False)
+    worker.spinner = None
+    return worker

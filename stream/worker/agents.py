@@ -14,11 +14,13 @@ from typing import Any
 import faust
 import orjson
 
+from stream.alerting.announce import log_alert
 from stream.kafka.faust_app import Topics
 from stream.kafka.state_topic import TopicState
 from stream.pipeline.monitors import MonitorRegistry
 from stream.pipeline.pipeline import Pipeline, RawMessage, StepOutput
 from stream.settings import Settings
+from stream.worker.report import register_progress
 
 log = logging.getLogger("glassbox.worker")
 
@@ -72,12 +74,13 @@ def _raw(events: list[Any]) -> list[RawMessage]:
 
 
 def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evidence: Any = None,
-                     attribution: Any = None) -> Topics:
-    """Attach the prediction and label agents (and a ``/stats`` page) to ``app``. With ``evidence``
-    (:class:`stream.evidence.recorder.Evidence`), steps are recorded in MLflow and alerts carry their links; with
-    ``attribution`` (:class:`stream.evidence.shap_service.AttributionService`), windows are explained with SHAP
-    off the hot path and alerts carry their window's top SHAP movers; with both, the SHAP plots and tables of
-    chosen windows go into the monitoring run."""
+                     attribution: Any = None, *, progress_s: float = 0.0) -> Topics:
+    """Attach the prediction and label agents (and a ``/stats`` page) to ``app``. Published alerts carry their
+    runbook link and each one is logged. With ``evidence`` (:class:`stream.evidence.recorder.Evidence`), steps
+    are recorded in MLflow and alerts carry their links; with ``attribution``
+    (:class:`stream.evidence.shap_service.AttributionService`), windows are explained with SHAP off the hot path
+    and alerts carry their window's top SHAP movers; with both, the SHAP plots and tables of chosen windows go
+    into the monitoring run. With ``progress_s``, progress is logged that often."""
     topics = Topics(app, settings)
     if attribution is not None and evidence is not None and getattr(attribution, "run", None) is None:
         attribution.attach_run(evidence.run)
@@ -85,6 +88,8 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
     from stream.worker.health import register_health
 
     health = register_health(app, settings, pipeline, topics)  # /metrics and the pipeline checks
+    if progress_s > 0:
+        register_progress(app, settings, pipeline, health, progress_s)
 
     state = pipeline.state if isinstance(pipeline.state, TopicState) else None
 
@@ -101,7 +106,9 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
             out.alerts = alerts
             alerts = evidence.observe(out)
         for alert in alerts:
+            alert = settings.alerting.with_links(alert)
             await topics.alerts.send(key=alert["fingerprint"].encode(), value=alert_bytes(alert))
+            log_alert(alert)
         for dead in out.deadletters:
             await topics.deadletter.send(key=dead["reason"].encode(), value=orjson.dumps(dead))
         if pipeline.audit and (out.processed_ids or out.deadletters):

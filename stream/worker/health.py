@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.alert import make_alert
 from detectors.hysteresis import Hysteresis
+from stream.alerting.announce import log_alert
 from stream.worker.prometheus import WorkerMetrics, compute_lag
 
 log = logging.getLogger("glassbox.health")
@@ -239,6 +240,7 @@ class WorkerObservability:
         self.metrics = WorkerMetrics(max_models=config.max_model_labels, clock=clock)
         self.health = PipelineHealth(config, name=name)
         self.clock = clock
+        self.lag: int | None = None  # total consumer lag at the last tick (None: unknown)
 
     def step(self, kind: str, messages: Any, out: Any, seconds: float) -> None:
         self.metrics.observe_step(kind, messages, out, seconds)
@@ -328,8 +330,10 @@ def register_health(app: Any, settings: Any, pipeline: Any, topics: Any) -> Work
         if got is not None:
             lags, lag = got
             obs.metrics.set_lag(lags)
+        obs.lag = lag
         for alert in obs.tick(lag):
-            log.warning("pipeline alert %s: %s", alert["status"], alert["summary"])
+            alert = settings.alerting.with_links(alert)
+            log_alert(alert)
             try:
                 await topics.alerts.send(key=alert["fingerprint"].encode(),
                                          value=orjson.dumps(alert, option=orjson.OPT_SORT_KEYS))
