@@ -18,7 +18,6 @@ import pytest
 import synth
 
 from stream.cli import main as cli
-from stream.cli.replay import replay_command
 from stream.producer import Producer
 from stream.worker.agents import alert_bytes
 from tests.kafka_util import WorkerProcess, read_json
@@ -29,11 +28,9 @@ N, BATCH, AT, STEP_MS, LABEL_DELAY_MS = 24_000, 200, 12_000, 100, 60_000
 
 @pytest.fixture
 def glassbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """Run the real ``glassbox`` entry point with the backtest replay command registered (as the lead will)."""
-    cmds = [c for c in cli.app.registered_commands if c.name != "replay"]
-    monkeypatch.setattr(cli.app, "registered_commands", cmds)
-    cli.app.command("replay")(replay_command)
+    """Run the real ``glassbox`` entry point."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GLASSBOX_MLFLOW__ENABLED", "false")  # quick runs: --mlflow records one
     monkeypatch.delenv("GLASSBOX_CONFIG", raising=False)
 
     def run(*args: Any) -> int:

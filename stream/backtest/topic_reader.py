@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stream.errors import UserError
+from stream.errors import UsageError
 from stream.pipeline.parse_step import RawMessage, parse_step
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ _DONE = object()
 _STEP, _END, _ERROR = "step", "end", "error"  # what the reader process sends
 SHARE_STEP = 0.05  # how fast the reader process's share of the parsing follows the side that waits
 
-class KafkaReplayError(UserError, ValueError):
+class KafkaReplayError(UsageError, ValueError):
     """A topic replay that cannot run as asked (no such topic, an empty range, a bad offset)."""
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from stream.cli.options import ConfigOpt, kafka_bootstrap, settings_from
-from stream.errors import UserError
+from stream.errors import UsageError, UserError
 
 # typer vendors click; its exception classes are reachable through the public BadParameter.
 _UsageError = typer.BadParameter.__mro__[1]
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except UserError as err:
         print(f"glassbox: error: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(2 if isinstance(err, UsageError) else 1)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as err:  # a defect: one line, the traceback on request

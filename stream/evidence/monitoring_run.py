@@ -243,6 +243,13 @@ def ensure_experiment(client: Any, name: str, artifact_root: str | os.PathLike[s
         return exp.experiment_id
 
 
+def quiet_store_logs() -> None:
+    """No INFO lines from MLflow's store set-up ("Creating initial MLflow database tables...", "Updating database
+    tables", alembic's migrations) on a command's output: warnings and errors still show."""
+    for name in ("mlflow.store.db.utils", "mlflow.store.sql_store", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def local_path(uri: str) -> Path | None:
     """The local path of a ``file://`` URI or plain path, None for remote stores."""
     if uri.startswith("file://"):
@@ -278,6 +285,7 @@ class MonitoringRun:
     ) -> None:
         from mlflow import MlflowClient
 
+        quiet_store_logs()
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.experiment = experiment
@@ -740,10 +748,14 @@ def alerts_table(alerts: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
 
 
 def log_replay(run: MonitoringRun, result: Any, *, model: str | None = None) -> int:
-    """Record a ``stream.backtest.file_replay.ReplayResult`` in ``run``: its window records as metrics, its alerts
-    for the table, its summary as ``replay_summary.json``. Returns the metrics logged."""
+    """Record a replay's result (``alerts``, ``windows``, ``summary``, as ``stream.backtest.file_replay.ReplayResult``)
+    in ``run``: its window records as metrics (per the records' ``model``, else ``model``), its alerts for the
+    table, its summary as ``replay_summary.json``. Returns the metrics logged."""
     name = model or (result.alerts[0]["model"] if result.alerts else None) or result.summary.get("model", "model")
-    n = run.log_windows(name, result.windows)
+    per_model: dict[str, list[Any]] = {}
+    for rec in result.windows:
+        per_model.setdefault(str(_as_mapping(rec).get("model") or name), []).append(rec)
+    n = sum(run.log_windows(m, records) for m, records in per_model.items())
     run.log_alerts(result.alerts)
     with run._lock:
         run._require_run()
