@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from stream.evidence.monitoring_run import MonitoringRun, log_replay
+from stream.evidence.monitoring_run import MonitoringRun
+from stream.evidence.window_metrics import as_mapping
 
 
 def replay_run_name(inputs: Mapping[str, Any]) -> str:
@@ -39,8 +40,20 @@ def record_replay(settings: Any, outcome: Any, *, request: Mapping[str, Any],
         log_replay(run, outcome)
         if compare is not None:
             lines = "".join(json.dumps(a, sort_keys=True, default=str) + "\n" for a in compare.alerts)
-            run.client.log_text(run.run_id, lines, "compare/alerts.jsonl")
-            run.client.log_dict(run.run_id, {"rule_set": compare.name, "summary": compare.summary},
-                                "compare/summary.json")
+            run.log_text(lines, "compare/alerts.jsonl")
+            run.log_dict({"rule_set": compare.name, "summary": compare.summary}, "compare/summary.json")
     return run
 
+
+def log_replay(run: MonitoringRun, result: Any, *, model: str | None = None) -> int:
+    """Record a replay's result (``alerts``, ``windows``, ``summary``, as ``stream.backtest.file_replay.ReplayResult``)
+    in ``run``: its window records as metrics (per the records' ``model``, else ``model``), its alerts for the
+    table, its summary as ``replay_summary.json``. Returns the metrics logged."""
+    name = model or (result.alerts[0]["model"] if result.alerts else None) or result.summary.get("model", "model")
+    per_model: dict[str, list[Any]] = {}
+    for rec in result.windows:
+        per_model.setdefault(str(as_mapping(rec).get("model") or name), []).append(rec)
+    n = sum(run.log_windows(m, records) for m, records in per_model.items())
+    run.log_alerts(result.alerts)
+    run.log_dict(result.summary, "replay_summary.json")
+    return n
