@@ -22,7 +22,7 @@ malformed truth file) raises a :class:`~stream.errors.UserError`, which the CLI 
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -151,7 +151,7 @@ def run_replay(req: ReplayRequest, outputs: ReplayOutputs) -> list[Outcome]:
     _validate(req, outputs, kafka)
     changes = load_truth(outputs.truth) if outputs.truth is not None else []
     keep = bool(changes or outputs.plots or outputs.mlflow is not False)
-    req = ReplayRequest(**{**req.__dict__, "keep_windows": keep})
+    req = replace(req, keep_windows=keep)
     if kafka:
         show = sys.stderr.isatty() if outputs.progress is None else outputs.progress
         outs = replay_kafka_outcomes(req, ProgressBar if show else None)
