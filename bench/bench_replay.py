@@ -7,8 +7,12 @@
   measured on a few windows in this run and scaled to the same number of windows. Target: >= 100x.
 - Memory: one replay of 5,000,000 events (the 1M file read 5 times in a row, as one stream); RSS sampled
   after every chunk. Target: growth <= 50 MB between event 1M and event 5M.
+- MLflow: what the monitoring run costs ``glassbox replay`` (the command's own code path,
+  :func:`stream.cli.replay.run_replay`, on the same file in this process, with and without ``--mlflow``,
+  interleaved; the first run also creates the sqlite store, reported apart).
 
-Run: ``uv run python bench/bench_replay.py [--rows 1000000] [--evidently-windows 3] [--memory-rows 5000000]``
+Run: ``uv run python bench/bench_replay.py [--rows 1000000] [--evidently-windows 3] [--memory-rows 5000000]
+[--mlflow-repeats 3] [--only mlflow]``
 """
 
 from __future__ import annotations
@@ -112,12 +116,44 @@ def bench_memory(events: Path, reference: Path, total: int, file_rows: int) -> t
     return at_1m, at_end, max(samples.values())
 
 
+def bench_mlflow_cost(events: Path, reference: Path, home: Path, repeats: int) -> dict[str, float]:
+    """Wall seconds of ``glassbox replay`` with and without its MLflow run (best and median of ``repeats``,
+    interleaved), and of the first run with MLflow (which also creates the sqlite store)."""
+    import contextlib
+    import io
+    import statistics
+
+    from stream.backtest.outcomes import FileColumns, ReplayRequest
+    from stream.cli.replay import ReplayOutputs, run_replay
+
+    os.environ["GLASSBOX_HOME"] = str(home)
+    req = ReplayRequest(events=str(events), reference=str(reference), columns=FileColumns(score_cols=("score",)))
+
+    def once(mlflow: bool) -> float:
+        out = ReplayOutputs(alerts_out=home / "alerts.jsonl", mlflow=mlflow)
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            run_replay(req, out)
+        return time.perf_counter() - t0
+
+    once(False)  # warm-up: imports, caches
+    first = once(True)
+    off, on = [], []
+    for _ in range(repeats):
+        off.append(once(False))
+        on.append(once(True))
+    return {"first": first, "off_best": min(off), "on_best": min(on), "off_median": statistics.median(off),
+            "on_median": statistics.median(on)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--evidently-windows", type=int, default=3)
     ap.add_argument("--memory-rows", type=int, default=5_000_000)
+    ap.add_argument("--mlflow-repeats", type=int, default=3)
+    ap.add_argument("--only", choices=["mlflow"], help="run only this section")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="glassbox-bench-") as tmp:
@@ -129,6 +165,17 @@ def main() -> None:
         print(f"data: {args.rows:,} events x 25 features + prediction, score, label "
               f"({events.stat().st_size / 2**20:.0f} MB parquet, written in {time.perf_counter() - t0:.1f} s)")
 
+        if args.mlflow_repeats:
+            load = os.getloadavg()
+            m = bench_mlflow_cost(events, ref, d / "home", args.mlflow_repeats)
+            print(f"glassbox replay with its MLflow run: {m['on_best']:.2f} s (median {m['on_median']:.2f} s), "
+                  f"without (--no-mlflow): {m['off_best']:.2f} s (median {m['off_median']:.2f} s): "
+                  f"{m['on_best'] / m['off_best']:.2f}x (medians {m['on_median'] / m['off_median']:.2f}x), "
+                  f"+{m['on_best'] - m['off_best']:.2f} s; the first run, creating the sqlite store: "
+                  f"{m['first']:.2f} s; best of {args.mlflow_repeats}, interleaved, one process; load average "
+                  f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores")
+        if args.only == "mlflow":
+            return
         load = os.getloadavg()[0]
         rate, cpu_rate, n_alerts = bench_throughput(events, ref, args.rows, args.repeats)
         print(f"glassbox replay (parquet, labels, defaults): {rate:,.0f} events/s wall clock (best of "

@@ -18,7 +18,6 @@ import pytest
 import synth
 
 from stream.cli import main as cli
-from stream.cli.replay import replay_command
 from stream.producer import Producer
 from stream.worker.agents import alert_bytes
 from tests.kafka_util import WorkerProcess, read_json
@@ -29,11 +28,9 @@ N, BATCH, AT, STEP_MS, LABEL_DELAY_MS = 24_000, 200, 12_000, 100, 60_000
 
 @pytest.fixture
 def glassbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """Run the real ``glassbox`` entry point with the backtest replay command registered (as the lead will)."""
-    cmds = [c for c in cli.app.registered_commands if c.name != "replay"]
-    monkeypatch.setattr(cli.app, "registered_commands", cmds)
-    cli.app.command("replay")(replay_command)
+    """Run the real ``glassbox`` entry point."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GLASSBOX_MLFLOW__ENABLED", "false")  # quick runs: --mlflow records one
     monkeypatch.delenv("GLASSBOX_CONFIG", raising=False)
 
     def run(*args: Any) -> int:
@@ -98,7 +95,7 @@ def test_replay_gives_the_live_workers_alerts(live, glassbox, tmp_path: Path, ca
     out = tmp_path / "replayed.jsonl"
     bs, prefix = live["bootstrap"], live["prefix"]
     rc = glassbox(f"kafka://{bs}/{prefix}predictions", "--reference", live["ref"], "--model", "m",
-                  "--alerts-out", out)
+                  "--alerts-out", out, "--mlflow")
     text = capsys.readouterr()
     assert rc == 0, text.err
     replayed, live_alerts = _lines(out), live["alerts"]
@@ -111,6 +108,17 @@ def test_replay_gives_the_live_workers_alerts(live, glassbox, tmp_path: Path, ca
         assert {"partition", "offset_start", "offset_end"} <= set(a["source"])
     assert f"{prefix}labels" in text.out and f"{N:,} events" in text.out and f"{N:,} labels" in text.out
     assert "2 messages would be dead-lettered" in text.out
+    # the replay's MLflow run: the topic and the offsets read, the reference, the alerts
+    from mlflow import MlflowClient
+
+    (line,) = [x for x in text.out.splitlines() if x.startswith("MLflow run ")]
+    run = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/.glassbox/mlflow.db").get_run(line.split()[2].rstrip(":"))
+    tags = run.data.tags
+    assert tags["glassbox.kind"] == "replay" and tags["source.topic"] == f"{prefix}predictions"
+    offsets = json.loads(tags["source.offsets"])
+    assert sum(b - a + 1 for k, (a, b) in offsets.items() if k.startswith(f"{prefix}predictions:")) == N // BATCH + 2
+    assert tags["reference.m.uri"] == str(live["ref"]) and tags["reference.m.digest"]
+    assert run.data.metrics["alerts"] == len(replayed) and "m/predictions/drift_share" in run.data.metrics
 
 
 def test_offset_range_replays_a_prefix(live, glassbox, tmp_path: Path, capsys) -> None:

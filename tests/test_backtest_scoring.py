@@ -14,7 +14,6 @@ import synth
 
 from detectors.scoring import EventClock, TruthError, parse_truth, score
 from stream.cli import main as cli
-from stream.cli.replay import replay_command
 
 
 def alert(monitor: str, row: int, feature: str | None = None, status: str = "firing", model: str = "m") -> dict:
@@ -93,10 +92,8 @@ def test_malformed_truth_is_named(doc: Any, message: str) -> None:
 # a known stream, end to end ---------------------------------------------------------------------------------
 @pytest.fixture
 def glassbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    cmds = [c for c in cli.app.registered_commands if c.name != "replay"]
-    monkeypatch.setattr(cli.app, "registered_commands", cmds)
-    cli.app.command("replay")(replay_command)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GLASSBOX_MLFLOW__ENABLED", "false")  # quick runs: --mlflow records one
 
     def run(*args: Any) -> int:
         try:
@@ -178,7 +175,7 @@ def _mtbfa(rows: int, n: int) -> str:
 
 
 def _mtbfa_time(ms: int, n: int) -> str:
-    from stream.cli.replay import _fmt_ms
+    from stream.cli.replay_print import _fmt_ms
 
     return _fmt_ms(ms / n) if n else "-"
 

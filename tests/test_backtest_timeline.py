@@ -14,7 +14,6 @@ import synth
 from stream.backtest.file_replay import ReplayOptions, replay_file
 from stream.backtest.timeline import build_timeline
 from stream.cli import main as cli
-from stream.cli.replay import replay_command
 from tests import browser
 
 EXTRA = [f"extra_{i}" for i in range(5)]  # 25 synthetic features + 5 = 30
@@ -43,10 +42,8 @@ def stream(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def glassbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    cmds = [c for c in cli.app.registered_commands if c.name != "replay"]
-    monkeypatch.setattr(cli.app, "registered_commands", cmds)
-    cli.app.command("replay")(replay_command)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GLASSBOX_MLFLOW__ENABLED", "false")  # quick runs: --mlflow records one
 
     def run(*args: Any) -> int:
         try:

@@ -12,9 +12,11 @@ import pytest
 from mlflow import MlflowClient
 
 from stream.evidence import lineage
-from stream.evidence.monitoring_run import MonitoringRun, local_path, log_replay
+from stream.evidence.alert_links import AlertContext, enrich_alert
+from stream.evidence.monitoring_run import MonitoringRun, local_path
 from stream.evidence.reference import ReferenceNotFound, default_cache, load_reference, log_reference
-from stream.evidence.snapshots import AlertContext, SnapshotService, enrich_alert, project_id_for
+from stream.evidence.replay_run import log_replay
+from stream.evidence.snapshots import SnapshotService, project_id_for
 
 REPO = Path(__file__).resolve().parents[1]
 

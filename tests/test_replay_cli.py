@@ -1,20 +1,20 @@
-"""``glassbox replay`` end to end through the real CLI app (typer's CliRunner), on real files."""
+"""``glassbox replay`` end to end through the real entry point (``stream.cli.main.main``), on real files."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import pandas as pd
 import pytest
 import synth
-from typer.testing import CliRunner
 
 from stream.backtest.file_replay import ReplayOptions, replay_file
 from stream.backtest.table_files import TableError, iter_table, read_table
-from stream.cli.main import app
-
-runner = CliRunner()
+from stream.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,28 @@ def files(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def invoke(*args: str):
-    return runner.invoke(app, ["replay", *map(str, args)])
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def invoke(*args: str, mlflow: bool = False) -> Result:
+    """``glassbox replay ARGS`` in this process (``--no-mlflow`` unless ``mlflow``)."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["replay", *map(str, args), *([] if mlflow else ["--no-mlflow"])]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as stop:
+            code = int(stop.code or 0)
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 def alerts(path: Path) -> list[dict]:
@@ -117,7 +137,8 @@ def test_bad_input_is_one_line_exit_2(files, args, message):
     r = invoke(*[a.format(**fmt) for a in args])
     assert r.exit_code == 2, r.output
     err = r.stderr.strip()
-    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in r.output + r.stderr
+    assert err.startswith("glassbox: error: ") and message in err and len(err.splitlines()) == 1
+    assert "Traceback" not in r.output
 
 
 def test_tables_read_in_chunks_and_fail_clearly(files):
@@ -148,3 +169,43 @@ def test_replay_against_a_built_profile_and_event_time_windows(files):
     drift = [a for a in res.alerts if a["monitor"] == "data_drift"]
     assert drift and drift[0]["window"]["end"] - drift[0]["window"]["start"] == 599_999
     assert drift[0]["window"]["events"] == 600 and drift[0]["evidence"]["reference"]["name"] == "ref-v1"
+
+
+def test_replay_records_an_mlflow_run_quietly(files, tmp_path):
+    """A replay is an MLflow run of kind ``replay``: the input file and its digest, the reference, the config,
+    the alerts and the window metrics, with lineage; the command prints its id and no MLflow log line."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from stream.evidence.monitoring_run import local_path
+
+    out = tmp_path / "alerts.jsonl"
+    glassbox = Path(sys.executable).with_name("glassbox")
+    env = {**os.environ, "GLASSBOX_HOME": str(tmp_path / "home"), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    r = subprocess.run([str(glassbox), "replay", str(files["ev"]), "--reference", str(files["ref"]),
+                        "--score-col", "score", "--alerts-out", str(out)],
+                       capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1], timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "", r.stderr  # no "Creating initial MLflow database tables" / "Updating database tables"
+    line = [x for x in r.stdout.splitlines() if x.startswith("MLflow run ")]
+    assert len(line) == 1, r.stdout
+    run_id = line[0].split()[2].rstrip(":")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/home/mlflow.db")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["glassbox.kind"] == "replay"
+    digest = "sha256:" + hashlib.sha256(files["ev"].read_bytes()).hexdigest()
+    tags = run.data.tags
+    assert tags["source.digest"] == digest and tags["source.file"] == str(files["ev"].resolve())
+    assert tags["reference.events.uri"] == str(files["ref"].resolve()) and tags["reference_digest"]
+    assert tags["git_commit"] and run.data.params["config.replay.columns.score_cols"] == '["score"]'
+    m = run.data.metrics
+    assert m["windows"] == 60 and "events/predictions/columns/num_12/value" in m  # 30 prediction + 30 outcome
+    assert m["alerts"] == len(alerts(out))
+    art = local_path(run.info.artifact_uri)
+    logged = [orjson.loads(x) for x in (art / "alerts.jsonl").read_bytes().splitlines()]
+    assert logged == alerts(out)
+    assert {"alerts.json", "replay_summary.json", "config.json", "run.json"} <= {p.name for p in art.iterdir()}

@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 
 from detectors.batch import EventBatch
+from stream.evidence.alert_links import AlertContext, enrich_alert
 from stream.evidence.monitoring_run import MonitoringRun, local_path
 from stream.evidence.recorder import window_frame
-from stream.evidence.snapshots import AlertContext, SnapshotService, enrich_alert, project_id_for
+from stream.evidence.snapshots import SnapshotService, project_id_for
 
 FEATURES = ["a", "b", "c"]
 

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from stream.evidence.monitoring_run import MonitoringRun, WindowLogger, local_path, read_window_records
+from stream.evidence.monitoring_run import MonitoringRun, local_path
+from stream.evidence.window_logger import WindowLogger
+from stream.evidence.window_spool import read_window_records
 from stream.producer import Producer
 from tests.kafka_util import WorkerProcess, read_json
 
@@ -39,6 +41,7 @@ def test_worker_with_registered_reference(kafka_bootstrap: str, topic_prefix: st
                                   "GLASSBOX_EVIDENTLY__SAMPLE_SIZE": "500",
                                   "GLASSBOX_EVIDENTLY__MAX_PENDING": "8",
                                   "GLASSBOX_EVIDENTLY__RENDER_DUTY": "1",  # every due report (no CPU budget)
+                                  "GLASSBOX_MLFLOW__WINDOW_ARTIFACT_INTERVAL_S": "1",
                                   "GLASSBOX_DETECTION__WINDOW": "500"}) as worker:
         worker.wait_ready(timeout_s=90)
         with Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
@@ -55,6 +58,9 @@ def test_worker_with_registered_reference(kafka_bootstrap: str, topic_prefix: st
         worker.wait_for(lambda s: s.get("snapshots", {}).get("completed", 0) >= 3, timeout_s=120)
         shap = worker.wait_for(lambda s: s["attribution"]["pending"] == 0, timeout_s=120)["attribution"]
         assert shap["models"] == ["churn"] and shap["failed"] == 0
+        running = MlflowClient(tracking_uri=uri).search_runs(
+            [MlflowClient(tracking_uri=uri).get_experiment_by_name("glassbox-monitoring").experiment_id])
+        assert json.loads(running[0].data.tags["source.kafka_offsets"]), "offsets recorded as the worker goes"
     assert worker.proc.returncode == 0, worker.log()[-3000:]
 
     alerts = read_json(kafka_bootstrap, f"{topic_prefix}alerts")
@@ -83,6 +89,10 @@ def test_worker_with_registered_reference(kafka_bootstrap: str, topic_prefix: st
     m = run.data.metrics
     assert m["windows"] == n // 500 and m["windows_logged"] + m["windows_thinned"] == n // 500
     assert run.data.tags["windows_thinned"] == str(int(m["windows_thinned"]))
+    # the Kafka input it consumed: first and last offset per partition, every message of the stream
+    offsets = json.loads(run.data.tags["source.kafka_offsets"])
+    assert offsets and all(k.startswith(f"{topic_prefix}predictions:") for k in offsets)
+    assert sum(last - first + 1 for first, last in offsets.values()) == n // 250
     for key in ("report", "mlflow_run", "dashboard"):
         path = local_path(first["links"][key])
         assert path is not None and path.exists(), (key, first["links"][key])

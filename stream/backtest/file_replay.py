@@ -15,8 +15,8 @@ import os
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,96 +29,29 @@ from detectors.batch import EventBatch, OutcomeBatch, as_column
 from detectors.config import DetectionConfig
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile, build_profile
+from stream.backtest.event_columns import (
+    ReplayError,
+    ReplayOptions,
+    Roles,
+    column_values,
+    event_times,
+    resolve_roles,
+)
 from stream.backtest.table_files import iter_table, read_table
 
-DEFAULT_ROLES = {"timestamp": "timestamp", "id": "prediction_id", "prediction": "prediction", "label": "label"}
-META_COLUMNS = ("model", "model_version", "schema")  # never features
-
-
-class ReplayError(ValueError):
-    """A replay that cannot run as asked (a missing column, a bad option); one-line message."""
-
-
-@dataclass
-class ReplayOptions:
-    """How to read the events table. ``None`` roles use the default column name when the table has it."""
-
-    timestamp_col: str | None = None
-    id_col: str | None = None
-    prediction_col: str | None = None
-    score_cols: list[str] = field(default_factory=list)
-    label_col: str | None = None
-    label_delay: int = 0
-    task: str | None = None
-    features: list[str] | None = None
-    categorical: list[str] | None = None
-    window: int | None = None
-    config: DetectionConfig | None = None
-    model: str | None = None  # default: the table's single ``model`` value, else the file's stem
-    model_version: str | None = None
-    chunk_rows: int = 65_536
-    keep_windows: bool = True
-    progress: Callable[[int], None] | None = None  # called with the rows done after every chunk
+__all__ = ["ReplayError", "ReplayOptions", "ReplayResult", "replay_file", "replay_frames", "write_alerts"]
 
 
 @dataclass
 class ReplayResult:
+    """A replay's alerts (sorted by row), window records (with ``keep_windows``) and summary."""
+
     alerts: list[dict[str, Any]]
     windows: list[dict[str, Any]]
     summary: dict[str, Any]
 
 
-@dataclass
-class _Roles:
-    timestamp: str | None
-    id: str | None
-    prediction: str | None
-    label: str | None
-    scores: list[str]
-    features: list[str]
-
-
-def _resolve_roles(columns: list[str], opts: ReplayOptions) -> _Roles:
-    cols = set(columns)
-
-    def pick(explicit: str | None, default: str, what: str) -> str | None:
-        if explicit is not None:
-            if explicit not in cols:
-                raise ReplayError(f"{what} column {explicit!r} is not in the events table "
-                                  f"(columns: {', '.join(columns)})")
-            return explicit
-        return default if default in cols else None
-
-    ts = pick(opts.timestamp_col, DEFAULT_ROLES["timestamp"], "timestamp")
-    idc = pick(opts.id_col, DEFAULT_ROLES["id"], "id")
-    pred = pick(opts.prediction_col, DEFAULT_ROLES["prediction"], "prediction")
-    label = pick(opts.label_col, DEFAULT_ROLES["label"], "label")
-    for s in opts.score_cols:
-        if s not in cols:
-            raise ReplayError(f"score column {s!r} is not in the events table")
-    roles = {c for c in (ts, idc, pred, label) if c} | set(opts.score_cols) | set(META_COLUMNS)
-    if opts.features is not None:
-        for f in opts.features:
-            if f not in cols:
-                raise ReplayError(f"feature column {f!r} is not in the events table")
-            if f in roles:
-                raise ReplayError(f"column {f!r} cannot be a feature: it already has a role")
-        feats = list(opts.features)
-    else:
-        feats = [c for c in columns if c not in roles]
-    for c in opts.categorical or []:
-        if c not in feats:
-            raise ReplayError(f"categorical column {c!r} is not a feature (features: {', '.join(feats)})")
-    if not feats and pred is None:
-        raise ReplayError("nothing to monitor: the events table has no feature and no prediction column")
-    if opts.label_delay < 0:
-        raise ReplayError("--label-delay must be >= 0")
-    if opts.label_delay and label is None:
-        raise ReplayError("--label-delay needs a label column")
-    return _Roles(ts, idc, pred, label, list(opts.score_cols), feats)
-
-
-def _profile_for(reference: pd.DataFrame | ReferenceProfile, roles: _Roles, opts: ReplayOptions,
+def _profile_for(reference: pd.DataFrame | ReferenceProfile, roles: Roles, opts: ReplayOptions,
                  name: str | None) -> ReferenceProfile:
     if isinstance(reference, ReferenceProfile):
         missing = [f for f in roles.features if f not in reference.columns]
@@ -140,48 +73,10 @@ def _profile_for(reference: pd.DataFrame | ReferenceProfile, roles: _Roles, opts
         raise ReplayError(f"cannot profile the reference: {err}") from None
 
 
-def _timestamps(chunk: pd.DataFrame, col: str | None, start: int) -> np.ndarray:
-    n = len(chunk)
-    if col is None:
-        return np.arange(start, start + n, dtype=np.int64)
-    s = chunk[col]
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return s.dt.tz_localize(None).astype("datetime64[ms]").astype(np.int64).to_numpy() if s.dt.tz \
-            else s.astype("datetime64[ms]").astype(np.int64).to_numpy()
-    if pd.api.types.is_numeric_dtype(s.dtype):
-        x = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        if np.isnan(x).any():
-            raise ReplayError(f"timestamp column {col!r} has missing values (rows {start}..{start + n - 1})")
-        return x.astype(np.int64)
-    try:
-        t = pd.to_datetime(s, utc=True, format="mixed")
-    except (ValueError, TypeError) as err:
-        raise ReplayError(f"timestamp column {col!r} is neither epoch ms nor a date/time: {err}") from None
-    if t.isna().any():
-        raise ReplayError(f"timestamp column {col!r} has missing values (rows {start}..{start + n - 1})")
-    return t.dt.tz_localize(None).astype("datetime64[ms]").astype(np.int64).to_numpy()
-
-
-def _values(s: pd.Series) -> np.ndarray:
-    """A column as the core expects it: float64 with NaN, or object with None."""
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        cats = s.cat.categories
-        if not pd.api.types.is_numeric_dtype(cats.dtype) or pd.api.types.is_bool_dtype(cats.dtype):
-            # one Python object per category, not per value (parquet strings are read as dictionaries)
-            lookup = np.append(cats.to_numpy(dtype=object), None)
-            return lookup[s.cat.codes.to_numpy()]
-        return s.to_numpy(dtype=np.float64, na_value=np.nan)
-    if pd.api.types.is_bool_dtype(s.dtype):
-        return s.to_numpy(dtype=np.float64, na_value=np.nan)
-    if pd.api.types.is_numeric_dtype(s.dtype):
-        return s.to_numpy(dtype=np.float64, na_value=np.nan)
-    return s.to_numpy(dtype=object, na_value=None)
-
-
 class Replayer:
     """Feeds chunks of an events table to one model monitor; :meth:`finish` returns the result."""
 
-    def __init__(self, monitor: ModelMonitor, roles: _Roles, opts: ReplayOptions):
+    def __init__(self, monitor: ModelMonitor, roles: Roles, opts: ReplayOptions):
         self.monitor = monitor
         self.roles = roles
         self.opts = opts
@@ -216,23 +111,23 @@ class Replayer:
         missing = [c for c in r.features + r.scores + [x for x in (r.prediction, r.label) if x] if c not in chunk]
         if missing:
             raise ReplayError(f"rows {a}..{a + n - 1} lack columns: {', '.join(missing)}")
-        ts = _timestamps(chunk, r.timestamp, a)
+        ts = event_times(chunk, r.timestamp, a)
         rows = np.arange(a, a + n, dtype=np.int64)
         ids = chunk[r.id].to_numpy(dtype=object) if r.id else rows
         feats = {}
         for f in r.features:
-            v = _values(chunk[f])
+            v = column_values(chunk[f])
             if f in self._cat and v.dtype.kind == "f":
                 v = chunk[f].to_numpy(dtype=object, na_value=None)
             feats[f] = v
-        pred = _values(chunk[r.prediction]) if r.prediction else np.full(n, np.nan)
+        pred = column_values(chunk[r.prediction]) if r.prediction else np.full(n, np.nan)
         scores = {s: chunk[s].to_numpy(dtype=np.float64, na_value=np.nan) for s in r.scores} or None
         parts = np.full(n, -1, np.int64)
         batch = EventBatch(ids=ids, timestamps=ts, features=feats, prediction=pred, scores=scores,
                            partitions=parts, offsets=rows)
         self._keep(self.monitor.observe(batch), 0)
         if r.label:
-            label = as_column(_values(chunk[r.label]))
+            label = as_column(column_values(chunk[r.label]))
             self._outcomes(ids, ts, pred, label, scores, rows)
         self.rows += n
         self._last_ts = int(ts[-1])
@@ -343,7 +238,7 @@ def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame], reference: pd.D
     first = next(it, None)
     if first is None:
         raise ReplayError("the events table is empty")
-    roles = _resolve_roles([str(c) for c in first.columns], opts)
+    roles = resolve_roles([str(c) for c in first.columns], opts)
     model = opts.model
     if model is None:
         if "model" in first.columns and first["model"].nunique(dropna=True) == 1:

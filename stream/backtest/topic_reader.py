@@ -14,111 +14,40 @@ of record timestamps, predictions before labels on ties, so a label follows the 
 Consecutive records of one topic become one step of at most ``step_messages`` messages (and about
 ``STEP_BYTES``), as the worker's agents would take them (where a step ends changes no result).
 
-This module stays light (no pandas, no MLflow): :class:`ReaderProcess` runs it in a child process.
+This module stays light (no pandas, no MLflow): :class:`stream.backtest.reader_process.ReaderProcess` runs it in a
+child process; :mod:`stream.backtest.topic_range` holds the range and the plan per partition.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import copy
-import logging
 import queue
-import sys
 import threading
-import time
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stream.errors import UserError
-from stream.pipeline.parse_step import RawMessage, parse_step
+from stream.backtest.topic_range import (
+    LABELS,
+    PREDICTIONS,
+    KafkaReplayError,
+    PartitionPlan,
+    ReadStats,
+    ReplayRange,
+    offset_for,
+)
+from stream.pipeline.parse_step import RawMessage
 
 if TYPE_CHECKING:
     from stream.settings import KafkaConfig
 
-PREDICTIONS, LABELS = 0, 1  # merge rank: predictions first on equal keys
 MAX_BUFFERED = 50_000  # records buffered per partition before it is paused
 #: A step also ends at this many bytes: big batch messages then still make many steps, so reading and
 #: detection overlap (steps are cut anywhere: the pipeline's results do not depend on where).
 STEP_BYTES = 4 * 1024 * 1024
 _DONE = object()
-_STEP, _END, _ERROR = "step", "end", "error"  # what the reader process sends
-SHARE_STEP = 0.05  # how fast the reader process's share of the parsing follows the side that waits
-
-class KafkaReplayError(UserError, ValueError):
-    """A topic replay that cannot run as asked (no such topic, an empty range, a bad offset)."""
-
-
-
-@dataclass
-class ReplayRange:
-    """Which records to replay: offsets ``[from_offset, to_offset)`` and record times ``[since, until)``."""
-
-    from_offset: int | dict[int, int] | None = None
-    to_offset: int | dict[int, int] | None = None
-    since_ms: int | None = None
-    until_ms: int | None = None
-
-    def describe(self) -> str:
-        parts = []
-        if self.from_offset is not None or self.to_offset is not None:
-            parts.append(f"offsets [{_fmt(self.from_offset, 'start')}, {_fmt(self.to_offset, 'end')})")
-        if self.since_ms is not None or self.until_ms is not None:
-            parts.append(f"times [{self.since_ms or 'start'}, {self.until_ms or 'end'}) ms")
-        return " and ".join(parts) or "the whole topic"
-
-    def validate(self) -> None:
-        if self.since_ms is not None and self.until_ms is not None and self.until_ms <= self.since_ms:
-            raise KafkaReplayError(f"empty range: --until ({self.until_ms}) is not after --since ({self.since_ms})")
-        if isinstance(self.from_offset, int) and isinstance(self.to_offset, int) and self.to_offset <= self.from_offset:
-            raise KafkaReplayError(f"empty range: --to-offset {self.to_offset} is not after --from-offset "
-                                   f"{self.from_offset}")
-
-
-def _fmt(v: int | dict[int, int] | None, dflt: str) -> str:
-    if v is None:
-        return dflt
-    if isinstance(v, int):
-        return str(v)
-    return ",".join(f"{p}:{o}" for p, o in sorted(v.items()))
-
-
-def _pick(v: int | dict[int, int] | None, partition: int) -> int | None:
-    return v.get(partition) if isinstance(v, dict) else v
-
-
-@dataclass
-class PartitionPlan:
-    topic: str
-    partition: int
-    rank: int
-    start: int
-    end: int | None  # exclusive; None until the high watermark is known
-    read: int = 0  # records handed on (inside the range)
-    first: int | None = None
-    last: int | None = None
-
-
-@dataclass
-class ReadStats:
-    """What the reader did (also the progress figures)."""
-
-    method: str = "offsets"  # offsets | offsets_for_times | scan
-    plans: list[PartitionPlan] = field(default_factory=list)
-    messages: int = 0  # records handed to the pipelines
-    skipped: int = 0  # records read but outside the time range
-    fetched_bytes: int = 0
-
-    def total(self) -> int | None:
-        """Records in the offset range (None until every end is known)."""
-        if any(p.end is None for p in self.plans):
-            return None
-        return sum(max(p.end - p.start, 0) for p in self.plans if p.end is not None)
-
 
 class _Buffer:
     """One partition's records in offset order, keyed by the running maximum of their timestamps."""
@@ -268,7 +197,7 @@ class TopicReader:
         ends: dict[Any, int | None] = {tp: None for tp, _ in tps}
         for tp, rank in tps:
             if rank == PREDICTIONS:
-                f, t = _pick(r.from_offset, tp.partition), _pick(r.to_offset, tp.partition)
+                f, t = offset_for(r.from_offset, tp.partition), offset_for(r.to_offset, tp.partition)
                 if f is not None:
                     starts[tp] = max(starts[tp], f)
                 if t is not None:
@@ -464,115 +393,3 @@ class TopicReader:
 
 
 
-class ReaderProcess:
-    """A :class:`TopicReader` in a child process that hands its steps on, pickled, through a bounded queue.
-
-    Parsing a prediction step (:func:`stream.pipeline.parse_step.parse_step`) costs about as much as reading it or
-    detecting on it, so the two processes share it: the child parses the first part of each step and sends
-    the rest as records, which the replaying process parses. The child's share follows whichever side
-    waits: when the replaying process sat waiting for input longer than the child sat blocked on a full
-    queue since the last step, the child parses less, otherwise more. ``parse_step`` is pure and a step can
-    be cut anywhere, so the split changes nothing in the results.
-
-    The child comes from a fork server (forking beside MLflow's or aiokafka's threads is not safe), is
-    killed when the replay stops early, and a child that dies is an error, never a silent end.
-    """
-
-    def __init__(self, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
-                 rng: ReplayRange, *, step_messages: int, label_horizon_ms: int | None, max_bytes: int):
-        self.args = (bootstrap, kafka, predictions, labels, rng, step_messages, label_horizon_ms, max_bytes)
-        self.max_bytes = max_bytes
-        self.stats = ReadStats()
-        self._proc: Any = None
-        self._q: Any = None
-        self._waited: Any = None  # shared: seconds the replaying process has spent waiting for steps
-
-    def __enter__(self) -> ReaderProcess:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["stream.backtest.topic_reader", "stream.settings", "aiokafka"])  # imported once
-        self._q = ctx.Queue(maxsize=8)
-        self._waited = ctx.RawValue("d", 0.0)
-        self._proc = ctx.Process(target=_reader_main, args=(self._q, self._waited, *self.args),
-                                 name="glassbox-replay-reader", daemon=True)
-        with _main_script_hidden():
-            self._proc.start()
-        return self
-
-    def steps(self) -> Iterator[tuple[int, Any, ReadStats]]:
-        """``(rank, (head, tail), stats)``: ``head`` the parsed first part of a prediction step (or None),
-        ``tail`` the records of the rest as tuples (all of a labels step)."""
-        while True:
-            t0 = time.perf_counter()
-            try:
-                kind, a, b, stats = self._q.get(timeout=1.0)
-            except queue.Empty:
-                if not self._proc.is_alive():
-                    raise KafkaReplayError(f"the replay reader process died (exit code {self._proc.exitcode})"
-                                           ) from None
-                continue
-            finally:
-                self._waited.value += time.perf_counter() - t0
-            if kind == _ERROR:
-                raise a
-            self.stats = stats
-            if kind == _END:
-                return
-            yield a, b, stats
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.kill()
-        if self._proc is not None:
-            self._proc.join(5)
-        if self._q is not None:
-            self._q.cancel_join_thread()
-            self._q.close()
-
-
-@contextlib.contextmanager
-def _main_script_hidden() -> Iterator[None]:
-    """While the reader process starts, hide the main script's path from multiprocessing: a forkserver child
-    re-runs the main script (Python 3.11's fork server never preloads it), which costs 0.2-0.8 s when it
-    imports pandas or scikit-learn (0.4 s for ``glassbox``'s own entry point), and the reader needs nothing
-    from it."""
-    main = sys.modules.get("__main__")
-    path = main.__dict__.pop("__file__", None) if main is not None else None
-    try:
-        yield
-    finally:
-        if path is not None:
-            main.__dict__["__file__"] = path
-
-
-def _reader_main(q: Any, waited: Any, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
-                 rng: ReplayRange, step_messages: int, label_horizon_ms: int | None, max_bytes: int) -> None:
-    """The reader process: read, merge, parse its share; every step, then the final stats (or the error),
-    into ``q``."""
-    reader = TopicReader(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
-                         label_horizon_ms=label_horizon_ms)
-    share, seen_waited = 0.5, 0.0
-    try:
-        for rank, msgs in reader.steps():
-            head = None
-            cut = round(share * len(msgs)) if rank == PREDICTIONS else 0
-            if cut:
-                head = parse_step(msgs[:cut], max_bytes).without_raw()  # a replay only counts dead letters
-            tail = [(m.topic, m.partition, m.offset, m.value, m.timestamp, m.key) for m in msgs[cut:]]
-            t0 = time.perf_counter()
-            q.put((_STEP, rank, (head, tail), copy.copy(reader.stats)))
-            t1 = time.perf_counter()
-            if rank == PREDICTIONS:  # follow the side that waits
-                blocked_now, waited_now = t1 - t0, waited.value - seen_waited
-                seen_waited += waited_now
-                if blocked_now != waited_now:  # (both zero: no news)
-                    share = min(1.0, max(0.0, share + (SHARE_STEP if blocked_now > waited_now else -SHARE_STEP)))
-        q.put((_END, None, None, reader.stats))
-    except KafkaReplayError as err:  # the user's to fix: handed on as it is
-        q.put((_ERROR, err, None, None))
-    except BaseException as err:  # noqa: BLE001 - a defect: its traceback here, one line there
-        logging.getLogger("glassbox.replay").exception("the replay reader failed")
-        q.put((_ERROR, KafkaReplayError(f"the replay reader failed: {type(err).__name__}: {err}"), None, None))
-    q.close()
-    q.join_thread()

@@ -17,13 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.backtest.topic_reader import (
-    PREDICTIONS,
-    KafkaReplayError,
-    ReaderProcess,
-    ReadStats,
-    ReplayRange,
-)
+from stream.backtest.reader_process import ReaderProcess
+from stream.backtest.topic_range import PREDICTIONS, KafkaReplayError, ReadStats, ReplayRange
 from stream.pipeline.parse_step import parse_step
 from stream.pipeline.pipeline import Pipeline, RawMessage
 from stream.settings import KafkaConfig

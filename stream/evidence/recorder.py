@@ -4,7 +4,7 @@ and alerts linked to both.
 Nothing here decides anything: it records what the pipeline decided. MLflow writes happen on logging
 threads and reports render in an executor (a process by default, at the lowest CPU priority), so neither
 stalls consumption; a failure in either is logged and counted, never raised into the worker. Window metrics
-go through :class:`stream.evidence.monitoring_run.WindowLogger`: every window's full record into the run's
+go through :class:`stream.evidence.window_logger.WindowLogger`: every window's full record into the run's
 ``windows/`` artifact, its compact metrics into MLflow within a time budget (``mlflow.window_log_duty``),
 windows beyond it thinned and counted (:meth:`Evidence.stats`).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -78,13 +79,64 @@ def like_reference(df: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+class ConsumedOffsets:
+    """The first and last Kafka offset seen per ``topic:partition``, from what a step carries: its events'
+    ``(partition, offset)`` (on ``topic``) and its dead letters' ``topic``/``partition``/``offset``.
+
+    >>> seen = ConsumedOffsets("glassbox.predictions")
+    >>> b = EventBatch.from_columns(ids=["a", "b", "c"], timestamps=[1, 2, 3], features={"x": [1.0, 2.0, 3.0]},
+    ...                             prediction=[0, 1, 0])
+    >>> b.partitions, b.offsets = np.array([0, 1, 0]), np.array([7, 3, 9])
+    >>> seen.add(StepOutput(batches=[("m", b)], deadletters=[{"topic": "glassbox.predictions", "partition": 1,
+    ...                                                       "offset": 4}]))
+    True
+    >>> seen.as_dict()
+    {'glassbox.predictions:0': [7, 9], 'glassbox.predictions:1': [3, 4]}
+    """
+
+    def __init__(self, topic: str):
+        self.topic = topic
+        self.spans: dict[str, list[int]] = {}
+
+    def _see(self, key: str, first: int, last: int) -> None:
+        span = self.spans.get(key)
+        if span is None:
+            self.spans[key] = [first, last]
+        else:
+            span[0], span[1] = min(span[0], first), max(span[1], last)
+
+    def add(self, out: StepOutput) -> bool:
+        """Fold in a step; True when it carried events or dead letters."""
+        for _, batch in out.batches:
+            parts, offs = batch.partitions, batch.offsets
+            if not len(offs) or parts.min() < 0:  # file rows, not Kafka offsets
+                continue
+            for p in np.unique(parts).tolist():
+                sel = offs[parts == p]
+                self._see(f"{self.topic}:{p}", int(sel.min()), int(sel.max()))
+        for d in out.deadletters:
+            if d.get("topic") is not None and d.get("offset") is not None:
+                self._see(f"{d['topic']}:{d['partition']}", int(d["offset"]), int(d["offset"]))
+        return bool(out.batches or out.deadletters)
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {k: list(v) for k, v in sorted(self.spans.items())}
+
+
 class Evidence:
-    """Monitoring run + snapshots + alert enrichment for a set of monitored models."""
+    """Monitoring run + snapshots + alert enrichment for a set of monitored models.
+
+    The run's ``source.kafka_offsets`` tag holds the first and last offset consumed per ``topic:partition``
+    (:class:`ConsumedOffsets`), updated at most every ``mlflow.window_artifact_interval_s`` and final at
+    :meth:`close`.
+    """
 
     def __init__(self, settings: Settings, registry: MonitorRegistry, *, kind: str = "worker",
                  source: dict[str, Any] | None = None):
-        from stream.evidence.monitoring_run import MonitoringRun, WindowLogger
-        from stream.evidence.snapshots import AlertContext, SnapshotService, render_executor
+        from stream.evidence.alert_links import AlertContext
+        from stream.evidence.monitoring_run import MonitoringRun
+        from stream.evidence.snapshots import SnapshotService, render_executor
+        from stream.evidence.window_logger import WindowLogger
 
         self.settings = settings
         self.registry = registry
@@ -108,6 +160,9 @@ class Evidence:
         mc = settings.mlflow
         self.window_log = WindowLogger(self.run, duty=mc.window_log_duty, max_metrics=mc.window_log_max_metrics,
                                        artifact_interval_s=mc.window_artifact_interval_s)
+        self.offsets = ConsumedOffsets(settings.topic("predictions"))
+        self._offsets_every = mc.window_artifact_interval_s
+        self._offsets_at = time.monotonic()
         self._recent: dict[str, deque[EventBatch]] = {}
         self._recent_rows: dict[str, int] = {}
 
@@ -135,11 +190,14 @@ class Evidence:
 
     def observe(self, out: StepOutput) -> list[dict[str, Any]]:
         """Record a step (window metrics, snapshots); returns its alerts with links and lineage filled."""
-        from stream.evidence.snapshots import enrich_alert
+        from stream.evidence.alert_links import enrich_alert
 
         try:
             for model, batch in out.batches:
                 self._remember(model, batch)
+            if self.offsets.add(out) and time.monotonic() - self._offsets_at >= self._offsets_every:
+                self._offsets_at = time.monotonic()
+                self._logger.submit(self.run.set_source, kafka_offsets=self.offsets.as_dict())
             fired = {(a["model"], a["window"].get("index")) for a in out.alerts if a["status"] == "firing"}
             changed: dict[str, set[tuple[str, int]]] = {}  # windows where an alert fired or resolved
             for a in out.alerts:
@@ -188,6 +246,11 @@ class Evidence:
         """Wait for pending reports and logs, then end the run."""
         self.window_log.close()
         self._logger.shutdown(wait=True)
+        if self.offsets.spans:
+            try:
+                self.run.set_source(kafka_offsets=self.offsets.as_dict())
+            except Exception:  # the evidence must never stop the monitor
+                log.exception("recording the consumed Kafka offsets failed")
         if self.snapshots is not None:
             self.snapshots.close(wait=True, timeout=60)
             self.snapshots.executor.shutdown(wait=False, cancel_futures=True)

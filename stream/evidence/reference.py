@@ -25,152 +25,40 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from stream.errors import UserError
 from stream.evidence import lineage
+from stream.evidence.reference_base import (
+    ATTRIBUTIONS_FILE,
+    DATA_FILE,
+    FIX_HINT,
+    META_FILE,
+    PROFILE_FILE,
+    REFERENCE_DIR,
+    TAG_PREFIX,
+    Reference,
+    ReferenceInfo,
+    ReferenceNotFound,
+    build_reference_profile,
+    is_model_uri,
+    profile_from_json,
+    read_data,
+    registry_client,
+    resolve_model_version,
+)
 
 log = logging.getLogger("glassbox.reference")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-REFERENCE_DIR = "reference"
-DATA_FILE = "data.parquet"
-PROFILE_FILE = "profile.json"
-META_FILE = "reference.json"
-ATTRIBUTIONS_FILE = "attributions.json"
-TAG_PREFIX = "glassbox.reference."
-FIX_HINT = "attach one with: glassbox reference log --model-uri models:/{name}/{version} --data REF.parquet"
-
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))$")
-
-
-class ReferenceNotFound(UserError, LookupError):
-    """The reference cannot be loaded; the message names the model version and every missing part."""
-
-
-@dataclass(frozen=True)
-class ReferenceInfo:
-    """Lineage facts of a reference (what alerts and monitoring runs carry)."""
-
-    name: str
-    digest: str  # 16-hex prefix of the data file's sha256 (= the MLflow dataset digest)
-    file_sha256: str
-    rows: int
-    columns: list[str]
-    prediction: str | None
-    label: str | None
-    task: str | None
-    model_name: str | None = None
-    model_version: str | None = None
-    run_id: str | None = None
-    uri: str | None = None  # what it was loaded from
-    # the stored attributions.json's explainer ("tree" | "permutation"), "unavailable: <why>", or None (not tried)
-    attributions: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Reference:
-    """A loaded reference: data, profile (``detectors.profile.ReferenceProfile``), model (pyfunc or None)."""
-
-    data: pd.DataFrame
-    profile: Any
-    info: ReferenceInfo
-    model: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def features(self) -> list[str]:
-        return list(getattr(self.profile, "features", None) or [])
-
-    @property
-    def task(self) -> str | None:
-        return getattr(self.profile, "task", None) or self.info.task
-
-
-def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """``models:/NAME/VERSION`` -> (name, version, None); ``models:/NAME@alias`` -> (name, None, alias).
-
-    >>> parse_model_uri("models:/churn@champion"), parse_model_uri("models:/churn/3")
-    (('churn', None, 'champion'), ('churn', '3', None))
-    """
-    m = _MODELS_URI.match(uri.strip())
-    if not m:
-        raise ValueError(f"not a registered model URI: {uri!r} (expected models:/NAME/VERSION or models:/NAME@alias)")
-    return m["name"], m["version"], m["alias"]
-
-
-def is_model_uri(uri: str | os.PathLike[str]) -> bool:
-    return str(uri).startswith("models:/")
-
-
-def _client(tracking_uri: str | None) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri)
-
-
-def resolve_model_version(client: Any, uri: str) -> Any:
-    """The ``ModelVersion`` a models:/ URI names (aliases and ``latest`` resolved)."""
-    from mlflow.exceptions import MlflowException
-
-    name, version, alias = parse_model_uri(uri)
-    try:
-        if alias is not None:
-            return client.get_model_version_by_alias(name, alias)
-        if version == "latest":
-            versions = client.search_model_versions(f"name='{name}'")
-            if not versions:
-                raise ReferenceNotFound(f"{uri}: registered model {name!r} has no versions")
-            return max(versions, key=lambda v: int(v.version))
-        return client.get_model_version(name, version)
-    except MlflowException as err:
-        what = f"alias {alias!r} of registered model {name!r}" if alias else f"version {version} of {name!r}"
-        raise ReferenceNotFound(f"{uri}: no {what} in the MLflow registry at {client.tracking_uri} "
-                                f"({err.error_code})") from None
-
-
-def _read_data(path: str | os.PathLike[str]) -> pd.DataFrame:
-    p = Path(path)
-    if p.suffix.lower() in (".csv", ".txt"):
-        return pd.read_csv(p)
-    if p.suffix.lower() in (".jsonl", ".ndjson"):
-        return pd.read_json(p, lines=True)
-    return pd.read_parquet(p)
-
-
-def _build_profile(df: pd.DataFrame, *, prediction: str | None, label: str | None,
-                   categorical: Sequence[str] | None = None, features: Sequence[str] | None = None,
-                   task: str | None = None, scores: Sequence[str] | None = None, name: str | None = None) -> Any:
-    from detectors.profile import build_profile
-
-    kwargs: dict[str, Any] = {"label": label, "task": task, "name": name, "scores": list(scores or [])}
-    if prediction is not None:
-        kwargs["prediction"] = prediction
-    if categorical is not None:
-        kwargs["categorical"] = list(categorical)
-    if features is not None:
-        kwargs["features"] = list(features)
-    return build_profile(df, **kwargs)
-
-
-def _profile_from_json(text: str) -> Any:
-    from detectors.profile import ReferenceProfile
-
-    return ReferenceProfile.from_json(text)
+__all__ = ["Reference", "ReferenceCache", "ReferenceInfo", "ReferenceNotFound", "default_cache", "is_model_uri",
+           "load_reference", "load_reference_file", "log_reference", "resolve_model_version"]
 
 
 # --------------------------------------------------------------------------------------------------- logging
@@ -202,9 +90,9 @@ def log_reference(
     from mlflow.entities import DatasetInput, InputTag, RunTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    client = _client(tracking_uri)
+    client = registry_client(tracking_uri)
     mv = resolve_model_version(client, model_uri)
-    df = data.copy() if isinstance(data, pd.DataFrame) else _read_data(data)
+    df = data.copy() if isinstance(data, pd.DataFrame) else read_data(data)
     missing = [c for c in (prediction_col, targets, *(scores or ())) if c is not None and c not in df.columns]
     if missing:
         raise ValueError(f"reference data lacks column(s) {missing}; it has {list(df.columns)}")
@@ -217,7 +105,7 @@ def log_reference(
         df.to_parquet(data_path, index=False)
         sha = lineage.file_digest(data_path)
         digest = sha[:16]
-        profile = _build_profile(df, prediction=prediction_col, label=targets, categorical=categorical,
+        profile = build_reference_profile(df, prediction=prediction_col, label=targets, categorical=categorical,
                                  features=features, task=task, scores=scores, name=ref_name)
         (tmp / PROFILE_FILE).write_text(profile.to_json())
         files = [DATA_FILE, PROFILE_FILE, META_FILE]
@@ -343,7 +231,7 @@ def load_reference(
     """
     if not is_model_uri(uri):
         return load_reference_file(uri, prediction=prediction, label=label)
-    client = _client(tracking_uri)
+    client = registry_client(tracking_uri)
     mv = resolve_model_version(client, str(uri))
     key = (tracking_uri, mv.name, str(mv.version))
     if cache is not None and (hit := cache.get(key)) is not None and (hit.model is not None or not load_model):
@@ -392,7 +280,7 @@ def _load_registered(client: Any, mv: Any, uri: str, *, load_model: bool) -> Ref
             raise ReferenceNotFound(f"{where}: reference data digest mismatch in run {run_id}: "
                                     f"{folder}/{DATA_FILE} has sha256 {sha[:16]}, metadata says {meta['digest']}")
         data = pd.read_parquet(local / DATA_FILE)
-        profile = _profile_from_json((local / PROFILE_FILE).read_text())
+        profile = profile_from_json((local / PROFILE_FILE).read_text())
         extras: dict[str, Any] = {}
         if (local / ATTRIBUTIONS_FILE).is_file():  # optional: absent for older or unexplainable models
             try:
@@ -418,14 +306,14 @@ def load_reference_file(path: str | os.PathLike[str], *, prediction: str = "pred
     p = Path(path)
     if not p.is_file():
         raise ReferenceNotFound(f"reference file {p}: missing reference data (no such file)")
-    data = _read_data(p)
+    data = read_data(p)
     sidecar = p.with_name(p.name + ".profile.json")
     pred = prediction if prediction in data.columns else None
     lab = label if label is not None and label in data.columns else None
     if label is not None and lab is None:
         raise ReferenceNotFound(f"reference file {p}: missing label column {label!r}")
-    profile = (_profile_from_json(sidecar.read_text()) if sidecar.is_file()
-               else _build_profile(data, prediction=pred, label=lab))
+    profile = (profile_from_json(sidecar.read_text()) if sidecar.is_file()
+               else build_reference_profile(data, prediction=pred, label=lab))
     sha = lineage.file_digest(p)
     info = ReferenceInfo(name=name or p.stem, digest=sha[:16], file_sha256=sha, rows=len(data),
                          columns=[str(c) for c in data.columns], prediction=pred, label=lab,
