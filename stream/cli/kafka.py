@@ -41,8 +41,8 @@ def produce_command(
     config: ConfigOpt = None,
 ) -> None:
     """Publish a table of predictions (and optionally labels) to the predictions topic."""
+    from stream.backtest.produce_file import produce_file
     from stream.backtest.table_files import TableError
-    from stream.kafka.produce_file import produce_file
 
     settings = settings_from(config)
     with kafka_bootstrap(settings) as bootstrap:
