@@ -53,6 +53,7 @@ from detectors.batch import EventBatch
 from detectors.calibration import tail_quantile
 from detectors.hysteresis import Hysteresis
 from detectors.reservoir import Reservoir
+from detectors.window_span import WindowSpan, positions
 
 STATE_VERSION = 1
 MONITOR = "attribution_drift"
@@ -118,7 +119,7 @@ class AttributionMonitor:
         self._reset_window()
 
     def _reset_window(self) -> None:
-        self._win: dict[str, Any] = {"n": 0, "start": None, "end": None, "first": None, "last": None}
+        self._win = WindowSpan()
 
     # hot path -----------------------------------------------------------------------------------------------
     def collect(self, batch: EventBatch) -> list[WindowSample]:
@@ -134,7 +135,7 @@ class AttributionMonitor:
             return
         self._pending.append(batch)  # small batches are buffered: the reservoir works best on chunks
         self._pending_n += n
-        if self._win["n"] + self._pending_n >= self.window or self._pending_n >= FLUSH_EVENTS:
+        if self._win.n + self._pending_n >= self.window or self._pending_n >= FLUSH_EVENTS:
             self._fold(on_close)
 
     def _fold(self, on_close: Callable[[WindowSample], None]) -> None:
@@ -143,42 +144,27 @@ class AttributionMonitor:
         for f in self.features:
             parts_f = [b.features[f] if f in b.features else np.full(len(b), np.nan) for b in batches]
             cols[f] = parts_f[0] if len(parts_f) == 1 else np.concatenate(parts_f)
-        parts_l, offs_l, base = [], [], self.events
-        for b in batches:
-            m = len(b)
-            parts_l.append(b.partitions if len(b.partitions) == m else np.full(m, -1, np.int64))
-            offs_l.append(b.offsets if len(b.offsets) == m else np.arange(base, base + m, dtype=np.int64))
-            base += m
-        one = len(batches) == 1
-        parts = parts_l[0] if one else np.concatenate(parts_l)
-        offs = offs_l[0] if one else np.concatenate(offs_l)
-        ts = batches[0].timestamps if one else np.concatenate([b.timestamps for b in batches])
+        ts, parts, offs = positions(batches, self.events)
         n = len(ts)
         pos = 0
         while pos < n:
-            take = min(n - pos, self.window - self._win["n"])
+            take = min(n - pos, self.window - self._win.n)
             end = pos + take
             whole = pos == 0 and end == n
             self.reservoir.offer(cols if whole else {f: c[pos:end] for f, c in cols.items()})
-            w = self._win
-            if w["n"] == 0:
-                w["start"] = int(ts[pos])
-                w["first"] = (int(parts[pos]), int(offs[pos]))
-            w["n"] += take
-            w["end"] = int(ts[end - 1])
-            w["last"] = (int(parts[end - 1]), int(offs[end - 1]))
+            self._win.extend(ts, parts, offs, pos, end)
             self.events += take
             pos = end
-            if w["n"] >= self.window and (ws := self._close()) is not None:
+            if self._win.n >= self.window and (ws := self._close()) is not None:
                 on_close(ws)
 
     def _close(self) -> WindowSample | None:
         w = self._win
         sample = self.reservoir.sample()
         positions = sample.pop("_position")
-        ws = WindowSample(index=self.index, window={"index": self.index, "start": w["start"], "end": w["end"],
-                                                    "events": int(w["n"])},
-                          src=(w["last"][0], w["first"][1], w["last"][1]), columns=sample, positions=positions)
+        ws = WindowSample(index=self.index, window={"index": self.index, "start": w.start, "end": w.end,
+                                                    "events": w.n},
+                          src=w.source(), columns=sample, positions=positions)
         if len(self._inflight) >= self.config.max_pending:  # the executor is behind: skip, never queue up
             self._ready[ws.index] = AttributionResult(index=ws.index, window=ws.window, src=ws.src, rows=len(ws),
                                                       skipped=True, reason="backlog")
@@ -359,14 +345,12 @@ class AttributionMonitor:
             closed: list[WindowSample] = []
             self._fold(closed.append)
             assert not closed, "folding buffered events never closes a window"
-        w = self._win
         return {
             "version": STATE_VERSION, "model": self.model_name, "features": list(self.features),
             "seed": self.seed, "window": self.window, "index": self.index, "events": self.events,
             "windows": self.windows, "explained": self.explained, "skipped": dict(self.skipped),
             "next": self._next,
-            "win": {"n": w["n"], "start": w["start"], "end": w["end"],
-                    "first": list(w["first"]) if w["first"] else None, "last": list(w["last"]) if w["last"] else None},
+            "win": self._win.to_state(),
             "reservoir": self.reservoir.to_state(),
             "hysteresis": self.hysteresis.to_state(),
             "inflight": [s.to_dict() for s in self.pending_samples()],
@@ -388,10 +372,7 @@ class AttributionMonitor:
         mon = cls(model, reference_attributions, reference_sample, features, config, model_name, seed, **kwargs)
         mon.index, mon.events, mon.windows = int(state["index"]), int(state["events"]), int(state["windows"])
         mon.explained, mon.skipped, mon._next = int(state["explained"]), dict(state["skipped"]), int(state["next"])
-        w = dict(state["win"])
-        w["first"] = tuple(w["first"]) if w["first"] else None
-        w["last"] = tuple(w["last"]) if w["last"] else None
-        mon._win = w
+        mon._win = WindowSpan.from_state(state["win"])
         mon.reservoir = Reservoir.from_state(state["reservoir"])
         mon.hysteresis.load_state(state["hysteresis"])
         mon._inflight = {int(s["index"]): WindowSample.from_dict(s) for s in state["inflight"]}
