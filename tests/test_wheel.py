@@ -119,6 +119,8 @@ def test_base_install_is_the_producer_sdk(wheel: Path, constraints: Path, tmp_pa
     assert Path(where).is_relative_to(tmp_path / "sdk-venv") and missing == "[]", probe.stdout + probe.stderr
     assert run_sdk(bin_dir / "python", kafka_bootstrap, topic_prefix, work) == []
     check_published(kafka_bootstrap, topic_prefix)
+    cli = run(bin_dir, ["glassbox", "--help"], work, timeout=60)  # the entry point loads without the extra
+    assert cli.returncode == 0 and "replay" in cli.stdout, cli.stdout + cli.stderr
 
 
 @pytest.fixture(scope="module")
