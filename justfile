@@ -4,7 +4,7 @@
 demo *ARGS:
     uv run glassbox demo {{ARGS}}
 
-# the test suite (what CI runs)
+# the test suite (the README's command; CI also runs the wheel test and the 3.13 smoke set: `just ci`)
 test *ARGS:
     uv run pytest {{ARGS}}
 
@@ -23,3 +23,11 @@ lint:
 # reproducible wheel: pinned build backend, SOURCE_DATE_EPOCH from the last commit
 build:
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) uv build --build-constraint build-constraints.txt
+
+# the wheel test: build, install into fresh virtualenvs outside the repo, run demo, replay and the SDK from there
+test-wheel:
+    uv run pytest -m wheel
+
+# what CI runs: the suite, the wheel test, and the Python 3.13 smoke set when 3.13 is installed
+ci:
+    .ci/run

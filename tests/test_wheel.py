@@ -39,8 +39,8 @@ RUNBOOK_URI = re.compile(r"file://[^\s\"'<>|)]+/stream/alerting/runbooks/[a-z_]+
 
 def _clean_env(venv: Path | None = None) -> dict[str, str]:
     """The environment of a user's shell: no project venv, no repository on the path, bytecode written."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GLASSBOX_", "UV_PROJECT", "PYTHON")) and k not in ("VIRTUAL_ENV",)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLASSBOX_", "UV_PROJECT", "PYTHON"))
+           and k not in ("VIRTUAL_ENV", "UV_COMPILE_BYTECODE", "UV_PYTHON")}  # installs link from the uv cache
     repo_bin = str(Path(sys.executable).parent)
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p != repo_bin]
     if venv is not None:
@@ -119,6 +119,8 @@ def test_base_install_is_the_producer_sdk(wheel: Path, constraints: Path, tmp_pa
     assert Path(where).is_relative_to(tmp_path / "sdk-venv") and missing == "[]", probe.stdout + probe.stderr
     assert run_sdk(bin_dir / "python", kafka_bootstrap, topic_prefix, work) == []
     check_published(kafka_bootstrap, topic_prefix)
+    cli = run(bin_dir, ["glassbox", "--help"], work, timeout=60)  # the entry point loads without the extra
+    assert cli.returncode == 0 and "replay" in cli.stdout, cli.stdout + cli.stderr
 
 
 @pytest.fixture(scope="module")
