@@ -114,7 +114,8 @@ def summarise(delays: list[int | None]) -> dict[str, Any]:
 
 
 def false_alarms(streams: int) -> dict[str, Any]:
-    alerts, by_horizon, quality_max = [], {}, 0.0
+    alerts, by_horizon = [], {}
+    quality_max = {"domain_rate": 0.0, "out_of_range_rate": 0.0}
     features = len(synth.FEATURES)
     for s in range(streams):
         prof = build_profile(synth.frame(20_000, seed=5000 + s), label="label", scores=["score"])
@@ -127,12 +128,12 @@ def false_alarms(streams: int) -> dict[str, Any]:
                 for h in c.get("horizons") or [{"windows": 1, "value": c["value"], "threshold": c["threshold"]}]:
                     e = h.get("effect", h["value"] / h["threshold"] if h["threshold"] else 0.0)
                     by_horizon[h["windows"]] = max(by_horizon.get(h["windows"], 0.0), e)
-                for q in ("domain_rate", "out_of_range_rate"):
-                    quality_max = max(quality_max, c.get(q, 0.0))
+                for q in quality_max:
+                    quality_max[q] = max(quality_max[q], c.get(q, 0.0))
     feature_alerts = [a for a in alerts if a[2] in synth.FEATURES]
     return {"streams": streams, "events": streams * 100_000, "firing": alerts,
             "per_100k_events_per_feature": len(feature_alerts) / (streams * features),
-            "max_effect_by_horizon": dict(sorted(by_horizon.items())), "max_quality_rate": quality_max}
+            "max_effect_by_horizon": dict(sorted(by_horizon.items())), "max_quality_rates": quality_max}
 
 
 def main() -> None:
