@@ -268,7 +268,7 @@ class WindowTests:
                 cv[rows] = categorical_stat(stat, cat, pres[rows], rows)
         return nv, cv
 
-    def _horizons(self, n: int, longer: Sequence[Merged]) -> list[tuple[int, int, np.ndarray, np.ndarray, Limits]]:
+    def _horizons(self, longer: Sequence[Merged]) -> list[tuple[int, int, np.ndarray, np.ndarray, Limits]]:
         """``(windows, events, numeric values, categorical values, limits)`` of each longer horizon."""
         out = []
         for h, num_counts, cat_counts, events in longer:
@@ -285,7 +285,7 @@ class WindowTests:
         ``h > 1`` already reached. ``firing`` (column -> currently firing) is only needed by dynamic thresholds.
         """
         lim = self.limits(n)
-        hz = self._horizons(n, longer) if self.config.threshold == "calibrated" else []
+        hz = self._horizons(longer) if self.config.threshold == "calibrated" else []
         out: dict[str, dict[str, Any]] = {}
         num, cat = self.num, self.cat
         if len(num):
