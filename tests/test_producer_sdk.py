@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stream.events import parse_label, parse_prediction
+from stream.pipeline.parse_events import parse_label, parse_prediction
 from tests.kafka_util import read_topic
 
 # What a model server must not pay for when it only publishes events.

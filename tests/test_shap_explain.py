@@ -161,7 +161,7 @@ def test_cli_bad_input_is_one_line(registry: dict, cli: typer.Typer, args: list[
     args = [str(registry["table"]) if a == "ROWS" else a for a in args]
     res = CliRunner().invoke(cli, ["explain", "--model-uri", "models:/churn@champion", "--tracking-uri",
                                    registry["uri"], *args])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("glassbox: error:") and message in res.stderr
 
 
@@ -172,7 +172,7 @@ def test_cli_refuses_pickled_files_and_unknown_models(registry: dict, cli: typer
     joblib.dump(registry["model"], pkl)
     runner = CliRunner()
     res = runner.invoke(cli, ["explain", "--model", str(pkl), "--data", str(registry["table"]), "--row", "0"])
-    assert res.exit_code == 1 and "not an MLflow model directory" in res.stderr
+    assert res.exit_code == 2 and "not an MLflow model directory" in res.stderr
     res = runner.invoke(cli, ["explain", "--model-uri", "models:/nope@champion", "--tracking-uri", registry["uri"],
                               "--data", str(registry["table"]), "--row", "0"])
-    assert res.exit_code == 1 and res.stderr.count("\n") == 1 and "nope" in res.stderr
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "nope" in res.stderr

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
 import orjson
 
 from stream.alerting.announce import log_alert
+from stream.alerting.config import AlertingConfig
 from stream.kafka.faust_app import Topics
 from stream.kafka.state_topic import TopicState
 from stream.pipeline.monitors import MonitorRegistry
+from stream.pipeline.parse_step import ParsedStep
 from stream.pipeline.pipeline import Pipeline, RawMessage, StepOutput
 from stream.settings import Settings
 from stream.worker.report import register_progress
@@ -44,6 +47,25 @@ def alert_bytes(alert: dict[str, Any]) -> bytes:
     return orjson.dumps(alert, option=_SORTED)
 
 
+class LinkedPipeline(Pipeline):
+    """A :class:`Pipeline` whose alerts carry their runbook (and templated dashboard) links, so that the alerts
+    topic and a replay of the same topic hold the same bytes."""
+
+    def __init__(self, monitors: MonitorRegistry, *, alerting: AlertingConfig, **kwargs: Any):
+        super().__init__(monitors, **kwargs)
+        self.alerting = alerting
+
+    def on_parsed(self, step: ParsedStep) -> StepOutput:
+        return self._linked(super().on_parsed(step))
+
+    def on_labels(self, messages: Sequence[RawMessage]) -> StepOutput:
+        return self._linked(super().on_labels(messages))
+
+    def _linked(self, out: StepOutput) -> StepOutput:
+        out.alerts = [self.alerting.with_links(a) for a in out.alerts]
+        return out
+
+
 def build_pipeline(settings: Settings, state: TopicState | None = None) -> Pipeline:
     """The pipeline of a worker; with ``state``, model state survives crashes and rebalances."""
     from stream.evidence.reference import load_reference_for
@@ -52,8 +74,9 @@ def build_pipeline(settings: Settings, state: TopicState | None = None) -> Pipel
         settings.worker.models, settings.detection, lambda ref: load_reference_for(ref, settings),
         max_discovered=settings.worker.max_discovered_models,
     )
-    return Pipeline(
+    return LinkedPipeline(
         monitors,
+        alerting=settings.alerting,
         label_ttl_ms=int(settings.worker.label_ttl_s * 1000),
         max_message_bytes=settings.kafka.max_message_bytes,
         audit=settings.worker.audit,
@@ -106,7 +129,7 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
             out.alerts = alerts
             alerts = evidence.observe(out)
         for alert in alerts:
-            alert = settings.alerting.with_links(alert)
+            alert = settings.alerting.with_links(alert)  # also those added by the attribution and evidence
             await topics.alerts.send(key=alert["fingerprint"].encode(), value=alert_bytes(alert))
             log_alert(alert)
         for dead in out.deadletters:
