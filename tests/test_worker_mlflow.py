@@ -144,3 +144,59 @@ def test_window_logger_thins_a_fast_stream_keeps_alert_windows_and_loses_no_reco
     hist = replay.client.get_metric_history(replay.run_id, "m/predictions/drift_share")
     assert [h.step for h in hist] == list(range(40)) and replay.windows_thinned == 0
     assert len(replay.client.get_run(replay.run_id).data.metrics) < 3 * 25 + 20  # compact, not 13 per column
+
+
+@pytest.mark.timeout(300)
+def test_worker_run_records_the_kafka_offsets_it_consumed(kafka_bootstrap: str, topic_prefix: str, tmp_path) -> None:
+    """``source.kafka_offsets``: first and last offset per predictions partition, from events and dead letters,
+    set while the worker runs and final when it stops: every message produced, from offset 0."""
+    import synth
+    from mlflow import MlflowClient
+
+    home = tmp_path / "home"
+    ref = tmp_path / "ref.parquet"
+    synth.frame(5000, seed=1).drop(columns=["score"]).to_parquet(ref)
+    df = synth.frame(4000, seed=2)
+    quick = {"GLASSBOX_EVIDENTLY__ENABLED": "false", "GLASSBOX_ATTRIBUTION__ENABLED": "false",
+             "GLASSBOX_MLFLOW__WINDOW_ARTIFACT_INTERVAL_S": "0.5"}
+    uri = f"sqlite:///{home}/mlflow.db"
+
+    def produce(prod: Producer, lo: int, hi: int) -> None:
+        for a in range(lo, hi, 200):
+            c = df.iloc[a:a + 200]
+            prod.send_prediction_batch(
+                model="m", prediction_ids=[f"p{i}" for i in range(a, a + len(c))],
+                timestamps=[T0 + i * 100 for i in range(a, a + len(c))],
+                features={k: [None if v != v else v for v in c[k].tolist()] for k in synth.FEATURES},
+                predictions=c["prediction"].tolist())
+
+    with WorkerProcess(kafka_bootstrap, topic_prefix, app_id=f"{topic_prefix}offsets", home=home,
+                       models={"m": str(ref)}, audit=False, extra_env=quick) as worker:
+        worker.wait_ready(timeout_s=90)
+        with Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
+            produce(prod, 0, 2000)
+            for key in ("a", "b", "c"):  # dead letters, on whichever partitions these keys hash to
+                prod.send_raw(prod.predictions_topic, b"not json", key=key)
+        worker.wait_for(lambda s: s["events"] == 2000 and s["deadlettered"] == 3, timeout_s=60)
+        time.sleep(1.0)
+        with Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
+            produce(prod, 2000, 4000)
+        worker.wait_for(lambda s: s["events"] == 4000, timeout_s=60)
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name("glassbox-monitoring")
+        deadline = time.monotonic() + 30
+        while True:  # recorded as it goes (at most every 0.5 s, when a step arrives)
+            (running,) = client.search_runs([exp.experiment_id])
+            seen = json.loads(running.data.tags.get("source.kafka_offsets", "{}"))
+            if seen or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert running.info.status == "RUNNING" and seen, running.data.tags
+    assert worker.proc.returncode == 0, worker.log()[-3000:]
+
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "FINISHED"
+    final = json.loads(run.data.tags["source.kafka_offsets"])
+    assert all(k.startswith(f"{topic_prefix}predictions:") for k in final), final
+    assert all(first == 0 for first, _ in final.values()), final
+    assert sum(last - first + 1 for first, last in final.values()) == 4000 // 200 + 3  # every message
