@@ -48,7 +48,7 @@ def read_json(bootstrap: str, topic: str, **kw: Any) -> list[dict[str, Any]]:
 
 
 class WorkerProcess:
-    """``glassbox worker`` in a child process with test-friendly Faust timeouts (FIELD-NOTES)."""
+    """``glassbox worker`` in a child process with test-friendly Faust timeouts (3-s session, ready in ~4 s)."""
 
     def __init__(self, bootstrap: str, prefix: str, *, app_id: str, home: Path, models: dict[str, str] | None = None,
                  partitions: int = 4, audit: bool = True, extra_env: dict[str, str] | None = None,

@@ -3,7 +3,8 @@
 One factory so the worker, the notifier and the tests configure Faust the same way: raw bytes on every
 topic (glassbox parses and validates itself, once per message), memory store with changelogs in Kafka,
 and group timeouts short enough for the embedded broker, which holds a JoinGroup for about half the
-session timeout (FIELD-NOTES).
+session timeout: Faust's defaults take 32 s to join and 93 s to recover from a SIGKILL there, while
+3-s session and rebalance timeouts with a 0.5-s heartbeat are ready in about 4 s.
 """
 
 from __future__ import annotations
