@@ -2,8 +2,8 @@
 
 Built on kafka-python 2.3.x with the ``crc32c`` package: measured here at 79k messages/s produce, against
 32k for kafka-python 3.0.x (whose group consumers also join the embedded broker only after the 45-s session
-timeout unless ``session_timeout_ms`` is lowered). Messages are keyed by model, so a model's events share a partition and keep their
-order; the Kafka timestamp is the event time.
+timeout unless ``session_timeout_ms`` is lowered). Messages are keyed by model, so a model's events share a
+partition and keep their order; the Kafka timestamp is the event time.
 
 >>> with Producer("127.0.0.1:9092") as p:        # doctest: +SKIP
 ...     p.send_prediction(prediction_id="p1", model="churn", timestamp=1700000000000,
