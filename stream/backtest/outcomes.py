@@ -180,10 +180,13 @@ def _label_topic(labels: str | None, pred_topic: str, topics: set[str], prefix: 
 
 
 def _references(pipe: Any) -> dict[str, dict[str, Any]]:
+    """Per monitored model: the reference's URI, dataset name, digest and model version."""
     out = {}
     for model in sorted(pipe.monitors.references):
-        ref = pipe.monitors.reference(model)
-        info = getattr(ref, "info", None)
+        try:
+            info = getattr(pipe.monitors.reference(model), "info", None)  # loaded (and cached) by the replay
+        except Exception:  # noqa: BLE001 - a configured model the topic never had: its URI is all there is
+            info = None
         out[model] = {"uri": getattr(info, "uri", None) or pipe.monitors.references[model],
                       "name": getattr(info, "name", None), "digest": getattr(info, "digest", None),
                       "model_version": getattr(info, "model_version", None)}

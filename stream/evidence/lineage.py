@@ -19,6 +19,7 @@ import getpass
 import hashlib
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import platform
 import random
@@ -195,3 +196,10 @@ def mlflow_store(uri: str) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def quiet_store_logs() -> None:
+    """No INFO lines from MLflow's store set-up ("Creating initial MLflow database tables...", "Updating database
+    tables", alembic's migrations) on a command's output: warnings and errors still show."""
+    for name in ("mlflow.store.db.utils", "mlflow.store.sql_store", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)

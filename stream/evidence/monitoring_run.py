@@ -75,13 +75,6 @@ def ensure_experiment(client: Any, name: str, artifact_root: str | os.PathLike[s
         return exp.experiment_id
 
 
-def quiet_store_logs() -> None:
-    """No INFO lines from MLflow's store set-up ("Creating initial MLflow database tables...", "Updating database
-    tables", alembic's migrations) on a command's output: warnings and errors still show."""
-    for name in ("mlflow.store.db.utils", "mlflow.store.sql_store", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def local_path(uri: str) -> Path | None:
     """The local path of a ``file://`` URI or plain path, None for remote stores."""
     if uri.startswith("file://"):
@@ -117,7 +110,7 @@ class MonitoringRun:
     ) -> None:
         from mlflow import MlflowClient
 
-        quiet_store_logs()
+        lineage.quiet_store_logs()
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.experiment = experiment

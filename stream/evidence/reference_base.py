@@ -94,8 +94,12 @@ def is_model_uri(uri: str | os.PathLike[str]) -> bool:
 
 
 def registry_client(tracking_uri: str | None) -> Any:
-    """An ``MlflowClient`` of ``tracking_uri`` (None: MLflow's default)."""
+    """An ``MlflowClient`` of ``tracking_uri`` (None: MLflow's default), without the store's set-up INFO lines."""
     from mlflow import MlflowClient
+
+    from stream.evidence.lineage import quiet_store_logs
+
+    quiet_store_logs()
 
     return MlflowClient(tracking_uri=tracking_uri)
 
