@@ -146,6 +146,28 @@ def test_window_logger_thins_a_fast_stream_keeps_alert_windows_and_loses_no_reco
     assert len(replay.client.get_run(replay.run_id).data.metrics) < 3 * 25 + 20  # compact, not 13 per column
 
 
+def test_a_long_replay_logs_metrics_within_its_budget_and_every_record(tmp_path) -> None:
+    """A replay's window metrics stay within the metric budget (MLflow's store takes ~1 ms a value): the alert
+    window and the last are kept, the rest evenly spaced and counted; every record is in ``windows/``."""
+    from types import SimpleNamespace
+
+    from stream.evidence.replay_run import log_replay
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    n, alert_at = 120, 77
+    result = SimpleNamespace(
+        windows=[window_record(k, drift=k == alert_at) for k in range(n)],
+        alerts=[{"model": "m", "monitor": "data_drift", "window": {"index": alert_at}}], summary={"model": "m"})
+    run = MonitoringRun(uri, artifact_root=tmp_path / "art", kind="replay", system_metrics=False).start()
+    logged = log_replay(run, result, budget=20 * (3 * 25 + 9))
+    run.finish()
+    steps = [h.step for h in run.client.get_metric_history(run.run_id, "m/predictions/columns/x3/value")]
+    assert len(steps) == 20 and alert_at in steps and n - 1 in steps and run.windows_thinned == n - 20
+    assert 0 < logged <= 20 * (3 * 25 + 9)
+    assert run.client.get_run(run.run_id).data.tags["windows_thinned"] == str(n - 20)
+    assert [r["index"] for r in read_window_records(local_path(run.artifact_uri), "m")] == list(range(n))
+
+
 @pytest.mark.timeout(300)
 def test_worker_run_records_the_kafka_offsets_it_consumed(kafka_bootstrap: str, topic_prefix: str, tmp_path) -> None:
     """``source.kafka_offsets``: first and last offset per predictions partition, from events and dead letters,

@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from stream.evidence.monitoring_run import MonitoringRun
-from stream.evidence.window_metrics import as_mapping
+from stream.evidence.window_metrics import as_mapping, compact_width, compact_window_metrics, select_windows
+
+REPLAY_METRIC_BUDGET = 20_000
+"""Window metric values a replay logs at most (MLflow's store takes about 1 ms each): beyond it, every window that
+raised or resolved an alert and evenly spaced others; every window stays in full in the ``windows/`` artifact."""
 
 
 def replay_run_name(inputs: Mapping[str, Any]) -> str:
@@ -45,15 +49,23 @@ def record_replay(settings: Any, outcome: Any, *, request: Mapping[str, Any],
     return run
 
 
-def log_replay(run: MonitoringRun, result: Any, *, model: str | None = None) -> int:
+def log_replay(run: MonitoringRun, result: Any, *, model: str | None = None,
+               budget: int = REPLAY_METRIC_BUDGET) -> int:
     """Record a replay's result (``alerts``, ``windows``, ``summary``, as ``stream.backtest.file_replay.ReplayResult``)
-    in ``run``: its window records as metrics (per the records' ``model``, else ``model``), its alerts for the
-    table, its summary as ``replay_summary.json``. Returns the metrics logged."""
+    in ``run``: every window record in the ``windows/`` artifact (per the records' ``model``, else ``model``), the
+    compact metrics of at most ``budget`` values' worth of windows (alert windows first; the rest counted as
+    ``windows_thinned``), its alerts for the table, its summary as ``replay_summary.json``. Returns the metrics
+    logged."""
     name = model or (result.alerts[0]["model"] if result.alerts else None) or result.summary.get("model", "model")
-    per_model: dict[str, list[Any]] = {}
-    for rec in result.windows:
-        per_model.setdefault(str(as_mapping(rec).get("model") or name), []).append(rec)
-    n = sum(run.log_windows(m, records) for m, records in per_model.items())
+    records = [as_mapping(r) for r in result.windows]
+    models = [str(r.get("model") or name) for r in records]
+    alerted = {(str(a.get("model")), (a.get("window") or {}).get("index")) for a in result.alerts}
+    for m in dict.fromkeys(models):
+        run.record_windows(m, [r for r, rm in zip(records, models, strict=True) if rm == m])
+    keep = [(m, r.get("index")) in alerted for r, m in zip(records, models, strict=True)]
+    chosen = select_windows(keep, models, [compact_width(r) for r in records], budget)
+    run.windows_thinned += len(records) - len(chosen)
+    n = run.log_compact_many((models[i], compact_window_metrics(records[i])) for i in chosen)
     run.log_alerts(result.alerts)
     run.log_dict(result.summary, "replay_summary.json")
     return n
