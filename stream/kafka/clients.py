@@ -22,26 +22,24 @@ def _password(cfg: KafkaConfig) -> str | None:
     return cfg.sasl_password.get_secret_value() if cfg.sasl_password else None
 
 
-def kafka_python_kwargs(cfg: KafkaConfig, bootstrap: str) -> dict[str, Any]:
-    """Connection keyword arguments for ``kafka.KafkaProducer`` / ``KafkaConsumer``."""
-    kw: dict[str, Any] = {"bootstrap_servers": bootstrap.split(","), "security_protocol": cfg.security_protocol}
+def _connection(cfg: KafkaConfig, servers: Any) -> dict[str, Any]:
+    kw: dict[str, Any] = {"bootstrap_servers": servers, "security_protocol": cfg.security_protocol}
     if cfg.sasl_mechanism:
         kw |= {"sasl_mechanism": cfg.sasl_mechanism, "sasl_plain_username": cfg.sasl_username,
                "sasl_plain_password": _password(cfg)}
     if ctx := _ssl_context(cfg):
         kw["ssl_context"] = ctx
     return kw
+
+
+def kafka_python_kwargs(cfg: KafkaConfig, bootstrap: str) -> dict[str, Any]:
+    """Connection keyword arguments for ``kafka.KafkaProducer`` / ``KafkaConsumer`` (a list of servers)."""
+    return _connection(cfg, bootstrap.split(","))
 
 
 def aiokafka_kwargs(cfg: KafkaConfig, bootstrap: str) -> dict[str, Any]:
-    """Connection keyword arguments for ``aiokafka.AIOKafkaConsumer`` / ``AIOKafkaProducer``."""
-    kw: dict[str, Any] = {"bootstrap_servers": bootstrap, "security_protocol": cfg.security_protocol}
-    if cfg.sasl_mechanism:
-        kw |= {"sasl_mechanism": cfg.sasl_mechanism, "sasl_plain_username": cfg.sasl_username,
-               "sasl_plain_password": _password(cfg)}
-    if ctx := _ssl_context(cfg):
-        kw["ssl_context"] = ctx
-    return kw
+    """Connection keyword arguments for ``aiokafka.AIOKafkaConsumer`` / ``AIOKafkaProducer`` (one string)."""
+    return _connection(cfg, bootstrap)
 
 
 def faust_kwargs(cfg: KafkaConfig, bootstrap: str) -> dict[str, Any]:

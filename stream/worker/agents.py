@@ -144,23 +144,21 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
             for model, value in state.take_dirty().items():
                 await topics.state.send(key=model.encode(), value=value, partition=state.partition_of(model))
 
-    @app.agent(topics.predictions, name="glassbox.predictions")
-    async def predictions(stream: Any) -> None:
+    async def consume(stream: Any, kind: str, step: Any) -> None:
         async for events in stream.take_events(batch_max, within=within):
             await restore(events)
             t0, raw = time.perf_counter(), _raw(events)
-            out = pipeline.on_predictions(raw)
-            await publish(out, "predictions")
-            health.step("predictions", raw, out, time.perf_counter() - t0)
+            out = step(raw)
+            await publish(out, kind)
+            health.step(kind, raw, out, time.perf_counter() - t0)
+
+    @app.agent(topics.predictions, name="glassbox.predictions")
+    async def predictions(stream: Any) -> None:
+        await consume(stream, "predictions", pipeline.on_predictions)
 
     @app.agent(topics.labels, name="glassbox.labels")
     async def labels(stream: Any) -> None:
-        async for events in stream.take_events(batch_max, within=within):
-            await restore(events)
-            t0, raw = time.perf_counter(), _raw(events)
-            out = pipeline.on_labels(raw)
-            await publish(out, "labels")
-            health.step("labels", raw, out, time.perf_counter() - t0)
+        await consume(stream, "labels", pipeline.on_labels)
 
     if state is not None:
 
