@@ -29,16 +29,6 @@ def train_model(home: Path, tracking_uri: str) -> tuple[Any, Any, Any]:
     with quiet_into(home / "logs" / "train.log"):
         import mlflow
 
-        # MLflow 3.17's system-metrics thread builds an MlflowClient every few seconds; without a registry URI
-        # that tries `import pyspark` through MLflow's import hooks, which can deadlock with an import in this
-        # thread (seen here: a hang inside log_model). A registry URI skips that lookup; importing what training
-        # imports lazily, before the thread starts, closes the window too.
-        mlflow.set_registry_uri(tracking_uri)
-        import mlflow.models.evaluation.default_evaluator  # noqa: F401
-        import mlflow.pyfunc  # noqa: F401
-        import mlflow.sklearn  # noqa: F401
-        import sklearn.inspection  # noqa: F401
-
         result = ex.train_and_register(tracking_uri, MODEL, seed=42, alias="champion",
                                        artifact_root=str(home / "mlartifacts"), env="demo")
         mlflow.set_tracking_uri(tracking_uri)

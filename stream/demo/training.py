@@ -203,6 +203,16 @@ def train_and_register(
     # MLflow refuses log_system_metrics=True without psutil: then the run says so in a tag and still
     # records the process's CPU time and peak memory (lineage.process_metrics).
     system_metrics = lineage.system_metrics_available()
+    # MLflow 3.17's system-metrics thread builds an MlflowClient every few seconds; without a registry URI that
+    # probes `import pyspark` through MLflow's import hooks, which deadlocks with an import in this thread (seen
+    # here: hangs inside log_model and evaluate). A registry URI skips the probe; importing what training imports
+    # lazily, before the thread starts, closes the window too.
+    mlflow.set_registry_uri(tracking_uri)
+    import mlflow.models.evaluation.default_evaluator  # noqa: F401
+    import mlflow.pyfunc  # noqa: F401
+    import mlflow.sklearn  # noqa: F401
+    import sklearn.inspection  # noqa: F401
+
     if system_metrics:  # a short training run still gets samples
         mlflow.set_system_metrics_sampling_interval(1)
         mlflow.set_system_metrics_samples_before_logging(1)
