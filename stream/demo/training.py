@@ -207,7 +207,7 @@ def train_and_register(
     # probes `import pyspark` through MLflow's import hooks, which deadlocks with an import in this thread (seen
     # here: hangs inside log_model and evaluate). A registry URI skips the probe; importing what training imports
     # lazily, before the thread starts, closes the window too.
-    mlflow.set_registry_uri(tracking_uri)
+    # The registry URI is put back as it was by lineage.mlflow_store below.
     import mlflow.models.evaluation.default_evaluator  # noqa: F401
     import mlflow.pyfunc  # noqa: F401
     import mlflow.sklearn  # noqa: F401
@@ -216,8 +216,9 @@ def train_and_register(
     if system_metrics:  # a short training run still gets samples
         mlflow.set_system_metrics_sampling_interval(1)
         mlflow.set_system_metrics_samples_before_logging(1)
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{model_name}-{estimator}", tags=tags,
-                          log_system_metrics=system_metrics) as run, tempfile.TemporaryDirectory() as tmpdir:
+    with lineage.mlflow_store(tracking_uri), \
+            mlflow.start_run(experiment_id=exp_id, run_name=f"train-{model_name}-{estimator}", tags=tags,
+                             log_system_metrics=system_metrics) as run, tempfile.TemporaryDirectory() as tmpdir:
         folder = Path(tmpdir)
         run_id = run.info.run_id
         if not system_metrics:
