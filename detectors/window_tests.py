@@ -268,40 +268,13 @@ class WindowTests:
                 cv[rows] = categorical_stat(stat, cat, pres[rows], rows)
         return nv, cv
 
-    def _horizons(self, n: int, longer: Sequence[Merged]) -> list[tuple[int, int, np.ndarray, np.ndarray, Limits]]:
+    def _horizons(self, longer: Sequence[Merged]) -> list[tuple[int, int, np.ndarray, np.ndarray, Limits]]:
         """``(windows, events, numeric values, categorical values, limits)`` of each longer horizon."""
         out = []
         for h, num_counts, cat_counts, events in longer:
             nv, cv = self.decision_values(num_counts, cat_counts)
-            out.append((h, events, nv, cv, self.horizon_limits(n, events)))
+            out.append((h, events, nv, cv, self.limits(events)))
         return out
-
-    def horizon_limits(self, n: int, events: int) -> Limits:
-        """Thresholds for ``events`` merged events, scaled from the calibrated ``n``-event window.
-
-        Under no change a distance's square (and PSI) varies as ``1/n + 1/n_ref`` (window and reference
-        sampling error), with the same shape at every size, so the window's fitted tail is rescaled instead
-        of fitting one per horizon: fewer fitted tails (each fit's error is a risk of false alarms) and a
-        slightly conservative threshold (measured: the rescaled thresholds lie 0-5% above tails fitted at each
-        size). P-value statistics (which ignore the reference's error) keep a tail fitted at that size.
-        """
-        base = self.limits(n)
-        lim = Limits(**{**base.__dict__})
-
-        def scale(score: np.ndarray, stats: list[str], bins: NumericBins | CategoricalBins,
-                  fitted: np.ndarray | None) -> np.ndarray:
-            share = bins.n_ref / np.maximum(bins.n_ref + bins.missing_ref, 1)
-            n_ref = np.maximum(bins.n_ref, 1)
-            f = (1 / np.maximum(events * share, 1) + 1 / n_ref) / (1 / np.maximum(n * share, 1) + 1 / n_ref)
-            pv = np.array([st in PVALUE_STATS for st in stats], bool)
-            return np.where(pv, fitted if fitted is not None else score, score * f)
-
-        num_pv = any(st in PVALUE_STATS for st in self.num_stat)
-        cat_pv = any(st in PVALUE_STATS for st in self.cat_stat)
-        fitted = self.limits(events) if num_pv or cat_pv else None
-        lim.num_score = scale(base.num_score, self.num_stat, self.num, fitted.num_score if fitted else None)
-        lim.cat_score = scale(base.cat_score, self.cat_stat, self.cat, fitted.cat_score if fitted else None)
-        return lim
 
     def evaluate(self, num_counts: np.ndarray, num_type: np.ndarray, num_domain: np.ndarray,
                  cat_counts: np.ndarray, n: int, firing: dict[str, bool] | None = None,
@@ -312,7 +285,7 @@ class WindowTests:
         ``h > 1`` already reached. ``firing`` (column -> currently firing) is only needed by dynamic thresholds.
         """
         lim = self.limits(n)
-        hz = self._horizons(n, longer) if self.config.threshold == "calibrated" else []
+        hz = self._horizons(longer) if self.config.threshold == "calibrated" else []
         out: dict[str, dict[str, Any]] = {}
         num, cat = self.num, self.cat
         if len(num):
