@@ -28,7 +28,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.domains import outside
 from detectors.profile import CategoricalColumn, NumericColumn
 from detectors.values import canon
 
@@ -75,13 +74,12 @@ def bin_counts(cuts: np.ndarray, x: np.ndarray) -> np.ndarray:
 class NumericBins:
     """Bin layout of the numeric columns of a profile, as matrices (columns x bins)."""
 
-    def __init__(self, columns: Sequence[NumericColumn], domain: tuple[np.ndarray, np.ndarray] | None = None):
+    def __init__(self, columns: Sequence[NumericColumn]):
         self.names = [c.name for c in columns]
-        k = len(columns)
-        self.domain_lo, self.domain_hi = domain if domain is not None else (np.full(k, -np.inf), np.full(k, np.inf))
         self.cuts = [np.asarray(c.cuts, np.float64) for c in columns]
         self.nb = np.array([len(c) for c in self.cuts], np.int64)
         self.width = int(self.nb.max()) + 1 if len(columns) else 1
+        k = len(columns)
         self.ref = np.zeros((k, self.width))  # reference probabilities over real bins
         self.real = np.zeros((k, self.width), bool)
         self.oor = np.zeros((k, self.width), bool)  # bins outside the reference range
@@ -112,9 +110,8 @@ class NumericBins:
         return np.zeros((len(self.names), self.width), np.int64)
 
     def add(self, counts: np.ndarray, type_errors: np.ndarray, values: Sequence[np.ndarray | None],
-            n: int | None = None, domain_errors: np.ndarray | None = None) -> None:
-        """Add one slice of every column (``None``: the column is absent, all ``n`` values missing); values
-        outside each column's valid domain are also counted into ``domain_errors``."""
+            n: int | None = None) -> None:
+        """Add one slice of every column (``None``: the column is absent, all ``n`` values missing)."""
         for j, x in enumerate(values):
             nb = int(self.nb[j])
             if x is None:
@@ -128,8 +125,6 @@ class NumericBins:
                     x, bad = _coerce_numeric(x)
                     type_errors[j] += bad
             counts[j, : nb + 1] += bin_counts(self.cuts[j], x)
-            if domain_errors is not None:
-                domain_errors[j] += outside(x, self.domain_lo[j], self.domain_hi[j])
             counts[j, nb] -= bad  # wrong types are counted as such, not as missing
 
     def missing(self, counts: np.ndarray) -> np.ndarray:
