@@ -19,9 +19,9 @@ def demo_command(
     seed: Annotated[int, typer.Option(help="seed of the stream")] = 7,
 ) -> None:
     """Run the whole product on an embedded broker: train, stream, drift, live alerts, reports."""
-    from stream.cli.options import quiet_mlflow
     from stream.demo.home import DemoOptions
     from stream.demo.run import run_demo
+    from stream.evidence.lineage import quiet_store_logs
 
-    quiet_mlflow()
+    quiet_store_logs()
     run_demo(DemoOptions(home=home, rows=rows, speed=speed, seed=seed, keep_running=keep_running))

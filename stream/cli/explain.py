@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stream.cli.options import ConfigOpt, quiet_mlflow
+from stream.cli.options import ConfigOpt
 from stream.errors import UserError
 
 if TYPE_CHECKING:
@@ -209,7 +209,9 @@ def explain_command(
     config: ConfigOpt = None,
 ) -> None:
     """Explain one prediction: each feature's SHAP contribution, largest first, the base value and the output."""
-    quiet_mlflow()
+    from stream.evidence.lineage import quiet_store_logs
+
+    quiet_store_logs()
     try:
         frame = read_event(event, event_file, data, row)
         uri = _tracking_uri(config, tracking_uri) if model_uri is not None else tracking_uri

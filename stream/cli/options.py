@@ -4,8 +4,6 @@ and keeping MLflow's own log lines off a command's output."""
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -32,20 +30,10 @@ def settings_from(config: Path | None) -> Settings:
 def setup_logging(level: str | None, fmt: str | None) -> None:
     """Configure logging for a long-running command from its ``--log-level`` and ``--log-format``."""
     from stream.cli.logs import configure_logging, resolve
+    from stream.evidence.lineage import quiet_store_logs
 
     configure_logging(*resolve(level, fmt))
-    quiet_mlflow()
-
-
-def quiet_mlflow() -> None:
-    """No MLflow or alembic INFO lines ("Updating database tables", "Context impl SQLiteImpl") on a command's
-    output: MLflow reads ``MLFLOW_LOGGING_LEVEL`` when imported; the levels are set too in case it already is."""
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    level = logging.getLevelName(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
-    for name in ("mlflow", "alembic"):
-        if isinstance(level, int):
-            logging.getLogger(name).setLevel(level)
+    quiet_store_logs()
 
 
 @contextlib.contextmanager

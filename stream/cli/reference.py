@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stream.cli.options import ConfigOpt, quiet_mlflow
+from stream.cli.options import ConfigOpt
 from stream.errors import UserError
 
 reference_app = typer.Typer(help="Reference data of registered models (MLflow).", no_args_is_help=True,
@@ -17,7 +17,9 @@ TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow 
 
 
 def _tracking_uri(config: Path | None, tracking_uri: str | None) -> str:
-    quiet_mlflow()
+    from stream.evidence.lineage import quiet_store_logs
+
+    quiet_store_logs()
     if tracking_uri:
         return tracking_uri
     from stream.settings import load_settings

@@ -199,7 +199,11 @@ def mlflow_store(uri: str) -> Iterator[None]:
 
 
 def quiet_store_logs() -> None:
-    """No INFO lines from MLflow's store set-up ("Creating initial MLflow database tables...", "Updating database
-    tables", alembic's migrations) on a command's output: warnings and errors still show."""
-    for name in ("mlflow.store.db.utils", "mlflow.store.sql_store", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    """No MLflow or alembic INFO lines ("Creating initial MLflow database tables...", "Updating database tables",
+    "Context impl SQLiteImpl") on a command's output: warnings and errors still show. MLflow reads
+    ``MLFLOW_LOGGING_LEVEL`` when it is imported; the logger levels are set too in case it already is."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    level = logging.getLevelName(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(level if isinstance(level, int) else logging.WARNING)
