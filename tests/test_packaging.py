@@ -753,6 +753,7 @@ def test_healthcheck_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "unhealthy: ftp://x" in capsys.readouterr().err
 
 
+@pytest.mark.wheel  # the product as shipped: run by `pytest -m wheel` (.ci/run), not the default suite
 def test_mlflow_server_with_the_compose_flags(compose: dict[str, Any], tmp_path: Path) -> None:
     """The real MLflow server, started with the compose file's flags (sqlite in place of PostgreSQL): other
     containers' Host header is accepted, foreign ones refused, and glassbox's artifact root lands artifacts
@@ -798,6 +799,7 @@ def test_mlflow_server_with_the_compose_flags(compose: dict[str, Any], tmp_path:
         assert stored[0].relative_to(tmp_path / "mlartifacts").parts[:2] == ("glassbox", "glassbox-monitoring")
 
 
+@pytest.mark.wheel  # the product as shipped: run by `pytest -m wheel` (.ci/run), not the default suite
 def test_evidently_ui_answers_its_health_check(compose: dict[str, Any], tmp_path: Path) -> None:
     ui = compose["services"]["evidently-ui"]
     port = _free_port()
@@ -843,6 +845,7 @@ def _build(src: Path, out: Path, *, wheel_only: bool = True) -> Path:
     return wheel
 
 
+@pytest.mark.wheel  # the product as shipped: run by `pytest -m wheel` (.ci/run), not the default suite
 def test_wheel_builds_are_reproducible(tmp_path: Path, pyproject: dict[str, Any]) -> None:
     if shutil.which("uv") is None:
         pytest.skip("uv is not on PATH")
