@@ -32,7 +32,7 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
+from scipy.special._ufuncs import _binom_ppf  # what scipy.stats.binom.ppf runs, without importing scipy.stats
 
 from detectors import river_state
 from detectors.batch import OutcomeBatch
@@ -126,7 +126,7 @@ class OutcomeMonitor:
         p0 = (ref["error_rate"] * n_ref + 1) / (n_ref + 2)
         d = self.config.performance_min_delta
         hi = max(float(binomial_limit(n, p0, a)) / n, p0 + d)
-        lo_k = float(sps.binom.ppf(a, n, p0))
+        lo_k = float(_binom_ppf(a, n, p0))
         lo = min(lo_k / n, p0 - d)
         # in accuracy terms: below acc_lo is a degradation, above acc_hi an improvement
         return {"acc_lo": 1.0 - hi, "acc_hi": 1.0 - lo, "reference": 1.0 - ref["error_rate"]}
