@@ -3,8 +3,8 @@
 A replay of a parquet file reads record batches in a background thread (Arrow decodes without the GIL, so
 reading overlaps the detection work on the second core) and turns each column into what the core expects:
 float64 with NaN for numbers, objects with ``None`` for strings (one Python object per dictionary entry, not
-per value). The values are the same as through pandas (:func:`stream.backtest.event_columns.column_values`);
-tz-aware timestamps other than UTC go through pandas to keep its conversion.
+per value). The values are the same as through pandas (:func:`stream.backtest.event_columns.column_values`):
+other types (booleans with nulls, dates, non-UTC timestamps) and object views go through pandas.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from stream.backtest.event_columns import ReplayError, event_times
+from stream.backtest.event_columns import ReplayError, column_values, event_times
 from stream.backtest.table_files import TableError
 
 _DONE = object()
@@ -44,15 +45,13 @@ class ArrowChunk:
         """The column as float64 with NaN, or objects with ``None``."""
         v = self._values.get(name)
         if v is None:
-            v = self._values[name] = _core_values(self.batch.column(name))
+            v = _core_values(self.batch.column(name))
+            self._values[name] = v = column_values(self.series(name)) if v is None else v
         return v
 
-    def objects(self, name: str) -> np.ndarray:
-        """The column as Python objects (numbers kept as ints or floats, ``None`` for missing)."""
-        col = self.batch.column(name)
-        if pa.types.is_dictionary(col.type) or pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            return self.values(name)
-        return np.array(col.to_pylist(), dtype=object)
+    def series(self, name: str) -> pd.Series:
+        """The column through pandas, for the conversions the fast paths leave to it."""
+        return pa.table([self.batch.column(name)], names=[name]).to_pandas()[name]
 
     def times(self, name: str | None, start: int) -> np.ndarray:
         """Event times in epoch ms (as :func:`event_times` gives them for the same column in pandas)."""
@@ -70,7 +69,7 @@ class ArrowChunk:
             if np.isnan(x).any():
                 raise ReplayError(f"timestamp column {name!r} has missing values (rows {start}..{start + n - 1})")
             return x.astype(np.int64)
-        return event_times(pa.table([col], names=[name]).to_pandas(), name, start)
+        return event_times(self.series(name).to_frame(), name, start)
 
     def single_value(self, name: str) -> Any | None:
         """The column's only non-missing value, or ``None`` when it has none or several."""
@@ -78,18 +77,18 @@ class ArrowChunk:
         return u[0] if len(u) == 1 else None
 
 
-def _core_values(col: pa.Array) -> np.ndarray:
+def _core_values(col: pa.Array) -> np.ndarray | None:
+    """Numbers and dictionary-encoded strings straight from Arrow; ``None`` for what pandas converts."""
     t = col.type
     if pa.types.is_dictionary(t):
         d = col.dictionary
         if pa.types.is_string(d.type) or pa.types.is_large_string(d.type):
             lookup = np.append(d.to_numpy(zero_copy_only=False).astype(object), None)
             return lookup[col.indices.fill_null(len(d)).to_numpy()]
-        col = col.dictionary_decode()
-        t = col.type
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        return None
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or (pa.types.is_boolean(t) and not col.null_count):
         return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
-    return np.array(col.to_pylist(), dtype=object)
+    return None  # booleans with nulls (objects in pandas), dates, nested values...
 
 
 def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int = 2) -> Iterator[ArrowChunk]:

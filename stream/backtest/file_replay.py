@@ -116,12 +116,12 @@ class Replayer:
         values = chunk.values if arrow else (lambda c: column_values(chunk[c]))
         ts = chunk.times(r.timestamp, a) if arrow else event_times(chunk, r.timestamp, a)
         rows = np.arange(a, a + n, dtype=np.int64)
-        ids = rows if not r.id else chunk.objects(r.id) if arrow else chunk[r.id].to_numpy(dtype=object)
+        ids = rows if not r.id else (chunk.series(r.id) if arrow else chunk[r.id]).to_numpy(dtype=object)
         feats = {}
         for f in r.features:
             v = values(f)
             if f in self._cat and v.dtype.kind == "f":
-                v = chunk.objects(f) if arrow else chunk[f].to_numpy(dtype=object, na_value=None)
+                v = (chunk.series(f) if arrow else chunk[f]).to_numpy(dtype=object, na_value=None)
             feats[f] = v
         pred = values(r.prediction) if r.prediction else np.full(n, np.nan)
         scores = {s: _floats(values(s)) for s in r.scores} or None
