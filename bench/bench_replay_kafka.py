@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -164,7 +165,9 @@ def measure(settings: Settings, bootstrap: str, topic: str, repeats: int, label:
     pipe_rate = n / pipeline_only(settings, bootstrap, topic)
     base, rep, dec = (statistics.median(x) for x in (base_rates, rep_rates, dec_rates))
     ratio = rep / base
-    print(f"{label}: {n:,} messages (median of {repeats})")
+    load = os.getloadavg()
+    print(f"{label}: {n:,} messages (median of {repeats}; load average {load[0]:.1f} / {load[1]:.1f} / "
+          f"{load[2]:.1f} on {os.cpu_count()} cores: other processes share them)")
     print(f"  bare aiokafka getmany + orjson.loads        : {base:>10,.0f} messages/s")
     print(f"  replay reading + parsing (no detection)     : {dec:>10,.0f} messages/s  ({dec / base:.2f}x bare)")
     print(f"  glassbox replay kafka:// (worker Pipeline)  : {rep:>10,.0f} messages/s  ({ev_rate:,.0f} events/s, "

@@ -32,9 +32,7 @@ import math
 from typing import Any
 
 import numpy as np
-from river import drift
-from river.drift import binary
-from scipy import stats as sps
+from scipy.special._ufuncs import _binom_ppf  # what scipy.stats.binom.ppf runs, without importing scipy.stats
 
 from detectors import river_state
 from detectors.batch import OutcomeBatch
@@ -50,7 +48,12 @@ RECENT = 64  # errors averaged for the level after a detected change
 
 
 def make_detector(config: DetectionConfig) -> Any:
-    """The River detector for the error stream, as configured."""
+    """The River detector for the error stream, as configured (River is imported here: importing
+    ``river.drift`` imports River's datasets, scikit-learn and SciPy, ~1.4 s, which a replay without labels
+    never pays)."""
+    from river import drift
+    from river.drift import binary
+
     name = config.concept_detector
     if name == "adwin":
         return drift.ADWIN(delta=config.concept_delta)
@@ -85,7 +88,7 @@ class OutcomeMonitor:
         if profile.scores and profile.positive_class is not None:
             score_col = profile.positive_class if profile.positive_class in profile.scores else profile.scores[-1]
         self.score_col = score_col
-        self.detector = make_detector(config)
+        self._detector: Any = None  # made on first use (see make_detector)
         self.concept = Hysteresis(1, config.resolve_after)
         self.perf = Hysteresis(config.fire_after, config.resolve_after)
         self.index = 0
@@ -123,7 +126,7 @@ class OutcomeMonitor:
         p0 = (ref["error_rate"] * n_ref + 1) / (n_ref + 2)
         d = self.config.performance_min_delta
         hi = max(float(binomial_limit(n, p0, a)) / n, p0 + d)
-        lo_k = float(sps.binom.ppf(a, n, p0))
+        lo_k = float(_binom_ppf(a, n, p0))
         lo = min(lo_k / n, p0 - d)
         # in accuracy terms: below acc_lo is a degradation, above acc_hi an improvement
         return {"acc_lo": 1.0 - hi, "acc_hi": 1.0 - lo, "reference": 1.0 - ref["error_rate"]}
@@ -208,9 +211,22 @@ class OutcomeMonitor:
         if self.win["n"] >= self.window:
             out.extend(self._close())
 
+    @property
+    def detector(self) -> Any:
+        """The River detector, made on first use."""
+        if self._detector is None:
+            self._detector = make_detector(self.config)
+        return self._detector
+
+    @detector.setter
+    def detector(self, det: Any) -> None:
+        self._detector = det
+
     def _scan(self, xs: list[float]) -> list[tuple[int, float, int]]:
         """Run the River detector over the errors: ``(position, error sum, count)`` since the detector's
         last restart at each detection. This loop is the only per-event Python of the core."""
+        from river import drift
+
         det = self.detector
         s, k = self._sum, self._k
         hits: list[tuple[int, float, int]] = []

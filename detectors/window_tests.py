@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from river import drift
 
 from detectors import river_state
 from detectors.calibration import binomial_limit, null_counts, tail_quantile
@@ -155,6 +154,8 @@ class WindowTests:
 
     # thresholds -------------------------------------------------------------------------------------------
     def _new_dynamic(self) -> dict[str, Any]:
+        from river import drift  # here, not at import: river.drift imports scikit-learn (~1.4 s)
+
         cfg = self.config
         if cfg.dynamic_detector == "adwin":
             det: Any = drift.ADWIN(delta=cfg.dynamic_adwin_delta, clock=1, grace_period=5, min_window_length=3)
@@ -336,6 +337,8 @@ class WindowTests:
         if not firing:
             st["level"] = None
         det = st["detector"]
+        from river import drift  # loaded already: the detector is a River object
+
         x = min(max(z / 20.0, 0.0), 1.0) if isinstance(det, drift.ADWIN) else z
         det.update(x)
         st["sum"] += z

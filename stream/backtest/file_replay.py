@@ -29,6 +29,7 @@ from detectors.batch import EventBatch, OutcomeBatch, as_column
 from detectors.config import DetectionConfig
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile, build_profile
+from stream.backtest.arrow_chunks import ArrowChunk, iter_arrow_chunks
 from stream.backtest.event_columns import (
     ReplayError,
     ReplayOptions,
@@ -37,7 +38,7 @@ from stream.backtest.event_columns import (
     event_times,
     resolve_roles,
 )
-from stream.backtest.table_files import iter_table, read_table
+from stream.backtest.table_files import iter_table, read_table, table_format
 
 __all__ = ["ReplayError", "ReplayOptions", "ReplayResult", "replay_file", "replay_frames", "write_alerts"]
 
@@ -102,7 +103,7 @@ class Replayer:
         if self.opts.keep_windows:
             self.windows.extend(recs)
 
-    def feed(self, chunk: pd.DataFrame) -> None:
+    def feed(self, chunk: pd.DataFrame | ArrowChunk) -> None:
         r = self.roles
         n = len(chunk)
         if n == 0:
@@ -111,23 +112,25 @@ class Replayer:
         missing = [c for c in r.features + r.scores + [x for x in (r.prediction, r.label) if x] if c not in chunk]
         if missing:
             raise ReplayError(f"rows {a}..{a + n - 1} lack columns: {', '.join(missing)}")
-        ts = event_times(chunk, r.timestamp, a)
+        arrow = isinstance(chunk, ArrowChunk)
+        values = chunk.values if arrow else (lambda c: column_values(chunk[c]))
+        ts = chunk.times(r.timestamp, a) if arrow else event_times(chunk, r.timestamp, a)
         rows = np.arange(a, a + n, dtype=np.int64)
-        ids = chunk[r.id].to_numpy(dtype=object) if r.id else rows
+        ids = rows if not r.id else (chunk.series(r.id) if arrow else chunk[r.id]).to_numpy(dtype=object)
         feats = {}
         for f in r.features:
-            v = column_values(chunk[f])
+            v = values(f)
             if f in self._cat and v.dtype.kind == "f":
-                v = chunk[f].to_numpy(dtype=object, na_value=None)
+                v = (chunk.series(f) if arrow else chunk[f]).to_numpy(dtype=object, na_value=None)
             feats[f] = v
-        pred = column_values(chunk[r.prediction]) if r.prediction else np.full(n, np.nan)
-        scores = {s: chunk[s].to_numpy(dtype=np.float64, na_value=np.nan) for s in r.scores} or None
+        pred = values(r.prediction) if r.prediction else np.full(n, np.nan)
+        scores = {s: _floats(values(s)) for s in r.scores} or None
         parts = np.full(n, -1, np.int64)
         batch = EventBatch(ids=ids, timestamps=ts, features=feats, prediction=pred, scores=scores,
                            partitions=parts, offsets=rows)
         self._keep(self.monitor.observe(batch), 0)
         if r.label:
-            label = as_column(column_values(chunk[r.label]))
+            label = as_column(values(r.label))
             self._outcomes(ids, ts, pred, label, scores, rows)
         self.rows += n
         self._last_ts = int(ts[-1])
@@ -209,13 +212,19 @@ class Replayer:
         }
 
 
+def _floats(x: np.ndarray) -> np.ndarray:
+    """A score column as float64 (``None`` -> NaN)."""
+    return x if x.dtype.kind == "f" else np.array([np.nan if v is None else v for v in x], np.float64)
+
+
 def _concat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.dtype != b.dtype:
         return np.concatenate([a.astype(object), b.astype(object)])
     return np.concatenate([a, b])
 
 
-def _chunks(events: pd.DataFrame | Iterable[pd.DataFrame], size: int) -> Iterator[pd.DataFrame]:
+def _chunks(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk], size: int
+            ) -> Iterator[pd.DataFrame | ArrowChunk]:
     if isinstance(events, pd.DataFrame):
         for a in range(0, len(events), size):
             yield events.iloc[a : a + size]
@@ -223,9 +232,18 @@ def _chunks(events: pd.DataFrame | Iterable[pd.DataFrame], size: int) -> Iterato
         yield from events
 
 
-def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame], reference: pd.DataFrame | ReferenceProfile,
-                  options: ReplayOptions | None = None, *, model_default: str = "model",
-                  reference_name: str | None = None) -> ReplayResult:
+def _single_model(chunk: pd.DataFrame | ArrowChunk) -> str | None:
+    if "model" not in chunk.columns:
+        return None
+    if isinstance(chunk, ArrowChunk):
+        v = chunk.single_value("model")
+        return None if v is None else str(v)
+    return str(chunk["model"].dropna().iloc[0]) if chunk["model"].nunique(dropna=True) == 1 else None
+
+
+def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
+                  reference: pd.DataFrame | ReferenceProfile, options: ReplayOptions | None = None, *,
+                  model_default: str = "model", reference_name: str | None = None) -> ReplayResult:
     """Replay an events table (a DataFrame or an iterable of chunks) against a reference table or profile.
 
     The model name is ``options.model``, else the table's single ``model`` value, else ``model_default``.
@@ -239,12 +257,7 @@ def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame], reference: pd.D
     if first is None:
         raise ReplayError("the events table is empty")
     roles = resolve_roles([str(c) for c in first.columns], opts)
-    model = opts.model
-    if model is None:
-        if "model" in first.columns and first["model"].nunique(dropna=True) == 1:
-            model = str(first["model"].dropna().iloc[0])
-        else:
-            model = model_default
+    model = opts.model if opts.model is not None else _single_model(first) or model_default
     profile = _profile_for(reference, roles, opts, reference_name)
     monitor = ModelMonitor(profile, cfg, model=model, model_version=opts.model_version)
     rep = Replayer(monitor, roles, opts)
@@ -265,7 +278,9 @@ def replay_file(events_path: str | os.PathLike[str], reference_path: str | os.Pa
     else:
         reference = read_table(reference_path)
         ref_name = Path(reference_path).name
-    return replay_frames(iter_table(events_path, opts.chunk_rows), reference, opts,
+    chunks = (iter_arrow_chunks(events_path, opts.chunk_rows) if table_format(events_path) == "parquet"
+              else iter_table(events_path, opts.chunk_rows))
+    return replay_frames(chunks, reference, opts,
                          model_default=Path(events_path).stem, reference_name=ref_name)
 
 

@@ -13,6 +13,14 @@ from dataclasses import dataclass, field
 
 from stream.errors import UserError
 
+KAFKA_SCHEME = "kafka://"
+
+
+def is_kafka_uri(events: str) -> bool:
+    """Whether ``events`` names a topic (``kafka://...``) rather than a file."""
+    return str(events).startswith(KAFKA_SCHEME)
+
+
 PREDICTIONS, LABELS = 0, 1  # merge rank: predictions first on equal keys
 
 

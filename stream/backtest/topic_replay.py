@@ -18,24 +18,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream.backtest.reader_process import ReaderProcess
-from stream.backtest.topic_range import PREDICTIONS, KafkaReplayError, ReadStats, ReplayRange
+from stream.backtest.topic_range import (
+    KAFKA_SCHEME,
+    PREDICTIONS,
+    KafkaReplayError,
+    ReadStats,
+    ReplayRange,
+    is_kafka_uri,
+)
 from stream.pipeline.parse_step import parse_step
 from stream.pipeline.pipeline import Pipeline, RawMessage
 from stream.settings import KafkaConfig
 
 __all__ = ["KafkaReplayError", "ReplayRange", "replay_topic", "parse_kafka_uri", "parse_offsets", "parse_time"]
 
-KAFKA_SCHEME = "kafka://"
-
-
 @dataclass(frozen=True)
 class KafkaTarget:
     bootstrap: str | None  # None: the configured kafka.bootstrap
     topic: str
-
-
-def is_kafka_uri(events: str) -> bool:
-    return str(events).startswith(KAFKA_SCHEME)
 
 
 def parse_kafka_uri(uri: str) -> KafkaTarget:

@@ -144,7 +144,7 @@ def _mlflow_settings(req: ReplayRequest, outputs: ReplayOutputs) -> Any | None:
 def run_replay(req: ReplayRequest, outputs: ReplayOutputs) -> list[Outcome]:
     """Replay, print, write the alerts (score, plots) and record the MLflow run; returns the outcomes."""
     from stream.backtest.outcomes import replay_file_outcomes, replay_kafka_outcomes
-    from stream.backtest.topic_replay import is_kafka_uri
+    from stream.backtest.topic_range import is_kafka_uri
     from stream.cli.replay_print import ProgressBar, print_kafka_summary
 
     kafka = is_kafka_uri(req.events)

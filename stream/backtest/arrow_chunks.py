@@ -1,0 +1,145 @@
+"""Parquet chunks as numpy columns straight from Arrow (no pandas frame per chunk), read one chunk ahead.
+
+A replay of a parquet file reads record batches in a background thread (Arrow decodes without the GIL, so
+reading overlaps the detection work on the second core) and turns each column into what the core expects:
+float64 with NaN for numbers, objects with ``None`` for strings (one Python object per dictionary entry, not
+per value). The values are the same as through pandas (:func:`stream.backtest.event_columns.column_values`):
+other types (booleans with nulls, dates, non-UTC timestamps) and object views go through pandas.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from stream.backtest.event_columns import ReplayError, column_values, event_times
+from stream.backtest.table_files import TableError
+
+_DONE = object()
+
+
+class ArrowChunk:
+    """One record batch, column by column in the core's form (converted on first use, then cached)."""
+
+    def __init__(self, batch: pa.RecordBatch):
+        self.batch = batch
+        self.columns = batch.schema.names
+        self._values: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.batch.num_rows
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.columns
+
+    def values(self, name: str) -> np.ndarray:
+        """The column as float64 with NaN, or objects with ``None``."""
+        v = self._values.get(name)
+        if v is None:
+            v = _core_values(self.batch.column(name))
+            self._values[name] = v = column_values(self.series(name)) if v is None else v
+        return v
+
+    def series(self, name: str) -> pd.Series:
+        """The column through pandas, for the conversions the fast paths leave to it."""
+        return pa.table([self.batch.column(name)], names=[name]).to_pandas()[name]
+
+    def times(self, name: str | None, start: int) -> np.ndarray:
+        """Event times in epoch ms (as :func:`event_times` gives them for the same column in pandas)."""
+        n = len(self)
+        if name is None:
+            return np.arange(start, start + n, dtype=np.int64)
+        col = self.batch.column(name)
+        t = col.type
+        if pa.types.is_timestamp(t) and t.tz in (None, "UTC", "utc", "+00:00", "Etc/UTC"):
+            if col.null_count:
+                raise ReplayError(f"timestamp column {name!r} has missing values (rows {start}..{start + n - 1})")
+            return pc.cast(col, pa.timestamp("ms", tz=t.tz), safe=False).cast(pa.int64()).to_numpy()
+        if pa.types.is_integer(t) or pa.types.is_floating(t):
+            x = self.values(name)
+            if np.isnan(x).any():
+                raise ReplayError(f"timestamp column {name!r} has missing values (rows {start}..{start + n - 1})")
+            return x.astype(np.int64)
+        return event_times(self.series(name).to_frame(), name, start)
+
+    def single_value(self, name: str) -> Any | None:
+        """The column's only non-missing value, or ``None`` when it has none or several."""
+        u = pc.unique(pc.drop_null(self.batch.column(name))).to_pylist()
+        return u[0] if len(u) == 1 else None
+
+
+def _core_values(col: pa.Array) -> np.ndarray | None:
+    """Numbers and dictionary-encoded strings straight from Arrow; ``None`` for what pandas converts."""
+    t = col.type
+    if pa.types.is_dictionary(t):
+        d = col.dictionary
+        if pa.types.is_string(d.type) or pa.types.is_large_string(d.type):
+            lookup = np.append(d.to_numpy(zero_copy_only=False).astype(object), None)
+            return lookup[col.indices.fill_null(len(d)).to_numpy()]
+        return None
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or (pa.types.is_boolean(t) and not col.null_count):
+        return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+    return None  # booleans with nulls (objects in pandas), dates, nested values...
+
+
+def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int = 2) -> Iterator[ArrowChunk]:
+    """The parquet file in chunks of at most ``chunk_rows`` rows, read up to ``ahead`` chunks ahead in a
+    thread; strings are read as dictionaries."""
+    try:
+        pf = pq.ParquetFile(path)
+        strings = [f.name for f in pf.schema_arrow
+                   if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        if strings:
+            pf = pq.ParquetFile(path, read_dictionary=strings)
+    except (OSError, ValueError) as err:
+        raise _table_error(path, err) from None
+    q: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for rb in pf.iter_batches(batch_size=chunk_rows):
+                if not put(rb):
+                    return
+            put(_DONE)
+        except BaseException as err:  # handed to the consumer, raised there
+            put(err)
+
+    reader = threading.Thread(target=read, name="glassbox-parquet-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, (OSError, ValueError)):
+                raise _table_error(path, item) from None
+            if isinstance(item, BaseException):
+                raise item
+            yield ArrowChunk(item)
+    finally:
+        stop.set()
+        reader.join()
+
+
+def _table_error(path: str | os.PathLike[str], err: Exception) -> TableError:
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return TableError(f"cannot read {path} as parquet: {msg}")

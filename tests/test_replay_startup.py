@@ -1,0 +1,55 @@
+"""``glassbox replay`` of a file imports what a replay needs and no more.
+
+River's drift detectors (which import River's datasets, scikit-learn and SciPy's stats, ~1.4 s) only when
+labels are replayed; SHAP, MLflow and Evidently never without ``--mlflow`` / ``--explain``. Checked in a
+fresh interpreter through the real entry point.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import synth
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("river", "sklearn", "scipy.stats", "shap", "mlflow", "evidently", "aiokafka")
+PROBE = """
+import sys, orjson
+from stream.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit as stop:
+    assert not stop.code, stop.code
+heavy = {heavy!r}
+print(orjson.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m in heavy)).decode())
+"""
+
+
+def _imported(tmp_path: Path, labels: bool) -> list[str]:
+    ref, ev = synth.frame(5_000, seed=1), synth.frame(6_000, seed=2)
+    if not labels:
+        ref, ev = ref.drop(columns=["label"]), ev.drop(columns=["label"])
+    ref.to_parquet(tmp_path / "ref.parquet")
+    ev.to_parquet(tmp_path / "ev.parquet")
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY), "replay", str(tmp_path / "ev.parquet"), "--reference",
+         str(tmp_path / "ref.parquet"), "--no-mlflow", "--alerts-out", str(tmp_path / "alerts.jsonl")],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, check=True)
+    return orjson.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_file_replay_without_labels_imports_no_river_no_mlflow(tmp_path: Path) -> None:
+    heavy = _imported(tmp_path, labels=False)
+    assert [m for m in heavy if m.split(".")[0] in ("river", "sklearn", "shap", "mlflow", "evidently")] == []
+    assert "scipy.stats" not in heavy and "aiokafka" not in heavy, heavy
+
+
+@pytest.mark.slow  # a second interpreter; the probe's own check that imports are seen at all
+def test_file_replay_with_labels_imports_river_drift(tmp_path: Path) -> None:
+    heavy = _imported(tmp_path, labels=True)
+    assert "river.drift" in heavy  # the check above would pass vacuously if nothing were ever imported
+    assert not [m for m in heavy if m.split(".")[0] in ("shap", "mlflow", "evidently")], heavy
