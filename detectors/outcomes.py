@@ -32,11 +32,10 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.special._ufuncs import _binom_ppf  # what scipy.stats.binom.ppf runs, without importing scipy.stats
 
 from detectors import river_state
 from detectors.batch import OutcomeBatch
-from detectors.calibration import binomial_limit, normal_quantile
+from detectors.calibration import binomial_floor, binomial_limit, normal_quantile
 from detectors.config import DetectionConfig
 from detectors.encoding import CategoryIndex
 from detectors.hysteresis import Hysteresis
@@ -126,7 +125,7 @@ class OutcomeMonitor:
         p0 = (ref["error_rate"] * n_ref + 1) / (n_ref + 2)
         d = self.config.performance_min_delta
         hi = max(float(binomial_limit(n, p0, a)) / n, p0 + d)
-        lo_k = float(_binom_ppf(a, n, p0))
+        lo_k = float(binomial_floor(n, p0, a))
         lo = min(lo_k / n, p0 - d)
         # in accuracy terms: below acc_lo is a degradation, above acc_hi an improvement
         return {"acc_lo": 1.0 - hi, "acc_hi": 1.0 - lo, "reference": 1.0 - ref["error_rate"]}

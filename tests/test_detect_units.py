@@ -147,3 +147,17 @@ def test_classification_metrics():
     y = rng.random(500) < s
     s[:50] = 0.5  # ties
     assert auc_score(s, y) == pytest.approx(roc_auc_score(y, s))
+
+
+def test_binomial_quantiles_match_scipy_stats() -> None:
+    """The calibration's binomial quantiles (SciPy's ufuncs, imported without scipy.stats) agree with scipy.stats."""
+    from scipy.stats import binom
+
+    from detectors.calibration import binomial_floor, binomial_limit
+
+    rng = np.random.default_rng(3)
+    n = rng.integers(1, 20_000, 500)
+    p = rng.uniform(1e-6, 0.999, 500)
+    for alpha in (1e-7, 1e-3, 0.05):
+        np.testing.assert_array_equal(binomial_limit(n, p, alpha), binom.isf(alpha, n, p))
+        np.testing.assert_array_equal(binomial_floor(n, p, alpha), binom.ppf(alpha, n, p))
