@@ -15,6 +15,7 @@ the embedded broker does not report reliably (its fetch high watermark is right)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -33,8 +34,9 @@ CHECKPOINT = b"\x00checkpoint"  # the key of a partition's checkpoint record (ne
 class TopicState:
     """The :class:`stream.pipeline.pipeline.StateStore` of a live worker."""
 
-    def __init__(self, settings: Settings, bootstrap: str, *, checkpoint_every: int = 200):
+    def __init__(self, settings: Settings, bootstrap: str, *, checkpoint_every: int = 200, journals: bool = True):
         self.settings = settings
+        self.journals = journals  # keep the label join's calls (off: pending predictions die with the worker)
         self.bootstrap = bootstrap
         self.topic = settings.topic("state")
         self.joinlog_topic = settings.topic("joinlog")
@@ -47,6 +49,7 @@ class TopicState:
         self._since_checkpoint: dict[int, int] = defaultdict(int)
         self._journal: list[tuple[str, bytes]] = []  # (model, record) to publish, in call order
         self._restored_journal: dict[str, list[bytes]] = defaultdict(list)
+        self._loading = asyncio.Lock()
         self.restore_s = 0.0  # time of the latest restore
         self.restored_records = 0
 
@@ -98,20 +101,32 @@ class TopicState:
 
     async def load(self, partitions: set[int]) -> int:
         """Restore the given partitions' state and joinlog; returns the state records applied."""
-        todo = self.missing(partitions)
+        if not self.missing(partitions):
+            return 0
+        async with self._loading:  # both agents may ask for the same partition at once: read it once
+            return await self._load(self.missing(partitions))
+
+    async def _load(self, todo: set[int]) -> int:
         if not todo:
             return 0
         t0 = time.perf_counter()
-        n = 0
+        n = j = 0
+        t_state = 0.0
         for p in sorted(todo):
+            t1 = time.perf_counter()
             n += await self._load_state(p)
+            t_state += time.perf_counter() - t1
+            journal: dict[str, list[bytes]] = defaultdict(list)
             for rec in await read_partition(self.settings, self.bootstrap, self.joinlog_topic, p):
                 if rec.key is not None and rec.value is not None:
-                    self._restored_journal[rec.key.decode()].append(rec.value)
+                    journal[rec.key.decode()].append(rec.value)
+                    j += 1
+            self._restored_journal |= journal
         self._loaded |= todo
         self.restore_s, self.restored_records = time.perf_counter() - t0, n
-        log.info("restored %d state records from %s partitions %s in %.3f s", n, self.topic, sorted(todo),
-                 self.restore_s, extra={"fields": {"restore_s": round(self.restore_s, 4), "records": n}})
+        log.info("restored %d state and %d joinlog records of partitions %s in %.3f s (state %.3f s)", n, j,
+                 sorted(todo), self.restore_s, t_state, extra={"fields": {
+                     "restore_s": round(self.restore_s, 4), "records": n, "joinlog_records": j}})
         return n
 
     async def _load_state(self, partition: int) -> int:

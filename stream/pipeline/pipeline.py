@@ -101,8 +101,8 @@ class RecentIds:
 
 
 class StateStore(Protocol):
-    """Where a model's detector state survives a restart (the state topic in the worker). A store with
-    ``journal(model, record)`` and ``journal_of(model)`` also keeps the label join's calls, replayed at restore."""
+    """Where a model's detector state survives a restart (the state topic in the worker). A store whose
+    ``journals`` is true also keeps the label join's calls (``journal``), replayed at restore (``journal_of``)."""
 
     def get(self, model: str) -> bytes | None: ...
 
@@ -130,7 +130,7 @@ class Pipeline:
         self.dedup_horizon = dedup_horizon
         self._recent: dict[str, RecentIds] = {}
         self._restored: set[str] = set()
-        self._journals = hasattr(state, "journal")  # a store that keeps the label join's calls (the live worker)
+        self._journals = bool(getattr(state, "journals", False))  # the store keeps the label join's calls
 
     def _restore(self, model: str, model_version: str | None) -> None:
         """Load a model's saved state once, before its first message is processed."""
@@ -146,7 +146,7 @@ class Pipeline:
                 self.monitors.restore(model, rec["monitor"], model_version)
             self._offsets[model] = {k: int(v) for k, v in rec.get("offsets", {}).items()}
             self._recent[model] = RecentIds(self.dedup_horizon, [str(i) for i in rec.get("recent_ids", [])])
-            journal = self.state.journal_of(model) if hasattr(self.state, "journal_of") else []
+            journal = self.state.journal_of(model) if self._journals else []  # type: ignore[union-attr]
             if journal:  # pending predictions (and early labels) of the previous owner
                 self.joins[model] = replay(LabelJoin(self.label_ttl_ms), journal, self._offsets[model])
         except Exception:  # a state from another reference or version: start afresh, say so
