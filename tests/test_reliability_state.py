@@ -107,3 +107,18 @@ def test_an_uncompacted_state_topic_is_reported_once(kafka_bootstrap: str, topic
     with caplog.at_level(logging.WARNING, logger="glassbox.kafka"):
         assert asyncio.run(warn_uncompacted(ok, kafka_bootstrap)) == "compact"
     assert not caplog.records
+
+
+def test_every_producer_waits_for_the_configured_acknowledgements(kafka_bootstrap: str, tmp_path: Path) -> None:
+    from stream.kafka.faust_app import make_app
+    from stream.kafka.topics import topic_configs
+    from stream.producer import Producer
+
+    for acks, expected in (("all", -1), ("1", 1)):
+        settings = Settings(home=tmp_path, kafka={"acks": acks, "replication_factor": 3, "min_insync_replicas": 2})
+        app = make_app(settings, bootstrap=kafka_bootstrap, app_id=f"acks-{acks}", web_enabled=False)
+        assert app.conf.producer_acks == expected and app.conf.topic_replication_factor == 3
+        with Producer(kafka_bootstrap, kafka=settings.kafka) as sdk:
+            assert sdk._producer.config["acks"] == expected
+        assert topic_configs(settings, "alerts")["min.insync.replicas"] == "2"
+    assert Settings().kafka.acks == "all" and not Settings().kafka.idempotent
