@@ -102,6 +102,71 @@ def test_labels_after_a_sigkill_join_the_predictions_of_the_killed_worker(kafka_
     assert live == sorted(expected, key=lambda a: a["alert_id"])
     journal = read_topic(kafka_bootstrap, f"{topic_prefix}joinlog")
     size = sum(len(r.value) + len(r.key or b"") for r in journal)
+    restores = [ln.split("glassbox.state: ")[1] for ln in second.log().splitlines() if "glassbox.state: restored" in ln]
+    print(f"\nrestores of the second worker: {restores}")
     print(f"\nSIGKILL then labels: {N} outcomes joined, {len(live)} alerts as uninterrupted "
           f"({sorted({a['monitor'] for a in live})}); kill -> all labels consumed {restart_s:.1f} s; joinlog "
           f"{len(journal)} records, {size * 1000 / (2 * N):.0f} bytes per 1,000 predictions+labels")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_labels_after_a_rebalance_join_on_the_worker_that_took_the_partition(kafka_bootstrap: str,
+                                                                              topic_prefix: str,
+                                                                              tmp_path: Path) -> None:
+    ref = tmp_path / "reference.parquet"
+    frame(8000, seed=1).drop(columns=["score"]).to_parquet(ref)
+    names = ["m0", "m1", "m2", "m3", "m4", "m5"]
+    models = {m: str(ref) for m in names}
+    n = 3000
+    frames = {m: frame(n, seed=20 + k, scenario="concept_flip", at=n // 2) for k, m in enumerate(names)}
+
+    def worker(tag: str) -> WorkerProcess:
+        return WorkerProcess(kafka_bootstrap, topic_prefix, app_id=f"{topic_prefix}moves", home=tmp_path / tag,
+                             models=models, audit=False, extra_env=QUIET).start()
+
+    a = worker("a")
+    b = None
+    try:
+        a.wait_ready()
+        with Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
+            for m, f in frames.items():
+                for lo in range(0, n, 500):
+                    part = f.iloc[lo:lo + 500]
+                    prod.send_prediction_batch(
+                        model=m, prediction_ids=[f"{m}-{i}" for i in range(lo, lo + 500)],
+                        timestamps=[T0 + i * 10 for i in range(lo, lo + 500)],
+                        features={c: [None if v != v else v for v in part[c].tolist()] for c in FEATURES},
+                        predictions=part["prediction"].tolist())
+        a.wait_for(lambda s: s["events"] == n * len(names), timeout_s=90)
+        deadline = time.monotonic() + 30
+        while any(last_state(kafka_bootstrap, topic_prefix, m).get("monitor", {}).get("events") != n for m in names):
+            assert time.monotonic() < deadline, "the states were never written"
+            time.sleep(0.5)
+        b = worker("b")  # joins: the group rebalances and b takes partitions (and their pending predictions) over
+        b.wait_ready()
+        for w in (a, b):
+            w.wait_for(lambda s: 0 < len([p for p in s["assignment"] if "labels" in p]) < 4, timeout_s=60)
+        with Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
+            for m, f in frames.items():
+                for i, label in enumerate(f["label"].tolist()):
+                    prod.send_label(prediction_id=f"{m}-{i}", model=m, label=int(label), timestamp=T0 + i * 10 + 5)
+        deadline = time.monotonic() + 120
+        while True:
+            stats = [w.stats() or {} for w in (a, b)]
+            if sum(s.get("labels", 0) for s in stats) >= n * len(names) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        joins = {m: j for s in stats for m, j in s.get("joins", {}).items() if j["matched"] or j["pending_labels"]}
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+    assert {m: joins[m]["matched"] for m in names} == dict.fromkeys(names, n), joins
+    assert all(s.get("joins") for s in stats), "both workers joined labels"
+    settings = Settings(home=tmp_path / "base", worker={"models": models}, mlflow={"enabled": False})
+    pipe = build_pipeline(settings)
+    expected = pipe.on_predictions(raw(read_topic(kafka_bootstrap, f"{topic_prefix}predictions"))).alerts
+    expected += pipe.on_labels(raw(read_topic(kafka_bootstrap, f"{topic_prefix}labels"))).alerts
+    assert any(a["monitor"] in ("concept_drift", "performance") for a in expected)
+    assert outcome_alerts(kafka_bootstrap, topic_prefix) == sorted(expected, key=lambda a: a["alert_id"])

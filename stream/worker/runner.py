@@ -26,6 +26,9 @@ def run_worker(settings: Any, bootstrap: str, *, embedded: bool = False, progres
     evidence = None
     if settings.mlflow.enabled and settings.worker.models:
         from stream.evidence.recorder import Evidence
+        from stream.evidence.window_spool import recover_spools
+
+        recover_spools(settings.mlflow.tracking_uri)  # window records of a worker killed on this host
 
         evidence = Evidence(settings, pipeline.monitors, source={"kafka_bootstrap": bootstrap,
                                                                  "topic": settings.topic("predictions")})
