@@ -5,7 +5,7 @@ worker's settings; :mod:`stream.settings` re-uses it as its ``kafka`` section.
 
 >>> KafkaConfig().embedded, KafkaConfig(bootstrap="k1:9092").embedded
 (True, False)
->>> KafkaConfig().acks, KafkaConfig(acks="1").producer_acks
+>>> KafkaConfig().acks, KafkaConfig(acks=1).producer_acks
 ('all', 1)
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 class KafkaConfig(BaseModel):
@@ -36,6 +36,11 @@ class KafkaConfig(BaseModel):
     idempotent: bool = Field(False, description="idempotent producers (Apache Kafka; broken on the embedded broker)")
     replication_factor: int = Field(1, ge=1, description="replicas of topics glassbox creates (3 on a cluster)")
     min_insync_replicas: int | None = Field(None, ge=1, description="min.insync.replicas of created topics")
+
+    @field_validator("acks", mode="before")
+    @classmethod
+    def _acks_text(cls, v: object) -> object:
+        return str(v).lower() if isinstance(v, int | str) else v  # acks = 1 in TOML
 
     @property
     def embedded(self) -> bool:
