@@ -123,6 +123,8 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
             await state.load({e.message.partition for e in events})
 
     async def publish(out: StepOutput, partition_hint: str) -> None:
+        if state is not None:  # first, so that the state record follows its alerts closely (fewer repeats)
+            await flush_journal()
         alerts = out.alerts
         if attribution is not None:
             alerts = attribution.observe(out, alerts)
@@ -145,9 +147,9 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
         if state is not None:  # after the alerts: a crash in between repeats an alert (same alert_id), never loses it
             await save_state()
 
-    async def save_state() -> None:
-        """The label join's journal, acknowledged, then the state that covers it: a state record never refers
-        to join calls that a crash could lose."""
+    async def flush_journal() -> None:
+        """The label join's journal, acknowledged before any state that covers it is sent: a state record never
+        refers to join calls that a crash could lose (a journal beyond the state is ignored at restore)."""
         assert state is not None
         for partition, key, value in state.take_journal():
             unacked.append(await topics.joinlog.send(key=key, value=value, partition=partition))
@@ -155,6 +157,10 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
             pending = list(unacked)
             unacked.clear()
             await asyncio.gather(*pending)
+
+    async def save_state() -> None:
+        assert state is not None
+        await flush_journal()  # normally empty here; calls made by the other agent meanwhile
         for partition, key, value in state.take_dirty():
             await topics.state.send(key=key, value=value, partition=partition)
 
