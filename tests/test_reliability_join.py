@@ -101,12 +101,14 @@ def test_labels_after_a_sigkill_join_the_predictions_of_the_killed_worker(kafka_
     assert from_outcomes, f"the scenario must raise concept-drift or performance alerts: {expected}"
     assert live == sorted(expected, key=lambda a: a["alert_id"])
     journal = read_topic(kafka_bootstrap, f"{topic_prefix}joinlog")
-    size = sum(len(r.value) + len(r.key or b"") for r in journal)
+    size = {k: sum(len(r.value) + len(r.key or b"") for r in journal if orjson.loads(r.value)["k"] == k)
+            for k in ("p", "l")}
     restores = [ln.split("glassbox.state: ")[1] for ln in second.log().splitlines() if "glassbox.state: restored" in ln]
     print(f"\nrestores of the second worker: {restores}")
     print(f"\nSIGKILL then labels: {N} outcomes joined, {len(live)} alerts as uninterrupted "
           f"({sorted({a['monitor'] for a in live})}); kill -> all labels consumed {restart_s:.1f} s; joinlog "
-          f"{len(journal)} records, {size * 1000 / (2 * N):.0f} bytes per 1,000 predictions+labels")
+          f"{len(journal)} records, {size['p'] * 1000 / N:.0f} bytes per 1,000 predictions, "
+          f"{size['l'] * 1000 / N:.0f} per 1,000 labels")
 
 
 @pytest.mark.slow
