@@ -153,10 +153,10 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
         assert state is not None
         for partition, key, value in state.take_journal():
             unacked.append(await topics.joinlog.send(key=key, value=value, partition=partition))
-        if unacked:
+        if unacked:  # kept listed until acknowledged: the other agent's state must wait for them too
             pending = list(unacked)
-            unacked.clear()
             await asyncio.gather(*pending)
+            unacked[:] = [f for f in unacked if f not in pending]
 
     async def save_state() -> None:
         assert state is not None
