@@ -78,10 +78,11 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE 6066
 
-# Healthy when the worker's /stats page answers (port from GLASSBOX_WORKER__WEB_PORT). The notifier and the
-# Evidently UI serve no /stats: docker-compose.yml gives them checks of their own.
+# Healthy while the worker's /live page answers 200 (port from GLASSBOX_WORKER__WEB_PORT): it fails when input
+# waits but nothing is consumed, or no partition is held, for too long. The notifier and the Evidently UI serve no
+# /live: docker-compose.yml gives them checks of their own.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "/app/docker/healthcheck.py"]
+    CMD python /app/docker/healthcheck.py "http://127.0.0.1:${GLASSBOX_WORKER__WEB_PORT:-6066}/live"
 
 ENTRYPOINT ["glassbox"]
 CMD ["worker"]

@@ -62,7 +62,7 @@ class Producer:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
-        from stream.kafka.clients import kafka_python_kwargs
+        from stream.kafka.clients import kafka_python_kwargs, producer_kwargs
 
         self.predictions_topic = f"{topic_prefix}predictions"
         self.labels_topic = f"{topic_prefix}labels"
@@ -77,7 +77,7 @@ class Producer:
                 **kafka_python_kwargs(kafka or KafkaConfig(), bootstrap),
                 key_serializer=lambda k: None if k is None else k.encode(),
                 linger_ms=linger_ms,
-                acks=1,
+                **producer_kwargs(kafka or KafkaConfig()),
                 buffer_memory=buffer_bytes,
                 max_block_ms=max_block_ms,
                 max_request_size=max_request_bytes,

@@ -415,7 +415,7 @@ def test_compose_health_checks_and_start_order(compose: dict[str, Any]) -> None:
     for name in ("worker", "notifier", "evidently-ui"):
         test = services[name]["healthcheck"]["test"]
         assert test[1:3] == ["python", "/app/docker/healthcheck.py"], name
-    assert services["worker"]["healthcheck"]["test"][3].endswith(":6066/stats")
+    assert services["worker"]["healthcheck"]["test"][3].endswith(":6066/live")
 
 
 def test_compose_mlflow_server_postgres_and_artifacts(compose: dict[str, Any]) -> None:

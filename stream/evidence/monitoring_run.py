@@ -153,6 +153,7 @@ class MonitoringRun:
             run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
             self.run_id = run.info.run_id
             self.artifact_uri = run.info.artifact_uri
+            self._spool.owner = {"run_id": self.run_id, "tracking_uri": self.tracking_uri}  # for recover_spools
             self._t0 = time.perf_counter()
             params = {f"pkg.{k}": v for k, v in lineage.package_versions().items()}
             params.update({f"config.{k}": _tag_value(v)[:6000] for k, v in _flat_config(self.config).items()})

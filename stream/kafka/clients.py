@@ -42,11 +42,21 @@ def aiokafka_kwargs(cfg: KafkaConfig, bootstrap: str) -> dict[str, Any]:
     return _connection(cfg, bootstrap)
 
 
+def producer_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
+    """Durability keyword arguments of a kafka-python or aiokafka producer: ``acks`` and idempotence."""
+    kw: dict[str, Any] = {"acks": cfg.producer_acks}
+    if cfg.idempotent:
+        kw["enable_idempotence"] = True
+    return kw
+
+
 def faust_kwargs(cfg: KafkaConfig, bootstrap: str) -> dict[str, Any]:
-    """``broker`` and ``broker_credentials`` for ``faust.App``."""
+    """``broker``, ``broker_credentials``, ``producer_acks`` and ``topic_replication_factor`` for ``faust.App``."""
     import faust
 
-    kw: dict[str, Any] = {"broker": ",".join(f"kafka://{b}" for b in bootstrap.split(","))}
+    kw: dict[str, Any] = {"broker": ",".join(f"kafka://{b}" for b in bootstrap.split(",")),
+                          "producer_acks": -1 if cfg.acks == "all" else int(cfg.acks),
+                          "topic_replication_factor": cfg.replication_factor}
     ctx = _ssl_context(cfg)
     if cfg.sasl_mechanism:
         mech = cfg.sasl_mechanism

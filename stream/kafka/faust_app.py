@@ -39,7 +39,26 @@ def _patch_fetch_wait() -> None:
     driver.AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer
 
 
-TOPICS = ("predictions", "labels", "alerts", "deadletter", "audit", "state")
+def _patch_idempotence() -> None:
+    """Faust turns the idempotent producer on only inside transactions; with ``kafka.idempotent`` the worker's
+    producer (predictions' alerts, dead letters, state) is idempotent too, so a retried batch is written once."""
+    from faust.transport.drivers import aiokafka as driver
+
+    extra = driver.Producer._settings_extra
+    if getattr(extra, "glassbox", False):
+        return
+
+    def settings_extra(self: Any) -> Any:
+        kw = dict(extra(self))
+        if getattr(self.app, "glassbox_idempotent", False):
+            kw["enable_idempotence"] = True
+        return kw
+
+    settings_extra.glassbox = True  # type: ignore[attr-defined]
+    driver.Producer._settings_extra = settings_extra
+
+
+TOPICS = ("predictions", "labels", "alerts", "deadletter", "audit", "state", "joinlog")
 
 
 def make_app(
@@ -58,7 +77,6 @@ def make_app(
         "value_serializer": "raw",
         "key_serializer": "raw",
         "topic_partitions": settings.kafka.partitions,
-        "topic_replication_factor": 1,
         "table_standby_replicas": 0,
         "broker_session_timeout": w.session_timeout_s,
         "broker_rebalance_timeout": w.rebalance_timeout_s,
@@ -73,8 +91,10 @@ def make_app(
     }
     conf.update(overrides)
     _patch_fetch_wait()
+    _patch_idempotence()
     app = faust.App(app_id, **conf)
     app.glassbox_fetch_max_wait_ms = w.fetch_max_wait_ms
+    app.glassbox_idempotent = settings.kafka.idempotent
     return app
 
 
@@ -93,6 +113,7 @@ class Topics:
         self.deadletter = topic("deadletter")
         self.audit = topic("audit")
         self.state = topic("state")
+        self.joinlog = topic("joinlog")
 
 
 def faust_worker(app: faust.App) -> faust.Worker:

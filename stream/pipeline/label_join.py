@@ -23,6 +23,7 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
+import orjson
 
 from detectors.batch import OutcomeBatch, as_column
 
@@ -236,3 +237,52 @@ def outcome_batch(outcomes: Sequence[LabelledPrediction]) -> OutcomeBatch:
         partitions=np.array([o.partition for o in outcomes], np.int64),
         offsets=np.array([o.offset for o in outcomes], np.int64),
     )
+
+
+def _plain(values: Any) -> list[Any]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def prediction_record(topic: str, ids: Any, timestamps: Any, predictions: Any, scores: dict[str, Any] | None,
+                      partitions: Any, offsets: Any) -> bytes:
+    """The journal record of one :meth:`LabelJoin.add_predictions` call (what a restore replays)."""
+    return orjson.dumps({"k": "p", "topic": topic, "ids": _plain(ids), "ts": _plain(timestamps),
+                         "pred": _plain(predictions), "part": _plain(partitions), "off": _plain(offsets),
+                         "scores": {c: _plain(v) for c, v in scores.items()} if scores else None})
+
+
+def label_record(topic: str, calls: Sequence[tuple[str, Any, int, int, int]]) -> bytes:
+    """The journal record of a step's :meth:`LabelJoin.add_label` calls: (id, label, timestamp, partition, offset)."""
+    ids, labels, ts, parts, offs = (list(c) for c in zip(*calls, strict=True)) if calls else ([],) * 5
+    return orjson.dumps({"k": "l", "topic": topic, "ids": ids, "labels": labels, "ts": ts, "part": parts,
+                         "off": offs})
+
+
+def replay(join: LabelJoin, records: Sequence[bytes], done: dict[str, int]) -> LabelJoin:
+    """Redo the journalled calls whose input offsets ``done`` covers (the restored state's offsets), in order:
+    ``join`` ends as the crashed worker's join was when it saved that state. Outcomes are not returned again (the
+    restored monitors have them).
+
+    >>> j = LabelJoin(ttl_ms=1000)
+    >>> recs = [prediction_record("p", ["a", "b"], [0, 10], [1, 0], None, [0, 0], [5, 6]),
+    ...         label_record("l", [("a", 1, 20, 0, 3)]), label_record("l", [("b", 0, 30, 0, 4)])]
+    >>> replay(j, recs, {"p:0": 6, "l:0": 3}).counters()["pending_predictions"]
+    1
+    """
+    for raw in records:
+        rec = orjson.loads(raw)
+        topic, parts, offs = rec["topic"], rec["part"], rec["off"]
+        keep = [i for i in range(len(offs)) if offs[i] <= done.get(f"{topic}:{parts[i]}", -1)]
+        if not keep:
+            continue
+        if rec["k"] == "p":
+            def pick(col: list[Any], keep: list[int] = keep) -> list[Any]:
+                return [col[i] for i in keep]
+
+            scores = {c: pick(v) for c, v in rec["scores"].items()} if rec["scores"] else None
+            join.add_predictions(pick(rec["ids"]), pick(rec["ts"]), pick(rec["pred"]), scores, pick(parts),
+                                 pick(offs))
+        else:
+            for i in keep:
+                join.add_label(rec["ids"][i], rec["labels"][i], rec["ts"][i], parts[i], offs[i])
+    return join

@@ -20,7 +20,7 @@ import orjson
 
 from detectors.batch import EventBatch
 from stream.events import InvalidEvent, deadletter_record
-from stream.pipeline.label_join import LabelJoin, outcome_batch
+from stream.pipeline.label_join import LabelJoin, label_record, outcome_batch, prediction_record, replay
 from stream.pipeline.monitors import MonitorRegistry
 from stream.pipeline.parse_events import parse_label
 from stream.pipeline.parse_step import ModelPart, ParsedStep, RawMessage, parse_step
@@ -101,7 +101,8 @@ class RecentIds:
 
 
 class StateStore(Protocol):
-    """Where a model's detector state survives a restart (a changelogged Faust table in the worker)."""
+    """Where a model's detector state survives a restart (the state topic in the worker). A store whose
+    ``journals`` is true also keeps the label join's calls (``journal``), replayed at restore (``journal_of``)."""
 
     def get(self, model: str) -> bytes | None: ...
 
@@ -129,6 +130,7 @@ class Pipeline:
         self.dedup_horizon = dedup_horizon
         self._recent: dict[str, RecentIds] = {}
         self._restored: set[str] = set()
+        self._journals = bool(getattr(state, "journals", False))  # the store keeps the label join's calls
 
     def _restore(self, model: str, model_version: str | None) -> None:
         """Load a model's saved state once, before its first message is processed."""
@@ -144,6 +146,9 @@ class Pipeline:
                 self.monitors.restore(model, rec["monitor"], model_version)
             self._offsets[model] = {k: int(v) for k, v in rec.get("offsets", {}).items()}
             self._recent[model] = RecentIds(self.dedup_horizon, [str(i) for i in rec.get("recent_ids", [])])
+            journal = self.state.journal_of(model) if self._journals else []  # type: ignore[union-attr]
+            if journal:  # pending predictions (and early labels) of the previous owner
+                self.joins[model] = replay(LabelJoin(self.label_ttl_ms), journal, self._offsets[model])
         except Exception:  # a state from another reference or version: start afresh, say so
             log.exception("could not restore state of model %r; starting from an empty window", model)
 
@@ -286,6 +291,10 @@ class Pipeline:
                 out.batches.append((model, batch))
             outcomes = self._join(model).add_predictions(
                 batch.ids, batch.timestamps, batch.prediction, batch.scores, batch.partitions, batch.offsets)
+            if self._journals:
+                self.state.journal(model, prediction_record(  # type: ignore[union-attr]
+                    part.topics[0], batch.ids, batch.timestamps, batch.prediction, batch.scores, batch.partitions,
+                    batch.offsets))
             if outcomes:
                 self._outcomes(model, outcomes, out)
         except Exception as err:  # a defect in detection must not stop consumption: dead-letter and go on
@@ -303,6 +312,7 @@ class Pipeline:
         """Validate labels, join them to their predictions and feed the outcomes to the monitors."""
         out = StepOutput()
         per_model: dict[str, list[Any]] = {}
+        calls: dict[str, list[tuple[str, Any, int, int, int]]] = defaultdict(list)  # journalled add_label calls
         for msg in messages:
             try:
                 lab = parse_label(msg.value, self.max_message_bytes)
@@ -320,9 +330,13 @@ class Pipeline:
                 self._join(lab.model).add_label(lab.prediction_id, lab.label, lab.timestamp, msg.partition,
                                                 msg.offset)
             )
+            if self._journals:
+                calls[lab.model].append((lab.prediction_id, lab.label, lab.timestamp, msg.partition, msg.offset))
             self._advance(lab.model, msg.topic, msg.partition, msg.offset)
             self._place(lab.model, msg.partition)
         for model, outcomes in per_model.items():
+            if calls.get(model):
+                self.state.journal(model, label_record(messages[0].topic, calls[model]))  # type: ignore[union-attr]
             if outcomes:
                 self._outcomes(model, outcomes, out)
             self._save(model)

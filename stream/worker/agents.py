@@ -7,6 +7,7 @@ the messages are acknowledged, so a crash redelivers rather than loses.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -115,12 +116,15 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
         register_progress(app, settings, pipeline, health, progress_s)
 
     state = pipeline.state if isinstance(pipeline.state, TopicState) else None
+    unacked: list[Any] = []  # joinlog sends of every step not yet acknowledged (both agents share them)
 
     async def restore(events: list[Any]) -> None:
         if state is not None:
             await state.load({e.message.partition for e in events})
 
     async def publish(out: StepOutput, partition_hint: str) -> None:
+        if state is not None:  # first, so that the state record follows its alerts closely (fewer repeats)
+            await flush_journal()
         alerts = out.alerts
         if attribution is not None:
             alerts = attribution.observe(out, alerts)
@@ -141,8 +145,24 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
             )
         pipeline.counters.alerts += len(alerts)
         if state is not None:  # after the alerts: a crash in between repeats an alert (same alert_id), never loses it
-            for model, value in state.take_dirty().items():
-                await topics.state.send(key=model.encode(), value=value, partition=state.partition_of(model))
+            await save_state()
+
+    async def flush_journal() -> None:
+        """The label join's journal, acknowledged before any state that covers it is sent: a state record never
+        refers to join calls that a crash could lose (a journal beyond the state is ignored at restore)."""
+        assert state is not None
+        for partition, key, value in state.take_journal():
+            unacked.append(await topics.joinlog.send(key=key, value=value, partition=partition))
+        if unacked:  # kept listed until acknowledged: the other agent's state must wait for them too
+            pending = list(unacked)
+            await asyncio.gather(*pending)
+            unacked[:] = [f for f in unacked if f not in pending]
+
+    async def save_state() -> None:
+        assert state is not None
+        await flush_journal()  # normally empty here; calls made by the other agent meanwhile
+        for partition, key, value in state.take_dirty():
+            await topics.state.send(key=key, value=value, partition=partition)
 
     async def consume(stream: Any, kind: str, step: Any) -> None:
         async for events in stream.take_events(batch_max, within=within):

@@ -83,6 +83,8 @@ class PipelineHealthConfig(BaseModel):
     resolve_after: int = Field(3, ge=1, description="consecutive passing checks before it resolves")
     severity: Literal["critical", "warning", "info"] = "critical"
     max_model_labels: int = Field(100, ge=1, description="models with their own metric series")
+    stuck_after_s: float | None = Field(300.0, gt=0, description="/live fails: lag but nothing consumed this long")
+    unassigned_after_s: float | None = Field(600.0, gt=0, description="/live fails: no input partition this long")
 
 
 @dataclass
@@ -306,6 +308,13 @@ def _consumer_lag(app: Any, topics: set[str],
     return lags, (sum(lags.values()) if lags else None)
 
 
+def _assigned(app: Any, topics: set[str]) -> bool:
+    try:
+        return any(tp.topic in topics for tp in app.consumer.assignment())
+    except Exception:  # not started or rebalancing
+        return False
+
+
 def register_health(app: Any, settings: Any, pipeline: Any, topics: Any) -> WorkerObservability:
     """Serve ``/metrics`` on the worker's web server (bound to ``worker.web_host``, loopback by default)
     and run the pipeline checks on a timer, publishing their alerts to the alerts topic."""
@@ -317,6 +326,14 @@ def register_health(app: Any, settings: Any, pipeline: Any, topics: Any) -> Work
     async def forget_positions(sender: Any, revoked: Any, **kwargs: Any) -> None:
         for tp in revoked:
             obs.metrics.positions.pop((tp.topic, tp.partition), None)
+
+    from stream.worker.liveness import Liveness, live_response
+
+    liveness = Liveness(cfg.stuck_after_s, cfg.unassigned_after_s, now=time.monotonic())
+
+    @app.page("/live")
+    async def live_page(web: Any, request: Any) -> Any:
+        return live_response(web, liveness.state)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -331,6 +348,8 @@ def register_health(app: Any, settings: Any, pipeline: Any, topics: Any) -> Work
             lags, lag = got
             obs.metrics.set_lag(lags)
         obs.lag = lag
+        liveness.update(now=time.monotonic(), messages=obs.metrics.total_messages, lag=lag,
+                        assigned=_assigned(app, inputs))
         for alert in obs.tick(lag):
             alert = settings.alerting.with_links(alert)
             log_alert(alert)

@@ -6,6 +6,7 @@ the caller. The MLflow run (if any) is closed FINISHED on a clean stop and FAILE
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from stream.worker.report import log, log_startup
@@ -15,15 +16,19 @@ def run_worker(settings: Any, bootstrap: str, *, embedded: bool = False, progres
     """Run until SIGTERM or Ctrl-C (raises ``SystemExit`` as Faust does)."""
     from stream.kafka.faust_app import faust_worker, make_app
     from stream.kafka.state_topic import TopicState
-    from stream.kafka.topics import ensure_topics
+    from stream.kafka.topics import ensure_topics, warn_uncompacted
     from stream.worker.agents import build_pipeline, register_monitor, tune_gc
 
     ensure_topics(settings, bootstrap)
+    asyncio.run(warn_uncompacted(settings, bootstrap))
     fapp = make_app(settings, bootstrap=bootstrap)
     pipeline = build_pipeline(settings, TopicState(settings, bootstrap))
     evidence = None
     if settings.mlflow.enabled and settings.worker.models:
         from stream.evidence.recorder import Evidence
+        from stream.evidence.window_spool import recover_spools
+
+        recover_spools(settings.mlflow.tracking_uri)  # window records of a worker killed on this host
 
         evidence = Evidence(settings, pipeline.monitors, source={"kafka_bootstrap": bootstrap,
                                                                  "topic": settings.topic("predictions")})
