@@ -194,11 +194,14 @@ class Producer:
         for model in list(self._labels):
             self._publish_labels(model)
 
-    def _make_room(self, n: int) -> None:
-        """Publish every buffer when ``n`` more buffered bytes would pass ``buffer_bytes``."""
+    def _make_room(self, n: int) -> bool:
+        """Count ``n`` more buffered bytes; if that passes ``buffer_bytes``, first publish every buffer (whose
+        ``_reserve`` waits for Kafka to take them, or raises after ``max_block_ms``) and return True."""
+        full = self.buffered_bytes + self.pending_bytes + n > self.buffer_bytes
+        if full:
+            self._publish_all()
         self.buffered_bytes += n
-        if self.buffered_bytes + self.pending_bytes > self.buffer_bytes:
-            self._publish_all()  # then ``_reserve`` waits for Kafka, or raises after max_block_ms
+        return full
 
     def _linger_loop(self) -> None:
         """Publish each buffer ``linger_ms`` after its first event."""
@@ -250,14 +253,14 @@ class Producer:
                                     or not buf.fits(prediction_id, feats, model_version, tg, sc)):
                 self._publish_predictions(model)
                 buf = None
+            est = buf.est if buf is not None else len(orjson.dumps(feats, default=repr)) + _EVENT_OVERHEAD
+            if self._make_room(est):
+                buf = None
             if buf is None:
-                buf = PredictionBuffer(model, model_version, tg, feats, sc, time.monotonic() + self.linger_s)
-                buf.est = len(orjson.dumps(feats, default=repr)) + _EVENT_OVERHEAD
-                self._make_room(buf.est)
-                self._preds[model] = buf
+                buf = self._preds[model] = PredictionBuffer(model, model_version, tg, feats, sc,
+                                                            time.monotonic() + self.linger_s)
+                buf.est = est
                 self._lock.notify()  # a new deadline for the linger thread
-            else:
-                self._make_room(buf.est)
             buf.add(prediction_id, ts, feats, prediction, sc)
             if len(buf) >= self.batch_events:
                 self._publish_soon(model)
@@ -309,7 +312,8 @@ class Producer:
             if buf is not None and (len(buf) >= self.batch_events or not buf.fits(prediction_id)):
                 self._publish_labels(model)
                 buf = None
-            self._make_room(_EVENT_OVERHEAD)
+            if self._make_room(_EVENT_OVERHEAD):
+                buf = None
             if buf is None:
                 buf = self._labels[model] = LabelBuffer(model, time.monotonic() + self.linger_s)
                 self._lock.notify()
