@@ -35,6 +35,8 @@ import orjson
 from stream.batching import LabelBuffer, Message, PredictionBuffer
 from stream.errors import UserError
 from stream.events import (
+    MAX_TS_MS,
+    MIN_TS_MS,
     PREDICTION_BATCH_SCHEMA,
     label_event,
     parse_timestamp,
@@ -54,6 +56,13 @@ class ProducerError(UserError, RuntimeError):
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _timestamp(v: int | str | None) -> int:
+    """Event time in epoch ms (now when None); raises :class:`~stream.events.InvalidEvent` when invalid."""
+    if type(v) is int and MIN_TS_MS <= v < MAX_TS_MS:  # the common case, without parse_timestamp's checks
+        return v
+    return _now_ms() if v is None else parse_timestamp(v)
 
 
 def _flush_at_exit(ref: weakref.ref[Producer]) -> None:
@@ -104,7 +113,8 @@ class Producer:
         self.buffered_bytes = 0  # buffered, not yet published (estimated; guarded by _lock)
         self.failed: list[str] = []
         self._cond = threading.Condition()  # delivery accounting: the only lock kafka-python's callbacks take
-        self._lock = threading.Condition()  # the buffers, and publishing (so a model's messages keep their order)
+        # the buffers, and publishing (so a model's messages keep their order); not reentrant, so it is cheap
+        self._lock = threading.Condition(threading.Lock())
         self._preds: dict[str, PredictionBuffer] = {}
         self._labels: dict[str, LabelBuffer] = {}
         self._closed = False
@@ -236,7 +246,7 @@ class Producer:
         tags: Mapping[str, str] | None = None,
     ) -> None:
         """Buffer one prediction for its model's next batch. ``timestamp`` defaults to now (epoch ms)."""
-        ts = _now_ms() if timestamp is None else parse_timestamp(timestamp)
+        ts = _timestamp(timestamp)
         feats = dict(features)
         sc = None if scores is None else dict(scores)
         tg = dict(tags) if tags else None
@@ -301,7 +311,7 @@ class Producer:
 
     def send_label(self, *, prediction_id: str, model: str, label: Any, timestamp: int | str | None = None) -> None:
         """Buffer the ground truth for an earlier prediction (published after that prediction's batch)."""
-        ts = _now_ms() if timestamp is None else parse_timestamp(timestamp)
+        ts = _timestamp(timestamp)
         with self._lock:
             if self.batch_events == 1:
                 self._publish(self.labels_topic, model, orjson.dumps(label_event(
