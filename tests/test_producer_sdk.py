@@ -124,7 +124,7 @@ class RecordingProducer(Producer):
 def test_threads_share_a_producer_and_labels_follow_their_predictions(kafka_bootstrap: str,
                                                                       topic_prefix: str) -> None:
     n_threads, per_thread = 4, 1500
-    p = RecordingProducer(kafka_bootstrap, topic_prefix=topic_prefix, batch_events=200, linger_ms=20)
+    p = RecordingProducer(kafka_bootstrap, topic_prefix=topic_prefix, batch_events=200, linger_ms=200)
 
     def work(t: int) -> None:
         for i in range(per_thread):
