@@ -38,6 +38,9 @@ from stream.events import (
 _VALUES = frozenset({int, float, bool, str})
 _SCALARS = _VALUES | {type(None)}
 _PROBABILITIES = frozenset({int, float})
+#: numpy scalar types sent as JSON numbers (``orjson.OPT_SERIALIZE_NUMPY``), named so numpy need not be imported
+_NUMPY_NUMBERS = frozenset({"float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint64", "uint32",
+                            "uint16", "uint8", "bool", "bool_"})
 Message = tuple[dict[str, Any], int]  # a message's value and its Kafka timestamp (the latest event time)
 
 
@@ -83,9 +86,10 @@ class PredictionBuffer:
         if scores is not None:
             self.scores.append(scores)
 
-    def messages(self) -> list[Message]:
-        """The buffer as one batch message, or one message per event if a column is not valid as a whole."""
-        if len(self.ts) > 1:
+    def messages(self, singles: bool = False) -> list[Message]:
+        """The buffer as one batch message, or one message per event if a column is not valid as a whole (or
+        ``singles``)."""
+        if len(self.ts) > 1 and not singles:
             doc = self._batch()
             if doc is not None:
                 return [(doc, max(self.ts))]
@@ -144,11 +148,12 @@ class LabelBuffer:
         self.ts.append(ts)
         self.labels.append(label)
 
-    def messages(self) -> list[Message]:
-        """One ``label-batch/v1`` message, or one ``label/v1`` message per label if the batch is not valid."""
+    def messages(self, singles: bool = False) -> list[Message]:
+        """One ``label-batch/v1`` message, or one ``label/v1`` message per label if the batch is not valid (or
+        ``singles``)."""
         ids = list(self.ids)
-        if len(ids) > 1 and _names_ok([self.model]) and _names_ok(ids, MAX_ID_LEN) and _values_ok(self.labels,
-                                                                                                  null=False):
+        if (len(ids) > 1 and not singles and _names_ok([self.model]) and _names_ok(ids, MAX_ID_LEN)
+                and _values_ok(self.labels, null=False)):
             return [({"schema": LABEL_BATCH_SCHEMA, "model": self.model, "prediction_id": ids, "timestamp": self.ts,
                       "label": self.labels}, max(self.ts))]
         return [(label_event(prediction_id=pid, model=self.model, timestamp=ts, label=lab), ts)
@@ -162,11 +167,13 @@ def _names_ok(names: Any, limit: int = MAX_NAME_LEN) -> bool:
 
 
 def _values_ok(col: list[Any], *, null: bool = True) -> bool:
-    """A column the worker accepts as a whole: numbers, bools, short strings (and nulls where allowed)."""
+    """A column the worker accepts as a whole: numbers (numpy's too), bools, short strings (and nulls where
+    allowed)."""
     types = set(map(type, col))
-    if not types <= (_SCALARS if null else _VALUES):
+    if not types <= (_SCALARS if null else _VALUES) and not all(
+            t.__module__ == "numpy" and t.__name__ in _NUMPY_NUMBERS for t in types - _SCALARS):
         return False
-    if not null and float in types and any(x != x for x in col):  # NaN is sent as null
+    if not null and not types <= {int, bool, str} and any(x != x for x in col):  # NaN is sent as null
         return False
     return str not in types or max(len(x) for x in set(col) if type(x) is str) <= MAX_STRING_VALUE
 

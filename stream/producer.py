@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from stream.batching import LabelBuffer, Message, PredictionBuffer
+from stream.batching import LabelBuffer, PredictionBuffer
 from stream.errors import UserError
 from stream.events import (
     MAX_TS_MS,
@@ -63,6 +63,18 @@ def _timestamp(v: int | str | None) -> int:
     if type(v) is int and MIN_TS_MS <= v < MAX_TS_MS:  # the common case, without parse_timestamp's checks
         return v
     return _now_ms() if v is None else parse_timestamp(v)
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)  # numpy scalars are numbers
+
+
+def _size(features: dict[str, Any]) -> int:
+    """The bytes an event like this one is assumed to take in a batch (the memory bound)."""
+    try:
+        return len(orjson.dumps(features, option=orjson.OPT_SERIALIZE_NUMPY, default=repr)) + _EVENT_OVERHEAD
+    except orjson.JSONEncodeError:  # reported when it is published
+        return 1024
 
 
 def _flush_at_exit(ref: weakref.ref[Producer]) -> None:
@@ -111,7 +123,8 @@ class Producer:
         self.max_block_s = max_block_ms / 1000
         self.pending_bytes = 0  # published, not yet acknowledged (guarded by _cond)
         self.buffered_bytes = 0  # buffered, not yet published (estimated; guarded by _lock)
-        self.failed: list[str] = []
+        self.failed: list[str] = []  # deliveries Kafka rejected: every later send and flush raises
+        self.rejected: list[str] = []  # events not published (not JSON): the next flush raises, once
         self._cond = threading.Condition()  # delivery accounting: the only lock kafka-python's callbacks take
         # the buffers, and publishing (so a model's messages keep their order); not reentrant, so it is cheap
         self._lock = threading.Condition(threading.Lock())
@@ -177,15 +190,34 @@ class Producer:
             raise ProducerError(f"send to {topic} failed: {type(err).__name__}: {err}") from None
         fut.add_both(lambda result: self._done(n, result))
 
-    def _publish_messages(self, topic: str, key: str, messages: list[Message]) -> None:
-        for doc, ts in messages:
-            self._publish(topic, key, orjson.dumps(doc), ts)
+    def _publish_buffer(self, topic: str, buf: PredictionBuffer | LabelBuffer) -> None:
+        """Publish a buffer as one batch message, or one message per event if it does not serialize as a whole."""
+        bad: list[str] = []
+        try:
+            datas = [(_dumps(doc), ts) for doc, ts in buf.messages()]
+        except orjson.JSONEncodeError:  # an object, an int over 64 bits: only that event is lost, and reported
+            datas = []
+            for doc, ts in buf.messages(singles=True):
+                try:
+                    datas.append((_dumps(doc), ts))
+                except orjson.JSONEncodeError as err:
+                    bad.append(f"event {doc['prediction_id']!r} of model {buf.model!r} is not JSON ({err}): not sent")
+        for data, ts in datas:
+            self._publish(topic, buf.model, data, ts)
+        for reason in bad:
+            self._reject(reason)
+
+    def _reject(self, reason: str) -> None:
+        """Events that could not be published: logged now, raised by the next ``flush``."""
+        log.error("glassbox producer: %s", reason)
+        if len(self.rejected) < 100:
+            self.rejected.append(reason)
 
     def _publish_predictions(self, model: str) -> None:
         buf = self._preds.get(model)
         if buf is None:
             return
-        self._publish_messages(self.predictions_topic, model, buf.messages())
+        self._publish_buffer(self.predictions_topic, buf)
         del self._preds[model]  # only once published: a failed publish leaves the events buffered
         self.buffered_bytes -= len(buf) * buf.est
 
@@ -194,7 +226,7 @@ class Producer:
         buf = self._labels.get(model)
         if buf is None:
             return
-        self._publish_messages(self.labels_topic, model, buf.messages())
+        self._publish_buffer(self.labels_topic, buf)
         del self._labels[model]
         self.buffered_bytes -= len(buf) * _EVENT_OVERHEAD
 
@@ -228,6 +260,10 @@ class Producer:
                             except ProducerError as err:  # the next send or flush raises it too
                                 log.warning("glassbox producer: %s", err)
                                 buf.deadline = now + max(self.linger_s, 0.1)
+                            except Exception as err:  # a defect must not stop the linger: report, drop the batch
+                                self._reject(f"publishing {model!r}'s buffer failed: {type(err).__name__}: {err}")
+                                bufs.pop(model, None)
+                                continue
                         wake = buf.deadline if wake is None else min(wake, buf.deadline)
                 self._lock.wait(None if wake is None else max(0.0, wake - time.monotonic()))
 
@@ -254,7 +290,7 @@ class Producer:
             ev = prediction_event(prediction_id=prediction_id, model=model, timestamp=ts, features=feats,
                                   prediction=prediction, scores=sc, model_version=model_version, tags=tg)
             with self._lock:
-                self._publish(self.predictions_topic, model, orjson.dumps(ev), ts)
+                self._publish(self.predictions_topic, model, _dumps(ev), ts)
             return
         with self._lock:
             self._check_open()
@@ -263,7 +299,7 @@ class Producer:
                                     or not buf.fits(prediction_id, feats, model_version, tg, sc)):
                 self._publish_predictions(model)
                 buf = None
-            est = buf.est if buf is not None else len(orjson.dumps(feats, default=repr)) + _EVENT_OVERHEAD
+            est = buf.est if buf is not None else _size(feats)
             if self._make_room(est):
                 buf = None
             if buf is None:
@@ -303,7 +339,7 @@ class Producer:
             ev["scores"] = {k: list(v) for k, v in scores.items()}
         if model_version is not None:
             ev["model_version"] = model_version
-        data = orjson.dumps(ev)
+        data = _dumps(ev)
         with self._lock:
             self._check_open()
             self._publish_predictions(model)
@@ -314,7 +350,7 @@ class Producer:
         ts = _timestamp(timestamp)
         with self._lock:
             if self.batch_events == 1:
-                self._publish(self.labels_topic, model, orjson.dumps(label_event(
+                self._publish(self.labels_topic, model, _dumps(label_event(
                     prediction_id=prediction_id, model=model, timestamp=ts, label=label)), ts)
                 return
             self._check_open()
@@ -355,6 +391,9 @@ class Producer:
             raise ProducerError(f"flush failed: {type(err).__name__}: {err}") from None
         if self.failed:
             raise ProducerError(f"delivery to Kafka at {self.bootstrap} failed: {self.failed[0]}")
+        if self.rejected:
+            reasons, self.rejected = self.rejected, []
+            raise ProducerError(f"{len(reasons)} event(s) not published: {reasons[0]}")
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Publish what is buffered, stop, and give Kafka up to ``timeout_s`` to take it."""

@@ -202,6 +202,29 @@ def test_an_invalid_event_is_sent_alone_and_dead_letters_alone(kafka_bootstrap: 
     assert outcomes == [["p0"], "bad_type", ["p2"], ["q0", "q1", "q2"]]
 
 
+def test_numpy_values_batch_and_an_event_that_is_not_json_is_reported(kafka_bootstrap: str,
+                                                                      topic_prefix: str) -> None:
+    import numpy as np
+    import pytest
+
+    from stream.producer import ProducerError
+
+    p = Producer(kafka_bootstrap, topic_prefix=topic_prefix, linger_ms=60_000)
+    for i in range(3):
+        p.send_prediction(prediction_id=f"n{i}", model="m", timestamp=T0 + i,
+                          features={"x": np.float32(i), "k": np.int64(i), "b": np.bool_(i % 2)},
+                          prediction=np.float64(0.5))
+    p.flush()
+    p.send_prediction(prediction_id="big", model="m", timestamp=T0, features={"x": 2**70}, prediction=1)
+    p.send_prediction(prediction_id="fine", model="m", timestamp=T0, features={"x": 1}, prediction=1)
+    with pytest.raises(ProducerError, match="'big' of model 'm' is not JSON"):
+        p.flush()
+    p.close()
+    got = [parse_prediction(r.value) for r in read_topic(kafka_bootstrap, f"{topic_prefix}predictions")]
+    assert [c.ids for c in got] == [["n0", "n1", "n2"], ["fine"]]
+    assert got[0].features["x"].tolist() == [0.0, 1.0, 2.0] and got[0].prediction.tolist() == [0.5] * 3
+
+
 EXIT_SCRIPT = """
 import sys
 from stream.producer import Producer
