@@ -126,8 +126,10 @@ class Producer:
         self.failed: list[str] = []  # deliveries Kafka rejected: every later send and flush raises
         self.rejected: list[str] = []  # events not published (not JSON): the next flush raises, once
         self._cond = threading.Condition()  # delivery accounting: the only lock kafka-python's callbacks take
-        # the buffers, and publishing (so a model's messages keep their order); not reentrant, so it is cheap
-        self._lock = threading.Condition(threading.Lock())
+        # the buffers, and publishing (so a model's messages keep their order): ``with self._mutex`` (a C-level
+        # lock, cheap per event) or ``with self._lock`` (the same lock, as a Condition for the linger thread)
+        self._mutex = threading.Lock()
+        self._lock = threading.Condition(self._mutex)
         self._preds: dict[str, PredictionBuffer] = {}
         self._labels: dict[str, LabelBuffer] = {}
         self._closed = False
@@ -289,10 +291,10 @@ class Producer:
         if self.batch_events == 1:
             ev = prediction_event(prediction_id=prediction_id, model=model, timestamp=ts, features=feats,
                                   prediction=prediction, scores=sc, model_version=model_version, tags=tg)
-            with self._lock:
+            with self._mutex:
                 self._publish(self.predictions_topic, model, _dumps(ev), ts)
             return
-        with self._lock:
+        with self._mutex:
             self._check_open()
             buf = self._preds.get(model)
             if buf is not None and (len(buf) >= self.batch_events
@@ -340,7 +342,7 @@ class Producer:
         if model_version is not None:
             ev["model_version"] = model_version
         data = _dumps(ev)
-        with self._lock:
+        with self._mutex:
             self._check_open()
             self._publish_predictions(model)
             self._publish(self.predictions_topic, model, data, max(ev["timestamp"]) if ev["timestamp"] else None)
@@ -348,7 +350,7 @@ class Producer:
     def send_label(self, *, prediction_id: str, model: str, label: Any, timestamp: int | str | None = None) -> None:
         """Buffer the ground truth for an earlier prediction (published after that prediction's batch)."""
         ts = _timestamp(timestamp)
-        with self._lock:
+        with self._mutex:
             if self.batch_events == 1:
                 self._publish(self.labels_topic, model, _dumps(label_event(
                     prediction_id=prediction_id, model=model, timestamp=ts, label=label)), ts)
