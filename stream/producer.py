@@ -398,18 +398,23 @@ class Producer:
             raise ProducerError(f"{len(reasons)} event(s) not published: {reasons[0]}")
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Publish what is buffered, stop, and give Kafka up to ``timeout_s`` to take it."""
+        """Publish what is buffered, stop, and give Kafka up to ``timeout_s`` to take it (raises, once stopped,
+        if the buffered events could not be published)."""
+        error: ProducerError | None = None
         with self._lock:
             if self._closed:
                 return
             try:
                 self._publish_all()
-            finally:
-                self._closed = True
-                self._lock.notify_all()
+            except ProducerError as err:
+                error = err
+            self._closed = True
+            self._lock.notify_all()
         self._linger.join()
         atexit.unregister(self._exit_hook)
         self._producer.close(timeout=timeout_s)
+        if error is not None:
+            raise error
 
     def __enter__(self) -> Producer:
         return self
