@@ -138,6 +138,7 @@ class Producer:
                 **kafka_python_kwargs(kafka or KafkaConfig(), bootstrap),
                 key_serializer=lambda k: None if k is None else k.encode(),
                 linger_ms=min(linger_ms, 5),  # messages are batches already
+                max_in_flight_requests_per_connection=1,  # retries after an outage keep a model's order
                 acks=1,
                 buffer_memory=buffer_bytes,
                 max_block_ms=max_block_ms,

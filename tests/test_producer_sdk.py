@@ -242,3 +242,35 @@ def test_buffered_events_are_published_at_interpreter_exit(kafka_bootstrap: str,
     preds = events_of(read_topic(kafka_bootstrap, f"{topic_prefix}predictions"))
     labels = events_of(read_topic(kafka_bootstrap, f"{topic_prefix}labels"))
     assert preds == [(b"m", [f"e{i}" for i in range(50)])] and labels == [(b"m", [f"e{i}" for i in range(50)])]
+
+
+def test_with_kafka_unreachable_batching_stays_within_buffer_bytes_then_fails_clearly(tmp_path: Path) -> None:
+    """The batching path under an outage: buffered plus unacknowledged bytes stay bounded, then a send fails
+    after ``max_block_ms`` naming the cause, and what was accepted is delivered once Kafka is back."""
+    from stream.producer import ProducerError
+    from tests.test_reliability_outage import broker_behind_proxy
+
+    with broker_behind_proxy(tmp_path / "tansu.log") as (proxy, bootstrap):
+        prod = Producer(bootstrap, topic_prefix="o.", buffer_bytes=256 * 1024, max_block_ms=500, batch_events=100)
+        try:
+            prod.send_raw(prod.predictions_topic, b"{}", key="m")
+            prod.flush()  # metadata known, connection up
+            proxy.pause()
+            accepted, err = 0, None
+            for i in range(5000):
+                try:
+                    prod.send_prediction(prediction_id=f"o{i}", model="m", timestamp=T0 + i,
+                                         features={"x": "y" * 900}, prediction=1)
+                    accepted += 1
+                except ProducerError as e:
+                    err = str(e)
+                    break
+                assert prod.buffered_bytes + prod.pending_bytes <= prod.buffer_bytes + 2000
+            assert err is not None and "producer buffer full" in err and "max_block_ms" in err, (accepted, err)
+            assert accepted > 100 and accepted * 900 <= 256 * 1024, accepted
+        finally:
+            proxy.resume()
+            prod.flush(30)
+            prod.close()
+        got = [pid for _, ids in events_of(read_topic(bootstrap, "o.predictions")[1:]) for pid in ids]
+        assert got == [f"o{i}" for i in range(accepted)]
