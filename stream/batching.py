@@ -1,4 +1,4 @@
-"""The producer SDK's per-model buffers: events in, columnar messages out (pure: no Kafka, no threads, no clock).
+"""The producer SDK's per-model buffers: events in, columnar messages out (no Kafka, no threads), and its helpers.
 
 A :class:`PredictionBuffer` holds one model's predictions that share a model version, tags and score classes;
 its events' feature names are the first event's or a subset of them (an absent feature is sent as null, which
@@ -21,17 +21,23 @@ others are monitored. :class:`LabelBuffer` does the same for labels (``label-bat
 
 from __future__ import annotations
 
+import time
 from collections.abc import KeysView
 from operator import itemgetter
 from typing import Any
+
+import orjson
 
 from stream.events import (
     LABEL_BATCH_SCHEMA,
     MAX_ID_LEN,
     MAX_NAME_LEN,
     MAX_STRING_VALUE,
+    MAX_TS_MS,
+    MIN_TS_MS,
     PREDICTION_BATCH_SCHEMA,
     label_event,
+    parse_timestamp,
     prediction_event,
 )
 
@@ -42,6 +48,32 @@ _PROBABILITIES = frozenset({int, float})
 _NUMPY_NUMBERS = frozenset({"float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint64", "uint32",
                             "uint16", "uint8", "bool", "bool_"})
 Message = tuple[dict[str, Any], int]  # a message's value and its Kafka timestamp (the latest event time)
+#: Bytes a buffered event is assumed to add beyond its features (ids, timestamp, prediction, JSON syntax).
+EVENT_OVERHEAD = 80
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def timestamp_ms(v: int | str | None) -> int:
+    """Event time in epoch ms (now when None); raises :class:`~stream.events.InvalidEvent` when invalid."""
+    if type(v) is int and MIN_TS_MS <= v < MAX_TS_MS:  # the common case, without parse_timestamp's checks
+        return v
+    return _now_ms() if v is None else parse_timestamp(v)
+
+
+def dumps(doc: dict[str, Any]) -> bytes:
+    """A message's bytes."""
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)  # numpy scalars are numbers
+
+
+def event_size(features: dict[str, Any]) -> int:
+    """The bytes an event like this one is assumed to take in a batch (the memory bound)."""
+    try:
+        return len(orjson.dumps(features, option=orjson.OPT_SERIALIZE_NUMPY, default=repr)) + EVENT_OVERHEAD
+    except orjson.JSONEncodeError:  # reported when it is published
+        return 1024
 
 
 class PredictionBuffer:

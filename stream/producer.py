@@ -32,49 +32,15 @@ from typing import Any
 
 import orjson
 
-from stream.batching import LabelBuffer, PredictionBuffer
+from stream.batching import EVENT_OVERHEAD, LabelBuffer, PredictionBuffer, dumps, event_size, timestamp_ms
 from stream.errors import UserError
-from stream.events import (
-    MAX_TS_MS,
-    MIN_TS_MS,
-    PREDICTION_BATCH_SCHEMA,
-    label_event,
-    parse_timestamp,
-    prediction_event,
-)
+from stream.events import PREDICTION_BATCH_SCHEMA, label_event, prediction_event
 from stream.kafka.config import KafkaConfig
 
 log = logging.getLogger(__name__)
 
-#: Bytes a buffered event is assumed to add beyond its features (ids, timestamp, prediction, JSON syntax).
-_EVENT_OVERHEAD = 80
-
-
 class ProducerError(UserError, RuntimeError):
     """The broker cannot be reached, or the local buffer stayed full past ``max_block_ms``."""
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _timestamp(v: int | str | None) -> int:
-    """Event time in epoch ms (now when None); raises :class:`~stream.events.InvalidEvent` when invalid."""
-    if type(v) is int and MIN_TS_MS <= v < MAX_TS_MS:  # the common case, without parse_timestamp's checks
-        return v
-    return _now_ms() if v is None else parse_timestamp(v)
-
-
-def _dumps(doc: dict[str, Any]) -> bytes:
-    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)  # numpy scalars are numbers
-
-
-def _size(features: dict[str, Any]) -> int:
-    """The bytes an event like this one is assumed to take in a batch (the memory bound)."""
-    try:
-        return len(orjson.dumps(features, option=orjson.OPT_SERIALIZE_NUMPY, default=repr)) + _EVENT_OVERHEAD
-    except orjson.JSONEncodeError:  # reported when it is published
-        return 1024
 
 
 def _flush_at_exit(ref: weakref.ref[Producer]) -> None:
@@ -197,12 +163,12 @@ class Producer:
         """Publish a buffer as one batch message, or one message per event if it does not serialize as a whole."""
         bad: list[str] = []
         try:
-            datas = [(_dumps(doc), ts) for doc, ts in buf.messages()]
+            datas = [(dumps(doc), ts) for doc, ts in buf.messages()]
         except orjson.JSONEncodeError:  # an object, an int over 64 bits: only that event is lost, and reported
             datas = []
             for doc, ts in buf.messages(singles=True):
                 try:
-                    datas.append((_dumps(doc), ts))
+                    datas.append((dumps(doc), ts))
                 except orjson.JSONEncodeError as err:
                     bad.append(f"event {doc['prediction_id']!r} of model {buf.model!r} is not JSON ({err}): not sent")
         for data, ts in datas:
@@ -231,7 +197,7 @@ class Producer:
             return
         self._publish_buffer(self.labels_topic, buf)
         del self._labels[model]
-        self.buffered_bytes -= len(buf) * _EVENT_OVERHEAD
+        self.buffered_bytes -= len(buf) * EVENT_OVERHEAD
 
     def _publish_all(self) -> None:
         for model in list(self._preds):
@@ -266,6 +232,7 @@ class Producer:
                             except Exception as err:  # a defect must not stop the linger: report, drop the batch
                                 self._reject(f"publishing {model!r}'s buffer failed: {type(err).__name__}: {err}")
                                 bufs.pop(model, None)
+                                self.buffered_bytes -= len(buf) * getattr(buf, "est", EVENT_OVERHEAD)
                                 continue
                         wake = buf.deadline if wake is None else min(wake, buf.deadline)
                 self._lock.wait(None if wake is None else max(0.0, wake - time.monotonic()))
@@ -285,7 +252,7 @@ class Producer:
         tags: Mapping[str, str] | None = None,
     ) -> None:
         """Buffer one prediction for its model's next batch. ``timestamp`` defaults to now (epoch ms)."""
-        ts = _timestamp(timestamp)
+        ts = timestamp_ms(timestamp)
         feats = dict(features)
         sc = None if scores is None else dict(scores)
         tg = dict(tags) if tags else None
@@ -293,7 +260,7 @@ class Producer:
             ev = prediction_event(prediction_id=prediction_id, model=model, timestamp=ts, features=feats,
                                   prediction=prediction, scores=sc, model_version=model_version, tags=tg)
             with self._mutex:
-                self._publish(self.predictions_topic, model, _dumps(ev), ts)
+                self._publish(self.predictions_topic, model, dumps(ev), ts)
             return
         with self._mutex:
             self._check_open()
@@ -302,7 +269,7 @@ class Producer:
                                     or not buf.fits(prediction_id, feats, model_version, tg, sc)):
                 self._publish_predictions(model)
                 buf = None
-            est = buf.est if buf is not None else _size(feats)
+            est = buf.est if buf is not None else event_size(feats)
             if self._make_room(est):
                 buf = None
             if buf is None:
@@ -342,7 +309,7 @@ class Producer:
             ev["scores"] = {k: list(v) for k, v in scores.items()}
         if model_version is not None:
             ev["model_version"] = model_version
-        data = _dumps(ev)
+        data = dumps(ev)
         with self._mutex:
             self._check_open()
             self._publish_predictions(model)
@@ -350,10 +317,10 @@ class Producer:
 
     def send_label(self, *, prediction_id: str, model: str, label: Any, timestamp: int | str | None = None) -> None:
         """Buffer the ground truth for an earlier prediction (published after that prediction's batch)."""
-        ts = _timestamp(timestamp)
+        ts = timestamp_ms(timestamp)
         with self._mutex:
             if self.batch_events == 1:
-                self._publish(self.labels_topic, model, _dumps(label_event(
+                self._publish(self.labels_topic, model, dumps(label_event(
                     prediction_id=prediction_id, model=model, timestamp=ts, label=label)), ts)
                 return
             self._check_open()
@@ -361,7 +328,7 @@ class Producer:
             if buf is not None and (len(buf) >= self.batch_events or not buf.fits(prediction_id)):
                 self._publish_labels(model)
                 buf = None
-            if self._make_room(_EVENT_OVERHEAD):
+            if self._make_room(EVENT_OVERHEAD):
                 buf = None
             if buf is None:
                 buf = self._labels[model] = LabelBuffer(model, time.monotonic() + self.linger_s)
