@@ -28,6 +28,7 @@ from typing import Any
 PREDICTION_SCHEMA = "glassbox.prediction/v1"
 PREDICTION_BATCH_SCHEMA = "glassbox.prediction-batch/v1"
 LABEL_SCHEMA = "glassbox.label/v1"
+LABEL_BATCH_SCHEMA = "glassbox.label-batch/v1"
 DEADLETTER_SCHEMA = "glassbox.deadletter/v1"
 
 MAX_ID_LEN = 256

@@ -1,9 +1,17 @@
-"""The producer SDK: publish predictions (one or a columnar batch per message) and labels to Kafka.
+"""The producer SDK: publish predictions and labels to Kafka, batched per model into columnar messages.
+
+``send_prediction`` and ``send_label`` buffer per model and publish one ``prediction-batch/v1`` (or
+``label-batch/v1``) message when ``batch_events`` events or ``linger_ms`` have accumulated, on ``flush``, on
+``close`` and at interpreter exit: the worker pays about 70 us per Kafka message whatever it carries, so this is
+what lets one model at tens of thousands of predictions a second be monitored. A model's labels are never
+published before the batch that holds their predictions. A process that dies without exiting (SIGKILL, power)
+loses at most its unpublished linger: ``linger_ms`` of events, at most ``batch_events`` per model.
+``batch_events=1`` sends one ``prediction/v1`` message per call, as producers without the SDK do.
 
 Built on kafka-python 2.3.x with the ``crc32c`` package: measured here at 79k messages/s produce, against
 32k for kafka-python 3.0.x (whose group consumers also join the embedded broker only after the 45-s session
 timeout unless ``session_timeout_ms`` is lowered). Messages are keyed by model, so a model's events share a
-partition and keep their order; the Kafka timestamp is the event time.
+partition and keep their order; the Kafka timestamp is the event time (of a batch: its latest).
 
 >>> with Producer("127.0.0.1:9092") as p:        # doctest: +SKIP
 ...     p.send_prediction(prediction_id="p1", model="churn", timestamp=1700000000000,
@@ -13,38 +21,45 @@ partition and keep their order; the Kafka timestamp is the event time.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import logging
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from stream.batching import EVENT_OVERHEAD, LabelBuffer, PredictionBuffer, dumps, event_size, timestamp_ms
 from stream.errors import UserError
-from stream.events import (
-    PREDICTION_BATCH_SCHEMA,
-    label_event,
-    parse_timestamp,
-    prediction_event,
-)
+from stream.events import PREDICTION_BATCH_SCHEMA, label_event, prediction_event
 from stream.kafka.config import KafkaConfig
 
+log = logging.getLogger(__name__)
 
 class ProducerError(UserError, RuntimeError):
     """The broker cannot be reached, or the local buffer stayed full past ``max_block_ms``."""
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+def _flush_at_exit(ref: weakref.ref[Producer]) -> None:
+    producer = ref()
+    if producer is not None:
+        try:
+            producer.close()
+        except Exception as err:  # noqa: BLE001 - nothing is left to raise to at exit
+            log.warning("glassbox producer: events may be lost at exit: %s", err)
 
 
 class Producer:
-    """Publish glassbox events. Buffered and retried by kafka-python; ``flush`` waits for delivery.
+    """Publish glassbox events, batched per model (see the module docstring); ``flush`` waits for delivery.
 
-    ``buffer_bytes`` bounds the bytes accepted but not yet acknowledged by Kafka (kafka-python 2.3 ignores its
-    own ``buffer_memory``, so the bound is kept here); a send that finds the buffer full for ``max_block_ms``
-    raises :class:`ProducerError` instead of growing without limit. A message Kafka finally rejects (after
-    kafka-python's retries, ``delivery_timeout_ms``) makes the next send or ``flush`` raise.
+    ``buffer_bytes`` bounds the bytes accepted but not yet acknowledged by Kafka, buffered events included
+    (kafka-python 2.3 ignores its own ``buffer_memory``, so the bound is kept here); a send that finds the buffer
+    full for ``max_block_ms`` raises :class:`ProducerError` instead of growing without limit. A message Kafka
+    finally rejects (after kafka-python's retries, ``delivery_timeout_ms``) makes the next send or ``flush`` raise.
+    Safe to share between threads.
     """
 
     def __init__(
@@ -53,7 +68,8 @@ class Producer:
         *,
         topic_prefix: str = "glassbox.",
         kafka: KafkaConfig | None = None,
-        linger_ms: int = 10,
+        batch_events: int = 500,
+        linger_ms: int = 50,
         buffer_bytes: int = 64 * 1024 * 1024,
         max_block_ms: int = 10_000,
         max_request_bytes: int = 8 * 1024 * 1024,
@@ -67,16 +83,28 @@ class Producer:
         self.predictions_topic = f"{topic_prefix}predictions"
         self.labels_topic = f"{topic_prefix}labels"
         self.bootstrap = bootstrap
+        self.batch_events = max(1, batch_events)
+        self.linger_s = linger_ms / 1000
         self.buffer_bytes = buffer_bytes
         self.max_block_s = max_block_ms / 1000
-        self.pending_bytes = 0
-        self.failed: list[str] = []
-        self._cond = threading.Condition()
+        self.pending_bytes = 0  # published, not yet acknowledged (guarded by _cond)
+        self.buffered_bytes = 0  # buffered, not yet published (estimated; guarded by _lock)
+        self.failed: list[str] = []  # deliveries Kafka rejected: every later send and flush raises
+        self.rejected: list[str] = []  # events not published (not JSON): the next flush raises, once
+        self._cond = threading.Condition()  # delivery accounting: the only lock kafka-python's callbacks take
+        # the buffers, and publishing (so a model's messages keep their order): ``with self._mutex`` (a C-level
+        # lock, cheap per event) or ``with self._lock`` (the same lock, as a Condition for the linger thread)
+        self._mutex = threading.Lock()
+        self._lock = threading.Condition(self._mutex)
+        self._preds: dict[str, PredictionBuffer] = {}
+        self._labels: dict[str, LabelBuffer] = {}
+        self._closed = False
         try:
             self._producer = KafkaProducer(
                 **kafka_python_kwargs(kafka or KafkaConfig(), bootstrap),
                 key_serializer=lambda k: None if k is None else k.encode(),
-                linger_ms=linger_ms,
+                linger_ms=min(linger_ms, 5),  # messages are batches already
+                max_in_flight_requests_per_connection=1,  # retries after an outage keep a model's order
                 **producer_kwargs(kafka or KafkaConfig()),
                 buffer_memory=buffer_bytes,
                 max_block_ms=max_block_ms,
@@ -87,9 +115,13 @@ class Producer:
             )
         except KafkaError as err:
             raise ProducerError(f"cannot reach Kafka at {bootstrap} ({type(err).__name__})") from None
+        self._linger = threading.Thread(target=self._linger_loop, name="glassbox-producer-linger", daemon=True)
+        self._linger.start()
+        # registered after kafka-python's own exit hook, so it runs first (atexit is last in, first out)
+        self._exit_hook = functools.partial(_flush_at_exit, weakref.ref(self))
+        atexit.register(self._exit_hook)
 
-    def _send(self, topic: str, key: str, value: dict[str, Any], timestamp_ms: int | None) -> None:
-        self._publish(topic, key, orjson.dumps(value), timestamp_ms)
+    # -- publishing (callers hold ``_lock``) --------------------------------------------------------------------
 
     def _reserve(self, n: int, topic: str) -> None:
         """Wait up to ``max_block_ms`` for ``n`` bytes of buffer, or raise a :class:`ProducerError`."""
@@ -127,6 +159,86 @@ class Producer:
             raise ProducerError(f"send to {topic} failed: {type(err).__name__}: {err}") from None
         fut.add_both(lambda result: self._done(n, result))
 
+    def _publish_buffer(self, topic: str, buf: PredictionBuffer | LabelBuffer) -> None:
+        """Publish a buffer as one batch message, or one message per event if it does not serialize as a whole."""
+        bad: list[str] = []
+        try:
+            datas = [(dumps(doc), ts) for doc, ts in buf.messages()]
+        except orjson.JSONEncodeError:  # an object, an int over 64 bits: only that event is lost, and reported
+            datas = []
+            for doc, ts in buf.messages(singles=True):
+                try:
+                    datas.append((dumps(doc), ts))
+                except orjson.JSONEncodeError as err:
+                    bad.append(f"event {doc['prediction_id']!r} of model {buf.model!r} is not JSON ({err}): not sent")
+        for data, ts in datas:
+            self._publish(topic, buf.model, data, ts)
+        for reason in bad:
+            self._reject(reason)
+
+    def _reject(self, reason: str) -> None:
+        """Events that could not be published: logged now, raised by the next ``flush``."""
+        log.error("glassbox producer: %s", reason)
+        if len(self.rejected) < 100:
+            self.rejected.append(reason)
+
+    def _publish_predictions(self, model: str) -> None:
+        buf = self._preds.get(model)
+        if buf is None:
+            return
+        self._publish_buffer(self.predictions_topic, buf)
+        del self._preds[model]  # only once published: a failed publish leaves the events buffered
+        self.buffered_bytes -= len(buf) * buf.est
+
+    def _publish_labels(self, model: str) -> None:
+        self._publish_predictions(model)  # a label never goes before the batch holding its prediction
+        buf = self._labels.get(model)
+        if buf is None:
+            return
+        self._publish_buffer(self.labels_topic, buf)
+        del self._labels[model]
+        self.buffered_bytes -= len(buf) * EVENT_OVERHEAD
+
+    def _publish_all(self) -> None:
+        for model in list(self._preds):
+            self._publish_predictions(model)
+        for model in list(self._labels):
+            self._publish_labels(model)
+
+    def _make_room(self, n: int) -> bool:
+        """Count ``n`` more buffered bytes; if that passes ``buffer_bytes``, first publish every buffer (whose
+        ``_reserve`` waits for Kafka to take them, or raises after ``max_block_ms``) and return True."""
+        full = self.buffered_bytes + self.pending_bytes + n > self.buffer_bytes
+        if full:
+            self._publish_all()
+        self.buffered_bytes += n
+        return full
+
+    def _linger_loop(self) -> None:
+        """Publish each buffer ``linger_ms`` after its first event."""
+        with self._lock:
+            while not self._closed:
+                now = time.monotonic()
+                wake = None
+                for bufs, publish in ((self._preds, self._publish_predictions), (self._labels, self._publish_labels)):
+                    for model, buf in list(bufs.items()):
+                        if buf.deadline <= now:
+                            try:
+                                publish(model)
+                                continue
+                            except ProducerError as err:  # the next send or flush raises it too
+                                log.warning("glassbox producer: %s", err)
+                                buf.deadline = now + max(self.linger_s, 0.1)
+                            except Exception as err:  # a defect must not stop the linger: report, drop the batch
+                                self._reject(f"publishing {model!r}'s buffer failed: {type(err).__name__}: {err}")
+                                bufs.pop(model, None)
+                                self.buffered_bytes -= len(buf) * getattr(buf, "est", EVENT_OVERHEAD)
+                                continue
+                        wake = buf.deadline if wake is None else min(wake, buf.deadline)
+                self._lock.wait(None if wake is None else max(0.0, wake - time.monotonic()))
+
+    # -- the API ------------------------------------------------------------------------------------------------
+
     def send_prediction(
         self,
         *,
@@ -139,14 +251,42 @@ class Producer:
         model_version: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        """One prediction in one message. ``timestamp`` defaults to now (epoch ms)."""
-        ts = _now_ms() if timestamp is None else parse_timestamp(timestamp)
-        ev = prediction_event(
-            prediction_id=prediction_id, model=model, timestamp=ts, features=dict(features),
-            prediction=prediction, scores=None if scores is None else dict(scores), model_version=model_version,
-            tags=None if tags is None else dict(tags),
-        )
-        self._send(self.predictions_topic, model, ev, ts)
+        """Buffer one prediction for its model's next batch. ``timestamp`` defaults to now (epoch ms)."""
+        ts = timestamp_ms(timestamp)
+        feats = dict(features)
+        sc = None if scores is None else dict(scores)
+        tg = dict(tags) if tags else None
+        if self.batch_events == 1:
+            ev = prediction_event(prediction_id=prediction_id, model=model, timestamp=ts, features=feats,
+                                  prediction=prediction, scores=sc, model_version=model_version, tags=tg)
+            with self._mutex:
+                self._publish(self.predictions_topic, model, dumps(ev), ts)
+            return
+        with self._mutex:
+            self._check_open()
+            buf = self._preds.get(model)
+            if buf is not None and (len(buf) >= self.batch_events
+                                    or not buf.fits(prediction_id, feats, model_version, tg, sc)):
+                self._publish_predictions(model)
+                buf = None
+            est = buf.est if buf is not None else event_size(feats)
+            if self._make_room(est):
+                buf = None
+            if buf is None:
+                buf = self._preds[model] = PredictionBuffer(model, model_version, tg, feats, sc,
+                                                            time.monotonic() + self.linger_s)
+                buf.est = est
+                self._lock.notify()  # a new deadline for the linger thread
+            buf.add(prediction_id, ts, feats, prediction, sc)
+            if len(buf) >= self.batch_events:
+                self._publish_soon(model)
+
+    def _publish_soon(self, model: str) -> None:
+        """Publish a full batch now; if Kafka cannot take it, it stays buffered (the next send raises)."""
+        try:
+            self._publish_predictions(model)
+        except ProducerError as err:
+            log.warning("glassbox producer: %s", err)
 
     def send_prediction_batch(
         self,
@@ -159,7 +299,7 @@ class Producer:
         scores: Mapping[str, Sequence[float]] | None = None,
         model_version: str | None = None,
     ) -> None:
-        """Many predictions of one model in one columnar message (hundreds per message is ideal)."""
+        """Many predictions of one model in one columnar message, now (after the model's buffered ones)."""
         ev: dict[str, Any] = {
             "schema": PREDICTION_BATCH_SCHEMA, "model": model, "prediction_id": list(prediction_ids),
             "timestamp": [int(t) for t in timestamps], "features": {k: list(v) for k, v in features.items()},
@@ -169,34 +309,86 @@ class Producer:
             ev["scores"] = {k: list(v) for k, v in scores.items()}
         if model_version is not None:
             ev["model_version"] = model_version
-        self._send(self.predictions_topic, model, ev, max(ev["timestamp"]) if ev["timestamp"] else None)
+        data = dumps(ev)
+        with self._mutex:
+            self._check_open()
+            self._publish_predictions(model)
+            self._publish(self.predictions_topic, model, data, max(ev["timestamp"]) if ev["timestamp"] else None)
 
     def send_label(self, *, prediction_id: str, model: str, label: Any, timestamp: int | str | None = None) -> None:
-        """The ground truth for an earlier prediction."""
-        ts = _now_ms() if timestamp is None else parse_timestamp(timestamp)
-        ev = label_event(prediction_id=prediction_id, model=model, timestamp=ts, label=label)
-        self._send(self.labels_topic, model, ev, ts)
+        """Buffer the ground truth for an earlier prediction (published after that prediction's batch)."""
+        ts = timestamp_ms(timestamp)
+        with self._mutex:
+            if self.batch_events == 1:
+                self._publish(self.labels_topic, model, dumps(label_event(
+                    prediction_id=prediction_id, model=model, timestamp=ts, label=label)), ts)
+                return
+            self._check_open()
+            buf = self._labels.get(model)
+            if buf is not None and (len(buf) >= self.batch_events or not buf.fits(prediction_id)):
+                self._publish_labels(model)
+                buf = None
+            if self._make_room(EVENT_OVERHEAD):
+                buf = None
+            if buf is None:
+                buf = self._labels[model] = LabelBuffer(model, time.monotonic() + self.linger_s)
+                self._lock.notify()
+            buf.add(prediction_id, ts, label)
+            if len(buf) >= self.batch_events:
+                try:
+                    self._publish_labels(model)
+                except ProducerError as err:
+                    log.warning("glassbox producer: %s", err)
 
     def send_raw(self, topic: str, value: bytes | None, key: str | None = None) -> None:
         """A message as given (tests and tools that publish malformed input on purpose)."""
-        self._publish(topic, key, value, None)
+        with self._lock:
+            self._publish(topic, key, value, None)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ProducerError("the producer is closed")
 
     def flush(self, timeout_s: float | None = 60.0) -> None:
+        """Publish every buffered event and wait until Kafka has acknowledged everything sent so far."""
         from kafka.errors import KafkaError
 
+        with self._lock:
+            self._publish_all()
         try:
             self._producer.flush(timeout=timeout_s)
         except KafkaError as err:
             raise ProducerError(f"flush failed: {type(err).__name__}: {err}") from None
         if self.failed:
             raise ProducerError(f"delivery to Kafka at {self.bootstrap} failed: {self.failed[0]}")
+        if self.rejected:
+            reasons, self.rejected = self.rejected, []
+            raise ProducerError(f"{len(reasons)} event(s) not published: {reasons[0]}")
 
     def close(self, timeout_s: float = 10.0) -> None:
+        """Publish what is buffered, stop, and give Kafka up to ``timeout_s`` to take it (raises, once stopped,
+        if the buffered events could not be published)."""
+        error: ProducerError | None = None
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._publish_all()
+            except ProducerError as err:
+                error = err
+            self._closed = True
+            self._lock.notify_all()
+        self._linger.join()
+        atexit.unregister(self._exit_hook)
         self._producer.close(timeout=timeout_s)
+        if error is not None:
+            raise error
 
     def __enter__(self) -> Producer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.flush()
-        self.close()
+        try:
+            self.flush()
+        finally:
+            self.close()

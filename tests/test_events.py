@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from stream.events import InvalidEvent, deadletter_record, parse_timestamp, prediction_event
-from stream.pipeline.parse_events import parse_label, parse_prediction
+from stream.pipeline.parse_events import parse_label, parse_labels, parse_prediction
 
 T0 = 1_700_000_000_000
 
@@ -119,3 +119,46 @@ def test_deadletter_keeps_the_raw_bytes() -> None:
     assert base64.b64decode(rec["raw"]) == raw
     assert (rec["reason"], rec["partition"], rec["offset"]) == ("bad_json", 2, 9)
     assert orjson.loads(orjson.dumps(rec)) == rec
+
+
+def label_batch(**kw) -> dict:
+    doc = {"schema": "glassbox.label-batch/v1", "model": "m", "prediction_id": ["a", "b", "c"],
+           "timestamp": [T0, T0 + 1, "2023-11-14T22:13:20.002Z"], "label": [1, 0, "yes"]}
+    doc.update(kw)
+    return doc
+
+
+def test_label_batch_parses_and_single_labels_stay_valid() -> None:
+    labs = parse_labels(orjson.dumps(label_batch(tags={"src": "crm"})))
+    assert [(x.prediction_id, x.timestamp, x.label, x.model) for x in labs] == [
+        ("a", T0, 1, "m"), ("b", T0 + 1, 0, "m"), ("c", T0 + 2, "yes", "m")]
+    assert labs[0].tags == {"src": "crm"}
+    single = parse_labels(b'{"schema": "glassbox.label/v1", "prediction_id": "p", "model": "m", '
+                          b'"timestamp": 1700000000000, "label": 1}')
+    assert [(x.prediction_id, x.label) for x in single] == [("p", 1)]
+    with pytest.raises(InvalidEvent) as info:  # parse_label takes single labels only, as before
+        parse_label(orjson.dumps(label_batch()))
+    assert info.value.reason == "unknown_schema"
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (label_batch(label=[1, 0]), ("bad_length", "label")),
+        (label_batch(label=[1, None, 0]), ("bad_value", "label")),
+        (label_batch(label=[1, [0], 0]), ("bad_type", "label")),
+        (label_batch(label=[1, "x" * 2000, 0]), ("bad_value", "label")),
+        (label_batch(timestamp=[T0, 5, T0]), ("bad_timestamp", "timestamp")),
+        (label_batch(prediction_id=["a", "a", "b"]), ("duplicate_id", "prediction_id")),
+        (label_batch(prediction_id=[]), ("bad_type", "prediction_id")),
+        (label_batch(prediction_id=None), ("missing_field", "prediction_id")),
+        (label_batch(model=None), ("missing_field", "model")),
+        (label_batch(extra=1), ("unknown_field", "extra")),
+        (label_batch(tags={"a": 1}), ("bad_type", "tags")),
+        (label_batch(schema="glassbox.label-batch/v2"), ("unknown_schema", "schema")),
+    ],
+)
+def test_label_batch_violations(doc: dict, expected: tuple[str, str | None]) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        parse_labels(orjson.dumps(doc))
+    assert (info.value.reason, info.value.field) == expected

@@ -102,7 +102,7 @@ def test_metrics_and_pipeline_alerts_from_a_real_worker(kafka_bootstrap: str, to
     }
     worker = WorkerProcess(kafka_bootstrap, topic_prefix, app_id=app_id, home=tmp_path / "w",
                            models={"m": str(ref_path)}, audit=False, extra_env=env)
-    with worker, Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
+    with worker, Producer(kafka_bootstrap, topic_prefix=topic_prefix, batch_events=1) as prod:  # counts messages
         worker.wait_ready()
         # 1. nothing arrives: the stream is stale
         wait_metric(worker, firing("stale_stream", app_id), what="stale fires")

@@ -157,7 +157,8 @@ def test_broker_outage_producer_buffers_worker_reconnects_and_stall_alert(tmp_pa
             stop = threading.Event()
 
             def steady() -> None:  # a model server sending 250 events/s before, during and after the outage
-                with Producer(bootstrap, topic_prefix=prefix, buffer_bytes=16 << 20, max_block_ms=30_000) as p:
+                with Producer(bootstrap, topic_prefix=prefix, buffer_bytes=16 << 20, max_block_ms=30_000,
+                              batch_events=1) as p:  # one message per event, as the checks below read them
                     i = 0
                     while not stop.is_set():
                         r = rows[i % len(rows)]
@@ -230,7 +231,7 @@ def test_broker_outage_producer_buffers_worker_reconnects_and_stall_alert(tmp_pa
 def test_producer_buffer_is_bounded_with_a_clear_error(tmp_path: Path) -> None:
     """With Kafka unreachable, sends fill the bounded buffer and then fail after ``max_block_ms``."""
     with broker_behind_proxy(tmp_path / "tansu.log") as (proxy, bootstrap):
-        prod = Producer(bootstrap, topic_prefix="b.", buffer_bytes=256 * 1024, max_block_ms=500)
+        prod = Producer(bootstrap, topic_prefix="b.", buffer_bytes=256 * 1024, max_block_ms=500, batch_events=1)
         try:
             prod.send_raw(prod.predictions_topic, b"{}", key="m")
             prod.flush()  # metadata known, connection up

@@ -9,6 +9,7 @@ dead letters (reason and offset, in order), the same events and the same typed c
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -119,3 +120,26 @@ def test_a_step_without_raw_bytes_keeps_everything_but_the_raw_bytes() -> None:
     slim = step.without_raw()
     assert isinstance(slim, ParsedStep) and slim.parts["m"].message(2).value is None
     assert slim.parts["m"].batch(None, None).ids.tolist() == [f"p{i}" for i in range(5)]
+
+
+def test_label_batches_join_like_single_labels(tmp_path: Path) -> None:
+    """A ``label-batch/v1`` message joins each of its labels; a broken one is dead-lettered as a whole."""
+    from stream.events import LABEL_BATCH_SCHEMA, PREDICTION_BATCH_SCHEMA, label_event
+    from tests.helpers import worker_pipeline
+
+    pipe = worker_pipeline(tmp_path)
+    preds = orjson.dumps({"schema": PREDICTION_BATCH_SCHEMA, "model": "m", "prediction_id": [f"p{i}" for i in range(6)],
+                          "timestamp": [T0 + i for i in range(6)], "features": {"x": [0.5] * 6},
+                          "prediction": [1, 0, 1, 0, 1, 0]})
+    assert pipe.on_predictions([RawMessage("predictions", 0, 0, preds)]).events == 6
+    batch = {"schema": LABEL_BATCH_SCHEMA, "model": "m", "prediction_id": ["p0", "p1", "p2", "nope"],
+             "timestamp": [T0 + 10] * 4, "label": [1, 1, 1, 0]}
+    msgs = [RawMessage("labels", 0, 0, orjson.dumps(batch)),
+            RawMessage("labels", 0, 1, orjson.dumps(label_event(prediction_id="p3", model="m", timestamp=T0 + 11,
+                                                                label=0))),
+            RawMessage("labels", 0, 2, orjson.dumps({**batch, "prediction_id": ["p4", "p4", "p5", "p6"]}))]
+    out = pipe.on_labels(msgs)
+    assert [(d["reason"], d["offset"]) for d in out.deadletters] == [("duplicate_id", 2)]
+    assert pipe.counters.labels == 5
+    assert pipe.counters.per_model["m"]["outcomes"] == 4  # p0-p3 joined; "nope" waits for its prediction
+    assert pipe.joins["m"].counters()["pending_labels"] == 1

@@ -40,7 +40,7 @@ def produce_file(
     cols = {c: _json_column(df[c]) for c in features}
     preds = _json_column(df[prediction_col])
     labels = _json_column(df[label_col]) if label_col else None
-    with Producer(bootstrap, topic_prefix=settings.kafka.topic_prefix, kafka=settings.kafka,
+    with Producer(bootstrap, topic_prefix=settings.kafka.topic_prefix, kafka=settings.kafka, batch_events=batch,
                   connect_timeout_s=settings.kafka.connect_timeout_s) as prod, \
             Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"producing {path.name}", total=n)

@@ -157,12 +157,13 @@ def replay_topic(
                 steps = [head] if head is not None else []
                 if msgs:
                     steps.append(parse_step(msgs, reader.max_bytes))
-            else:
-                n_labels += len(msgs)
+            labels_before = pipelines[0].counters.labels if pipelines else 0
             for pipe, run in zip(pipelines, runs, strict=True):
                 outs = [pipe.on_parsed(st) for st in steps] if rank == PREDICTIONS else [pipe.on_labels(msgs)]
                 for out in outs:
                     _collect(run, out, keep_windows)
+            if rank != PREDICTIONS:  # labels, not messages: a label-batch message holds many
+                n_labels += pipelines[0].counters.labels - labels_before if pipelines else len(msgs)
             if progress is not None:
                 progress(stats, runs[0].events)
         stats = reader.stats

@@ -1,4 +1,4 @@
-"""Parse and validate raw prediction, prediction-batch and label messages against :mod:`stream.events`.
+"""Parse and validate raw prediction, prediction-batch, label and label-batch messages against :mod:`stream.events`.
 
 Parsing is strict and validated once per message (orjson rejects NaN and infinities outright); a batch
 message is validated column by column, never event by event. Anything wrong raises
@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 
 from stream.events import (
+    LABEL_BATCH_SCHEMA,
     LABEL_SCHEMA,
     MAX_ID_LEN,
     MAX_NAME_LEN,
@@ -373,6 +374,61 @@ def parse_label(raw: bytes, max_bytes: int = 1024 * 1024) -> LabelEvent:
         if schema is None:
             raise _fail("missing_field", "schema", "schema is required")
         raise _fail("unknown_schema", "schema", f"schema {str(schema)[:60]!r} is not {LABEL_SCHEMA}")
+    return _label(doc)
+
+
+def parse_labels(raw: bytes, max_bytes: int = 8 * 1024 * 1024) -> list[LabelEvent]:
+    """Parse a ``label/v1`` or ``label-batch/v1`` message into its labels (one model's, in message order).
+
+    >>> labs = parse_labels(b'{"schema": "glassbox.label-batch/v1", "model": "m", "prediction_id": ["a", "b"],'
+    ...                     b' "timestamp": [1700000000000, 1700000000001], "label": [1, "no"]}')
+    >>> [(lab.prediction_id, lab.label) for lab in labs]
+    [('a', 1), ('b', 'no')]
+    """
+    doc = decode(raw, max_bytes)
+    schema = doc.get("schema")
+    if schema == LABEL_SCHEMA:
+        return [_label(doc)]
+    if schema == LABEL_BATCH_SCHEMA:
+        return _label_batch(doc)
+    if schema is None:
+        raise _fail("missing_field", "schema", "schema is required")
+    raise _fail("unknown_schema", "schema",
+                f"schema {str(schema)[:60]!r} is not {LABEL_SCHEMA} or {LABEL_BATCH_SCHEMA}")
+
+
+def _label_batch(doc: dict[str, Any]) -> list[LabelEvent]:
+    _check_fields(doc, _LABEL_FIELDS)
+    ids = doc.get("prediction_id")
+    if not isinstance(ids, list) or not ids:
+        raise _fail("missing_field" if ids is None else "bad_type", "prediction_id",
+                    "prediction_id must be a non-empty array of strings")
+    n = len(ids)
+    if set(map(type, ids)) != {str} or not 0 < min(map(len, ids)) <= max(map(len, ids)) <= MAX_ID_LEN:
+        raise _fail("bad_type", "prediction_id", "every prediction_id must be a non-empty string")
+    if len(set(ids)) != n:
+        raise _fail("duplicate_id", "prediction_id", "prediction_id values repeat within the batch")
+    model = _name(doc, "model")
+    ts_col = _column(doc.get("timestamp"), n, "timestamp")
+    if set(map(type, ts_col)) == {int}:
+        if min(ts_col) < MIN_TS_MS or max(ts_col) >= MAX_TS_MS:
+            raise _fail("bad_timestamp", "timestamp", "timestamp outside 1990..2200 (milliseconds expected)")
+    else:
+        ts_col = [parse_timestamp(t) for t in ts_col]
+    labels = _column(doc.get("label"), n, "label")
+    types = set(map(type, labels))
+    if type(None) in types:
+        raise _fail("bad_value", "label", "label must not be null")
+    if not types <= _SCALARS or str in types and max(len(x) for x in set(labels) if type(x) is str) > MAX_STRING_VALUE:
+        for x in labels:
+            _value(x, "label")  # raises naming the problem
+    tags = doc.get("tags")
+    _tags(tags)
+    return [LabelEvent(prediction_id=i, model=model, timestamp=t, label=lab, tags=tags or {})  # type: ignore[arg-type]
+            for i, t, lab in zip(ids, ts_col, labels, strict=True)]
+
+
+def _label(doc: dict[str, Any]) -> LabelEvent:
     _check_fields(doc, _LABEL_FIELDS)
     pid = _name(doc, "prediction_id", max_len=MAX_ID_LEN)
     model = _name(doc, "model")

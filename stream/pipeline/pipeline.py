@@ -22,7 +22,7 @@ from detectors.batch import EventBatch
 from stream.events import InvalidEvent, deadletter_record
 from stream.pipeline.label_join import LabelJoin, label_record, outcome_batch, prediction_record, replay
 from stream.pipeline.monitors import MonitorRegistry
-from stream.pipeline.parse_events import parse_label
+from stream.pipeline.parse_events import parse_labels
 from stream.pipeline.parse_step import ModelPart, ParsedStep, RawMessage, parse_step
 
 log = logging.getLogger("glassbox.processing")
@@ -315,25 +315,25 @@ class Pipeline:
         calls: dict[str, list[tuple[str, Any, int, int, int]]] = defaultdict(list)  # journalled add_label calls
         for msg in messages:
             try:
-                lab = parse_label(msg.value, self.max_message_bytes)
-                if not self.monitors.accepts(lab.model):
-                    raise InvalidEvent("unknown_model", "model", f"model {lab.model[:80]!r} is not monitored here")
+                labs = parse_labels(msg.value, self.max_message_bytes)  # one label, or a label batch
+                model = labs[0].model
+                if not self.monitors.accepts(model):
+                    raise InvalidEvent("unknown_model", "model", f"model {model[:80]!r} is not monitored here")
             except InvalidEvent as err:
                 self._dead(out, msg, err)
                 continue
-            self._restore(lab.model, None)
-            if self._redelivered(lab.model, msg):
+            self._restore(model, None)
+            if self._redelivered(model, msg):
                 self.counters.redelivered += 1
                 continue
-            self.counters.labels += 1
-            per_model.setdefault(lab.model, []).extend(
-                self._join(lab.model).add_label(lab.prediction_id, lab.label, lab.timestamp, msg.partition,
-                                                msg.offset)
-            )
-            if self._journals:
-                calls[lab.model].append((lab.prediction_id, lab.label, lab.timestamp, msg.partition, msg.offset))
-            self._advance(lab.model, msg.topic, msg.partition, msg.offset)
-            self._place(lab.model, msg.partition)
+            self.counters.labels += len(labs)
+            join, outcomes = self._join(model), per_model.setdefault(model, [])
+            for lab in labs:
+                outcomes.extend(join.add_label(lab.prediction_id, lab.label, lab.timestamp, msg.partition, msg.offset))
+                if self._journals:
+                    calls[model].append((lab.prediction_id, lab.label, lab.timestamp, msg.partition, msg.offset))
+            self._advance(model, msg.topic, msg.partition, msg.offset)
+            self._place(model, msg.partition)
         for model, outcomes in per_model.items():
             if calls.get(model):
                 self.state.journal(model, label_record(messages[0].topic, calls[model]))  # type: ignore[union-attr]
