@@ -78,6 +78,10 @@ def test_replay_writes_alerts_and_is_byte_identical(files):
     assert a["schema"] == "glassbox.alert/v1" and a["model"] == "events" and a["source"] == {"row": a["row"]}
     assert a["window"]["start"] >= 1767225600000  # event time from the timestamp column (2026-01-01, ms)
     assert list(a) == sorted(a)  # sorted keys
+    for a in got:  # the runbook shipped in the package, as on the worker's alerts
+        runbook = a["links"]["runbook"]
+        assert runbook.startswith("file://") and runbook.endswith(f"/{a['monitor']}.md"), runbook
+        assert Path(runbook.removeprefix("file://")).is_file()
 
 
 def test_csv_jsonl_and_parquet_give_the_same_alerts(files):
@@ -100,12 +104,14 @@ def test_label_delay_shifts_outcome_alerts(files):
 
 def test_config_file_and_window_flag(files):
     cfg = files["dir"] / "glassbox.toml"
-    cfg.write_text('[kafka]\nbootstrap = "x:1"\n\n[detection]\nwindow = 500\nresolve_after = 2\n')
+    cfg.write_text('[kafka]\nbootstrap = "x:1"\n\n[detection]\nwindow = 500\nresolve_after = 2\n\n'
+                   '[alerting]\nrunbook_base_url = "https://wiki.example/runbooks/"\n')
     out = files["dir"] / "cfg.jsonl"
     r = invoke(files["ev"], "--reference", files["ref"], "--config", cfg, "--alerts-out", out)
     assert r.exit_code == 0, r.output
     assert "60 windows of 500" in r.output
     assert {a["window"]["events"] for a in alerts(out) if a["monitor"] == "data_drift"} == {500}
+    assert {a["links"]["runbook"] for a in alerts(out)} >= {"https://wiki.example/runbooks/data_drift.md"}
     r = invoke(files["ev"], "--reference", files["ref"], "--config", cfg, "--window", "2000", "--alerts-out", out)
     assert r.exit_code == 0 and "15 windows of 2000" in r.output
 

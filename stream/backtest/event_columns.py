@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,7 @@ class ReplayOptions:
     chunk_rows: int = 65_536
     keep_windows: bool = True
     progress: Callable[[int], None] | None = None  # called with the rows done after every chunk
+    links: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # adds an alert's links (runbook), as live
 
 
 @dataclass

@@ -92,8 +92,9 @@ class Replayer:
         self._cat = set(opts.categorical or [])
 
     def _keep(self, alerts: list[dict[str, Any]], side: int) -> None:
+        links = self.opts.links
         for a in alerts:
-            self._alerts.append((int(a["row"]), side, self._seq, a))
+            self._alerts.append((int(a["row"]), side, self._seq, a if links is None else links(a)))
             self._seq += 1
 
     def _drain(self) -> None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from detectors.scoring import BacktestScore, ChangePoint, EventClock, score
 from stream.backtest.rule_sets import (
@@ -107,6 +110,19 @@ def score_outcome(o: Outcome, changes: list[ChangePoint]) -> BacktestScore:
 
 
 # files ------------------------------------------------------------------------------------------------------
+def _alert_links(config: Path | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What adds an alert's links (runbook, dashboard) under the ``[alerting]`` of ``config``, as the worker does."""
+    from stream.alerting.config import AlertingConfig
+
+    if config is None or not config.exists():
+        return AlertingConfig().with_links
+    try:
+        table = tomllib.loads(config.read_text()).get("alerting", {})
+        return AlertingConfig(**table).with_links
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError, ValidationError) as err:
+        raise BacktestError(f"{config}: [alerting]: {err}") from None
+
+
 def replay_file_outcomes(req: ReplayRequest) -> list[Outcome]:
     """Replay a table file under rule set A (and B with ``compare``)."""
     from stream.backtest.file_replay import ReplayError, ReplayOptions, load_detection_config, replay_file
@@ -118,6 +134,7 @@ def replay_file_outcomes(req: ReplayRequest) -> list[Outcome]:
     c = req.columns
     outs = []
     base = None
+    links = _alert_links(req.config)
     for cfg_path in [req.config] + ([req.compare] if req.compare is not None else []):
         try:
             cfg = load_detection_config(cfg_path) if base is None else overlay_detection(base, cfg_path)
@@ -127,7 +144,7 @@ def replay_file_outcomes(req: ReplayRequest) -> list[Outcome]:
                 prediction_col=c.prediction_col, score_cols=list(c.score_cols), label_col=c.label_col,
                 label_delay=c.label_delay, task=c.task, features=None if c.features is None else list(c.features),
                 categorical=None if c.categorical is None else list(c.categorical), window=req.window,
-                model=req.model)
+                model=req.model, links=links)
             res = replay_file(events, reference, opts)
         except (ReplayError, TableError) as err:
             raise BacktestError(str(err)) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
@@ -114,12 +114,15 @@ class Pipeline:
 
     With a ``state`` store, each step saves the state of every model it touched together with the last
     input offsets it covers; after a restart the state is restored and messages at or below those offsets
-    (redelivered because their commit was lost) are skipped, so nothing is counted twice.
+    (redelivered because their commit was lost) are skipped, so nothing is counted twice. ``links`` adds
+    each alert's links (runbook, dashboard) as it is raised, so that live and replayed alerts hold the same bytes.
     """
 
     def __init__(self, monitors: MonitorRegistry, *, label_ttl_ms: int, max_message_bytes: int,
-                 audit: bool = False, state: StateStore | None = None, dedup_horizon: int = 2000):
+                 audit: bool = False, state: StateStore | None = None, dedup_horizon: int = 2000,
+                 links: Callable[[dict[str, Any]], dict[str, Any]] | None = None):
         self.monitors = monitors
+        self.links = links
         self.label_ttl_ms = label_ttl_ms
         self.max_message_bytes = max_message_bytes
         self.audit = audit
@@ -131,6 +134,9 @@ class Pipeline:
         self._recent: dict[str, RecentIds] = {}
         self._restored: set[str] = set()
         self._journals = bool(getattr(state, "journals", False))  # the store keeps the label join's calls
+
+    def _linked(self, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return alerts if self.links is None else [self.links(a) for a in alerts]
 
     def _restore(self, model: str, model_version: str | None) -> None:
         """Load a model's saved state once, before its first message is processed."""
@@ -286,7 +292,7 @@ class Pipeline:
             return
         try:
             if monitor is not None:
-                out.alerts.extend(monitor.observe(batch))
+                out.alerts.extend(self._linked(monitor.observe(batch)))
                 out.windows.extend((model, w) for w in monitor.drain_windows())
                 out.batches.append((model, batch))
             outcomes = self._join(model).add_predictions(
@@ -348,7 +354,7 @@ class Pipeline:
         if monitor is None:
             return
         try:
-            out.alerts.extend(monitor.observe_outcomes(outcome_batch(outcomes)))
+            out.alerts.extend(self._linked(monitor.observe_outcomes(outcome_batch(outcomes))))
             out.windows.extend((model, w) for w in monitor.drain_windows())
         except Exception:
             log.exception("outcome detection failed for model %r", model)

@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import faust
 import orjson
 
 from stream.alerting.announce import log_alert
-from stream.alerting.config import AlertingConfig
 from stream.kafka.faust_app import Topics
 from stream.kafka.state_topic import TopicState
 from stream.pipeline.monitors import MonitorRegistry
-from stream.pipeline.parse_step import ParsedStep
 from stream.pipeline.pipeline import Pipeline, RawMessage, StepOutput
 from stream.settings import Settings
 from stream.worker.report import register_progress
@@ -48,25 +45,6 @@ def alert_bytes(alert: dict[str, Any]) -> bytes:
     return orjson.dumps(alert, option=_SORTED)
 
 
-class LinkedPipeline(Pipeline):
-    """A :class:`Pipeline` whose alerts carry their runbook (and templated dashboard) links, so that the alerts
-    topic and a replay of the same topic hold the same bytes."""
-
-    def __init__(self, monitors: MonitorRegistry, *, alerting: AlertingConfig, **kwargs: Any):
-        super().__init__(monitors, **kwargs)
-        self.alerting = alerting
-
-    def on_parsed(self, step: ParsedStep) -> StepOutput:
-        return self._linked(super().on_parsed(step))
-
-    def on_labels(self, messages: Sequence[RawMessage]) -> StepOutput:
-        return self._linked(super().on_labels(messages))
-
-    def _linked(self, out: StepOutput) -> StepOutput:
-        out.alerts = [self.alerting.with_links(a) for a in out.alerts]
-        return out
-
-
 def build_pipeline(settings: Settings, state: TopicState | None = None) -> Pipeline:
     """The pipeline of a worker; with ``state``, model state survives crashes and rebalances."""
     from stream.evidence.reference import load_reference_for
@@ -75,9 +53,9 @@ def build_pipeline(settings: Settings, state: TopicState | None = None) -> Pipel
         settings.worker.models, settings.detection, lambda ref: load_reference_for(ref, settings),
         max_discovered=settings.worker.max_discovered_models,
     )
-    return LinkedPipeline(
+    return Pipeline(
         monitors,
-        alerting=settings.alerting,
+        links=settings.alerting.with_links,
         label_ttl_ms=int(settings.worker.label_ttl_s * 1000),
         max_message_bytes=settings.kafka.max_message_bytes,
         audit=settings.worker.audit,
