@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 
 from detectors.config import DetectionConfig
+from stream.errors import UserError
 
 DEFAULT_ROLES = {"timestamp": "timestamp", "id": "prediction_id", "prediction": "prediction", "label": "label"}
 META_COLUMNS = ("model", "model_version", "schema")  # never features
 
 
-class ReplayError(ValueError):
+class ReplayError(UserError, ValueError):
     """A replay that cannot run as asked (a missing column, a bad option); one-line message."""
 
 

@@ -25,10 +25,12 @@ from pathlib import Path
 import orjson
 import pandas as pd
 
+from stream.errors import UserError
+
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
-class TableError(ValueError):
+class TableError(UserError, ValueError):
     """A table that cannot be read; the message is one line naming the path and what to do."""
 
 
