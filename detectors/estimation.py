@@ -67,7 +67,7 @@ class EstimationMonitor:
         self.index = CategoryIndex(cal.classes)
         self.hyst = {m: Hysteresis(config.fire_after, config.resolve_after) for m in [*self.metrics, GAP]}
         self.rng = np.random.default_rng(config.seed + 18)
-        self._limits: dict[int, dict[str, tuple[float, float]]] = {}
+        self._limits: dict[int, dict[str, tuple[float, float, float]]] = {}
         self._tracked: deque[dict[str, Any]] = deque()
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._errors: deque[tuple[float, float, int]] = deque(maxlen=config.estimation_gap_windows)
@@ -126,8 +126,10 @@ class EstimationMonitor:
                 self.hist[c, :, 1] += np.bincount(bins[c], minlength=cal.n_primary) - e
         self.scored += len(pred)
 
-    def limits(self, n: int) -> dict[str, tuple[float, float]]:
-        """Per metric, the band ``(lo, hi)`` of windows of ``n`` scored events under no change."""
+    def limits(self, n: int) -> dict[str, tuple[float, float, float]]:
+        """Per metric, the alert band ``(lo, hi)`` of the estimate on windows of ``n`` scored events under no
+        change, and the realized metric's sampling error on such windows (NannyML's confidence band is the
+        estimate plus or minus three of them)."""
         key = int(float(f"{n:.2g}"))  # event-time windows vary in size: two significant digits are enough
         lim = self._limits.get(key)
         if lim is not None:
@@ -138,6 +140,15 @@ class EstimationMonitor:
                             self.rng)[0].astype(np.float64)
         conf, hist = cal.cell_sums(draws)
         null = metrics(conf, hist, cal.positive)
+        # realized windows of the same cells: true classes drawn from each cell's calibrated probabilities
+        cp = np.where(cal.cells[:, None] > 0, cal.cell_probs, 1.0)
+        truth = self.rng.multinomial(draws.astype(np.int64), cp / cp.sum(-1, keepdims=True))
+        real_conf = truth.reshape(len(draws), cal.k, cal.n_primary, cal.k).sum(axis=2).astype(np.float64)
+        real_hist = None
+        if cal.binary:
+            e = truth.reshape(len(draws), cal.k, cal.n_primary, cal.k)[..., cal.positive].sum(axis=1)
+            real_hist = np.stack([e, draws.reshape(len(draws), cal.k, cal.n_primary).sum(axis=1) - e], -1)
+        real = metrics(real_conf, real_hist, cal.positive)
         d = self.config.performance_min_delta
         lim = {}
         for m in METRICS:
@@ -146,7 +157,8 @@ class EstimationMonitor:
                 continue
             x = np.asarray(x)[np.isfinite(x)]
             lo, hi = -tail_quantile(-x, self.alpha), tail_quantile(x, self.alpha)
-            lim[m] = (min(lo, ref - d), max(hi, ref + d))
+            r = np.asarray(real[m])
+            lim[m] = (min(lo, ref - d), max(hi, ref + d), float(np.std(r[np.isfinite(r)])))
         if len(self._limits) < 64:
             self._limits[key] = lim
         return lim
@@ -167,7 +179,9 @@ class EstimationMonitor:
             if status is not None:
                 out.append(self._alert(m, status, v, lim, window, src, n))
         rec = {"kind": "estimation", **window, "scored": n, "tested": tested, "estimated": est,
-               "band": {m: {"lo": lo, "hi": hi} for m, (lo, hi) in band.items()},
+               "band": {m: {"lo": lo, "hi": hi} for m, (lo, hi, _) in band.items()},
+               "interval": {m: {"lo": est[m] - 3 * se, "hi": est[m] + 3 * se} for m, (_, _, se) in band.items()
+                            if est.get(m) is not None},
                "reference": dict(self.cal.reference)}
         self.records.append(rec)
         k = self.cal.k
@@ -184,7 +198,7 @@ class EstimationMonitor:
                 out.extend(self._assign(ts, pred, lab, b))
         return out
 
-    def _alert(self, m: str, status: str, v: float, lim: tuple[float, float], window: dict[str, Any],
+    def _alert(self, m: str, status: str, v: float, lim: tuple[float, float, float], window: dict[str, Any],
                src: tuple[int, int, int], n: int) -> dict[str, Any]:
         h = self.hyst[m]
         ref = self.cal.reference[m]
@@ -198,7 +212,7 @@ class EstimationMonitor:
         return {"monitor": "estimated_performance", "feature": m, "status": status, "direction": h.direction,
                 "detector": "cbpe", "statistic": f"estimated_{m}", "value": v, "threshold": thr,
                 "threshold_kind": "calibrated", "window": window, "event_time": window["end"], "src": src,
-                "summary": summary, "evidence": {"estimated": v, "band": list(lim), "reference": ref, "scored": n}}
+                "summary": summary, "evidence": {"estimated": v, "band": list(lim[:2]), "reference": ref, "scored": n}}
 
     # labels -----------------------------------------------------------------------------------------------
     def observe_outcomes(self, batch: OutcomeBatch) -> list[dict[str, Any]]:
@@ -261,7 +275,8 @@ class EstimationMonitor:
                     out.append(self._gap_alert(status, gap, rec))
         self.records.append({"kind": "estimation_realized", "index": rec["index"], "start": rec["start"],
                              "end": rec["end"], "events": rec["events"], "labelled": labelled, "estimated": est,
-                             "realized": real, "error": err, "band": rec["band"], "gap": gap})
+                             "realized": real, "error": err, "band": rec["band"], "interval": rec["interval"],
+                             "gap": gap})
         return out
 
     def _gap(self, rec: dict[str, Any]) -> dict[str, Any] | None:
