@@ -212,7 +212,8 @@ class EstimationMonitor:
         return {"monitor": "estimated_performance", "feature": m, "status": status, "direction": h.direction,
                 "detector": "cbpe", "statistic": f"estimated_{m}", "value": v, "threshold": thr,
                 "threshold_kind": "calibrated", "window": window, "event_time": window["end"], "src": src,
-                "summary": summary, "evidence": {"estimated": v, "band": list(lim[:2]), "reference": ref, "scored": n}}
+                "summary": summary,
+                "evidence": {"estimated": v, "band": list(lim[:2]), "reference_estimate": ref, "scored": n}}
 
     # labels -----------------------------------------------------------------------------------------------
     def observe_outcomes(self, batch: OutcomeBatch) -> list[dict[str, Any]]:
