@@ -47,7 +47,7 @@ from detectors.estimation_fit import METRICS, Calibration, metrics
 from detectors.hysteresis import Hysteresis
 from detectors.profile import ReferenceProfile
 
-TRACKED = 64  # closed windows kept waiting for their labels
+TRACKED = 256  # closed windows kept waiting for their labels
 MIN_REALIZED = 30  # labelled outcomes a window needs for a realized record when it leaves tracking
 GAP = "estimate_gap"
 
