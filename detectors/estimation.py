@@ -34,6 +34,7 @@ sampling error) fires ``estimated_performance`` on feature ``estimate_gap``: the
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
@@ -53,7 +54,7 @@ GAP = "estimate_gap"
 
 
 def _num(x: Any) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
+    return None if x is None or not math.isfinite(x) else float(x)
 
 
 class EstimationMonitor:
@@ -64,6 +65,7 @@ class EstimationMonitor:
         self.config = config
         self.metrics = list(config.estimation_metrics)
         self.alpha = alpha / 2 / max(len(self.metrics), 1)  # two-sided, split over the alerting metrics
+        self._z = normal_quantile(self.alpha)
         self.index = CategoryIndex(cal.classes)
         self.hyst = {m: Hysteresis(config.fire_after, config.resolve_after) for m in [*self.metrics, GAP]}
         self.rng = np.random.default_rng(config.seed + 18)
@@ -112,14 +114,20 @@ class EstimationMonitor:
             return
         cal = self.cal
         bins = cal.bins(s)
-        q = cal.probabilities(s, bins)
         k = cal.k
-        self.conf += np.stack([np.bincount(pred, weights=q[:, c], minlength=k) for c in range(k)], axis=1)
-        if cal.binary:
-            e = np.bincount(bins[0], weights=q[:, cal.positive], minlength=cal.n_primary)
+        if cal.binary:  # P(positive) per event; the negative class gets the rest
+            p = cal.probs[0][bins[0]]
+            pos, neg = cal.positive, 1 - cal.positive
+            e_pred = np.bincount(pred, weights=p, minlength=2)
+            n_pred = np.bincount(pred, minlength=2)
+            self.conf[:, pos] += e_pred
+            self.conf[:, neg] += n_pred - e_pred
+            e = np.bincount(bins[0], weights=p, minlength=cal.n_primary)
             self.hist[:, 0] += e
             self.hist[:, 1] += np.bincount(bins[0], minlength=cal.n_primary) - e
         else:
+            q = cal.probabilities(s, bins)
+            self.conf += np.stack([np.bincount(pred, weights=q[:, c], minlength=k) for c in range(k)], axis=1)
             for c in range(k):
                 e = np.bincount(bins[c], weights=q[:, c], minlength=cal.n_primary)
                 self.hist[c, :, 0] += e
@@ -240,18 +248,22 @@ class EstimationMonitor:
             if sum(len(p[0]) for p in self._pending) > 4 * max(self.config.window, 1000):
                 self._pending.pop(0)  # labels far ahead of their predictions: keep the buffer bounded
         keep = ~later & (ts >= start)
-        k = self.cal.k
-        for i in np.unique(w[keep]).tolist():
+        if not keep.any():
+            return out
+        k, nb, nw = self.cal.k, self.cal.n_primary, len(ends)
+        w, pred, lab, b = w[keep], pred[keep], lab[keep], b[keep]
+        labelled = np.bincount(w, minlength=nw)
+        ok = (pred >= 0) & (lab >= 0)
+        conf = np.bincount((w[ok] * k + pred[ok]) * k + lab[ok], minlength=nw * k * k).reshape(nw, k, k)
+        okb = ok & (b >= 0)
+        hist = np.bincount((w[okb] * nb + b[okb]) * 2 + (lab[okb] != self.cal.positive),
+                           minlength=nw * nb * 2).reshape(nw, nb, 2) if okb.any() else None
+        for i in np.flatnonzero(labelled).tolist():
             t = self._tracked[i]
-            sel = keep & (w == i)
-            t["labelled"] += int(sel.sum())
-            ok = sel & (pred >= 0) & (lab >= 0)
-            t["conf"] += np.bincount(pred[ok] * k + lab[ok], minlength=k * k).reshape(k, k)
-            okb = ok & (b >= 0)
-            if okb.any():
-                pos = (lab[okb] == self.cal.positive).astype(np.float64)
-                t["hist"][:, 0] += np.bincount(b[okb], weights=pos, minlength=self.cal.n_primary)
-                t["hist"][:, 1] += np.bincount(b[okb], weights=1 - pos, minlength=self.cal.n_primary)
+            t["labelled"] += int(labelled[i])
+            t["conf"] += conf[i]
+            if hist is not None:
+                t["hist"] += hist[i]
             if not t["done"] and t["labelled"] >= t["rec"]["events"]:
                 out.extend(self._realize(t))
         return out
@@ -287,7 +299,7 @@ class EstimationMonitor:
         var = sum(a * (1 - a) / n for _, a, n in self._errors) / len(errs) ** 2
         ref = self.cal.reference["accuracy"] or 0.5
         var += ref * (1 - ref) / self.cal.rows  # the calibration's own error does not average out
-        bound = max(self.config.performance_min_delta, normal_quantile(self.alpha) * float(np.sqrt(var)))
+        bound = max(self.config.performance_min_delta, self._z * float(np.sqrt(var)))
         mean = float(errs.mean())
         return {"mean_error": mean, "bound": bound, "condition": abs(mean) > bound, "windows": len(errs)}
 
