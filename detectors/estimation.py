@@ -189,8 +189,7 @@ class EstimationMonitor:
         rec = {"kind": "estimation", **window, "scored": n, "tested": tested, "estimated": est,
                "band": {m: {"lo": lo, "hi": hi} for m, (lo, hi, _) in band.items()},
                "interval": {m: {"lo": est[m] - 3 * se, "hi": est[m] + 3 * se} for m, (_, _, se) in band.items()
-                            if est.get(m) is not None},
-               "reference": dict(self.cal.reference)}
+                            if est.get(m) is not None}}
         self.records.append(rec)
         k = self.cal.k
         self._tracked.append({"rec": rec, "conf": np.zeros((k, k), np.int64), "hist": np.zeros((self.cal.n_primary, 2)),
@@ -288,7 +287,7 @@ class EstimationMonitor:
                     out.append(self._gap_alert(status, gap, rec))
         self.records.append({"kind": "estimation_realized", "index": rec["index"], "start": rec["start"],
                              "end": rec["end"], "events": rec["events"], "labelled": labelled, "estimated": est,
-                             "realized": real, "error": err, "band": rec["band"], "interval": rec["interval"],
+                             "realized": real, "error": err, "interval": rec["interval"],
                              "gap": gap})
         return out
 
