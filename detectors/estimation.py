@@ -48,7 +48,7 @@ from detectors.estimation_fit import METRICS, Calibration, metrics
 from detectors.hysteresis import Hysteresis
 from detectors.profile import ReferenceProfile
 
-TRACKED = 256  # closed windows kept waiting for their labels
+TRACKED = 128  # closed windows kept waiting for their labels
 MIN_REALIZED = 30  # labelled outcomes a window needs for a realized record when it leaves tracking
 GAP = "estimate_gap"
 
@@ -192,8 +192,10 @@ class EstimationMonitor:
                             if est.get(m) is not None}}
         self.records.append(rec)
         k = self.cal.k
-        self._tracked.append({"rec": rec, "conf": np.zeros((k, k), np.int64), "hist": np.zeros((self.cal.n_primary, 2)),
-                              "labelled": 0, "done": False})
+        slim = {"index": rec["index"], "start": rec["start"], "end": rec["end"], "events": rec["events"],
+                "estimated": est, "interval": rec["interval"]}  # what the realized record needs (kept in state)
+        self._tracked.append({"rec": slim, "conf": np.zeros((k, k), np.int64),
+                              "hist": np.zeros((self.cal.n_primary, 2)), "labelled": 0, "done": False})
         self._reset()
         while len(self._tracked) > TRACKED:
             old = self._tracked.popleft()
