@@ -23,6 +23,7 @@ The fitted calibration is plain JSON stored in the reference profile (``Referenc
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -181,6 +182,8 @@ def metrics(conf: np.ndarray, hist: np.ndarray | None, positive: int | None) -> 
     >>> [round(float(m[k]), 3) for k in METRICS]
     [0.85, 0.9, 0.818, 0.857, 0.85]
     """
+    if conf.shape == (2, 2) and positive is not None:
+        return _binary_metrics(conf, hist, positive)
     n = conf.sum(axis=(-2, -1))
     tp = np.diagonal(conf, axis1=-2, axis2=-1)
     predicted = conf.sum(axis=-1)
@@ -202,3 +205,21 @@ def metrics(conf: np.ndarray, hist: np.ndarray | None, positive: int | None) -> 
             if positive is None:
                 auc = np.nanmean(auc, axis=-1)
     return {"accuracy": acc, "precision": prec, "recall": rec, "f1": f1, "roc_auc": auc}
+
+
+def _binary_metrics(conf: np.ndarray, hist: np.ndarray | None, positive: int) -> dict[str, Any]:
+    """:func:`metrics` of one binary window in plain floats (the per-window hot path)."""
+    c = conf.tolist()
+    neg = 1 - positive
+    tp, fp, fn, tn = c[positive][positive], c[positive][neg], c[neg][positive], c[neg][neg]
+    n = tp + fp + fn + tn
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else math.nan
+
+    auc = None
+    if hist is not None:
+        e, f = hist[:, 0], hist[:, 1]
+        auc = ratio(float(e @ (np.cumsum(f) - 0.5 * f)), float(e.sum()) * float(f.sum()))
+    return {"accuracy": ratio(tp + tn, n), "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
+            "f1": ratio(2 * tp, 2 * tp + fp + fn), "roc_auc": auc}
