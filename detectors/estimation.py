@@ -88,6 +88,7 @@ class EstimationMonitor:
         cal = self.cal
         self.conf = np.zeros((cal.k, cal.k))
         self.hist = np.zeros((cal.k, cal.n_primary, 2)) if not cal.binary else np.zeros((cal.n_primary, 2))
+        self.cells = np.zeros(2 * cal.n_primary, np.int64)  # binary: events per (predicted class, score bin)
         self.scored = 0
 
     # windows ----------------------------------------------------------------------------------------------
@@ -107,7 +108,7 @@ class EstimationMonitor:
         if cols is None:
             return
         pred, s = cols[0][a:b], cols[1][a:b]
-        ok = (pred >= 0) & np.isfinite(s).all(axis=1)
+        ok = (pred >= 0) & (np.isfinite(s[:, 0]) if s.shape[1] == 1 else np.isfinite(s).all(axis=1))
         if not ok.all():
             pred, s = pred[ok], s[ok]
         if not len(pred):
@@ -115,16 +116,8 @@ class EstimationMonitor:
         cal = self.cal
         bins = cal.bins(s)
         k = cal.k
-        if cal.binary:  # P(positive) per event; the negative class gets the rest
-            p = cal.probs[0][bins[0]]
-            pos, neg = cal.positive, 1 - cal.positive
-            e_pred = np.bincount(pred, weights=p, minlength=2)
-            n_pred = np.bincount(pred, minlength=2)
-            self.conf[:, pos] += e_pred
-            self.conf[:, neg] += n_pred - e_pred
-            e = np.bincount(bins[0], weights=p, minlength=cal.n_primary)
-            self.hist[:, 0] += e
-            self.hist[:, 1] += np.bincount(bins[0], minlength=cal.n_primary) - e
+        if cal.binary:  # P(positive) depends on the bin only: integer counts per cell suffice
+            self.cells += np.bincount(pred * cal.n_primary + bins[0], minlength=2 * cal.n_primary)
         else:
             q = cal.probabilities(s, bins)
             self.conf += np.stack([np.bincount(pred, weights=q[:, c], minlength=k) for c in range(k)], axis=1)
@@ -133,6 +126,18 @@ class EstimationMonitor:
                 self.hist[c, :, 0] += e
                 self.hist[c, :, 1] += np.bincount(bins[c], minlength=cal.n_primary) - e
         self.scored += len(pred)
+
+    def _binary_sums(self) -> None:
+        """Expected confusion and positives/negatives per bin of the window's cell counts."""
+        cal = self.cal
+        c = self.cells.reshape(2, cal.n_primary).astype(np.float64)
+        p = cal.probs[0]
+        e_pred = c @ p
+        self.conf[:, cal.positive] = e_pred
+        self.conf[:, 1 - cal.positive] = c.sum(axis=1) - e_pred
+        per_bin = c.sum(axis=0)
+        self.hist[:, 0] = per_bin * p
+        self.hist[:, 1] = per_bin - self.hist[:, 0]
 
     def limits(self, n: int) -> dict[str, tuple[float, float, float]]:
         """Per metric, the alert band ``(lo, hi)`` of the estimate on windows of ``n`` scored events under no
@@ -179,6 +184,8 @@ class EstimationMonitor:
     def close(self, window: dict[str, Any], src: tuple[int, int, int], testable: bool) -> list[dict[str, Any]]:
         """Close the prediction window: its estimate record and alert transitions."""
         n = self.scored
+        if self.cal.binary:
+            self._binary_sums()
         est = {k: _num(v) for k, v in metrics(self.conf, self.hist if n else None, self.cal.positive).items()}
         band = self.limits(n) if n else {}
         out: list[dict[str, Any]] = []
@@ -327,7 +334,8 @@ class EstimationMonitor:
     # state ------------------------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         return {
-            "conf": self.conf.tolist(), "hist": self.hist.tolist(), "scored": self.scored,
+            "conf": self.conf.tolist(), "hist": self.hist.tolist(), "cells": self.cells.tolist(),
+            "scored": self.scored,
             "hyst": {m: h.to_state() for m, h in self.hyst.items()},
             "tracked": [{"rec": t["rec"], "conf": t["conf"].tolist(), "hist": t["hist"].tolist(),
                          "labelled": t["labelled"], "done": t["done"]} for t in self._tracked],
@@ -338,6 +346,7 @@ class EstimationMonitor:
     def load_state(self, st: dict[str, Any]) -> None:
         self.conf = np.asarray(st["conf"], np.float64).reshape(self.conf.shape)
         self.hist = np.asarray(st["hist"], np.float64).reshape(self.hist.shape)
+        self.cells = np.asarray(st["cells"], np.int64)
         self.scored = int(st["scored"])
         for m, h in st["hyst"].items():
             if m in self.hyst:
