@@ -9,9 +9,10 @@ around the reference estimate. An estimate outside the band fires ``estimated_pe
 improvement) through the same hysteresis as the other monitors.
 
 When a window's labels arrive, its realized metrics are recorded next to the estimate, with the estimate's
-error. A persistent gap (the mean error of the last ``estimation_gap_windows`` realized windows beyond its
-sampling error) fires ``estimated_performance`` on feature ``estimate_gap``: the calibration no longer holds
-(concept drift, to which CBPE is blind by design).
+error, and a persistent gap (``gap.condition``: the mean error of the last ``estimation_gap_windows`` realized
+windows beyond its sampling error) says the calibration no longer holds (concept drift, to which CBPE is blind
+by design). The gap is a record, not an alert: when a window's last label arrives depends on how predictions
+and labels interleave, and alerts must not (``concept_drift`` and ``performance`` alert on the labels).
 
 >>> import pandas as pd
 >>> from detectors.batch import EventBatch
@@ -50,7 +51,6 @@ from detectors.profile import ReferenceProfile
 
 TRACKED = 128  # closed windows kept waiting for their labels
 MIN_REALIZED = 30  # labelled outcomes a window needs for a realized record when it leaves tracking
-GAP = "estimate_gap"
 
 
 def _num(x: Any) -> float | None:
@@ -67,7 +67,7 @@ class EstimationMonitor:
         self.alpha = alpha / 2 / max(len(self.metrics), 1)  # two-sided, split over the alerting metrics
         self._z = normal_quantile(self.alpha)
         self.index = CategoryIndex(cal.classes)
-        self.hyst = {m: Hysteresis(config.fire_after, config.resolve_after) for m in [*self.metrics, GAP]}
+        self.hyst = {m: Hysteresis(config.fire_after, config.resolve_after) for m in self.metrics}
         self.rng = np.random.default_rng(config.seed + 18)
         self._limits: dict[int, dict[str, tuple[float, float, float]]] = {}
         self._tracked: deque[dict[str, Any]] = deque()
@@ -205,18 +205,18 @@ class EstimationMonitor:
         self.records.append(rec)
         k = self.cal.k
         slim = {"index": rec["index"], "start": rec["start"], "end": rec["end"], "events": rec["events"],
-                "estimated": est, "interval": rec["interval"]}  # what the realized record needs (kept in state)
+                "estimated": est, "interval": rec["interval"], "src": list(src)}  # what realizing needs (in state)
         self._tracked.append({"rec": slim, "conf": np.zeros((k, k), np.int64),
                               "hist": np.zeros((self.cal.n_primary, 2)), "labelled": 0, "done": False})
         self._reset()
         while len(self._tracked) > TRACKED:
             old = self._tracked.popleft()
             if not old["done"] and old["labelled"] >= MIN_REALIZED:
-                out.extend(self._realize(old))
+                self._realize(old)
         if self._pending:
             pend, self._pending = self._pending, []
             for ts, pred, lab, b in pend:
-                out.extend(self._assign(ts, pred, lab, b))
+                self._assign(ts, pred, lab, b)
         return out
 
     def _alert(self, m: str, status: str, v: float, lim: tuple[float, float, float], window: dict[str, Any],
@@ -237,21 +237,21 @@ class EstimationMonitor:
                 "evidence": {"estimated": v, "band": list(lim[:2]), "reference_estimate": ref, "scored": n}}
 
     # labels -----------------------------------------------------------------------------------------------
-    def observe_outcomes(self, batch: OutcomeBatch) -> list[dict[str, Any]]:
-        """Count labelled outcomes into the prediction windows they belong to (by prediction event time)."""
+    def observe_outcomes(self, batch: OutcomeBatch) -> None:
+        """Count labelled outcomes into the prediction windows they belong to (by prediction event time);
+        a fully labelled window gets its realized record."""
         pred, _ = self.index.lookup(batch.prediction)
         lab, _ = self.index.lookup(batch.label)
         b = np.full(len(batch), -1, np.int64)
         if self.cal.binary and batch.scores and self.cal.score_columns[0] in batch.scores:
             s = np.asarray(batch.scores[self.cal.score_columns[0]], np.float64)
             b = np.where(np.isfinite(s), self.cal.bins(s[:, None])[0], -1)
-        return self._assign(np.asarray(batch.timestamps, np.int64), pred, lab, b)
+        self._assign(np.asarray(batch.timestamps, np.int64), pred, lab, b)
 
-    def _assign(self, ts: np.ndarray, pred: np.ndarray, lab: np.ndarray, b: np.ndarray) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def _assign(self, ts: np.ndarray, pred: np.ndarray, lab: np.ndarray, b: np.ndarray) -> None:
         if not self._tracked:
             self._pending.append((ts, pred, lab, b))
-            return out
+            return
         ends = np.array([t["rec"]["end"] for t in self._tracked], np.int64)
         start = self._tracked[0]["rec"]["start"]
         w = np.searchsorted(ends, ts, side="left")
@@ -262,7 +262,7 @@ class EstimationMonitor:
                 self._pending.pop(0)  # labels far ahead of their predictions: keep the buffer bounded
         keep = ~later & (ts >= start)
         if not keep.any():
-            return out
+            return
         k, nb, nw = self.cal.k, self.cal.n_primary, len(ends)
         w, pred, lab, b = w[keep], pred[keep], lab[keep], b[keep]
         labelled = np.bincount(w, minlength=nw)
@@ -278,10 +278,9 @@ class EstimationMonitor:
             if hist is not None:
                 t["hist"] += hist[i]
             if not t["done"] and t["labelled"] >= t["rec"]["events"]:
-                out.extend(self._realize(t))
-        return out
+                self._realize(t)
 
-    def _realize(self, t: dict[str, Any]) -> list[dict[str, Any]]:
+    def _realize(self, t: dict[str, Any]) -> None:
         t["done"] = True
         rec = t["rec"]
         conf = t["conf"].astype(np.float64)
@@ -290,22 +289,16 @@ class EstimationMonitor:
         est = rec["estimated"]
         err = {m: est[m] - real[m] for m in METRICS if est.get(m) is not None and real.get(m) is not None}
         labelled = int(conf.sum())
-        out: list[dict[str, Any]] = []
         gap = None
         if "accuracy" in err and labelled:
             self._errors.append((err["accuracy"], real["accuracy"], labelled))
-            gap = self._gap(rec)
-            if gap is not None:
-                status = self.hyst[GAP].update(gap["condition"], None)
-                if status is not None:
-                    out.append(self._gap_alert(status, gap, rec))
+            gap = self._gap()
         self.records.append({"kind": "estimation_realized", "index": rec["index"], "start": rec["start"],
                              "end": rec["end"], "events": rec["events"], "labelled": labelled, "estimated": est,
                              "realized": real, "error": err, "interval": rec["interval"],
                              "gap": gap})
-        return out
 
-    def _gap(self, rec: dict[str, Any]) -> dict[str, Any] | None:
+    def _gap(self) -> dict[str, Any] | None:
         if len(self._errors) < (self._errors.maxlen or 1):
             return None
         errs = np.array([e for e, _, _ in self._errors])
@@ -315,21 +308,6 @@ class EstimationMonitor:
         bound = max(self.config.performance_min_delta, self._z * float(np.sqrt(var)))
         mean = float(errs.mean())
         return {"mean_error": mean, "bound": bound, "condition": abs(mean) > bound, "windows": len(errs)}
-
-    def _gap_alert(self, status: str, gap: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
-        mean = gap["mean_error"]
-        if status == "firing":
-            side = "above" if mean > 0 else "below"
-            summary = (f"estimated accuracy {side} the realized by {abs(mean):.3g} on average over the last "
-                       f"{gap['windows']} labelled windows (bound {gap['bound']:.3g}): the calibration no longer "
-                       "holds (concept drift?)")
-        else:
-            summary = f"estimated accuracy agrees with the realized again (mean error {mean:.3g})"
-        window = {"index": rec["index"], "start": rec["start"], "end": rec["end"], "events": rec["events"]}
-        return {"monitor": "estimated_performance", "feature": GAP, "status": status, "direction": None,
-                "detector": "cbpe", "statistic": "accuracy_estimate_error", "value": mean, "threshold": gap["bound"],
-                "threshold_kind": "calibrated", "window": window, "event_time": rec["end"], "src": (-1, 0, 0),
-                "summary": summary, "evidence": {"gap": gap}}
 
     # state ------------------------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:

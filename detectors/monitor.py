@@ -316,7 +316,7 @@ class ModelMonitor:
             self._record(r)
         self.outcomes.records.clear()
         if self.estimation:
-            recs.extend(self.estimation.observe_outcomes(batch))
+            self.estimation.observe_outcomes(batch)
             self._drain_estimation()
         return [self._alert(**r) for r in recs]
 
