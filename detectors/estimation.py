@@ -182,8 +182,10 @@ class EstimationMonitor:
         return lim
 
     def close(self, window: dict[str, Any], src: tuple[int, int, int], testable: bool) -> list[dict[str, Any]]:
-        """Close the prediction window: its estimate record and alert transitions."""
+        """Close the prediction window: its estimate record and alert transitions (none without scores)."""
         n = self.scored
+        if n == 0:  # the model published no scores in this window: nothing to estimate or to record
+            return []
         if self.cal.binary:
             self._binary_sums()
         est = {k: _num(v) for k, v in metrics(self.conf, self.hist if n else None, self.cal.positive).items()}

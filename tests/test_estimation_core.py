@@ -218,3 +218,11 @@ def test_isotonic_is_monotone_and_keeps_the_weighted_mean() -> None:
     fit = isotonic(rate, w)
     assert np.all(np.diff(fit) >= -1e-12)
     assert np.average(fit, weights=w) == pytest.approx(np.average(rate, weights=w))
+
+
+def test_windows_without_scores_are_not_estimated() -> None:
+    mon = _monitor(np.random.default_rng(9))
+    n = 3000
+    mon.observe(EventBatch.from_columns(ids=np.arange(n).astype(str), timestamps=np.arange(n),
+                                        features={"x1": np.zeros(n), "x2": np.zeros(n)}, prediction=np.zeros(n)))
+    assert {r["kind"] for r in mon.drain_windows()} == {"predictions"}
