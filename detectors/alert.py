@@ -28,6 +28,7 @@ MonitorName = Literal[
     "prediction_drift",
     "concept_drift",
     "performance",
+    "estimated_performance",
     "data_quality",
     "attribution_drift",
     "pipeline",

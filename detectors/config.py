@@ -31,6 +31,7 @@ def _default_severities() -> dict[str, str]:
         "data_quality": "warning",
         "concept_drift": "critical",
         "performance": "critical",
+        "estimated_performance": "warning",
         "improvement": "info",
     }
 
@@ -96,6 +97,12 @@ class DetectionConfig(BaseModel):
     performance_min_relative: float = Field(
         0.1, ge=0, description="minimum relative change of MAE (regression) before a performance alert"
     )
+
+    # estimated performance (CBPE, detectors/estimation.py)
+    estimation_metrics: list[Literal["accuracy", "precision", "recall", "f1", "roc_auc"]] = Field(
+        default_factory=lambda: ["accuracy"], description="estimated metrics that alert (empty: estimation off)"
+    )
+    estimation_gap_windows: int = Field(5, ge=1, description="labelled windows averaged for the estimate-gap check")
 
     # alerts
     severities: dict[str, str] = Field(

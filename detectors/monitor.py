@@ -31,6 +31,7 @@ import numpy as np
 from detectors.alert import make_alert
 from detectors.batch import EventBatch, OutcomeBatch
 from detectors.config import DetectionConfig
+from detectors.estimation import EstimationMonitor
 from detectors.hysteresis import Hysteresis
 from detectors.outcomes import OutcomeMonitor
 from detectors.profile import ReferenceProfile
@@ -51,6 +52,8 @@ class ModelMonitor:
         self.model_version = model_version
         self.tests = WindowTests(profile, config)
         self.outcomes = OutcomeMonitor(profile, config, self.tests.alpha)
+        self.estimation = EstimationMonitor.create(profile, config, self.tests.alpha)
+        self._est_cols: tuple[np.ndarray, np.ndarray] | None = None
         self.digest = profile.digest
         self._num_specs = [(c.role, c.name) for c in self.tests.num_cols]
         self._cat_specs = [(c.role, c.name) for c in self.tests.cat_cols]
@@ -158,6 +161,7 @@ class ModelMonitor:
             base += m
         parts = np.concatenate(parts_l) if len(parts_l) > 1 else parts_l[0]
         offs = np.concatenate(offs_l) if len(offs_l) > 1 else offs_l[0]
+        self._est_cols = self.estimation.columns(batches) if self.estimation else None
         alerts: list[dict[str, Any]] = []
         if self.config.window_ms is None:
             pos = 0
@@ -194,6 +198,8 @@ class ModelMonitor:
         self.tests.num.add(self._num_counts, self._num_type,
                            [c if c is None or whole else c[a:b] for c in num], m)
         self.tests.cat.add(self._cat_counts, [c if c is None or whole else c[a:b] for c in cat], m)
+        if self.estimation:
+            self.estimation.add(self._est_cols, a, b)
         w = self._win
         if w["n"] == 0:
             w["start"] = int(ts[a])
@@ -245,6 +251,9 @@ class ModelMonitor:
             "quality": {r["column"]: r["quality"] for r in results if r["quality"]},
         }
         self._record(record)
+        if self.estimation:
+            alerts.extend(self._alert(**r) for r in self.estimation.close(window, src, testable))
+            self._drain_estimation()
         self.windows += 1
         self._index += 1
         self._reset_window()
@@ -306,7 +315,16 @@ class ModelMonitor:
         for r in self.outcomes.records:
             self._record(r)
         self.outcomes.records.clear()
+        if self.estimation:
+            self.estimation.observe_outcomes(batch)
+            self._drain_estimation()
         return [self._alert(**r) for r in recs]
+
+    def _drain_estimation(self) -> None:
+        assert self.estimation is not None
+        for r in self.estimation.records:
+            self._record(r)
+        self.estimation.records.clear()
 
     # windows and state ------------------------------------------------------------------------------------
     def drain_windows(self) -> list[dict[str, Any]]:
@@ -345,6 +363,7 @@ class ModelMonitor:
                            if m not in ("concept_drift", "performance")],
             "dynamic": self.tests.dynamic_state(),
             "outcomes": self.outcomes.to_state(),
+            "estimation": self.estimation.to_state() if self.estimation else None,
         }
 
     @classmethod
@@ -371,4 +390,6 @@ class ModelMonitor:
             mon._h(m, f).load_state(st)
         mon.tests.load_dynamic_state(state["dynamic"])
         mon.outcomes.load_state(state["outcomes"])
+        if mon.estimation and state.get("estimation"):
+            mon.estimation.load_state(state["estimation"])
         return mon

@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from detectors.estimation_fit import fit_estimation
 from detectors.performance_metrics import classification_metrics, regression_metrics
 from detectors.values import canon_series, is_categorical_dtype, numeric_values
 
@@ -105,6 +106,7 @@ class ReferenceProfile:
     timestamp_col: str | None = None
     name: str | None = None
     schema: str = PROFILE_SCHEMA
+    estimation: dict[str, Any] = field(default_factory=dict)  # score calibration (detectors.estimation_fit)
 
     @property
     def column_types(self) -> dict[str, str]:
@@ -320,8 +322,10 @@ def build_profile(
     perf: dict[str, float | None] = {}
     if prediction is not None and label is not None:
         perf = _reference_performance(df, task, prediction, label, scores, classes, positive)
+    estimation = (fit_estimation(df, prediction=prediction, label=label, scores=scores, classes=classes,
+                                 positive=positive) if prediction and label and task != "regression" else {})
     return ReferenceProfile(
         rows=int(len(df)), task=task, features=feats, prediction=prediction, label=label, scores=scores,
         classes=classes, positive_class=positive, columns=columns, performance=perf, id_col=id_col,
-        timestamp_col=timestamp_col, name=name,
+        timestamp_col=timestamp_col, name=name, estimation=estimation,
     )

@@ -153,7 +153,8 @@ def test_live_sources_carry_partition_and_offsets(profile, events):
     assert a["source"]["offset_end"] == a["window"]["index"] * 500 + 499
     assert all(x["source"]["partition"] == 3 for x in oa)
     windows = mon.drain_windows()
-    assert {w["kind"] for w in windows} == {"predictions", "outcomes"} and mon.drain_windows() == []
+    assert {w["kind"] for w in windows} == {"predictions", "outcomes", "estimation", "estimation_realized"}
+    assert mon.drain_windows() == []
     w = next(w for w in windows if w["kind"] == "predictions")
     assert set(w["columns"]) == set(profile.monitored)
     assert {"wasserstein", "psi", "jensenshannon", "ks_pvalue", "threshold", "drift"} <= set(w["columns"]["num_0"])

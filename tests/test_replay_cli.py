@@ -209,7 +209,8 @@ def test_replay_records_an_mlflow_run_quietly(files, tmp_path):
     assert tags["reference.events.uri"] == str(files["ref"].resolve()) and tags["reference_digest"]
     assert tags["git_commit"] and run.data.params["config.replay.columns.score_cols"] == '["score"]'
     m = run.data.metrics
-    assert m["windows"] == 60 and "events/predictions/columns/num_12/value" in m  # 30 prediction + 30 outcome
+    assert m["windows"] == 120 and "events/predictions/columns/num_12/value" in m  # 30 each: prediction, outcome,
+    # estimation and its realized record
     assert m["alerts"] == len(alerts(out))
     art = local_path(run.info.artifact_uri)
     logged = [orjson.loads(x) for x in (art / "alerts.jsonl").read_bytes().splitlines()]

@@ -120,6 +120,7 @@ def _default_rules() -> list[AlertRule]:
         "prediction_drift": ("warning", "calibrated"),
         "concept_drift": ("critical", "dynamic"),
         "performance": ("critical", "static"),
+        "estimated_performance": ("warning", "calibrated"),
         "data_quality": ("warning", "static"),
         "attribution_drift": ("info", "calibrated"),
         "pipeline": ("critical", "static"),

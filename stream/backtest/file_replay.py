@@ -31,6 +31,7 @@ from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile, build_profile
 from stream.backtest.arrow_chunks import ArrowChunk, iter_arrow_chunks
 from stream.backtest.event_columns import (
+    DEFAULT_ROLES,
     ReplayError,
     ReplayOptions,
     Roles,
@@ -66,7 +67,8 @@ def _profile_for(reference: pd.DataFrame | ReferenceProfile, roles: Roles, opts:
     pred = roles.prediction if roles.prediction in cols else None
     if roles.prediction and pred is None:
         raise ReplayError(f"prediction column {roles.prediction!r} is not in the reference")
-    label = roles.label if roles.label and roles.label in cols else None
+    # the reference's labels calibrate estimated performance even when the events carry none
+    label = next((c for c in (roles.label, DEFAULT_ROLES["label"]) if c and c in cols), None)
     try:
         return build_profile(reference, prediction=pred, label=label, scores=roles.scores or None,
                              task=opts.task, categorical=opts.categorical, features=roles.features, name=name)

@@ -1,8 +1,11 @@
 """The backtest timeline: each monitored statistic over time with its threshold, the alert spans and the true
-change points, as small multiples (one panel per model and column, plus one per model for performance).
+change points, as small multiples (one panel per model and column, plus one per model for performance and one
+for estimated performance).
 
 Panels come from the closed-window records of a replay (``kind`` ``predictions``: per-column statistic,
-value, threshold, drift; ``kind`` ``outcomes``: the performance decision) and from its alerts: a span runs
+value, threshold, drift; ``kind`` ``outcomes``: the performance decision; ``kind`` ``estimation`` and
+``estimation_realized``: the estimated accuracy with its band, and the realized accuracy once the window's labels
+arrived, drawn together) and from its alerts: a span runs
 from a ``firing`` alert to the next ``resolved`` one of the same fingerprint (or to the end). Panels whose
 column fired come first (earliest first), then those with the most drifted windows, so with 30 features
 the drifted ones are on top. The x axis is the event time when the stream has real timestamps, else the
@@ -30,10 +33,12 @@ MIN_EPOCH_MS = 631_152_000_000  # 1990: below this, "times" are row numbers
 PNG_MAX_PANELS = 60
 PANEL_MONITORS = {"data_drift", "prediction_drift", "data_quality"}
 OUTCOME_MONITORS = {"concept_drift", "performance"}
+ESTIMATED = "estimated performance"  # the panel of the estimated_performance monitor
 COLORS = {"data_drift": "#d62728", "prediction_drift": "#9467bd", "data_quality": "#ff7f0e",
-          "concept_drift": "#d62728", "performance": "#8c564b"}
+          "concept_drift": "#d62728", "performance": "#8c564b", "estimated_performance": "#e377c2"}
 SHORT = {"data_drift": "drift", "prediction_drift": "drift", "data_quality": "quality", "concept_drift": "concept",
-         "performance": "performance"}
+         "performance": "performance", "estimated_performance": "estimated"}
+REALIZED_COLOR = "#ff7f0e"
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Panel:
     drift: list[bool] = field(default_factory=list)
     spans: list[Span] = field(default_factory=list)
     changes: list[tuple[float, str]] = field(default_factory=list)
+    realized: list[tuple[float, float]] = field(default_factory=list)  # estimated panels: (x, realized metric)
 
     @property
     def title(self) -> str:
@@ -100,6 +106,8 @@ def build_timeline(windows: Sequence[Mapping[str, Any]], alerts: Iterable[Mappin
                 p.value.append(finite_number(r.get("value")))
                 p.threshold.append(finite_number(r.get("threshold")))
                 p.drift.append(bool(r.get("drift")))
+        elif str(w.get("kind")).startswith("estimation"):
+            _add_estimate(panels, w, clock, x_is_time)
         else:
             d = w.get("decision") or {}
             if d.get("statistic") is None:
@@ -136,6 +144,33 @@ def build_timeline(windows: Sequence[Mapping[str, Any]], alerts: Iterable[Mappin
     return Timeline(ordered, x_is_time, title)
 
 
+def _add_estimate(panels: dict[tuple[str | None, str], Panel], w: Mapping[str, Any], clock: EventClock,
+                  x_is_time: bool) -> None:
+    """An estimation record: the estimate and its band's lower bound, or (once labelled) the realized value."""
+    model = w.get("model")
+    est = w.get("estimated") or {}
+    metric = "accuracy" if "accuracy" in est else next(iter(est), None)
+    if metric is None:
+        return
+    x = _xval(w.get("end"), clock.window_end_row(model, int(w["index"])), x_is_time)
+    if x is None:
+        return
+    p = panels.get((model, ESTIMATED))
+    if p is None:
+        p = panels[(model, ESTIMATED)] = Panel(model, ESTIMATED, f"estimated {metric}; orange: realized")
+    if w.get("kind") == "estimation_realized":
+        v = finite_number((w.get("realized") or {}).get(metric))
+        if v is not None:
+            p.realized.append((x, v))
+        return
+    p.x.append(x)
+    v = finite_number(est.get(metric))
+    lo = finite_number(((w.get("band") or {}).get(metric) or {}).get("lo"))
+    p.value.append(v)
+    p.threshold.append(lo)
+    p.drift.append(v is not None and lo is not None and v < lo)
+
+
 def _add_spans(panels: dict[tuple[str | None, str], Panel], alerts: Iterable[Mapping[str, Any]],
                clock: EventClock, x_is_time: bool) -> None:
     open_: dict[str, tuple[Panel, Span]] = {}
@@ -146,6 +181,8 @@ def _add_spans(panels: dict[tuple[str | None, str], Panel], alerts: Iterable[Map
             p = panels.get((model, a.get("feature"))) or panels.get((None, a.get("feature")))
         elif mon in OUTCOME_MONITORS:
             p = panels.get((model, "performance")) or panels.get((None, "performance"))
+        elif mon == "estimated_performance":
+            p = panels.get((model, ESTIMATED)) or panels.get((None, ESTIMATED))
         else:
             p = None
         if p is None:
@@ -189,6 +226,10 @@ def _figure(p: Panel, tl: Timeline, x_end: float) -> Any:
     dy = [v for v, d in zip(p.value, p.drift, strict=True) if d]
     if dx:
         fig.add_trace(go.Scatter(x=dx, y=dy, mode="markers", name="drift", marker={"color": "#d62728", "size": 6}))
+    if p.realized:
+        fig.add_trace(go.Scatter(x=_x_for_plotly([x for x, _ in p.realized], tl.x_is_time),
+                                 y=[v for _, v in p.realized], mode="lines+markers", name="realized",
+                                 marker={"size": 4}, line={"color": REALIZED_COLOR, "width": 1.5}))
     labelled: set[str] = set()
     for s in p.spans:
         x0, x1 = _x_for_plotly([s.start, s.end if s.end is not None else x_end], tl.x_is_time)
@@ -267,6 +308,8 @@ def write_png(tl: Timeline, path: str | os.PathLike[str], *, columns: int = 3,
         ax.plot(xs, [math.nan if v is None else v for v in p.value], lw=1.2, color="#1f77b4")
         if any(t is not None for t in p.threshold):
             ax.plot(xs, [math.nan if t is None else t for t in p.threshold], lw=0.8, ls="--", color="#555")
+        if p.realized:
+            ax.plot([conv(x) for x, _ in p.realized], [v for _, v in p.realized], lw=1.2, color=REALIZED_COLOR)
         for s in p.spans:
             ax.axvspan(conv(s.start), conv(s.end if s.end is not None else x_end),
                        color=COLORS.get(s.monitor, "#d62728"), alpha=0.15, lw=0)

@@ -1,0 +1,233 @@
+"""Benchmark of estimated performance (CBPE): glassbox's streaming estimate against NannyML's CBPE algorithm.
+
+NannyML itself is not installed: ``uv add --group bench nannyml`` resolves, but only by downgrading the
+project's python-dateutil (4.0 -> 2.9) and adding LightGBM, XGBoost, FLAML and cloud SDKs, and nannyml 0.13.1
+requires Python < 3.13 while the project supports 3.13. The baseline is therefore an offline
+reimplementation of NannyML's CBPE as documented: scikit-learn's ``IsotonicRegression`` fitted on the raw
+reference scores, chunks of the window size, expected accuracy per chunk, and NannyML's default thresholds
+(mean +- 3 standard deviations of the reference chunks' estimates).
+
+Streams (logistic model on ``x1``, scores calibrated; reference 5,000 rows, streams of 20,000 events, change at
+10,000, windows of 1,000):
+
+- ``unsure``: ``x1`` concentrates near the decision boundary (sd 1 -> 0.3): accuracy about 0.83 -> 0.65;
+- ``mild``: sd 1 -> 0.6: accuracy about 0.83 -> 0.76;
+- ``slight``: sd 1 -> 0.8: a drop of a few points (the issue's "3 points or more");
+- ``none``: no change (false alarms over ``--seeds`` streams).
+
+Printed: mean absolute estimate error against the realized accuracy per window, delay (events after the change)
+to the first degradation alert, streams with a false alarm, and throughput of the estimation itself; then the
+overhead of estimation on a file replay (``replay_frames``, 25 features + prediction, score, label; the same
+data with ``estimation_metrics`` on and off, interleaved, best of ``--repeats``).
+
+Run: ``uv run python bench/bench_estimation.py [--seeds 20] [--rows 200000] [--repeats 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detectors.batch import EventBatch, OutcomeBatch  # noqa: E402
+from detectors.config import DetectionConfig  # noqa: E402
+from detectors.monitor import ModelMonitor  # noqa: E402
+from detectors.profile import build_profile  # noqa: E402
+from stream.backtest.event_columns import ReplayOptions  # noqa: E402
+from stream.backtest.file_replay import replay_frames  # noqa: E402
+from tests import synth  # noqa: E402
+
+WINDOW, N, AT, N_REF = 1000, 20_000, 10_000, 5000
+SPREAD = {"none": 1.0, "slight": 0.8, "mild": 0.6, "unsure": 0.3}
+
+
+def model(x1: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    s = 1 / (1 + np.exp(-3 * x1))
+    return s, (s > 0.5).astype(int), (rng.random(len(x1)) < s).astype(int)
+
+
+def stream(seed: int, scenario: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=N_REF)
+    s, p, y = model(x1, rng)
+    ref = pd.DataFrame({"x1": x1, "x2": rng.normal(size=N_REF), "prediction": p, "label": y, "1": s})
+    x1 = np.r_[rng.normal(size=AT), rng.normal(0, SPREAD[scenario], N - AT)]
+    s, p, y = model(x1, rng)
+    cur = pd.DataFrame({"x1": x1, "x2": rng.normal(size=N), "prediction": p, "label": y, "1": s})
+    return ref, cur
+
+
+def realized(cur: pd.DataFrame) -> np.ndarray:
+    ok = (cur["prediction"] == cur["label"]).to_numpy()
+    return ok.reshape(-1, WINDOW).mean(axis=1)
+
+
+def glassbox(ref: pd.DataFrame, cur: pd.DataFrame) -> dict[str, Any]:
+    mon = ModelMonitor(build_profile(ref, label="label", scores=["1"]), DetectionConfig(window=WINDOW))
+    t = np.arange(N)
+    sc = {"1": cur["1"].to_numpy()}
+    batch = EventBatch.from_columns(ids=t.astype(str), timestamps=t, features={"x1": cur["x1"], "x2": cur["x2"]},
+                                    prediction=cur["prediction"].to_numpy(), scores=sc)
+    alerts = mon.observe(batch)
+    alerts += mon.observe_outcomes(OutcomeBatch(ids=t.astype(str).astype(object), timestamps=t,
+                                                label_timestamps=t, prediction=cur["prediction"].to_numpy(float),
+                                                label=cur["label"].to_numpy(float), scores=sc))
+    est = np.array([r["estimated"]["accuracy"] for r in mon.drain_windows() if r["kind"] == "estimation"])
+    fired = [a["row"] for a in alerts if a["monitor"] == "estimated_performance" and a["status"] == "firing"
+             and a["direction"] == "degradation"]
+    return {"estimate": est, "first_alert": min(fired) if fired else None}
+
+
+def nannyml_cbpe(ref: pd.DataFrame, cur: pd.DataFrame) -> dict[str, Any]:
+    """NannyML's CBPE, offline: isotonic calibration, chunked estimates, mean +- 3 sd reference thresholds."""
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(ref["1"], ref["label"])
+
+    def chunk_acc(df: pd.DataFrame) -> np.ndarray:
+        p = iso.predict(df["1"].to_numpy())
+        pred = df["prediction"].to_numpy()
+        g = np.where(pred == 1, p, 1 - p)
+        n = len(g) // WINDOW * WINDOW
+        return g[:n].reshape(-1, WINDOW).mean(axis=1)
+
+    ref_est = chunk_acc(ref)
+    lo, hi = ref_est.mean() - 3 * ref_est.std(), ref_est.mean() + 3 * ref_est.std()
+    est = chunk_acc(cur)
+    out = np.flatnonzero((est < lo) | (est > hi))
+    deg = np.flatnonzero(est < lo)
+    return {"estimate": est, "first_alert": int(deg[0]) * WINDOW + WINDOW - 1 if len(deg) else None,
+            "alerts": len(out)}
+
+
+def throughput(ref: pd.DataFrame, cur: pd.DataFrame, repeats: int = 5) -> tuple[float, float]:
+    """Events/s of glassbox's estimation alone (the core's add per window) and of the offline baseline."""
+    from detectors.estimation import EstimationMonitor
+
+    prof = build_profile(ref, label="label", scores=["1"])
+    est = EstimationMonitor(prof, DetectionConfig(window=WINDOW), alpha=1e-6)
+    codes, s = est.index.lookup(cur["prediction"].to_numpy())[0], cur[["1"]].to_numpy()
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for a in range(0, N, WINDOW):
+            est.add((codes, s), a, a + WINDOW)
+            est._reset()
+        best = min(best, time.perf_counter() - t0)
+    base = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        nannyml_cbpe(ref, cur)
+        base = min(base, time.perf_counter() - t0)
+    return N / best, N / base
+
+
+def replay_overhead(rows: int, repeats: int) -> dict[bool, tuple[float, float]]:
+    """Best (wall s, CPU s) of the replay with estimation on (True) and off (False), interleaved."""
+    ref = synth.frame(20_000, seed=1)
+    events = synth.frame(rows, seed=2)
+    prof = build_profile(ref, label="label", scores=["score"])
+    wall: dict[bool, list[float]] = {True: [], False: []}
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(repeats):
+        for on in (True, False):
+            cfg = DetectionConfig(window=WINDOW, estimation_metrics=["accuracy"] if on else [])
+            t0, c0 = time.perf_counter(), time.process_time()
+            replay_frames(events, prof, ReplayOptions(score_cols=["score"], keep_windows=False, config=cfg))
+            wall[on].append(time.perf_counter() - t0)
+            cpu[on].append(time.process_time() - c0)
+    return {on: (min(wall[on]), min(cpu[on])) for on in (True, False)}
+
+
+def estimation_share(rows: int, repeats: int) -> tuple[float, float]:
+    """(seconds inside the estimation monitor, seconds of the whole replay), best of ``repeats``: the share is
+    measured within one run, so load from other processes inflates both alike."""
+    from detectors import estimation
+
+    spent = [0.0]
+
+    def timed(fn: Any) -> Any:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t0 = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[0] += time.process_time() - t0
+        return wrapper
+
+    cls = estimation.EstimationMonitor
+    saved = {name: getattr(cls, name) for name in ("__init__", "columns", "add", "close", "observe_outcomes")}
+    for name, fn in saved.items():
+        setattr(cls, name, timed(fn))
+    try:
+        ref, events = synth.frame(20_000, seed=1), synth.frame(rows, seed=2)
+        prof = build_profile(ref, label="label", scores=["score"])
+        shares = []
+        for _ in range(repeats):
+            spent[0] = 0.0
+            c0 = time.process_time()
+            replay_frames(events, prof, ReplayOptions(score_cols=["score"], keep_windows=False,
+                                                      config=DetectionConfig(window=WINDOW)))
+            total = time.process_time() - c0
+            shares.append((spent[0], total))
+        return min(shares, key=lambda x: x[0] / x[1])
+    finally:
+        for name, fn in saved.items():
+            setattr(cls, name, fn)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    print(f"load average at start: {os.getloadavg()} (2 cores shared with other work: figures are noisy)")
+    for scenario in ("unsure", "mild", "slight"):
+        errs: dict[str, list[float]] = {"glassbox": [], "nannyml-cbpe": []}
+        delay: dict[str, list[float]] = {"glassbox": [], "nannyml-cbpe": []}
+        drop = []
+        for seed in range(args.seeds):
+            ref, cur = stream(seed, scenario)
+            real = realized(cur)
+            drop.append(real[: AT // WINDOW].mean() - real[AT // WINDOW:].mean())
+            for name, res in (("glassbox", glassbox(ref, cur)), ("nannyml-cbpe", nannyml_cbpe(ref, cur))):
+                errs[name].append(float(np.mean(np.abs(res["estimate"] - real))))
+                delay[name].append(np.nan if res["first_alert"] is None else res["first_alert"] - AT + 1)
+        print(f"\n{scenario}: realized accuracy drop {np.mean(drop):.3f} (mean over {args.seeds} seeds)")
+        for name in errs:
+            d = np.array(delay[name])
+            print(f"  {name:13s} mean |estimate - realized| {np.mean(errs[name]):.4f}; detected {np.sum(~np.isnan(d))}"
+                  f"/{len(d)}; median delay {np.nanmedian(d) if np.any(~np.isnan(d)) else float('nan'):.0f} events")
+    fa = {"glassbox": 0, "nannyml-cbpe": 0}
+    for seed in range(100, 100 + args.seeds):
+        ref, cur = stream(seed, "none")
+        fa["glassbox"] += glassbox(ref, cur)["first_alert"] is not None
+        fa["nannyml-cbpe"] += nannyml_cbpe(ref, cur)["alerts"] > 0
+    print(f"\nno-change streams with any alert (of {args.seeds}, 20 windows each): "
+          + ", ".join(f"{k} {v}" for k, v in fa.items()))
+    ref, cur = stream(0, "none")
+    g, b = throughput(ref, cur)
+    print(f"\nthroughput of the estimate: glassbox {g:,.0f} events/s (streaming, per window); "
+          f"offline CBPE baseline {b:,.0f} events/s (whole stream at once); ratio {g / b:.2f}")
+    t = replay_overhead(args.rows, args.repeats)
+    (on_w, on_c), (off_w, off_c) = t[True], t[False]
+    print(f"\nfile replay, {args.rows:,} events x 25 features, labels joined at once (best of {args.repeats}, "
+          f"interleaved): estimation on {on_w:.2f} s wall / {on_c:.2f} s CPU, off {off_w:.2f} s / {off_c:.2f} s; "
+          f"overhead {100 * (on_w / off_w - 1):+.1f}% wall, {100 * (on_c / off_c - 1):+.1f}% CPU")
+    est, total = estimation_share(args.rows, args.repeats)
+    print(f"time inside the estimation monitor during that replay: {est:.3f} of {total:.2f} CPU s "
+          f"({100 * est / (total - est):.1f}% added to the rest; same run, lowest of {args.repeats})")
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""Estimated performance per prediction window, before the labels arrive (``estimated_performance``).
+
+The calibration fitted on the labelled reference (:mod:`detectors.estimation_fit`) turns a window's scores
+into its expected confusion matrix: expected accuracy, precision, recall, F1 and ROC AUC (one-vs-rest macro
+for multiclass). The band is the reference's own window-to-window sampling error: null windows of the same
+size are drawn from the reference's cells (with the reference's own error folded in, as for the drift
+thresholds), their quantiles at the shared false-alarm budget widened to at least ``performance_min_delta``
+around the reference estimate. An estimate outside the band fires ``estimated_performance`` (degradation or
+improvement) through the same hysteresis as the other monitors.
+
+When a window's labels arrive, its realized metrics are recorded next to the estimate, with the estimate's
+error, and a persistent gap (``gap.condition``: the mean error of the last ``estimation_gap_windows`` realized
+windows beyond its sampling error) says the calibration no longer holds (concept drift, to which CBPE is blind
+by design). The gap is a record, not an alert: when a window's last label arrives depends on how predictions
+and labels interleave, and alerts must not (``concept_drift`` and ``performance`` alert on the labels).
+
+>>> import pandas as pd
+>>> from detectors.batch import EventBatch
+>>> from detectors.config import DetectionConfig
+>>> from detectors.monitor import ModelMonitor
+>>> from detectors.profile import build_profile
+>>> rng = np.random.default_rng(1)
+>>> def rows(x):  # a logistic model on x, right about 84% of the time on the reference
+...     s = 1 / (1 + np.exp(-3 * x))
+...     return s, (s > 0.5).astype(int), (rng.random(len(x)) < s).astype(int)
+>>> s, p, y = rows(rng.normal(size=6000))
+>>> ref = pd.DataFrame({"x": rng.normal(size=6000), "prediction": p, "label": y, "1": s})
+>>> mon = ModelMonitor(build_profile(ref, label="label", scores=["1"]), DetectionConfig(window=1000))
+>>> s, p, _ = rows(np.r_[rng.normal(size=3000), rng.normal(0, 0.3, size=3000)])  # into the unsure region
+>>> b = EventBatch.from_columns(ids=np.arange(6000).astype(str), timestamps=np.arange(6000),
+...                             features={"x": rng.normal(size=6000)}, prediction=p, scores={"1": s})
+>>> [(a["monitor"], a["direction"], a["row"]) for a in mon.observe(b) if a["monitor"] == "estimated_performance"]
+[('estimated_performance', 'degradation', 3999)]
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from detectors.batch import EventBatch, OutcomeBatch
+from detectors.calibration import normal_quantile, null_counts, tail_quantile
+from detectors.config import DetectionConfig
+from detectors.encoding import CategoryIndex
+from detectors.estimation_fit import METRICS, Calibration, metrics
+from detectors.hysteresis import Hysteresis
+from detectors.profile import ReferenceProfile
+
+TRACKED = 128  # closed windows kept waiting for their labels
+MIN_REALIZED = 30  # labelled outcomes a window needs for a realized record when it leaves tracking
+
+
+def _num(x: Any) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+class EstimationMonitor:
+    """CBPE on one model's prediction windows; created by :meth:`create` when the profile allows it."""
+
+    def __init__(self, profile: ReferenceProfile, config: DetectionConfig, alpha: float):
+        self.cal = cal = Calibration(profile.estimation)
+        self.config = config
+        self.metrics = list(config.estimation_metrics)
+        self.alpha = alpha / 2 / max(len(self.metrics), 1)  # two-sided, split over the alerting metrics
+        self._z = normal_quantile(self.alpha)
+        self.index = CategoryIndex(cal.classes)
+        self.hyst = {m: Hysteresis(config.fire_after, config.resolve_after) for m in self.metrics}
+        self.rng = np.random.default_rng(config.seed + 18)
+        self._limits: dict[int, dict[str, tuple[float, float, float]]] = {}
+        self._tracked: deque[dict[str, Any]] = deque()
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._errors: deque[tuple[float, float, int]] = deque(maxlen=config.estimation_gap_windows)
+        self.records: list[dict[str, Any]] = []
+        self._reset()
+
+    @classmethod
+    def create(cls, profile: ReferenceProfile, config: DetectionConfig, alpha: float) -> EstimationMonitor | None:
+        """The monitor, or None (regression, no scores or labels in the reference, or no metric configured)."""
+        fit = getattr(profile, "estimation", None)
+        if not fit or profile.task == "regression" or not config.estimation_metrics:
+            return None
+        return cls(profile, config, alpha)
+
+    def _reset(self) -> None:
+        cal = self.cal
+        self.conf = np.zeros((cal.k, cal.k))
+        self.hist = np.zeros((cal.k, cal.n_primary, 2)) if not cal.binary else np.zeros((cal.n_primary, 2))
+        self.cells = np.zeros(2 * cal.n_primary, np.int64)  # binary: events per (predicted class, score bin)
+        self.scored = 0
+
+    # windows ----------------------------------------------------------------------------------------------
+    def columns(self, batches: list[EventBatch]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Predicted class codes and score rows of ``batches`` (concatenated), or None without scores."""
+        cols = self.cal.score_columns
+        if not any(b.scores and cols[0] in b.scores for b in batches):
+            return None
+        parts = [np.column_stack([b.scores[c] if b.scores and c in b.scores else np.full(len(b), np.nan)
+                                  for c in cols]) for b in batches]
+        pred = np.concatenate([b.prediction for b in batches]) if len(batches) > 1 else batches[0].prediction
+        codes, _ = self.index.lookup(pred)
+        return codes, np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def add(self, cols: tuple[np.ndarray, np.ndarray] | None, a: int, b: int) -> None:
+        """Add rows ``a:b`` of :meth:`columns` to the open window."""
+        if cols is None:
+            return
+        pred, s = cols[0][a:b], cols[1][a:b]
+        ok = (pred >= 0) & (np.isfinite(s[:, 0]) if s.shape[1] == 1 else np.isfinite(s).all(axis=1))
+        if not ok.all():
+            pred, s = pred[ok], s[ok]
+        if not len(pred):
+            return
+        cal = self.cal
+        bins = cal.bins(s)
+        k = cal.k
+        if cal.binary:  # P(positive) depends on the bin only: integer counts per cell suffice
+            self.cells += np.bincount(pred * cal.n_primary + bins[0], minlength=2 * cal.n_primary)
+        else:
+            q = cal.probabilities(s, bins)
+            self.conf += np.stack([np.bincount(pred, weights=q[:, c], minlength=k) for c in range(k)], axis=1)
+            for c in range(k):
+                e = np.bincount(bins[c], weights=q[:, c], minlength=cal.n_primary)
+                self.hist[c, :, 0] += e
+                self.hist[c, :, 1] += np.bincount(bins[c], minlength=cal.n_primary) - e
+        self.scored += len(pred)
+
+    def _binary_sums(self) -> None:
+        """Expected confusion and positives/negatives per bin of the window's cell counts."""
+        cal = self.cal
+        c = self.cells.reshape(2, cal.n_primary).astype(np.float64)
+        p = cal.probs[0]
+        e_pred = c @ p
+        self.conf[:, cal.positive] = e_pred
+        self.conf[:, 1 - cal.positive] = c.sum(axis=1) - e_pred
+        per_bin = c.sum(axis=0)
+        self.hist[:, 0] = per_bin * p
+        self.hist[:, 1] = per_bin - self.hist[:, 0]
+
+    def limits(self, n: int) -> dict[str, tuple[float, float, float]]:
+        """Per metric, the alert band ``(lo, hi)`` of the estimate on windows of ``n`` scored events under no
+        change, and the realized metric's sampling error on such windows (NannyML's confidence band is the
+        estimate plus or minus three of them)."""
+        key = int(float(f"{n:.2g}"))  # event-time windows vary in size: two significant digits are enough
+        lim = self._limits.get(key)
+        if lim is not None:
+            return lim
+        cal = self.cal
+        p = cal.cells / cal.cells.sum()
+        draws = null_counts(p[None, :], np.array([key]), np.array([cal.rows]), self.config.calibration_resamples,
+                            self.rng)[0].astype(np.float64)
+        conf, hist = cal.cell_sums(draws)
+        null = metrics(conf, hist, cal.positive)
+        # realized windows of the same cells: true classes drawn from each cell's calibrated probabilities
+        counts = draws.astype(np.int64)
+        if cal.binary:  # one binomial per cell is ~20x faster than a multinomial of two
+            pos = self.rng.binomial(counts, np.clip(cal.cell_probs[:, cal.positive], 0.0, 1.0))
+            truth = np.stack([counts - pos, pos] if cal.positive == 1 else [pos, counts - pos], axis=-1)
+        else:
+            cp = np.where(cal.cells[:, None] > 0, cal.cell_probs, 1.0)
+            truth = self.rng.multinomial(counts, cp / cp.sum(-1, keepdims=True))
+        real_conf = truth.reshape(len(draws), cal.k, cal.n_primary, cal.k).sum(axis=2).astype(np.float64)
+        real_hist = None
+        if cal.binary:
+            e = truth.reshape(len(draws), cal.k, cal.n_primary, cal.k)[..., cal.positive].sum(axis=1)
+            real_hist = np.stack([e, draws.reshape(len(draws), cal.k, cal.n_primary).sum(axis=1) - e], -1)
+        real = metrics(real_conf, real_hist, cal.positive)
+        d = self.config.performance_min_delta
+        lim = {}
+        for m in METRICS:
+            ref, x = cal.reference.get(m), null[m]
+            if ref is None or x is None:
+                continue
+            x = np.asarray(x)[np.isfinite(x)]
+            lo, hi = -tail_quantile(-x, self.alpha), tail_quantile(x, self.alpha)
+            r = np.asarray(real[m])
+            lim[m] = (min(lo, ref - d), max(hi, ref + d), float(np.std(r[np.isfinite(r)])))
+        if len(self._limits) < 64:
+            self._limits[key] = lim
+        return lim
+
+    def close(self, window: dict[str, Any], src: tuple[int, int, int], testable: bool) -> list[dict[str, Any]]:
+        """Close the prediction window: its estimate record and alert transitions (none without scores)."""
+        n = self.scored
+        if n == 0:  # the model published no scores in this window: nothing to estimate or to record
+            return []
+        if self.cal.binary:
+            self._binary_sums()
+        est = {k: _num(v) for k, v in metrics(self.conf, self.hist if n else None, self.cal.positive).items()}
+        band = self.limits(n) if n else {}
+        out: list[dict[str, Any]] = []
+        tested = testable and n >= min(self.config.min_window_events, window["events"])
+        for m in self.metrics:
+            v, lim = est.get(m), band.get(m)
+            if not tested or v is None or lim is None:
+                continue
+            direction = "degradation" if v < lim[0] else "improvement" if v > lim[1] else None
+            status = self.hyst[m].update(direction is not None, direction)
+            if status is not None:
+                out.append(self._alert(m, status, v, lim, window, src, n))
+        rec = {"kind": "estimation", **window, "scored": n, "tested": tested, "estimated": est,
+               "band": {m: {"lo": lo, "hi": hi} for m, (lo, hi, _) in band.items()},
+               "interval": {m: {"lo": est[m] - 3 * se, "hi": est[m] + 3 * se} for m, (_, _, se) in band.items()
+                            if est.get(m) is not None}}
+        self.records.append(rec)
+        k = self.cal.k
+        slim = {"index": rec["index"], "start": rec["start"], "end": rec["end"], "events": rec["events"],
+                "estimated": est, "interval": rec["interval"], "src": list(src)}  # what realizing needs (in state)
+        self._tracked.append({"rec": slim, "conf": np.zeros((k, k), np.int64),
+                              "hist": np.zeros((self.cal.n_primary, 2)), "labelled": 0, "done": False})
+        self._reset()
+        while len(self._tracked) > TRACKED:
+            old = self._tracked.popleft()
+            if not old["done"] and old["labelled"] >= MIN_REALIZED:
+                self._realize(old)
+        if self._pending:
+            pend, self._pending = self._pending, []
+            for ts, pred, lab, b in pend:
+                self._assign(ts, pred, lab, b)
+        return out
+
+    def _alert(self, m: str, status: str, v: float, lim: tuple[float, float, float], window: dict[str, Any],
+               src: tuple[int, int, int], n: int) -> dict[str, Any]:
+        h = self.hyst[m]
+        ref = self.cal.reference[m]
+        if status == "firing":
+            thr = lim[0] if h.direction == "degradation" else lim[1]
+            summary = (f"estimated {m} {h.direction}: {v:.4g} vs reference {ref:.4g} (band {lim[0]:.4g}..{lim[1]:.4g})"
+                       f" over {n} scored events, before labels")
+        else:
+            thr = lim[0]
+            summary = f"estimated {m} back within its band for {self.config.resolve_after} windows ({v:.4g})"
+        return {"monitor": "estimated_performance", "feature": m, "status": status, "direction": h.direction,
+                "detector": "cbpe", "statistic": f"estimated_{m}", "value": v, "threshold": thr,
+                "threshold_kind": "calibrated", "window": window, "event_time": window["end"], "src": src,
+                "summary": summary,
+                "evidence": {"estimated": v, "band": list(lim[:2]), "reference_estimate": ref, "scored": n}}
+
+    # labels -----------------------------------------------------------------------------------------------
+    def observe_outcomes(self, batch: OutcomeBatch) -> None:
+        """Count labelled outcomes into the prediction windows they belong to (by prediction event time);
+        a fully labelled window gets its realized record."""
+        pred, _ = self.index.lookup(batch.prediction)
+        lab, _ = self.index.lookup(batch.label)
+        b = np.full(len(batch), -1, np.int64)
+        if self.cal.binary and batch.scores and self.cal.score_columns[0] in batch.scores:
+            s = np.asarray(batch.scores[self.cal.score_columns[0]], np.float64)
+            b = np.where(np.isfinite(s), self.cal.bins(s[:, None])[0], -1)
+        self._assign(np.asarray(batch.timestamps, np.int64), pred, lab, b)
+
+    def _assign(self, ts: np.ndarray, pred: np.ndarray, lab: np.ndarray, b: np.ndarray) -> None:
+        if not self._tracked:
+            self._pending.append((ts, pred, lab, b))
+            return
+        ends = np.array([t["rec"]["end"] for t in self._tracked], np.int64)
+        start = self._tracked[0]["rec"]["start"]
+        w = np.searchsorted(ends, ts, side="left")
+        later = w >= len(ends)
+        if later.any():
+            self._pending.append((ts[later], pred[later], lab[later], b[later]))
+            if sum(len(p[0]) for p in self._pending) > 4 * max(self.config.window, 1000):
+                self._pending.pop(0)  # labels far ahead of their predictions: keep the buffer bounded
+        keep = ~later & (ts >= start)
+        if not keep.any():
+            return
+        k, nb, nw = self.cal.k, self.cal.n_primary, len(ends)
+        w, pred, lab, b = w[keep], pred[keep], lab[keep], b[keep]
+        labelled = np.bincount(w, minlength=nw)
+        ok = (pred >= 0) & (lab >= 0)
+        conf = np.bincount((w[ok] * k + pred[ok]) * k + lab[ok], minlength=nw * k * k).reshape(nw, k, k)
+        okb = ok & (b >= 0)
+        hist = np.bincount((w[okb] * nb + b[okb]) * 2 + (lab[okb] != self.cal.positive),
+                           minlength=nw * nb * 2).reshape(nw, nb, 2) if okb.any() else None
+        for i in np.flatnonzero(labelled).tolist():
+            t = self._tracked[i]
+            t["labelled"] += int(labelled[i])
+            t["conf"] += conf[i]
+            if hist is not None:
+                t["hist"] += hist[i]
+            if not t["done"] and t["labelled"] >= t["rec"]["events"]:
+                self._realize(t)
+
+    def _realize(self, t: dict[str, Any]) -> None:
+        t["done"] = True
+        rec = t["rec"]
+        conf = t["conf"].astype(np.float64)
+        hist = t["hist"] if self.cal.binary and t["hist"].sum() >= conf.sum() > 0 else None
+        real = {k: _num(v) for k, v in metrics(conf, hist, self.cal.positive).items()}
+        est = rec["estimated"]
+        err = {m: est[m] - real[m] for m in METRICS if est.get(m) is not None and real.get(m) is not None}
+        labelled = int(conf.sum())
+        gap = None
+        if "accuracy" in err and labelled:
+            self._errors.append((err["accuracy"], real["accuracy"], labelled))
+            gap = self._gap()
+        self.records.append({"kind": "estimation_realized", "index": rec["index"], "start": rec["start"],
+                             "end": rec["end"], "events": rec["events"], "labelled": labelled, "estimated": est,
+                             "realized": real, "error": err, "interval": rec["interval"],
+                             "gap": gap})
+
+    def _gap(self) -> dict[str, Any] | None:
+        if len(self._errors) < (self._errors.maxlen or 1):
+            return None
+        errs = np.array([e for e, _, _ in self._errors])
+        var = sum(a * (1 - a) / n for _, a, n in self._errors) / len(errs) ** 2
+        ref = self.cal.reference["accuracy"] or 0.5
+        var += ref * (1 - ref) / self.cal.rows  # the calibration's own error does not average out
+        bound = max(self.config.performance_min_delta, self._z * float(np.sqrt(var)))
+        mean = float(errs.mean())
+        return {"mean_error": mean, "bound": bound, "condition": abs(mean) > bound, "windows": len(errs)}
+
+    # state ------------------------------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "conf": self.conf.tolist(), "hist": self.hist.tolist(), "cells": self.cells.tolist(),
+            "scored": self.scored,
+            "hyst": {m: h.to_state() for m, h in self.hyst.items()},
+            "tracked": [{"rec": t["rec"], "conf": t["conf"].tolist(), "hist": t["hist"].tolist(),
+                         "labelled": t["labelled"], "done": t["done"]} for t in self._tracked],
+            "pending": [[x.tolist() for x in p] for p in self._pending],
+            "errors": [list(e) for e in self._errors],
+        }
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        self.conf = np.asarray(st["conf"], np.float64).reshape(self.conf.shape)
+        self.hist = np.asarray(st["hist"], np.float64).reshape(self.hist.shape)
+        self.cells = np.asarray(st["cells"], np.int64)
+        self.scored = int(st["scored"])
+        for m, h in st["hyst"].items():
+            if m in self.hyst:
+                self.hyst[m].load_state(h)
+        self._tracked = deque({"rec": t["rec"], "conf": np.asarray(t["conf"], np.int64),
+                               "hist": np.asarray(t["hist"], np.float64), "labelled": int(t["labelled"]),
+                               "done": bool(t["done"])} for t in st["tracked"])
+        self._pending = [tuple(np.asarray(x, np.int64) for x in p) for p in st["pending"]]  # type: ignore[misc]
+        self._errors.extend((float(a), float(b), int(c)) for a, b, c in st["errors"])
