@@ -22,6 +22,7 @@ import yaml
 
 from stream.kafka.broker import free_port
 from stream.producer import Producer
+from stream.worker.prometheus import WorkerMetrics
 from tests.kafka_util import WorkerProcess
 from tests.synth import frame
 
@@ -33,7 +34,6 @@ T0 = 1_700_000_000_000
 QUIET = {"GLASSBOX_MLFLOW__ENABLED": "false", "GLASSBOX_EVIDENTLY__ENABLED": "false",
          "GLASSBOX_ATTRIBUTION__ENABLED": "false"}
 
-pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="no prometheus binary (Debian: apt-get install prometheus)")
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -77,6 +77,7 @@ def query(port: int, promql: str) -> list[dict[str, Any]]:
     return body["data"]["result"]
 
 
+@pytest.mark.skipif(PROMETHEUS is None, reason="no prometheus binary (Debian: apt-get install prometheus)")
 @pytest.mark.timeout(180)
 def test_every_dashboard_query_returns_series(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
     ref_path = tmp_path / "reference.parquet"
@@ -142,3 +143,39 @@ def test_every_dashboard_query_returns_series(kafka_bootstrap: str, topic_prefix
     ratio = {s["metric"]["column"]: float(s["value"][1]) for s in
              by_title["Statistic / threshold (above 1: drifting)"]}
     assert ratio["num_10"] > 1 and ratio["num_11"] > 1 and ratio["num_0"] < 1, ratio
+
+
+# in process: the window gauges stay bounded and follow the latest window ---------------------------------------
+
+def window(columns: dict[str, tuple[str, float, float | None]], tested: bool = True) -> dict[str, Any]:
+    return {"kind": "predictions", "tested": tested,
+            "columns": {c: {"statistic": s, "value": v, "threshold": t} for c, (s, v, t) in columns.items()}}
+
+
+def samples(m: WorkerMetrics, name: str) -> dict[tuple[str, str, str], float]:
+    return {(s.labels["model"], s.labels["column"], s.labels["statistic"]): s.value
+            for fam in m.registry.collect() for s in fam.samples if s.name == name}
+
+
+def test_window_gauges_follow_the_latest_window_with_bounded_labels() -> None:
+    m = WorkerMetrics(max_models=1, max_columns=2)
+    m.observe_windows([("a", window({"x": ("psi", 0.1, 0.2), "y": ("chi2", 3.0, 9.0), "z": ("psi", 0.5, 0.2)})),
+                       ("b", window({"x": ("psi", 0.9, 0.2)})),  # beyond max_models: no series
+                       ("a", {"kind": "outcomes", "columns": {}})])
+    assert samples(m, "glassbox_window_statistic") == {("a", "x", "psi"): 0.1, ("a", "y", "chi2"): 3.0}
+    assert samples(m, "glassbox_window_threshold") == {("a", "x", "psi"): 0.2, ("a", "y", "chi2"): 9.0}
+    # a window with too few events is not tested: nothing changes; a dynamic bound has no threshold series;
+    # a column whose statistic changes keeps one series
+    m.observe_windows([("a", window({"x": ("psi", 7.0, 7.0)}, tested=False))])
+    m.observe_windows([("a", window({"x": ("psi", 0.3, None), "y": ("js", 0.2, 0.1)}))])
+    assert samples(m, "glassbox_window_statistic") == {("a", "x", "psi"): 0.3, ("a", "y", "js"): 0.2}
+    assert samples(m, "glassbox_window_threshold") == {("a", "y", "js"): 0.1}
+
+
+def test_alerts_are_counted_by_monitor_severity_and_status() -> None:
+    m = WorkerMetrics()
+    m.count_alerts([{"monitor": "data_drift", "severity": "warning", "status": "firing"}] * 2
+                   + [{"monitor": "pipeline", "severity": "critical", "status": "resolved"}])
+    got = {(s.labels["monitor"], s.labels["severity"], s.labels["status"]): s.value
+           for fam in m.registry.collect() for s in fam.samples if s.name == "glassbox_alerts_total"}
+    assert got == {("data_drift", "warning", "firing"): 2.0, ("pipeline", "critical", "resolved"): 1.0}
