@@ -145,6 +145,13 @@ def test_every_dashboard_query_returns_series(kafka_bootstrap: str, topic_prefix
     assert ratio["num_10"] > 1 and ratio["num_11"] > 1 and ratio["num_0"] < 1, ratio
 
 
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="no promtool (Debian: apt-get install prometheus)")
+def test_compose_prometheus_config_is_valid() -> None:
+    out = subprocess.run(["promtool", "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 # in process: the window gauges stay bounded and follow the latest window ---------------------------------------
 
 def window(columns: dict[str, tuple[str, float, float | None]], tested: bool = True) -> dict[str, Any]:
