@@ -54,6 +54,7 @@ GLASSBOX_SERVICES = ("worker", "notifier")
 # What a user fills in for the secrets (placeholders: nothing here is ever sent anywhere).
 SECRETS = {
     "POSTGRES_PASSWORD": "pg-placeholder",
+    "GRAFANA_ADMIN_PASSWORD": "grafana-placeholder",
     "GLASSBOX_ALERTING__SLACK_TOKEN": "xoxb-placeholder",
     "GLASSBOX_ALERTING__SLACK_WEBHOOK_URL": "https://hooks.slack.invalid/T0/B0/placeholder",
     "GLASSBOX_ALERTING__PAGERDUTY_ROUTING_KEY": "pd-placeholder-routing-key",
@@ -339,7 +340,8 @@ def _settings_for(service: dict[str, Any], image_env: dict[str, str], monkeypatc
 
 def test_compose_services_images_and_ports(compose: dict[str, Any], pyproject: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"kafka", "postgres", "mlflow", "worker", "notifier", "evidently-ui"}
+    assert set(services) == {"kafka", "postgres", "mlflow", "worker", "notifier", "evidently-ui", "prometheus",
+                             "grafana"}
     assert not [k for s in services.values() for k in (s.get("environment") or {}) if "ZOOKEEPER" in k]
 
     for name, svc in services.items():
@@ -369,7 +371,8 @@ def test_compose_services_images_and_ports(compose: dict[str, Any], pyproject: d
             ip, host_port, container_port = str(port).split(":")
             assert ip == "127.0.0.1", f"{name} publishes {port} on every interface"
             published[name] = (int(host_port), int(container_port))
-    assert published == {"kafka": (9092, 9092), "mlflow": (5000, 5000), "evidently-ui": (8000, 8000)}
+    assert published == {"kafka": (9092, 9092), "mlflow": (5000, 5000), "evidently-ui": (8000, 8000),
+                         "prometheus": (9090, 9090), "grafana": (3000, 3000)}
     assert services["worker"]["expose"] == ["6066"] and "container_name" not in services["worker"]
 
 
@@ -406,7 +409,8 @@ def test_compose_health_checks_and_start_order(compose: dict[str, Any]) -> None:
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert "kafka-broker-api-versions.sh" in services["kafka"]["healthcheck"]["test"][1]
     # every dependency waits for health, and only on services that have a health check
-    expected = {"mlflow": {"postgres"}, "worker": {"kafka", "mlflow"}, "notifier": {"kafka"}}
+    expected = {"mlflow": {"postgres"}, "worker": {"kafka", "mlflow"}, "notifier": {"kafka"},
+                "grafana": {"prometheus"}}
     for name, deps in expected.items():
         depends = services[name]["depends_on"]
         assert set(depends) == deps
@@ -460,6 +464,50 @@ def test_compose_evidently_ui_shares_the_workers_workspace(compose: dict[str, An
     assert ui["healthcheck"]["test"][3] == f"http://127.0.0.1:{args['--port']}/api/version"
 
 
+def test_compose_prometheus_and_grafana(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["prometheus"]["image"].startswith("prom/prometheus:v")
+    assert services["grafana"]["image"].startswith("grafana/grafana:")
+
+    def mounts(name: str) -> dict[str, Path]:
+        """Container path -> repository path of the service's bind mounts (which must exist in the repo)."""
+        out = {}
+        for v in services[name]["volumes"]:
+            src, dst = v.split(":")[:2]
+            if src.startswith("./"):
+                assert (ROOT / src).exists(), f"{name} mounts {src}, missing from the repository"
+                out[dst] = ROOT / src
+            else:
+                assert src in compose["volumes"], (name, src)
+        return out
+
+    # Prometheus: its config scrapes the worker's web port and the notifier's metrics port, by service name
+    prom = mounts("prometheus")
+    flags = dict(a.removeprefix("--").split("=", 1) for a in services["prometheus"]["command"])
+    config = yaml.safe_load(prom[flags["config.file"]].read_text())
+    targets = {job["job_name"]: (sd["names"], sd["port"]) for job in config["scrape_configs"]
+               for sd in job["dns_sd_configs"]}
+    worker_port = int(services["worker"]["environment"]["GLASSBOX_WORKER__WEB_PORT"])
+    notifier_env = services["notifier"]["environment"]
+    notifier_port = int(notifier_env["GLASSBOX_ALERTING__METRICS_PORT"])
+    assert targets == {"glassbox-worker": (["worker"], worker_port), "glassbox-notifier": (["notifier"], notifier_port)}
+    assert services["notifier"]["expose"] == [str(notifier_port)]
+    assert notifier_env["GLASSBOX_WORKER__WEB_HOST"] == "0.0.0.0"
+
+    # Grafana: provisioning (data source at the prometheus service, dashboards folder) and the dashboard itself
+    graf = mounts("grafana")
+    prov = "/etc/grafana/provisioning"
+    source = yaml.safe_load(graf[f"{prov}/datasources/prometheus.yml"].read_text())["datasources"][0]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    provider = yaml.safe_load(graf[f"{prov}/dashboards/glassbox.yml"].read_text())["providers"][0]
+    dash = json.loads(graf[f"{provider['options']['path']}/glassbox.json"].read_text())
+    uids = {t["datasource"]["uid"] for p in dash["panels"] for t in p["targets"]}
+    assert uids == {source["uid"]}
+    home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{provider['options']['path']}/glassbox.json"
+    assert "${" not in services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]  # interpolated: required
+
+
 def test_compose_secrets_come_from_the_environment(compose_raw: dict[str, Any]) -> None:
     secretish = re.compile(r"PASSWORD|TOKEN|SECRET|ROUTING_KEY|WEBHOOK")
     checked = 0
@@ -468,7 +516,7 @@ def test_compose_secrets_come_from_the_environment(compose_raw: dict[str, Any]) 
             if secretish.search(key) or re.search(r"://[^/]*@", str(value)):  # or credentials in a URL
                 assert "${" in str(value), f"{name}.{key} is written in the file, not read from the environment"
                 checked += 1
-    assert checked == 5
+    assert checked == 6
     # the database password is required: compose refuses to start without it
     env = dict(SECRETS)
     del env["POSTGRES_PASSWORD"]
@@ -515,7 +563,8 @@ def test_compose_environment_builds_valid_settings(
     from stream.alerting.routing import receivers_for
     from stream.alerting.store import AlertingStore, state_path
 
-    host_env = dict(SECRETS) if secrets_set else {"POSTGRES_PASSWORD": SECRETS["POSTGRES_PASSWORD"]}
+    required = ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+    host_env = dict(SECRETS) if secrets_set else {k: SECRETS[k] for k in required}
     compose = interpolate(compose_raw, host_env)
     image_env = env_instructions(docker_stages[1][-1]["instructions"])
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import faust
 import orjson
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector, start_http_server
 
 from stream.alerting.announce import log_alert
 from stream.alerting.dispatch import Dispatcher
@@ -42,6 +43,27 @@ def _decode(events: list[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
     return alerts, sources
 
 
+class NotifierMetrics:
+    """The notifier's series (``glassbox_notifier_*``), served on ``alerting.metrics_port``."""
+
+    def __init__(self) -> None:
+        self.registry = reg = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=reg)
+        self.alerts = Counter("glassbox_notifier_alerts", "alert records read", registry=reg)
+        self.decisions = Counter("glassbox_notifier_decisions", "lifecycle decisions (notify kind or reason)",
+                                 ["decision"], registry=reg)
+        self.notified = Counter("glassbox_notifier_notifications", "alerts per receiver and delivery outcome",
+                                ["receiver", "outcome"], registry=reg)
+
+    def observe(self, n: int, report: Any) -> None:
+        self.alerts.inc(n)
+        for d, k in report.decisions.items():
+            self.decisions.labels(d).inc(k)
+        for outcome, counts in (("delivered", report.delivered), ("gave_up", report.gave_up)):
+            for receiver, k in counts.items():
+                self.notified.labels(receiver, outcome).inc(k)
+
+
 def register_notifier(app: faust.App, settings: Any, *, dispatcher: Dispatcher | None = None) -> Any:
     """Attach the notifier agent to ``app`` (make it with ``app_id=notifier_app_id(settings)``)."""
     from stream.kafka.faust_app import Topics
@@ -56,6 +78,7 @@ def register_notifier(app: faust.App, settings: Any, *, dispatcher: Dispatcher |
         dispatcher = Dispatcher.from_settings(settings, dead_letter=dead_letter)
     else:
         dispatcher.dead_letter = dispatcher.dead_letter or dead_letter
+    metrics = NotifierMetrics()
 
     @app.agent(topics.alerts, name="glassbox.notifier")
     async def notifier(stream: Any) -> None:
@@ -65,12 +88,14 @@ def register_notifier(app: faust.App, settings: Any, *, dispatcher: Dispatcher |
                 if isinstance(a, dict):
                     log_alert(a, log)
             report = await dispatcher.process(alerts, sources)
+            metrics.observe(len(events), report)
             for event in events:
                 await stream.ack(event)
             log.info("notifier batch: %d alert(s), decisions %s, delivered %s, gave up %s",
                      len(events), report.decisions, report.delivered, report.gave_up)
 
     notifier.dispatcher = dispatcher  # type: ignore[attr-defined]
+    notifier.metrics = metrics  # type: ignore[attr-defined]
     return notifier
 
 
@@ -93,4 +118,7 @@ def run_notifier(settings: Any, bootstrap: str, *, embedded: bool = False) -> No
                  f"state (silences, lifecycle, journal): {state_path(settings)}",
                  f"runbooks: {cfg.runbook_url('<monitor>')}"):
         log.info("%s", line)
+    if cfg.metrics_port:
+        start_http_server(cfg.metrics_port, addr=settings.worker.web_host, registry=notifier.metrics.registry)
+        log.info("metrics at http://%s:%d/metrics", settings.worker.web_host, cfg.metrics_port)
     faust_worker(fapp).execute_from_commandline()

@@ -158,6 +158,8 @@ class AlertingConfig(BaseModel):
     runbook_base_url: str | None = Field(None, description="default: file URI of the runbooks shipped in the package")
     dashboard_url: str | None = Field(None, description="template, e.g. http://host/dash?model={model}")
     state_path: Path | None = Field(None, description="sqlite file; default <settings.home>/alerting.sqlite")
+    metrics_port: int | None = Field(None, description="serve the notifier's Prometheus /metrics on this port "
+                                     "(bound to worker.web_host); unset: not served")
 
     slack_token: SecretStr | None = None
     slack_token_file: Path | None = None

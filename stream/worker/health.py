@@ -261,6 +261,8 @@ class WorkerObservability:
         m = self.metrics
         if self.pipeline is not None:
             m.set_redelivered(self.pipeline.counters.redelivered)
+            if hasattr(state := getattr(self.pipeline, "state", None), "restore_s"):  # a TopicState
+                m.set_restore(state.restore_s, state.restored_records)
         for mod, c in sample.joins.items():
             label = m.model_label(mod)
             m.labels_pending.labels(label).set(c.get("pending_labels", 0))

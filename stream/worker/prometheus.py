@@ -8,7 +8,7 @@ the detection core, and nothing is computed per event: a step costs a few dictio
 Series (all prefixed ``glassbox_``):
 
 - ``messages_total{topic}``, ``events_total{model}``, ``deadletters_total{topic,reason}``,
-  ``alerts_total{monitor,status}``, ``redelivered_total`` (skipped after a restart)
+  ``alerts_total{monitor,severity,status}``, ``redelivered_total`` (skipped after a restart)
 - ``step_seconds{topic}`` (histogram: one pipeline step plus publishing its output)
 - ``consumer_lag{topic,partition}`` and ``consumer_lag_total`` (messages behind the highwater)
 - ``event_time_skew_seconds{topic}`` (processing time minus the newest event time of the last step)
@@ -16,11 +16,16 @@ Series (all prefixed ``glassbox_``):
 - ``label_coverage{model}``, ``late_label_rate{model}``, ``deadletter_rate`` (over the health window)
 - ``labels_pending{model}``, ``predictions_pending{model}`` (label join state, bounded by its TTL)
 - ``pipeline_check_value{check,model}``, ``pipeline_check_firing{check,model}``
+- ``window_statistic{model,column,statistic}`` and ``window_threshold{model,column,statistic}``: each monitored
+  column's drift statistic in the latest closed window and the bound it is tested against (no threshold series
+  while the bound is dynamic); at most ``max_columns`` columns per model
+- ``state_restore_seconds`` and ``state_restored_records`` (the latest restore of model state)
 - ``process_resident_memory_bytes`` and the other ``process_*`` series of prometheus-client
 
 Model labels are capped (``max_models``): in discovery mode the stream decides the model names, so the
 first ``max_models`` get a series each and the rest share ``model="_other"``; events of models that are
-counted but not monitored (discovery mode) are ``model="_unmonitored"``.
+counted but not monitored (discovery mode) are ``model="_unmonitored"``. Window series are kept only for
+models with a label of their own, so they stay within ``max_models * max_columns``.
 
 >>> m = WorkerMetrics()
 >>> m.observe_step("predictions", [], None, 0.002)
@@ -52,16 +57,17 @@ UNMONITORED = "_unmonitored"
 class WorkerMetrics:
     """The worker's series and the raw totals the pipeline health checks read."""
 
-    def __init__(self, *, max_models: int = 100, clock: Callable[[], float] = time.time):
+    def __init__(self, *, max_models: int = 100, max_columns: int = 200, clock: Callable[[], float] = time.time):
         self.clock = clock
         self.max_models = max_models
+        self.max_columns = max_columns
         self.registry = reg = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=reg)
         self.messages = Counter("glassbox_messages", "Kafka messages consumed", ["topic"], registry=reg)
         self.events = Counter("glassbox_events", "valid prediction events processed", ["model"], registry=reg)
         self.deadletters = Counter("glassbox_deadletters", "messages dead-lettered", ["topic", "reason"],
                                    registry=reg)
-        self.alerts = Counter("glassbox_alerts", "alert transitions published", ["monitor", "status"],
+        self.alerts = Counter("glassbox_alerts", "alert transitions published", ["monitor", "severity", "status"],
                               registry=reg)
         self.redelivered = Counter("glassbox_redelivered", "redelivered messages skipped after a restart",
                                    registry=reg)
@@ -90,6 +96,14 @@ class WorkerMetrics:
                                  ["check", "model"], registry=reg)
         self.check_firing = Gauge("glassbox_pipeline_check_firing", "1 while a pipeline alert fires",
                                   ["check", "model"], registry=reg)
+        self.window_stat = Gauge("glassbox_window_statistic", "drift statistic of the latest closed window",
+                                 ["model", "column", "statistic"], registry=reg)
+        self.window_threshold = Gauge("glassbox_window_threshold", "bound the window statistic is tested against",
+                                      ["model", "column", "statistic"], registry=reg)
+        self.restore_seconds = Gauge("glassbox_state_restore_seconds", "duration of the latest state restore",
+                                     registry=reg)
+        self.restored_records = Gauge("glassbox_state_restored_records", "state records read by the latest restore",
+                                      registry=reg)
         # raw figures for the health checks (cumulative, plain ints)
         self.started_at = self.clock()
         self.last_event_at = self.started_at
@@ -103,6 +117,8 @@ class WorkerMetrics:
         self._models: set[str] = set()
         self._lag_keys: set[tuple[str, int]] = set()
         self._redelivered_seen = 0
+        self._window_keys: dict[tuple[str, str], str] = {}  # (model, column) -> statistic of its series
+        self._threshold_keys: set[tuple[str, str, str]] = set()
 
     def model_label(self, model: str) -> str:
         """``model`` itself for the first ``max_models`` models, else ``"_other"`` (bounded cardinality)."""
@@ -147,6 +163,7 @@ class WorkerMetrics:
             self.events.labels(UNMONITORED).inc(out.events - monitored)
         if newest is None:
             newest = max((m.timestamp for m in messages if m.timestamp is not None), default=None)
+        self.observe_windows(out.windows)
         self.total_events += out.events
         for d in out.deadletters:
             self.deadletters.labels(kind, d["reason"]).inc()
@@ -160,7 +177,39 @@ class WorkerMetrics:
 
     def count_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
         for a in alerts:
-            self.alerts.labels(a.get("monitor", "?"), a.get("status", "?")).inc()
+            self.alerts.labels(a.get("monitor", "?"), a.get("severity", "?"), a.get("status", "?")).inc()
+
+    def observe_windows(self, windows: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Set the window gauges from closed prediction windows (``StepOutput.windows``); untested windows
+        (too few events) and models beyond ``max_models`` are skipped."""
+        for model, w in windows:
+            if w.get("kind") != "predictions" or not w.get("tested", True) or self.model_label(model) != model:
+                continue
+            for column, c in w.get("columns", {}).items():
+                key, stat = (model, column), str(c.get("statistic"))
+                old = self._window_keys.get(key)
+                if old is None and sum(k[0] == model for k in self._window_keys) >= self.max_columns:
+                    continue
+                if old is not None and old != stat:
+                    self.window_stat.remove(model, column, old)
+                    if (model, column, old) in self._threshold_keys:
+                        self.window_threshold.remove(model, column, old)
+                        self._threshold_keys.discard((model, column, old))
+                self._window_keys[key] = stat
+                if c.get("value") is not None:
+                    self.window_stat.labels(model, column, stat).set(c["value"])
+                t = c.get("threshold")
+                if t is not None:
+                    self.window_threshold.labels(model, column, stat).set(t)
+                    self._threshold_keys.add((model, column, stat))
+                elif (model, column, stat) in self._threshold_keys:  # dynamic bound: no fixed threshold
+                    self.window_threshold.remove(model, column, stat)
+                    self._threshold_keys.discard((model, column, stat))
+
+    def set_restore(self, seconds: float, records: int) -> None:
+        """Publish the latest state restore (:class:`stream.kafka.state_topic.TopicState`)."""
+        self.restore_seconds.set(seconds)
+        self.restored_records.set(records)
 
     def set_redelivered(self, total: int) -> None:
         """Catch the counter up with the pipeline's own count (it only grows)."""
