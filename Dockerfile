@@ -82,7 +82,7 @@ EXPOSE 6066
 # waits but nothing is consumed, or no partition is held, for too long. The notifier and the Evidently UI serve no
 # /live: docker-compose.yml gives them checks of their own.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD python /app/docker/healthcheck.py "http://127.0.0.1:${GLASSBOX_WORKER__WEB_PORT:-6066}/live"
+    CMD ["python", "/app/docker/healthcheck.py"]
 
 ENTRYPOINT ["glassbox"]
 CMD ["worker"]

@@ -6,7 +6,7 @@ Standard library only, so it runs in the slim image without curl. Targets:
 - ``tcp://HOST:PORT``: the port accepts a connection;
 - ``sqlite:///PATH``: the file is a readable sqlite database.
 
-With no target it checks the worker's ``/stats`` page on ``GLASSBOX_WORKER__WEB_PORT`` (default 6066).
+With no target it checks the worker's liveness, ``/live``, on ``GLASSBOX_WORKER__WEB_PORT`` (default 6066).
 
     python docker/healthcheck.py
     python docker/healthcheck.py http://127.0.0.1:8000/api/version
@@ -26,8 +26,8 @@ TIMEOUT_S = 4.0
 
 
 def default_target() -> str:
-    """The worker's stats page on its configured port."""
-    return f"http://127.0.0.1:{os.environ.get('GLASSBOX_WORKER__WEB_PORT', '6066')}/stats"
+    """The worker's liveness endpoint on its configured port."""
+    return f"http://127.0.0.1:{os.environ.get('GLASSBOX_WORKER__WEB_PORT', '6066')}/live"
 
 
 def check(target: str, timeout: float = TIMEOUT_S) -> None:

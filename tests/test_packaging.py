@@ -764,7 +764,7 @@ def test_lock_installs_from_wheels_on_every_supported_python(pyproject: dict[str
 
 class _Status(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        code = 200 if self.path == "/stats" else 500
+        code = 200 if self.path == "/live" else 500
         self.send_response(code)
         self.end_headers()
         self.wfile.write(b"{}")
@@ -781,7 +781,7 @@ def test_healthcheck_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     port = server.server_address[1]
     try:
         monkeypatch.setenv("GLASSBOX_WORKER__WEB_PORT", str(port))
-        assert hc.default_target() == f"http://127.0.0.1:{port}/stats"
+        assert hc.default_target() == f"http://127.0.0.1:{port}/live"
         assert hc.main([]) == 0
         assert hc.main([f"http://127.0.0.1:{port}/broken"]) == 1
         assert hc.main([f"tcp://127.0.0.1:{port}"]) == 0
@@ -793,7 +793,7 @@ def test_healthcheck_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     with contextlib.closing(sqlite3.connect(db)) as conn:
         conn.execute("CREATE TABLE silences (id TEXT)")
         conn.commit()
-    assert hc.main([f"sqlite://{db}", f"http://127.0.0.1:{port}/stats"]) == 1  # all must pass
+    assert hc.main([f"sqlite://{db}", f"http://127.0.0.1:{port}/live"]) == 1  # all must pass
     assert hc.main([f"sqlite://{db}"]) == 0
     (tmp_path / "junk.sqlite").write_bytes(b"not a database" * 100)
     assert hc.main([f"sqlite://{tmp_path / 'junk.sqlite'}"]) == 1
