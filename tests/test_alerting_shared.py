@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -16,6 +17,42 @@ from tests.test_alerting_agent import MIN, T0, Notifier, alert, publish, slack_t
 def sink():
     with Sink() as s:
         yield s
+
+
+def test_two_hosts_see_each_others_silences_and_the_owner_hands_its_lifecycle_over(kafka_bootstrap, topic_prefix,
+                                                                                  tmp_path):
+    """In process: two SharedState objects with their own sqlite caches, as on two hosts."""
+    from stream.alerting.lifecycle import AlertState
+    from stream.alerting.shared import SharedState, new_silence
+    from stream.alerting.store import AlertingStore
+    from stream.settings import Settings
+
+    settings = Settings(kafka={"topic_prefix": topic_prefix})
+    one, two = (SharedState(settings, kafka_bootstrap, AlertingStore(tmp_path / h / "alerting.sqlite"))
+                for h in ("one", "two"))
+    one.ensure_topics()
+
+    async def scenario() -> None:
+        s = new_silence({"model": "churn"}, 3600)
+        await one.publish_silence(s)
+        assert await two.sync_silences() == 1 and [x.id for x in two.store.silences()] == [s.id]
+        assert await two.expire_silence(s.id) and not await two.expire_silence(s.id)
+        await one.sync_silences()
+        assert one.store.silences() == [] and one.store.silences(include_inactive=True)[0].expired_at is not None
+
+        firing = AlertState("fp-a", "firing", since=1, last_event_time=5, last_notified=5,
+                            notified_severity="critical", receivers=("slack", "pagerduty"))
+        await one.save([(2, firing), (3, AlertState("fp-b", "firing", 1, 1))])
+        assert await two.load({2}) == 1 and two.store.load_state("fp-a") == firing
+        assert two.store.load_state("fp-b") is None  # partition 3 is not two's
+        assert await two.load({2}) == 0  # read once while owned
+        await one.save([(2, AlertState("fp-a", "resolved", 1, 9, 5, "critical", ("slack", "pagerduty")))])
+        two.forget({2})  # lost and regained: the other owner's newer state wins
+        assert await two.load({2}) == 1 and two.store.load_state("fp-a").status == "resolved"
+        await one.close()
+        await two.close()
+
+    asyncio.run(scenario())
 
 
 def owned(n: Notifier) -> list[int] | None:

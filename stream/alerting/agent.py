@@ -73,17 +73,23 @@ def register_notifier(app: faust.App, settings: Any, bootstrap: str, *, dispatch
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         shared.forget({tp.partition for tp in revoked if tp.topic == alerts_topic})
 
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        await shared.close()
+
     @app.agent(topics.alerts, name="glassbox.notifier")
     async def notifier(stream: Any) -> None:
         async for events in stream.noack_take(cfg.max_group, within=cfg.group_wait):
             alerts, sources = _decode(events)
-            await shared.sync_silences()
-            await shared.load({src["partition"] for src in sources})
+            parts = {src["partition"] for src in sources}
+            await shared.until_done(f"reading {shared.silences_topic}", shared.sync_silences)
+            await shared.until_done(f"reading {shared.state_topic} {sorted(parts)}", shared.load, parts)
             for a in alerts:
                 if isinstance(a, dict):
                     log_alert(a, log)
             report = await dispatcher.process(alerts, sources)
-            await shared.save([(p, st) for p, st in report.states if p is not None])
+            owned = [(p, st) for p, st in report.states if p is not None]
+            await shared.until_done(f"writing {shared.state_topic}", shared.save, owned)
             for event in events:
                 await stream.ack(event)
             log.info("notifier batch: %d alert(s), decisions %s, delivered %s, gave up %s",

@@ -17,9 +17,12 @@ module writes what it reads from Kafka into it. The delivery journal and Slack m
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -31,6 +34,8 @@ from stream.kafka.state_topic import read_partition
 from stream.settings import Settings
 
 SHARED_TOPICS = ("silences", "alert-state")
+
+log = logging.getLogger("glassbox.alerting")
 
 
 def new_silence(matchers: dict[str, str], duration: float, *, created_by: str | None = None,
@@ -77,6 +82,20 @@ class SharedState:
         futures = [await self._producer.send(t, value=v, key=k, partition=p) for t, p, k, v in records]
         for f in futures:
             await f
+
+    async def until_done(self, what: str, op: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run ``op(*args)`` until it succeeds, waiting the retry policy's backoff in between: a notifier that cannot
+        read or write the shared state must not decide (nor commit) anything, so it waits for the broker."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await op(*args)
+            except Exception as exc:  # noqa: BLE001 - broker unreachable, timeouts: retried
+                wait = self.settings.alerting.retry.backoff(attempt)
+                log.warning("%s failed (attempt %d: %s: %s); retrying in %.1f s", what, attempt,
+                            type(exc).__name__, exc, wait)
+                await asyncio.sleep(wait)
 
     async def close(self) -> None:
         if self._producer is not None:
