@@ -193,8 +193,12 @@ def test_sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing(
 
 
 def test_silence_and_tail_cli(kafka_bootstrap, topic_prefix, tmp_path, monkeypatch):
+    import asyncio
+
+    from stream.alerting.shared import SharedState
     from stream.alerting.store import AlertingStore
     from stream.cli.main import app
+    from stream.settings import Settings
 
     monkeypatch.setenv("GLASSBOX_HOME", str(tmp_path))
     monkeypatch.setenv("GLASSBOX_KAFKA__BOOTSTRAP", kafka_bootstrap)
@@ -204,7 +208,10 @@ def test_silence_and_tail_cli(kafka_bootstrap, topic_prefix, tmp_path, monkeypat
                               "--comment", "planned migration"])
     assert out.exit_code == 0, out.output
     sid = out.output.split()[0]
-    (s,) = AlertingStore(tmp_path / "alerting.sqlite").silences()
+    other_host = SharedState(Settings(kafka={"topic_prefix": topic_prefix}), kafka_bootstrap,
+                             AlertingStore(tmp_path / "other" / "alerting.sqlite"))  # reads it from Kafka
+    assert asyncio.run(other_host.sync_silences()) == 1
+    (s,) = other_host.store.silences()
     assert s.id == sid and s.matchers == {"model": "churn", "monitor": "data_drift"}
     assert 7190 < s.ends_at - s.starts_at <= 7200
     listed = runner.invoke(app, ["silence", "list"])

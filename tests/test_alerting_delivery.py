@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -20,6 +21,7 @@ from stream.alerting.config import AlertingConfig
 from stream.alerting.desktop import DesktopNotifier
 from stream.alerting.dispatch import Dispatcher
 from stream.alerting.notification import Item, Notification
+from stream.alerting.shared import new_silence
 from stream.alerting.store import AlertingStore
 from tests.sinks import Reply, Sink
 
@@ -226,7 +228,7 @@ def test_a_replayed_batch_notifies_nothing_twice(sink, tmp_path):
 def test_silence_on_model_and_monitor_mutes_for_its_duration_and_not_after(sink, tmp_path):
     clock = Clock()
     d, _ = make(sink, tmp_path, now=clock, pagerduty=False)
-    d.store.add_silence({"model": "churn", "monitor": "data_drift"}, 600, now=clock.t)
+    d.store.put_silence(new_silence({"model": "churn", "monitor": "data_drift"}, 600, now=clock.t))
     process(d, alert(t=T0))
     process(d, alert(monitor="data_quality", feature="age", t=T0))  # other monitor: not silenced
     process(d, alert(model="fraud", t=T0))  # other model: not silenced
@@ -245,10 +247,11 @@ def test_silence_on_model_and_monitor_mutes_for_its_duration_and_not_after(sink,
 def test_expired_silence_stops_muting_at_once(sink, tmp_path):
     clock = Clock()
     d, _ = make(sink, tmp_path, now=clock, pagerduty=False)
-    s = d.store.add_silence({"model": "churn"}, 3600, now=clock.t)
+    s = new_silence({"model": "churn"}, 3600, now=clock.t)
+    d.store.put_silence(s)
     process(d, alert(t=T0))
     assert posts(sink) == []
-    d.store.expire_silence(s.id, now=clock.t + 1)
+    d.store.put_silence(replace(s, expired_at=clock.t + 1))
     clock.t += 2
     process(d, alert(t=T0 + MIN, index=1))
     assert len(posts(sink)) == 1

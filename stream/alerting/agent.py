@@ -64,8 +64,12 @@ class NotifierMetrics:
                 self.notified.labels(receiver, outcome).inc(k)
 
 
-def register_notifier(app: faust.App, settings: Any, *, dispatcher: Dispatcher | None = None) -> Any:
-    """Attach the notifier agent to ``app`` (make it with ``app_id=notifier_app_id(settings)``)."""
+def register_notifier(app: faust.App, settings: Any, bootstrap: str, *, dispatcher: Dispatcher | None = None) -> Any:
+    """Attach the notifier agent to ``app`` (make it with ``app_id=notifier_app_id(settings)``).
+
+    Before each batch it reads the shared silences and the lifecycle of newly owned partitions; after it, it
+    publishes the batch's lifecycle states, then acknowledges (see :mod:`stream.alerting.shared`)."""
+    from stream.alerting.shared import SharedState
     from stream.kafka.faust_app import Topics
 
     topics = Topics(app, settings)
@@ -79,16 +83,37 @@ def register_notifier(app: faust.App, settings: Any, *, dispatcher: Dispatcher |
     else:
         dispatcher.dead_letter = dispatcher.dead_letter or dead_letter
     metrics = NotifierMetrics()
+    shared = SharedState(settings, bootstrap, dispatcher.store)
+    shared.ensure_topics()
+    alerts_topic = settings.topic("alerts")
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        mine = sorted(tp.partition for tp in assigned if tp.topic == alerts_topic)
+        log.info("notifier owns partitions %s of %s", mine, alerts_topic)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        shared.forget({tp.partition for tp in revoked if tp.topic == alerts_topic})
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        await shared.close()
 
     @app.agent(topics.alerts, name="glassbox.notifier")
     async def notifier(stream: Any) -> None:
         async for events in stream.noack_take(cfg.max_group, within=cfg.group_wait):
             alerts, sources = _decode(events)
+            parts = {src["partition"] for src in sources}
+            await shared.until_done(f"reading {shared.silences_topic}", shared.sync_silences)
+            await shared.until_done(f"reading {shared.state_topic} {sorted(parts)}", shared.load, parts)
             for a in alerts:
                 if isinstance(a, dict):
                     log_alert(a, log)
             report = await dispatcher.process(alerts, sources)
             metrics.observe(len(events), report)
+            owned = [(p, st) for p, st in report.states if p is not None]
+            await shared.until_done(f"writing {shared.state_topic}", shared.save, owned)
             for event in events:
                 await stream.ack(event)
             log.info("notifier batch: %d alert(s), decisions %s, delivered %s, gave up %s",
@@ -96,6 +121,7 @@ def register_notifier(app: faust.App, settings: Any, *, dispatcher: Dispatcher |
 
     notifier.dispatcher = dispatcher  # type: ignore[attr-defined]
     notifier.metrics = metrics  # type: ignore[attr-defined]
+    notifier.shared = shared  # type: ignore[attr-defined]
     return notifier
 
 
@@ -108,14 +134,15 @@ def run_notifier(settings: Any, bootstrap: str, *, embedded: bool = False) -> No
     datadir = Path(settings.home) / "faust" / app_id  # not ./<app_id>-data in the current directory
     datadir.mkdir(parents=True, exist_ok=True)
     fapp = make_app(settings, bootstrap=bootstrap, app_id=app_id, web_enabled=False, datadir=str(datadir))
-    notifier = register_notifier(fapp, settings)
+    notifier = register_notifier(fapp, settings, bootstrap)
     cfg = settings.alerting
     routed = sorted({r for route in cfg.routes for r in route.receivers} | ({"desktop"} if cfg.desktop else set()))
     ready = sorted(notifier.dispatcher.notifiers)
     for line in (f"glassbox notifier {app_id}: broker {bootstrap}{' (embedded)' if embedded else ''}",
                  f"reads {settings.topic('alerts')}; gives up to {settings.topic('deadletter')}",
                  f"receivers routed to: {', '.join(routed)}; ready: {', '.join(ready)}",
-                 f"state (silences, lifecycle, journal): {state_path(settings)}",
+                 f"shared state: {settings.topic('silences')}, {settings.topic('alert-state')} (compacted); "
+                 f"local cache and journal: {state_path(settings)}",
                  f"runbooks: {cfg.runbook_url('<monitor>')}"):
         log.info("%s", line)
     if cfg.metrics_port:

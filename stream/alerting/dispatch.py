@@ -3,9 +3,10 @@ the delivery journal, dead letters, then the lifecycle state. Independent of Fau
 real HTTP sinks alone; :mod:`stream.alerting.agent` feeds it from the alerts topic and commits after it.
 
 Order of effects (what makes at-least-once idempotent): deliver each receiver, journal each delivery
-(alert_id, receiver), dead-letter what gave up, save the lifecycle state, and only then may the caller
-commit the offsets. A crash anywhere replays the batch: the state is the old one, so the decisions are the
-same, and the journal skips receivers that already got the alert (PagerDuty dedups on the fingerprint too).
+(alert_id, receiver), dead-letter what gave up, save the lifecycle state (the caller then publishes
+``report.states`` to the shared ``alert-state`` topic), and only then may the caller commit the offsets. A
+crash anywhere replays the batch: the state is the old one, so the decisions are the same, and the journal
+skips receivers that already got the alert (PagerDuty dedups on the fingerprint too).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class BatchReport:
     invalid: int = 0
     notifications: list[Notification] = field(default_factory=list)
     outcomes: list[tuple[str, Outcome]] = field(default_factory=list)
+    states: list[tuple[int | None, AlertState]] = field(default_factory=list)  # (alert partition, state saved)
 
 
 def build_notifiers(config: AlertingConfig, store: AlertingStore) -> dict[str, Notifier]:
@@ -144,6 +146,7 @@ class Dispatcher:
         self._sources: dict[str, dict[str, Any]] = {}
         silences = self.store.silences(now=self.now())
         states: dict[str, AlertState | None] = {}
+        partition_of: dict[str, int | None] = {}
         items: list[tuple[Item, tuple[str, ...]]] = []
         available = self.notifiers.keys()
         for raw, src in zip(alerts, sources, strict=True):
@@ -159,6 +162,7 @@ class Dispatcher:
             fp = alert["fingerprint"]
             if fp not in states:
                 states[fp] = self.store.load_state(fp)
+                partition_of[fp] = src.get("partition")
             receivers = receivers_for(alert, self.config, available)
             silenced = any(s.matches(alert) for s in silences)
             states[fp], decision = decide(
@@ -187,7 +191,8 @@ class Dispatcher:
                 report.outcomes.append((n.receiver, outcome))
                 bucket = report.delivered if outcome.ok else report.gave_up
                 bucket[n.receiver] = bucket.get(n.receiver, 0) + len(n.items)
-        self.store.save_states([s for s in states.values() if s is not None])
+        report.states = [(partition_of[fp], s) for fp, s in states.items() if s is not None]
+        self.store.save_states([s for _, s in report.states])
         if time.time() - self._pruned_at > JOURNAL_PRUNE_EVERY:
             self._pruned_at = time.time()
             self.store.prune(older_than=max(JOURNAL_KEEP, 2 * self.config.repeat_interval))

@@ -1,11 +1,9 @@
-"""Shared alerting state in one sqlite file under ``settings.home``: silences, lifecycle state per
-fingerprint, the delivery journal, and the Slack messages to edit on resolve.
+"""The notifier's local sqlite cache under ``settings.home``: silences and lifecycle state per fingerprint (both
+mirrored from Kafka by :mod:`stream.alerting.shared`, which is where replicas share them), the delivery journal,
+and the Slack messages to edit on resolve.
 
-Why sqlite: the CLI (``glassbox silence add``), every notifier and every worker on a host must see the same
-silences at once; sqlite in WAL mode gives atomic multi-process reads and writes with the standard library,
-and survives restarts (unlike a Faust table, it needs no co-partitioning with the alerts topic, and unlike a
-compacted topic it does not rely on compaction, which the embedded broker does not enforce). Several hosts
-need a shared volume (docker-compose) or a compacted Kafka topic instead (not built here).
+Why sqlite: atomic multi-process reads and writes with the standard library (WAL mode), surviving restarts; the
+journal and the Slack message references only matter to the replica that delivered.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import json
 import sqlite3
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -83,35 +80,14 @@ class AlertingStore:
         with self._lock:
             self._db.close()
 
-    # silences
-    def add_silence(
-        self,
-        matchers: dict[str, str],
-        duration: float,
-        *,
-        created_by: str | None = None,
-        comment: str | None = None,
-        now: float | None = None,
-    ) -> Silence:
-        if not matchers:
-            raise ValueError("a silence needs at least one matcher (model=, monitor=, feature=, severity=)")
-        Matcher(**matchers)  # validates the keys
-        start = time.time() if now is None else now
-        s = Silence(uuid.uuid4().hex[:12], dict(matchers), start, start + duration, created_by, comment)
+    # silences (a mirror of the silences topic, written by stream.alerting.shared)
+    def put_silence(self, s: Silence) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO silences VALUES (?,?,?,?,?,?,NULL)",
-                (s.id, json.dumps(s.matchers, sort_keys=True), s.starts_at, s.ends_at, created_by, comment),
+                "INSERT OR REPLACE INTO silences VALUES (?,?,?,?,?,?,?)",
+                (s.id, json.dumps(s.matchers, sort_keys=True), s.starts_at, s.ends_at, s.created_by, s.comment,
+                 s.expired_at),
             )
-        return s
-
-    def expire_silence(self, silence_id: str, *, now: float | None = None) -> bool:
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE silences SET expired_at=? WHERE id=? AND expired_at IS NULL",
-                (time.time() if now is None else now, silence_id),
-            )
-        return cur.rowcount > 0
 
     def silences(self, *, now: float | None = None, include_inactive: bool = False) -> list[Silence]:
         with self._lock:

@@ -1,7 +1,7 @@
 """``glassbox silence add|list|expire`` and ``glassbox alerts tail|notify``.
 
-Silences live in the alerting sqlite file (``<home>/alerting.sqlite``), which every notifier reads before
-each batch, so a silence added here applies at once.
+Silences live on the compacted topic ``<prefix>silences`` of the configured Kafka (``kafka.bootstrap``), which
+every notifier reads to its end before each batch, so a silence added here applies at once on every replica.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import getpass
 import os
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -25,16 +26,36 @@ alerts_app = typer.Typer(help="Read and deliver alerts.", no_args_is_help=True, 
                          rich_markup_mode=None)
 
 MATCHER_KEYS = ("model", "monitor", "feature", "severity")
+T = TypeVar("T")
 
 
 def _settings(config: Path | None) -> Any:
     return settings_from(config)
 
 
-def _store(config: Path | None) -> Any:
-    from stream.alerting.store import AlertingStore, state_path
+def _shared(config: Path | None, action: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``action(shared_state)`` against the configured Kafka, with the silences read to their end."""
+    import asyncio
 
-    return AlertingStore(state_path(_settings(config)))
+    from stream.alerting.shared import SharedState
+    from stream.alerting.store import AlertingStore, state_path
+    from stream.kafka.broker import check_reachable
+
+    settings = _settings(config)
+    if not settings.kafka.bootstrap:
+        raise UserError("silences live on Kafka: set GLASSBOX_KAFKA__BOOTSTRAP (the notifiers' broker)")
+    check_reachable(settings.kafka.bootstrap, settings.kafka.connect_timeout_s)
+    shared = SharedState(settings, settings.kafka.bootstrap, AlertingStore(state_path(settings)))
+    shared.ensure_topics()
+
+    async def run() -> T:
+        try:
+            await shared.sync_silences()
+            return await action(shared)
+        finally:
+            await shared.close()
+
+    return asyncio.run(run())
 
 
 def _when(ts: float | None) -> str:
@@ -72,7 +93,14 @@ def silence_add(
     if seconds <= 0:
         raise UserError("--duration must be positive")
     who = author or os.environ.get("USER") or getpass.getuser()
-    s = _store(config).add_silence(parse_matchers(matchers), seconds, created_by=who, comment=comment)
+    from stream.alerting.shared import new_silence
+
+    s = new_silence(parse_matchers(matchers), seconds, created_by=who, comment=comment)
+
+    async def add(shared: Any) -> None:
+        await shared.publish_silence(s)
+
+    _shared(config, add)
     typer.echo(f"{s.id}  silences {' '.join(f'{k}={v}' for k, v in s.matchers.items())} until {_when(s.ends_at)}")
 
 
@@ -86,7 +114,10 @@ def silence_list(
     from rich.table import Table
 
     now = time.time()
-    rows = _store(config).silences(now=now, include_inactive=all_)
+    async def read(shared: Any) -> list[Any]:
+        return shared.store.silences(now=now, include_inactive=all_)
+
+    rows = _shared(config, read)
     table = Table("id", "matchers", "starts", "ends", "state", "by", "comment")
     for s in rows:
         state = "active" if s.active(now) else ("expired" if s.expired_at or s.ends_at <= now else "pending")
@@ -102,7 +133,10 @@ def silence_expire(
     config: ConfigOpt = None,
 ) -> None:
     """End a silence now."""
-    if not _store(config).expire_silence(silence_id):
+    async def expire(shared: Any) -> bool:
+        return await shared.expire_silence(silence_id)
+
+    if not _shared(config, expire):
         raise UserError(f"no active silence {silence_id!r}")
     typer.echo(f"expired {silence_id}")
 

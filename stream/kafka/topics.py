@@ -1,8 +1,9 @@
 """Create glassbox's topics before anything auto-creates them, and check the state topic's cleanup policy.
 
 Every topic gets ``kafka.partitions`` partitions and ``kafka.replication_factor`` replicas (with
-``min.insync.replicas`` when set, so that ``acks=all`` means that many copies). ``state`` is compacted (only the
-latest record per model matters); ``joinlog`` (the label join's journal) is deleted after the label TTL plus a day.
+``min.insync.replicas`` when set, so that ``acks=all`` means that many copies). ``state``, ``silences`` and
+``alert-state`` are compacted (only the latest record per model, silence or alert fingerprint matters);
+``joinlog`` (the label join's journal) is deleted after the label TTL plus a day.
 
 >>> topic_configs(Settings(), "state")["cleanup.policy"], topic_configs(Settings(), "alerts").get("cleanup.policy")
 ('compact', None)
@@ -30,7 +31,7 @@ def topic_configs(settings: Settings, name: str) -> dict[str, str]:
     cfg = {"max.message.bytes": str(limit)}
     if settings.kafka.min_insync_replicas:
         cfg["min.insync.replicas"] = str(settings.kafka.min_insync_replicas)
-    if name == "state":
+    if name in ("state", "silences", "alert-state"):  # the latest record per key is all that matters
         cfg |= {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)}
     elif name == "joinlog":
         cfg |= {"cleanup.policy": "delete", "retention.ms": str(int(settings.worker.label_ttl_s * 1000) + DAY_MS),
