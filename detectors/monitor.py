@@ -249,7 +249,8 @@ class ModelMonitor:
         record = {
             "kind": "predictions", **window, "tested": testable,
             "columns": {r["column"]: {**r["stats"], "statistic": r["statistic"], "value": r["value"],
-                                      "threshold": r["threshold"], "drift": r["drift"], "effect": r["effect"],
+                                      "threshold": r["threshold"], "threshold_kind": r["threshold_kind"],
+                                      "drift": r["drift"], "effect": r["effect"],
                                       "horizon": r["horizon"], "horizons": r["horizons"],
                                       "quality_failed": len(r["quality"])} for r in results},
             "drifted": [r["column"] for r in drifted],
