@@ -72,7 +72,8 @@ class DetectionConfig(BaseModel):
     horizons: list[int] = Field(
         default_factory=lambda: [1, 2, 5, 10, 20],
         description="calibrated thresholds: each closed window also tests the merged counts of the last h "
-        "windows for every h here (the drift budget is split evenly over them); must start with 1",
+        "windows for every h here (the drift budget is split evenly over them), on the columns whose reference "
+        "has at least as many values as the horizon has events; must start with 1",
     )
     calibration_resamples: int = Field(1000, ge=200, description="null windows resampled per column")
     static_thresholds: dict[str, float] = Field(default_factory=_default_static)
