@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -166,7 +167,10 @@ def main() -> None:
     if args.streams:
         out["false_alarms"] = false_alarms(args.streams, args.first_stream)
         print({k: v for k, v in out["false_alarms"].items() if k != "firing"}, out["false_alarms"]["firing"])
+    out["loadavg"] = os.getloadavg()
     print(table(out))
+    print(f"load average {out['loadavg'][0]:.1f} / {out['loadavg'][1]:.1f} / {out['loadavg'][2]:.1f} "
+          f"(2 cores shared with other jobs: counts of events are unaffected, only the run time)")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1, default=str))
 
