@@ -53,7 +53,8 @@ def test_report_names_the_alerts_features_in_effect_order(fired_window) -> None:
     assert col["drifted"] and col["score"] == pytest.approx(rec["columns"][shifts.NUMERIC]["value"])
     assert col["threshold"] == pytest.approx(rec["columns"][shifts.NUMERIC]["threshold"])
     hz = rec["columns"][shifts.NUMERIC]["horizon"]
-    assert col["method"] == f"glassbox wasserstein, calibrated, {hz['windows']} windows / {hz['events']:,} events"
+    over = f"{hz['windows']} window{'s' if hz['windows'] > 1 else ''} / {hz['events']:,} events"
+    assert col["method"] == f"glassbox wasserstein, calibrated, {over}"
     html = judged.to_html()
     assert col["method"] in html and "Dataset Drift is detected" in html
 

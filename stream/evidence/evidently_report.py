@@ -289,7 +289,8 @@ def verdict_label(v: Mapping[str, Any]) -> str:
     'glassbox wasserstein, calibrated, 5 windows / 5,000 events'
     """
     hz = v.get("horizon") or {}
-    over = f", {hz['windows']} windows / {hz['events']:,} events" if hz.get("windows") else ""
+    w = hz.get("windows")
+    over = f", {w} window{'s' if w != 1 else ''} / {hz['events']:,} events" if w else ""
     return f"glassbox {v.get('statistic')}, {v.get('threshold_kind', 'calibrated')}{over}"
 
 
