@@ -1,20 +1,23 @@
 """Detection settings: windows, thresholds, hysteresis. Pure pydantic, embedded in ``stream.settings``.
 
 Every field has a default that works with no flags: count windows of 1,000 events, thresholds calibrated
-on the reference with a 5% family-wise false-alarm rate over 1,000 windows, ADWIN on the error stream,
+on the reference with a 5% family-wise false-alarm rate over 1,000 windows (split over the horizons of
+1, 2, 5, 10 and 20 windows that each closed window is tested at), ADWIN on the error stream,
 fire at once and resolve after 3 clear windows.
 
 >>> DetectionConfig().window, DetectionConfig(window=500).resolve_after
 (1000, 3)
 >>> DetectionConfig(threshold="static").static_thresholds["wasserstein"]
 0.1
+>>> DetectionConfig().horizons
+[1, 2, 5, 10, 20]
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 StatTest = Literal["auto", "wasserstein", "ks", "psi", "jensenshannon", "chisquare"]
 
@@ -67,6 +70,12 @@ class DetectionConfig(BaseModel):
         0.05, gt=0, lt=1, description="family-wise false-alarm probability over all tests and horizon_windows"
     )
     horizon_windows: int = Field(1000, ge=1, description="windows over which false_alarm_rate holds")
+    horizons: list[int] = Field(
+        default_factory=lambda: [1, 2, 5, 10, 20],
+        description="calibrated thresholds: each closed window also tests the merged counts of the last h "
+        "windows for every h here (the drift budget is split evenly over them), on the columns whose reference "
+        "has at least as many values as the horizon has events; must start with 1",
+    )
     calibration_resamples: int = Field(1000, ge=200, description="null windows resampled per column")
     static_thresholds: dict[str, float] = Field(default_factory=_default_static)
     dynamic_detector: Literal["page_hinkley", "adwin"] = Field(
@@ -82,6 +91,14 @@ class DetectionConfig(BaseModel):
 
     # data quality: minimum rate increase over the reference before a significant change counts
     quality_min_delta: float = Field(0.01, ge=0, le=1, description="minimum rate increase (missing, unseen...)")
+    domains: dict[str, tuple[float | None, float | None]] = Field(
+        default_factory=dict,
+        description="valid domain [low, high] per numeric column (None: unbounded); other columns: inferred "
+        "from the reference (see detectors.domains)",
+    )
+    domain_margin: float = Field(
+        1.0, ge=0, description="inferred domains: the reference range widened by this many spans on each side"
+    )
 
     # outcomes
     concept_detector: Literal["adwin", "ddm", "hddm_w", "hddm_a"] = Field(
@@ -113,6 +130,14 @@ class DetectionConfig(BaseModel):
     max_window_records: int = Field(
         10_000, ge=1, description="closed-window records kept until drain_windows(); oldest dropped beyond"
     )
+
+    @field_validator("horizons")
+    @classmethod
+    def _horizons(cls, v: list[int]) -> list[int]:
+        h = sorted(set(v))
+        if not h or h[0] != 1:
+            raise ValueError("horizons must include 1 (the window itself)")
+        return h
 
     def severity(self, monitor: str, improvement: bool = False) -> str:
         """Severity of an alert of ``monitor`` (``improvement`` wins when the metric got better)."""

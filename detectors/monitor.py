@@ -10,6 +10,7 @@ everything a restarted worker needs to continue exactly.
 >>> import numpy as np, pandas as pd
 >>> from detectors.batch import EventBatch
 >>> from detectors.config import DetectionConfig
+from detectors.domains import count_outside
 >>> from detectors.profile import build_profile
 >>> rng = np.random.default_rng(0)
 >>> ref = pd.DataFrame({"x": rng.normal(size=5000), "prediction": rng.integers(0, 2, 5000)})
@@ -31,13 +32,16 @@ import numpy as np
 from detectors.alert import make_alert
 from detectors.batch import EventBatch, OutcomeBatch
 from detectors.config import DetectionConfig
+from detectors.domains import count_outside
 from detectors.estimation import EstimationMonitor
+from detectors.horizons import WindowHistory
 from detectors.hysteresis import Hysteresis
 from detectors.outcomes import OutcomeMonitor
 from detectors.profile import ReferenceProfile
 from detectors.window_tests import WindowTests
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: window history of the longer horizons, counts outside the valid domain
+READABLE_STATES = (1, 2)  # a version-1 state continues with an empty history
 FLUSH_EVENTS = 4096  # buffered events are binned at least this often
 
 
@@ -61,6 +65,7 @@ class ModelMonitor:
         self._pending: list[EventBatch] = []
         self._pending_n = 0
         self._records: deque[dict[str, Any]] = deque(maxlen=config.max_window_records)
+        self._history = WindowHistory(self.tests.horizons)
         self.events = 0  # prediction events binned so far
         self.windows = 0  # prediction windows closed
         self.late = 0  # event-time mode: events older than the open window (counted into it)
@@ -75,6 +80,7 @@ class ModelMonitor:
     def _reset_window(self) -> None:
         self._num_counts = self.tests.num.empty()
         self._num_type = np.zeros(len(self.tests.num), np.int64)
+        self._num_domain = np.zeros(len(self.tests.num), np.int64)
         self._cat_counts = self.tests.cat.empty()
         self._win: dict[str, Any] = {"n": 0, "start": None, "end": None, "first": None, "last": None}
 
@@ -195,8 +201,9 @@ class ModelMonitor:
         if m <= 0:
             return
         whole = a == 0 and b == len(ts)
-        self.tests.num.add(self._num_counts, self._num_type,
-                           [c if c is None or whole else c[a:b] for c in num], m)
+        num_slice = [c if c is None or whole else c[a:b] for c in num]
+        self.tests.num.add(self._num_counts, self._num_type, num_slice, m)
+        count_outside(num_slice, *self.tests.domain, self._num_domain)
         self.tests.cat.add(self._cat_counts, [c if c is None or whole else c[a:b] for c in cat], m)
         if self.estimation:
             self.estimation.add(self._est_cols, a, b)
@@ -223,12 +230,15 @@ class ModelMonitor:
         cfg = self.config
         firing = {c: self._h("data_drift" if self.profile.columns[c].role == "feature" else "prediction_drift",
                              c).firing for c in self.profile.monitored}
-        results = self.tests.evaluate(self._num_counts, self._num_type, self._cat_counts, n, firing)
+        self._history.push(self._num_counts, self._cat_counts, n)
+        results = self.tests.evaluate(self._num_counts, self._num_type, self._num_domain, self._cat_counts, n,
+                                      firing, self._history.merged())
         testable = cfg.window_ms is None or n >= cfg.min_window_events
         src = (w["last"][0], w["first"][1], w["last"][1])
-        drifted = sorted((r for r in results if r["drift"]), key=lambda r: -r["ratio"])
+        drifted = sorted((r for r in results if r["drift"]), key=lambda r: -r["effect"])
         top = [{"feature": r["column"], "statistic": r["statistic"], "value": r["value"],
-                "threshold": r["threshold"]} for r in drifted[: cfg.evidence_top_k]]
+                "threshold": r["threshold"], "effect": r["effect"], "horizon": r["horizon"]}
+               for r in drifted[: cfg.evidence_top_k]]
         alerts: list[dict[str, Any]] = []
         if testable:
             for r in results:
@@ -245,7 +255,9 @@ class ModelMonitor:
         record = {
             "kind": "predictions", **window, "tested": testable,
             "columns": {r["column"]: {**r["stats"], "statistic": r["statistic"], "value": r["value"],
-                                      "threshold": r["threshold"], "drift": r["drift"],
+                                      "threshold": r["threshold"], "threshold_kind": r["threshold_kind"],
+                                      "drift": r["drift"], "effect": r["effect"],
+                                      "horizon": r["horizon"], "horizons": r["horizons"],
                                       "quality_failed": len(r["quality"])} for r in results},
             "drifted": [r["column"] for r in drifted],
             "quality": {r["column"]: r["quality"] for r in results if r["quality"]},
@@ -263,10 +275,13 @@ class ModelMonitor:
                      src: tuple[int, int, int], top: list[dict[str, Any]]) -> dict[str, Any]:
         col, stat = r["column"], r["statistic"]
         what = "prediction" if monitor == "prediction_drift" else "feature"
+        hz = r["horizon"]
         if status == "firing":
             bound = "a level shift" if r["threshold"] is None else f"{r['threshold']:.4g}"
+            over = (f"the last {hz['windows']} windows ({hz['events']} events)" if hz["windows"] > 1
+                    else f"{window['events']} events")
             summary = (f"{what} {col!r} drifted: {stat} {r['value']:.4g} beyond {bound} "
-                       f"({r['threshold_kind']}) over {window['events']} events")
+                       f"({r['threshold_kind']}, effect {r['effect']:.2f}) over {over}")
         else:
             summary = (f"{what} {col!r} back to reference for {self.config.resolve_after} windows "
                        f"({stat} {r['value']:.4g})")
@@ -275,7 +290,8 @@ class ModelMonitor:
             monitor=monitor, feature=col, status=status, direction=None, detector=detector,
             statistic=stat, value=r["value"], threshold=r["threshold"], threshold_kind=r["threshold_kind"],
             window=window, event_time=window["end"], src=src, summary=summary,
-            evidence={"top_features": top, "column": r["stats"]},
+            evidence={"top_features": top, "column": r["stats"], "effect": r["effect"], "horizon": hz,
+                      "horizons": r["horizons"]},
         )
 
     def _quality_alert(self, status: str, r: dict[str, Any], window: dict[str, Any], src: tuple[int, int, int],
@@ -287,7 +303,7 @@ class ModelMonitor:
             stat, value, thr = worst["check"], worst["value"], worst["threshold"]
         else:
             stat = "quality"
-            value = max(r["stats"].get(k, 0.0) for k in ("missing_rate", "out_of_range_rate", "unseen_rate",
+            value = max(r["stats"].get(k, 0.0) for k in ("missing_rate", "domain_rate", "unseen_rate",
                                                          "type_error_rate") if k in r["stats"])
             thr = None
         if status == "firing":
@@ -358,10 +374,12 @@ class ModelMonitor:
                     "last": list(w["last"]) if w["last"] else None},
             "num_counts": self._num_counts.tolist(),
             "num_type": self._num_type.tolist(),
+            "num_domain": self._num_domain.tolist(),
+            "history": self._history.to_state(),
             "cat_counts": self._cat_counts.tolist(),
             "hysteresis": [[m, f, h.to_state()] for (m, f), h in self._hyst.items()
                            if m not in ("concept_drift", "performance")],
-            "dynamic": self.tests.dynamic_state(),
+            "dynamic": self.tests.dynamic.to_state(),
             "outcomes": self.outcomes.to_state(),
             "estimation": self.estimation.to_state() if self.estimation else None,
         }
@@ -371,7 +389,7 @@ class ModelMonitor:
                    model_version: str | None, state: dict[str, Any]) -> ModelMonitor:
         """A monitor that continues where the one that produced ``state`` stopped."""
         mon = cls(profile, config, model=model, model_version=model_version)
-        if state.get("version") != STATE_VERSION:
+        if state.get("version") not in READABLE_STATES:
             raise ValueError(f"unsupported monitor state version {state.get('version')!r}")
         if state.get("profile") != mon.digest:
             raise ValueError("the state was saved against a different reference profile "
@@ -384,11 +402,14 @@ class ModelMonitor:
         w["last"] = tuple(w["last"]) if w["last"] else None
         mon._win = w
         mon._num_counts = np.asarray(state["num_counts"], np.int64).reshape(mon._num_counts.shape)
-        mon._num_type = np.asarray(state["num_type"], np.int64)
         mon._cat_counts = np.asarray(state["cat_counts"], np.int64).reshape(mon._cat_counts.shape)
+        mon._num_type = np.asarray(state["num_type"], np.int64)
+        mon._num_domain = np.asarray(state.get("num_domain", np.zeros(len(mon._num_type))), np.int64)
+        mon._history = WindowHistory.from_state(mon.tests.horizons, state.get("history", []),
+                                                (mon._num_counts.shape, mon._cat_counts.shape))
         for m, f, st in state["hysteresis"]:
             mon._h(m, f).load_state(st)
-        mon.tests.load_dynamic_state(state["dynamic"])
+        mon.tests.dynamic.load_state(state["dynamic"])
         mon.outcomes.load_state(state["outcomes"])
         if mon.estimation and state.get("estimation"):
             mon.estimation.load_state(state["estimation"])

@@ -2,29 +2,41 @@
 
 For each closed window, :meth:`WindowTests.evaluate` takes the window's bin counts and returns, per column,
 all drift statistics (PSI, normed Wasserstein, Jensen-Shannon, KS and chi-square p-values), the decision
-statistic with its threshold and verdict, and the data-quality checks (missing rate, out-of-range values,
-unseen categories, wrong types). Thresholds are static, calibrated (see :mod:`detectors.calibration`) or
-dynamic (River PageHinkley or ADWIN over each column's series of standardised window statistics);
-calibrated limits are computed once per window size and cached.
+statistic with its threshold and verdict, and the data-quality checks (missing rate, values outside the
+column's valid domain, unseen categories, wrong types). Thresholds are static, calibrated (see
+:mod:`detectors.calibration`) or dynamic (River PageHinkley or ADWIN over each column's series of standardised
+window statistics); calibrated limits are computed once per window size and cached.
+
+With calibrated thresholds the decision statistic is also tested on the merged counts of the last ``h``
+windows for each ``h`` of ``DetectionConfig.horizons`` (the drift budget split evenly over them), so a small
+shift that persists gathers evidence. A column is tested at a horizon only while the horizon's events do not
+outnumber the column's reference values (a 1,200-row reference supports at most 1,200 events).
+Each column's verdict comes from its decisive horizon: the one with the
+largest ``effect`` (statistic over threshold on the statistic's own scale, above 1 = drift; comparable
+across columns and statistics).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from detectors import river_state
-from detectors.calibration import binomial_limit, null_counts, tail_quantile
+from detectors.calibration import binomial_limit, tail_quantile, two_sample_null
 from detectors.config import DetectionConfig
+from detectors.domains import valid_domains
+from detectors.dynamic import DynamicThresholds
 from detectors.encoding import CategoricalBins, NumericBins
 from detectors.profile import CategoricalColumn, NumericColumn, ReferenceProfile
 from detectors.stats import chisquare, jensenshannon, ks, ks_pvalue, psi, wasserstein
 
 PVALUE_STATS = {"ks", "chisquare"}
+SCALE_CONFIDENCE = 0.95  # drift thresholds use this upper bound of the fitted null tail's scale
 SMALL_REFERENCE = 1000  # Evidently: up to this many reference rows, p-value tests; above, distances
+Merged = tuple[int, np.ndarray, np.ndarray, int]  # (windows, numeric counts, categorical counts, events)
 
 
 def choose_stattest(kind: str, n_ref: int, requested: str = "auto") -> str:
@@ -59,6 +71,20 @@ def _score(stat: str, value: np.ndarray) -> np.ndarray:
     return value
 
 
+def effect_size(stat: str, score: float, score_thr: float) -> float:
+    """The statistic over its threshold on the statistic's own scale (distances as they are, p-values as
+    ``-ln p``): above 1 is drift, and 2 means twice the distance the threshold allows.
+
+    >>> effect_size("wasserstein", 0.04, 0.01), effect_size("ks", 10.0, 5.0)
+    (2.0, 2.0)
+    """
+    if not (score_thr > 0 and math.isfinite(score_thr)):
+        return 0.0
+    if stat in SQUARED_STATS:
+        return math.sqrt(max(score, 0.0) / score_thr)
+    return max(score, 0.0) / score_thr
+
+
 def _unscore(stat: str, score: float) -> float:
     if stat in PVALUE_STATS:
         return math.exp(-score)
@@ -67,20 +93,24 @@ def _unscore(stat: str, score: float) -> float:
     return score
 
 
-def numeric_stat(stat: str, bins: NumericBins, counts: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """One statistic of numeric columns; ``counts`` is ``(columns, bins)`` or ``(columns, resamples, bins)``."""
+def numeric_stat(stat: str, bins: NumericBins, counts: np.ndarray, rows: np.ndarray | None = None,
+                 ref: np.ndarray | None = None) -> np.ndarray:
+    """One statistic of numeric columns; ``counts`` is ``(columns, bins)`` or ``(columns, resamples, bins)``.
+
+    ``ref``: reference frequencies shaped as ``counts`` (a calibration's pseudo-references), else the profile's.
+    """
     sel = slice(None) if rows is None else rows
     extra = counts.ndim - 2
-    p = bins.ref[sel]
     exp = (slice(None),) + (None,) * extra
+    p = bins.ref[sel][exp] if ref is None else ref
     if stat == "wasserstein":
-        return wasserstein(p[exp], counts, bins.weights[sel][exp], bins.norm[sel][exp])
+        return wasserstein(p, counts, bins.weights[sel][exp], bins.norm[sel][exp])
     if stat == "ks":
         n = counts.sum(axis=-1)
-        return ks_pvalue(ks(p[exp], counts), n, bins.n_ref[sel][exp].astype(np.float64))
-    coarse = np.einsum("...b,...bg->...g", counts, bins.groups[sel][exp]) if extra else np.einsum(
-        "cb,cbg->cg", counts, bins.groups[sel])
-    pc = bins.ref_coarse[sel][exp]
+        return ks_pvalue(ks(p, counts), n, bins.n_ref[sel][exp].astype(np.float64))
+    groups = bins.groups[sel][exp]
+    coarse = np.einsum("...b,...bg->...g", counts, groups)
+    pc = bins.ref_coarse[sel][exp] if ref is None else np.einsum("...b,...bg->...g", p, groups)
     if stat == "psi":
         return psi(pc, coarse)
     if stat == "jensenshannon":
@@ -91,11 +121,12 @@ def numeric_stat(stat: str, bins: NumericBins, counts: np.ndarray, rows: np.ndar
 
 
 def categorical_stat(stat: str, bins: CategoricalBins, counts: np.ndarray,
-                     rows: np.ndarray | None = None) -> np.ndarray:
+                     rows: np.ndarray | None = None, ref: np.ndarray | None = None) -> np.ndarray:
+    """One statistic of categorical columns (shapes as :func:`numeric_stat`)."""
     sel = slice(None) if rows is None else rows
     extra = counts.ndim - 2
     exp = (slice(None),) + (None,) * extra
-    p = bins.ref[sel][exp]
+    p = bins.ref[sel][exp] if ref is None else ref
     if stat == "psi":
         return psi(p, counts)
     if stat == "jensenshannon":
@@ -117,7 +148,7 @@ class Limits:
     cat_null_sd: np.ndarray
     num_missing: np.ndarray
     cat_missing: np.ndarray
-    num_oor: np.ndarray
+    num_domain: np.ndarray
     num_type: np.ndarray
     cat_unseen: np.ndarray
     kind: str = "calibrated"
@@ -133,6 +164,7 @@ class WindowTests:
         cols = [profile.columns[c] for c in profile.monitored]
         self.num_cols = [c for c in cols if isinstance(c, NumericColumn)]
         self.cat_cols = [c for c in cols if isinstance(c, CategoricalColumn)]
+        self.domain = valid_domains(self.num_cols, config.domains, config.domain_margin)
         self.num = NumericBins(self.num_cols)
         self.cat = CategoricalBins(self.cat_cols)
         self.num_stat = [choose_stattest("numeric", c.count, config.stattest) for c in self.num_cols]
@@ -140,30 +172,21 @@ class WindowTests:
         n_tests = (
             len(cols)  # drift
             + len(cols)  # missing rate
-            + 2 * len(self.num_cols)  # out of range, wrong type
+            + 2 * len(self.num_cols)  # outside the valid domain, wrong type
             + int(np.sum(~self.cat.truncated))  # unseen categories
             + 1  # performance
         )
         self.n_tests = n_tests
         self.alpha = config.false_alarm_rate / (config.horizon_windows * n_tests)
+        self.horizons = list(config.horizons) if config.threshold == "calibrated" else [1]
+        self.drift_alpha = self.alpha / len(self.horizons)  # each drift test's budget, split over horizons
+        # a horizon is tested on a column only while its events do not outnumber the column's reference
+        # values: beyond, the reference's own sampling error dominates and a longer horizon adds no power
+        self.longest = max((c.count for c in cols), default=0)
         self._limits: dict[int, Limits] = {}
-        self.dynamic: dict[str, dict[str, Any]] = {}
-        if config.threshold == "dynamic":
-            for c in cols:
-                self.dynamic[c.name] = self._new_dynamic()
+        self.dynamic = DynamicThresholds(config, [c.name for c in cols] if config.threshold == "dynamic" else [])
 
     # thresholds -------------------------------------------------------------------------------------------
-    def _new_dynamic(self) -> dict[str, Any]:
-        from river import drift  # here, not at import: river.drift imports scikit-learn (~1.4 s)
-
-        cfg = self.config
-        if cfg.dynamic_detector == "adwin":
-            det: Any = drift.ADWIN(delta=cfg.dynamic_adwin_delta, clock=1, grace_period=5, min_window_length=3)
-        else:
-            det = drift.PageHinkley(min_instances=5, delta=cfg.dynamic_ph_delta, threshold=cfg.dynamic_ph_threshold,
-                                    mode="up")
-        return {"detector": det, "sum": 0.0, "n": 0, "level": None}
-
     def size_bucket(self, n: int) -> int:
         """Windows are calibrated for sizes on a grid (4 per doubling), rounded down: conservative."""
         if self.config.window_ms is None:
@@ -179,7 +202,7 @@ class WindowTests:
         return lim
 
     def _calibrate(self, n: int) -> Limits:
-        cfg, a = self.config, self.alpha
+        cfg, a, a_drift = self.config, self.alpha, self.drift_alpha
         rng = np.random.default_rng([cfg.seed, n])
         num, cat = self.num, self.cat
 
@@ -191,22 +214,22 @@ class WindowTests:
         num_mean, num_sd = np.zeros(len(num)), np.ones(len(num))
         cat_mean, cat_sd = np.zeros(len(cat)), np.ones(len(cat))
         if len(num):
-            counts = null_counts(num.ref, present_n(num.n_ref, num.missing_ref), num.n_ref,
-                                 cfg.calibration_resamples, rng)
+            ref, counts = two_sample_null(num.ref, present_n(num.n_ref, num.missing_ref), num.n_ref,
+                                          cfg.calibration_resamples, rng)
             for stat in sorted(set(self.num_stat)):
                 rows = np.array([i for i, s in enumerate(self.num_stat) if s == stat])
-                scores = _score(stat, numeric_stat(stat, num, counts[rows], rows))
+                scores = _score(stat, numeric_stat(stat, num, counts[rows], rows, ref[rows]))
                 for r, sc in zip(rows, scores, strict=True):
-                    num_score[r] = tail_quantile(sc, a)
+                    num_score[r] = tail_quantile(sc, a_drift, SCALE_CONFIDENCE)
                     num_mean[r], num_sd[r] = float(np.mean(sc)), max(float(np.std(sc)), 1e-12)
         if len(cat):
-            counts = null_counts(cat.ref, present_n(cat.n_ref, cat.missing_ref), cat.n_ref,
-                                 cfg.calibration_resamples, rng)
+            ref, counts = two_sample_null(cat.ref, present_n(cat.n_ref, cat.missing_ref), cat.n_ref,
+                                          cfg.calibration_resamples, rng)
             for stat in sorted(set(self.cat_stat)):
                 rows = np.array([i for i, s in enumerate(self.cat_stat) if s == stat])
-                scores = _score(stat, categorical_stat(stat, cat, counts[rows], rows))
+                scores = _score(stat, categorical_stat(stat, cat, counts[rows], rows, ref[rows]))
                 for r, sc in zip(rows, scores, strict=True):
-                    cat_score[r] = tail_quantile(sc, a)
+                    cat_score[r] = tail_quantile(sc, a_drift, SCALE_CONFIDENCE)
                     cat_mean[r], cat_sd[r] = float(np.mean(sc)), max(float(np.std(sc)), 1e-12)
         if cfg.threshold == "static":
             st = cfg.static_thresholds
@@ -232,20 +255,50 @@ class WindowTests:
             cat_null_sd=cat_sd,
             num_missing=rate_limit(miss_p0(num.n_ref, num.missing_ref)) if len(num) else np.zeros(0),
             cat_missing=rate_limit(miss_p0(cat.n_ref, cat.missing_ref)) if len(cat) else np.zeros(0),
-            num_oor=rate_limit(2 * tiny) if len(num) else np.zeros(0),
+            # nothing in the reference lies outside its domain: no minimum delta, a few values are broken data
+            num_domain=binomial_limit(n, tiny, a) / n if len(num) else np.zeros(0),
             num_type=rate_limit(tiny) if len(num) else np.zeros(0),
             cat_unseen=np.where(cat.truncated, np.inf, rate_limit(cat.unseen_ref)) if len(cat) else np.zeros(0),
             kind=cfg.threshold,
         )
 
     # evaluation -------------------------------------------------------------------------------------------
-    def evaluate(self, num_counts: np.ndarray, num_type: np.ndarray, cat_counts: np.ndarray,
-                 n: int, firing: dict[str, bool] | None = None) -> list[dict[str, Any]]:
+    def decision_values(self, num_counts: np.ndarray, cat_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each column's decision statistic on (merged) window counts: numeric, then categorical values."""
+        num, cat = self.num, self.cat
+        nv, cv = np.zeros(len(num)), np.zeros(len(cat))
+        if len(num):
+            pres = num.present(num_counts)
+            for stat in sorted(set(self.num_stat)):
+                rows = np.array([i for i, s in enumerate(self.num_stat) if s == stat])
+                nv[rows] = numeric_stat(stat, num, pres[rows], rows)
+        if len(cat):
+            pres = cat.present(cat_counts)
+            for stat in sorted(set(self.cat_stat)):
+                rows = np.array([i for i, s in enumerate(self.cat_stat) if s == stat])
+                cv[rows] = categorical_stat(stat, cat, pres[rows], rows)
+        return nv, cv
+
+    def _horizons(self, longer: Sequence[Merged]) -> list[tuple[int, int, np.ndarray, np.ndarray, Limits]]:
+        """``(windows, events, numeric values, categorical values, limits)`` of each longer horizon."""
+        out = []
+        for h, num_counts, cat_counts, events in longer:
+            if events > self.longest:
+                break  # no column's reference supports it (see :attr:`longest`)
+            nv, cv = self.decision_values(num_counts, cat_counts)
+            out.append((h, events, nv, cv, self.limits(events)))
+        return out
+
+    def evaluate(self, num_counts: np.ndarray, num_type: np.ndarray, num_domain: np.ndarray,
+                 cat_counts: np.ndarray, n: int, firing: dict[str, bool] | None = None,
+                 longer: Sequence[Merged] = ()) -> list[dict[str, Any]]:
         """Test one closed window of ``n`` events; one result dict per monitored column, in profile order.
 
-        ``firing`` (column -> currently firing) is only needed by dynamic thresholds.
+        ``longer``: the merged counts of the last ``h`` windows (this one included) for the horizons
+        ``h > 1`` already reached. ``firing`` (column -> currently firing) is only needed by dynamic thresholds.
         """
         lim = self.limits(n)
+        hz = self._horizons(longer) if self.config.threshold == "calibrated" else []
         out: dict[str, dict[str, Any]] = {}
         num, cat = self.num, self.cat
         if len(num):
@@ -260,6 +313,7 @@ class WindowTests:
                       "chisquare": None}
             miss = num.missing(num_counts) / max(n, 1)
             oor = num.out_of_range(pres) / np.maximum(npres, 1)
+            dom = num_domain / np.maximum(npres, 1)
             typ = num_type / max(n, 1)
             for j, c in enumerate(self.num_cols):
                 stat = self.num_stat[j]
@@ -267,13 +321,14 @@ class WindowTests:
                 value = float((v if v is not None else numeric_stat(stat, num, pres))[j])
                 stats = {"wasserstein": float(w[j]), "ks": float(d[j]), "ks_pvalue": float(pv[j]),
                          "psi": float(ps[j]), "jensenshannon": float(js[j]), "missing_rate": float(miss[j]),
-                         "out_of_range_rate": float(oor[j]), "type_error_rate": float(typ[j]),
-                         "events": int(npres[j])}
+                         "out_of_range_rate": float(oor[j]), "domain_rate": float(dom[j]),
+                         "type_error_rate": float(typ[j]), "events": int(npres[j])}
                 checks = [("missing_rate", float(miss[j]), float(lim.num_missing[j])),
-                          ("out_of_range_rate", float(oor[j]), float(lim.num_oor[j])),
+                          ("domain_rate", float(dom[j]), float(lim.num_domain[j])),
                           ("type_error_rate", float(typ[j]), float(lim.num_type[j]))]
-                out[c.name] = self._result(c, stat, value, float(lim.num_score[j]),
-                                           (float(lim.num_null_mean[j]), float(lim.num_null_sd[j])),
+                steps = [(1, n, value, float(lim.num_score[j]))] + [
+                    (h, e, float(nv[j]), float(lh.num_score[j])) for h, e, nv, _, lh in hz if e <= c.count]
+                out[c.name] = self._result(c, stat, steps, (float(lim.num_null_mean[j]), float(lim.num_null_sd[j])),
                                            stats, checks, int(npres[j]), firing)
         if len(cat):
             pres = cat.present(cat_counts)
@@ -292,24 +347,34 @@ class WindowTests:
                 checks = [("missing_rate", float(miss[j]), float(lim.cat_missing[j]))]
                 if not cat.truncated[j]:
                     checks.append(("unseen_rate", float(uns[j]), float(lim.cat_unseen[j])))
-                out[c.name] = self._result(c, stat, value, float(lim.cat_score[j]),
-                                           (float(lim.cat_null_mean[j]), float(lim.cat_null_sd[j])),
+                steps = [(1, n, value, float(lim.cat_score[j]))] + [
+                    (h, e, float(cv[j]), float(lh.cat_score[j])) for h, e, _, cv, lh in hz if e <= c.count]
+                out[c.name] = self._result(c, stat, steps, (float(lim.cat_null_mean[j]), float(lim.cat_null_sd[j])),
                                            stats, checks, int(npres[j]), firing)
         return [out[name] for name in self.profile.monitored]
 
-    def _result(self, col: NumericColumn | CategoricalColumn, stat: str, value: float, score_thr: float,
-                null: tuple[float, float], stats: dict[str, Any], checks: list[tuple[str, float, float]],
-                n_present: int, firing: dict[str, bool] | None) -> dict[str, Any]:
-        score = float(_score(stat, np.array(value))[()])
+    def _result(self, col: NumericColumn | CategoricalColumn, stat: str,
+                steps: list[tuple[int, int, float, float]], null: tuple[float, float], stats: dict[str, Any],
+                checks: list[tuple[str, float, float]], n_present: int,
+                firing: dict[str, bool] | None) -> dict[str, Any]:
+        """One column's verdict; ``steps`` holds ``(windows, events, value, score threshold)`` per horizon."""
         kind = self.config.threshold
-        testable = n_present >= 1
-        threshold: float | None = _unscore(stat, score_thr)
+        horizons = []
+        for h, events, value, score_thr in steps:
+            e = effect_size(stat, float(_score(stat, np.array(value))[()]), score_thr)
+            horizons.append({"windows": h, "events": events, "value": value,
+                             "threshold": _unscore(stat, score_thr), "effect": e})
+        best = max(horizons, key=lambda x: x["effect"])  # the first (shortest) on ties
+        value, threshold, effect = best["value"], best["threshold"], best["effect"]
         if kind == "dynamic":
-            drifted, level = self._dynamic(col.name, score, null, bool((firing or {}).get(col.name)))
+            value = horizons[0]["value"]
+            score = float(_score(stat, np.array(value))[()])
+            drifted, level = self.dynamic.update(col.name, score, null, bool((firing or {}).get(col.name)))
             threshold = None if level is None else _unscore(stat, level)
+            effect = 0.0 if level is None else effect_size(stat, score, level)
+            best = horizons[0]
         else:
-            drifted = testable and score > score_thr
-        ratio = score / score_thr if score_thr > 0 and math.isfinite(score_thr) else 0.0
+            drifted = n_present >= 1 and effect > 1.0
         failed = [{"check": name, "value": v, "threshold": t} for name, v, t in checks if v > t]
         return {
             "column": col.name,
@@ -320,45 +385,9 @@ class WindowTests:
             "threshold": threshold,
             "threshold_kind": kind,
             "drift": bool(drifted),
-            "ratio": float(ratio),
+            "effect": float(effect),
+            "horizon": {"windows": best["windows"], "events": best["events"]},
+            "horizons": horizons,
             "stats": stats,
             "quality": failed,
         }
-
-    def _dynamic(self, name: str, score: float, null: tuple[float, float], firing: bool) -> tuple[bool, float | None]:
-        """A River detector over the column's window statistic, standardised by its null distribution.
-
-        Fires on an upward change; while firing, the condition holds above the midpoint of the levels
-        before and at the change. Returns the verdict and that level (on the score scale) once known.
-        """
-        st = self.dynamic[name]
-        mean, sd = null
-        z = min(max((score - mean) / sd, -5.0), 50.0)
-        if not firing:
-            st["level"] = None
-        det = st["detector"]
-        from river import drift  # loaded already: the detector is a River object
-
-        x = min(max(z / 20.0, 0.0), 1.0) if isinstance(det, drift.ADWIN) else z
-        det.update(x)
-        st["sum"] += z
-        st["n"] += 1
-        detected_up = False
-        if det.drift_detected:
-            before = (st["sum"] - z) / max(st["n"] - 1, 1)
-            if z > before:
-                detected_up = True
-                st["level"] = (before + z) / 2
-            st["sum"], st["n"] = 0.0, 0  # River's detectors restart on their next update
-        level = st["level"]
-        cond = detected_up or (level is not None and z > level)
-        return cond, None if level is None else mean + level * sd
-
-    def dynamic_state(self) -> dict[str, Any]:
-        return {k: {"detector": river_state.dumps(v["detector"]), "sum": v["sum"], "n": v["n"],
-                    "level": v["level"]} for k, v in self.dynamic.items()}
-
-    def load_dynamic_state(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            self.dynamic[k] = {"detector": river_state.loads(v["detector"]), "sum": float(v["sum"]),
-                               "n": int(v["n"]), "level": v["level"]}

@@ -144,23 +144,49 @@ def silence_expire(
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
+def effect_of(a: dict[str, Any]) -> float | None:
+    """A drift alert's effect (statistic over threshold, comparable across columns), else None."""
+    e = (a.get("evidence") or {}).get("effect")
+    return float(e) if isinstance(e, (int, float)) else None
+
+
+def in_display_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Alerts by event time; within one time, the largest effect first (the order of the replay's ranking and
+    of the Evidently report the alert links to).
+
+    >>> [a["feature"] for a in in_display_order([{"event_time": 2, "feature": "a", "evidence": {"effect": 1.5}},
+    ...     {"event_time": 2, "feature": "b", "evidence": {"effect": 3.0}}, {"event_time": 1, "feature": "c"}])]
+    ['c', 'b', 'a']
+    """
+    return sorted(rows, key=lambda a: (a.get("event_time") or 0, -(effect_of(a) or 0.0)))
+
+
 def alerts_table(rows: list[dict[str, Any]]) -> Any:
-    """A rich table of alert records (newest last)."""
+    """A rich table of alert records (newest last), with each drift alert's effect and the horizon that fired;
+    the caption ranks the features of firing drift alerts by effect, as ``glassbox replay`` does."""
     from rich.table import Table
 
     from stream.alerting.messages import fmt_time
+    from stream.cli.replay_print import drift_leaders
 
+    ranked = drift_leaders(rows)
     table = Table("event time", "status", "severity", "model", "monitor", "feature", "statistic", "value",
-                  "threshold", "summary", title="glassbox alerts")
+                  "threshold", "effect", "horizon", "summary", title="glassbox alerts",
+                  caption=("drifted features by effect: " + ", ".join(f"{f} {e:.2f}" for f, e in ranked))
+                  if ranked else None)
     for a in rows:
         sev = a.get("severity", "")
         status = a.get("status", "")
         value = a.get("value")
         threshold = a.get("threshold")
+        effect = effect_of(a)
+        hz = (a.get("evidence") or {}).get("horizon")
         table.add_row(
             fmt_time(a.get("event_time")), status, f"[{SEVERITY_STYLE.get(sev, '')}]{sev}[/]",
             str(a.get("model")), str(a.get("monitor")), str(a.get("feature") or "-"), str(a.get("statistic")),
             "-" if value is None else f"{value:.4g}", "-" if threshold is None else f"{threshold:.4g}",
+            "-" if effect is None else f"{effect:.2f}",
+            f"{hz['windows']} w / {hz['events']:,} ev" if isinstance(hz, dict) and "windows" in hz else "-",
             str(a.get("summary") or ""),
             style="dim" if status == "resolved" else None,
         )
@@ -230,12 +256,12 @@ def alerts_tail(
             while time.monotonic() < idle_until:
                 if poll(300):
                     idle_until = time.monotonic() + 1.5
-            console.print(alerts_table(sorted(rows, key=lambda a: a.get("event_time") or 0)))
+            console.print(alerts_table(in_display_order(list(rows))))
             return
-        with Live(alerts_table(list(rows)), console=console, refresh_per_second=4) as live:
+        with Live(alerts_table(in_display_order(list(rows))), console=console, refresh_per_second=4) as live:
             while True:
                 if poll(500):
-                    live.update(alerts_table(list(rows)))
+                    live.update(alerts_table(in_display_order(list(rows))))
     except KeyboardInterrupt:
         pass
     finally:

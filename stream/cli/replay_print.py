@@ -51,18 +51,43 @@ def print_alerts(alerts: list[dict[str, Any]], limit: int = 15) -> None:
         c.print("[green]no alerts[/]")
         return
     t = Table(title=f"{len(alerts)} alert transitions", title_justify="left")
-    for col in ("event time", "where", "status", "monitor", "feature", "statistic", "value", "threshold"):
-        t.add_column(col, justify="right" if col in ("value", "threshold") else "left")
+    for col in ("event time", "where", "status", "monitor", "feature", "statistic", "value", "threshold", "effect",
+                "horizon"):
+        t.add_column(col, justify="right" if col in ("value", "threshold", "effect") else "left")
     for a in alerts[:limit]:
         src = a.get("source") or {}
         where = f"row {a['row']}" if a.get("row") is not None else (
             f"p{src.get('partition')}@{src.get('offset_end')}" if src else "-")
+        ev = a.get("evidence") or {}
+        hz = ev.get("horizon") or {}
         t.add_row(_when(a["event_time"]), where, a["status"], a["monitor"], a["feature"] or "-", a["statistic"],
                   "-" if a["value"] is None else f"{a['value']:.4g}",
-                  "-" if a["threshold"] is None else f"{a['threshold']:.4g}")
+                  "-" if a["threshold"] is None else f"{a['threshold']:.4g}",
+                  "-" if ev.get("effect") is None else f"{ev['effect']:.2f}",
+                  f"{hz['windows']} w / {hz['events']:,} ev" if isinstance(hz, dict) and "windows" in hz else "-")
     c.print(t)
     if len(alerts) > limit:
         c.print(f"[dim]... and {len(alerts) - limit} more[/]")
+    ranked = drift_leaders(alerts)
+    if ranked:
+        c.print("drifted features by effect (statistic / threshold): "
+                + ", ".join(f"{f} {e:.2f}" for f, e in ranked))
+
+
+def drift_leaders(alerts: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """Features of firing drift alerts, each with its largest effect, largest first.
+
+    >>> drift_leaders([{"status": "firing", "monitor": "data_drift", "feature": "a", "evidence": {"effect": 1.2}},
+    ...                {"status": "firing", "monitor": "data_drift", "feature": "b", "evidence": {"effect": 3.0}}])
+    [('b', 3.0), ('a', 1.2)]
+    """
+    best: dict[str, float] = {}
+    for a in alerts:
+        effect = (a.get("evidence") or {}).get("effect")
+        if a.get("status") == "firing" and a.get("monitor") in ("data_drift", "prediction_drift") and a.get("feature") \
+                and effect is not None:
+            best[a["feature"]] = max(effect, best.get(a["feature"], 0.0))
+    return sorted(best.items(), key=lambda fe: -fe[1])
 
 
 def print_kafka_summary(s: dict[str, Any]) -> None:

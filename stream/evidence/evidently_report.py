@@ -5,6 +5,14 @@ sample of the reference: data drift (per column and share of drifted columns), a
 classification or regression quality when labels are joined. The same window, reference and seed always
 give the same metrics (``WindowSnapshot.to_dict()``); the snapshot's timestamp is the window's event time.
 
+With ``verdicts`` (the window record's column verdicts: statistic, value, threshold, drift, effect, horizon),
+the report judges each column as glassbox did: each column's drift test is glassbox's own (registered with
+Evidently as ``glassbox:<column>``, named after the statistic, threshold kind and the horizon that decided, e.g.
+"glassbox wasserstein, calibrated, 5 windows / 5,000 events"), with glassbox's value and threshold, columns are
+listed by effect (largest first, as in the alert and ``alerts tail``), and the dataset counts as drifted when
+any column is, as alerts do. So the report a firing alert links to says "Detected" for the feature that fired,
+whatever its sample shows under Evidently's fixed 0.1.
+
 Evidently is imported lazily (about 3 s), so importing this module is free.
 
 >>> sample_frame(pd.DataFrame({"x": range(10)}), 3, seed=1)["x"].tolist()
@@ -18,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +36,7 @@ import pandas as pd
 
 DEFAULT_SAMPLE_SIZE = 5000
 MIN_LABELED_ROWS = 30
+_VERDICT_LOCK = threading.Lock()  # the glassbox:<column> tests live in Evidently's global registry while a report runs
 
 
 def sample_frame(df: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
@@ -177,6 +187,7 @@ def build_snapshot(
     drift_share: float = 0.5,
     min_labeled: int = MIN_LABELED_ROWS,
     distances: bool = True,
+    verdicts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> WindowSnapshot:
     """Evidently report of ``current`` (one window) against ``reference``.
 
@@ -187,6 +198,8 @@ def build_snapshot(
     ``distances=True`` fixes the drift methods to normed Wasserstein (numeric) and Jensen-Shannon
     (categorical), threshold 0.1, whatever the sample size, so "drift score" means the same thing in every
     window of a dashboard; ``False`` keeps Evidently's size-dependent defaults (p-values below 1,000 rows).
+    ``verdicts`` (column -> glassbox's verdict in the window record) makes the report judge as glassbox did
+    (module docstring); columns without one keep the methods above.
     """
     from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Regression, Report
     from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset, RegressionPreset
@@ -211,14 +224,28 @@ def build_snapshot(
     base_dd = DataDefinition(numerical_columns=num + pred_num, categorical_columns=cat + pred_cat)
     timestamp = event_time(window_end_ms)
     meta = {k: str(v) for k, v in (metadata or {}).items()}
-    methods = {"num_method": "wasserstein", "cat_method": "jensenshannon"} if distances else {}
-    parts = [
-        Report([DataDriftPreset(columns=cols, drift_share=drift_share, **methods), DataSummaryPreset()]).run(
-            Dataset.from_pandas(cur[cols], data_definition=base_dd),
-            Dataset.from_pandas(ref[cols], data_definition=base_dd),
-            timestamp=timestamp,
-        )
-    ]
+    methods: dict[str, Any] = {"num_method": "wasserstein", "cat_method": "jensenshannon"} if distances else {}
+    judged = {c: v for c, v in (verdicts or {}).items() if c in cols and v.get("value") is not None}
+    if judged:
+        cols = ranked_columns(cols, judged)
+        drift_share = 1.0 / len(cols)  # one drifted column is a drifted dataset, as for alerts
+    with _VERDICT_LOCK:
+        names = _register_verdicts(judged)
+        try:
+            if names:
+                methods["per_column_method"] = names
+                methods["per_column_threshold"] = {c: float(v["threshold"]) for c, v in judged.items()
+                                                   if v.get("threshold") is not None}
+            parts = [
+                Report([DataDriftPreset(columns=cols, drift_share=drift_share, **methods),
+                        DataSummaryPreset()]).run(
+                    Dataset.from_pandas(cur[cols], data_definition=base_dd),
+                    Dataset.from_pandas(ref[cols], data_definition=base_dd),
+                    timestamp=timestamp,
+                )
+            ]
+        finally:
+            _unregister(names)
     rows = {"current": len(cur), "reference": len(ref), "labeled": 0}
     if use_label and has_pred:
         lab_cur = cur[cur[label].notna()][[prediction, label]].reset_index(drop=True)
@@ -241,11 +268,61 @@ def build_snapshot(
             timestamp=timestamp,
         ))
     snap = _merge(parts, name=name, timestamp=timestamp, metadata=meta, tags=list(tags))
-    return _summarise(snap, rows=rows, metadata=meta, quality_from=parts[1:] if len(parts) > 1 else [])
+    return _summarise(snap, rows=rows, metadata=meta, quality_from=parts[1:] if len(parts) > 1 else [],
+                      verdicts=judged)
 
 
-def _summarise(snap: Any, *, rows: dict[str, int], metadata: dict[str, str], quality_from: list[Any]
-               ) -> WindowSnapshot:
+def ranked_columns(cols: Sequence[str], verdicts: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """``cols`` by glassbox's effect, largest first (columns without a verdict last, in their order).
+
+    >>> ranked_columns(["a", "b", "c"], {"a": {"effect": 0.5}, "b": {"effect": 2.0}})
+    ['b', 'a', 'c']
+    """
+    return sorted(cols, key=lambda c: -float((verdicts.get(c) or {}).get("effect") or -1.0))
+
+
+def verdict_label(v: Mapping[str, Any]) -> str:
+    """How a glassbox verdict names its test in the report.
+
+    >>> verdict_label({"statistic": "wasserstein", "threshold_kind": "calibrated",
+    ...                "horizon": {"windows": 5, "events": 5000}})
+    'glassbox wasserstein, calibrated, 5 windows / 5,000 events'
+    """
+    hz = v.get("horizon") or {}
+    w = hz.get("windows")
+    over = f", {w} window{'s' if w != 1 else ''} / {hz['events']:,} events" if w else ""
+    return f"glassbox {v.get('statistic')}, {v.get('threshold_kind', 'calibrated')}{over}"
+
+
+def _register_verdicts(verdicts: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """One Evidently stat test per judged column returning glassbox's value and verdict; column -> its name."""
+    if not verdicts:
+        return {}
+    from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
+    from evidently.legacy.core import ColumnType
+
+    names = {}
+    for col, v in verdicts.items():
+        name = f"glassbox:{col}"
+        value, drift = float(v["value"]), bool(v["drift"])
+        register_stattest(
+            StatTest(name=name, display_name=verdict_label(v),
+                     allowed_feature_types=[ColumnType.Numerical, ColumnType.Categorical]),
+            lambda _ref, _cur, _kind, _thr, value=value, drift=drift: (value, drift))
+        names[col] = name
+    return names
+
+
+def _unregister(names: Mapping[str, str]) -> None:
+    from evidently.legacy.calculations.stattests import registry
+
+    for name in names.values():
+        for test in registry._registered_stat_tests.pop(name, {}).values():
+            registry._impls.pop(test, None)
+
+
+def _summarise(snap: Any, *, rows: dict[str, int], metadata: dict[str, str], quality_from: list[Any],
+               verdicts: Mapping[str, Mapping[str, Any]]) -> WindowSnapshot:
     share, column_drift = 0.0, {}
     for m in snap.dict()["metrics"]:
         cfg = m.get("config", {})
@@ -254,12 +331,16 @@ def _summarise(snap: Any, *, rows: dict[str, int], metadata: dict[str, str], qua
             share = float(m["value"]["share"])
         elif kind.endswith(":ValueDrift"):
             score = float(m["value"])
-            column_drift[cfg["column"]] = {
+            col, v = cfg["column"], verdicts.get(cfg["column"])
+            column_drift[col] = {
                 "score": score,
-                "method": cfg.get("method"),
+                "method": verdict_label(v) if v else cfg.get("method"),
                 "threshold": cfg.get("threshold"),
-                "drifted": drifted(cfg.get("method", ""), score, cfg.get("threshold", 0.1)),
+                "drifted": bool(v["drift"]) if v else drifted(cfg.get("method", ""), score,
+                                                                cfg.get("threshold", 0.1)),
             }
+            if v:
+                column_drift[col] |= {"effect": v.get("effect"), "horizon": v.get("horizon")}
     quality: dict[str, Any] = {}
     for q in quality_from:
         for m in q.dict()["metrics"]:
@@ -271,7 +352,8 @@ def _summarise(snap: Any, *, rows: dict[str, int], metadata: dict[str, str], qua
     return WindowSnapshot(
         snapshot=snap,
         drift_share=share,
-        drifted_columns=sorted(c for c, d in column_drift.items() if d["drifted"]),
+        drifted_columns=(ranked_columns([c for c, d in column_drift.items() if d["drifted"]], verdicts) if verdicts
+                         else sorted(c for c, d in column_drift.items() if d["drifted"])),
         column_drift=column_drift,
         quality=quality,
         rows=rows,

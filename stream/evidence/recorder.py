@@ -223,6 +223,7 @@ class Evidence:
                         reference=ref.data, features=ref.features, task=ref.task,
                         model_version=ref.info.model_version, trigger="alert" if hit else "periodic",
                         prediction="prediction" if "prediction" in ref.data.columns else None,
+                        verdicts=rec.get("columns"),
                     )
             for a in out.alerts:
                 self._register(a["model"])

@@ -186,11 +186,14 @@ class SnapshotService:
         categorical: Sequence[str] | None = None,
         model_version: str | None = None,
         trigger: str = "periodic",
+        verdicts: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, str | None]:
         """Queue a snapshot of one window; returns its planned links at once (never raises).
 
         ``current`` is the window's rows, or a function returning them (None: nothing to report), called only
-        when the snapshot is scheduled, so a skipped request costs the caller nothing.
+        when the snapshot is scheduled, so a skipped request costs the caller nothing. ``verdicts`` (the window
+        record's ``columns``) makes the report judge each column as glassbox did
+        (:func:`stream.evidence.evidently_report.build_snapshot`).
         """
         try:
             with self._lock:
@@ -226,7 +229,7 @@ class SnapshotService:
                 out_dir=str(self.out_dir / model), prediction=prediction, label=label, task=task,
                 categorical=None if categorical is None else list(categorical), model_version=model_version,
                 trigger=trigger, sample_size=self.sample_size, seed=self.seed, workspace=self.workspace,
-                run_id=None if self.run is None else self.run.run_id,
+                run_id=None if self.run is None else self.run.run_id, verdicts=verdicts,
             )
             links = self.planned_links(model, window_index)
             fut = self.executor.submit(render_snapshot, job)

@@ -85,7 +85,7 @@ def cached_key(*parts: str) -> str:
     return metric_key(*parts)
 
 
-_QUALITY_RATES = ("missing_rate", "out_of_range_rate", "unseen_rate", "type_error_rate")
+_QUALITY_RATES = ("missing_rate", "domain_rate", "unseen_rate", "type_error_rate")
 
 
 def compact_window_metrics(record: Mapping[str, Any]) -> tuple[int, int | None, dict[str, float]]:
@@ -94,7 +94,7 @@ def compact_window_metrics(record: Mapping[str, Any]) -> tuple[int, int | None, 
 
     Prediction windows (``predictions/...``): ``events``, ``tested``, ``drifted_columns``, ``drift_share``
     (drifted / monitored columns), ``quality_columns`` (columns failing a quality check), the largest
-    ``missing_rate`` / ``out_of_range_rate`` / ``unseen_rate`` / ``type_error_rate`` over the columns (as
+    ``missing_rate`` / ``domain_rate`` / ``unseen_rate`` / ``type_error_rate`` over the columns (as
     ``<rate>_max``), and per monitored column ``columns/<col>/value`` (the tested statistic),
     ``columns/<col>/threshold`` (when there is one) and ``columns/<col>/drift`` (0/1).
     Outcome windows (``outcomes/...``): ``events``, ``metrics/<name>`` (accuracy, error_rate, f1, auc or mae,

@@ -1,0 +1,81 @@
+"""Valid domains of numeric columns: the values a column can take at all, so that data quality means broken data.
+
+A value outside its column's domain is impossible (a unit error, a sign flip, a sentinel such as -1 or
+999999), not merely unusual: the tail of a shifted distribution stays inside and is reported as drift.
+A domain is declared per column in the configuration (``DetectionConfig.domains``), else inferred from the
+reference: its range ``[min, max]`` widened by ``margin`` times its span on each side, and cut at zero for a
+column that the reference shows piled against zero (all values on one side, its first quantile bin within a
+tenth of the span from the edge, as amounts, counts and durations are): a positive-only column stays ``>= 0``.
+A column whose normal-looking tail merely stops short of zero is not cut.
+
+>>> from detectors.profile import NumericColumn
+>>> cuts = [-1.0, 0.5, 1.0, 4.0, 8.0, 8.5]  # bin 2 starts at the minimum 0.5, bin 4 ends at the maximum 8
+>>> col = NumericColumn("x", "feature", 100, 0, 3.0, 2.0, 0.5, 8.0, cuts, [0, 0, 50, 30, 20, 0], 2, 5, [])
+>>> infer_domain(col, 1.0)
+(0.0, 15.5)
+>>> valid_domains([col], {"x": (None, 10.0)}, 1.0)
+(array([-inf]), array([10.]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from detectors.profile import NumericColumn
+
+NUMBER = (int, float, np.integer, np.floating, np.bool_)
+PILED = 0.1  # a one-signed column is cut at zero when its edge quantile bin is this narrow (share of the span)
+
+
+def infer_domain(col: NumericColumn, margin: float) -> tuple[float, float]:
+    """The reference range widened by ``margin`` spans each side, kept on the reference's side of zero."""
+    span = col.max - col.min
+    pad = margin * span if span > 0 else margin * max(abs(col.max), 1.0)
+    lo, hi = col.min - pad, col.max + pad
+    inner = col.cuts[col.lo: col.hi - 1]  # quantile cuts strictly inside the reference range
+    piled = PILED * span
+    if col.min >= 0 and (not inner or inner[0] - col.min <= piled):
+        lo = max(lo, 0.0)
+    if col.max <= 0 and (not inner or col.max - inner[-1] <= piled):
+        hi = min(hi, 0.0)
+    return float(lo), float(hi)
+
+
+def valid_domains(columns: Sequence[NumericColumn], declared: Mapping[str, tuple[float | None, float | None]],
+                  margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` bounds per column: declared ones (``None`` = unbounded) first, else inferred."""
+    lo = np.empty(len(columns))
+    hi = np.empty(len(columns))
+    for j, c in enumerate(columns):
+        if c.name in declared:
+            a, b = declared[c.name]
+            lo[j] = -np.inf if a is None else float(a)
+            hi[j] = np.inf if b is None else float(b)
+        else:
+            lo[j], hi[j] = infer_domain(c, margin)
+    return lo, hi
+
+
+def outside(x: np.ndarray, lo: float, hi: float) -> int:
+    """How many of the values ``x`` lie outside ``[lo, hi]`` (NaN is missing and a non-number a wrong type,
+    neither is outside).
+
+    >>> outside(np.array([1.0, -1.0, np.nan, 1e9]), 0.0, 10.0), outside(np.array([3, "x", None, -2], object), 0, 5)
+    (2, 1)
+    """
+    if not (np.isfinite(lo) or np.isfinite(hi)):
+        return 0
+    if x.dtype.kind == "O":
+        x = np.array([float(v) if isinstance(v, NUMBER) else np.nan for v in x], np.float64)
+    elif x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    return int(np.count_nonzero((x < lo) | (x > hi)))
+
+
+def count_outside(values: Sequence[np.ndarray | None], lo: np.ndarray, hi: np.ndarray, out: np.ndarray) -> None:
+    """Add to ``out[j]`` the values of column ``j`` outside ``[lo[j], hi[j]]`` (``None``: an absent column)."""
+    for j, x in enumerate(values):
+        if x is not None:
+            out[j] += outside(x, float(lo[j]), float(hi[j]))

@@ -1,0 +1,90 @@
+"""Issue 14: small persistent shifts gather evidence over longer horizons, under the one false-alarm budget.
+
+Default settings, the acceptance stream of issue 3 (20 numeric + 5 categorical features, 20,000 reference rows):
+a 0.15 sd mean shift, a 15% change of spread and a 5-point move of one category's share fire on that feature
+within 5,000 events of the change and not before; a 0.5 sd shift still fires in the first window after it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shifts
+import synth
+
+from detectors.batch import EventBatch
+from detectors.config import DetectionConfig
+from detectors.monitor import ModelMonitor
+from detectors.profile import ReferenceProfile, build_profile
+from stream.backtest.file_replay import ReplayOptions, replay_frames
+
+AT = 40_000
+WINDOW = 1000
+
+
+@pytest.fixture(scope="module")
+def profile() -> ReferenceProfile:
+    return build_profile(synth.frame(20_000, seed=1000), label="label", scores=["score"])
+
+
+def firing(alerts: list[dict]) -> list[dict]:
+    return [a for a in alerts if a["status"] == "firing"]
+
+
+@pytest.mark.parametrize(("kind", "size"), [("mean", 0.15), ("spread", 0.15), ("spread", -0.15),
+                                            ("category", 0.05)])
+def test_small_persistent_shift_fires_on_its_feature_within_five_windows(profile, kind, size):
+    events = shifts.shifted(synth.frame(60_000, seed=7), kind, size, at=AT, seed=7)
+    res = replay_frames(events, profile, ReplayOptions(score_cols=["score"]))
+    fired = firing(res.alerts)
+    assert not [a for a in res.alerts if a["row"] < AT], "nothing fires before the change"
+    assert {(a["monitor"], a["feature"]) for a in fired} == {("data_drift", shifts.feature(kind))}
+    first = fired[0]
+    assert AT <= first["row"] < AT + 5_000
+    hz = first["evidence"]["horizon"]
+    assert hz["events"] == hz["windows"] * WINDOW and first["evidence"]["effect"] > 1.0
+    assert first["value"] > first["threshold"] and first["window"]["events"] == WINDOW
+    if hz["windows"] > 1:
+        assert f"the last {hz['windows']} windows" in first["summary"]
+
+
+def test_large_shift_still_fires_in_the_first_window(profile):
+    events = shifts.shifted(synth.frame(50_000, seed=8), "mean", 0.5, at=AT, seed=8)
+    res = replay_frames(events, profile, ReplayOptions(score_cols=["score"]))
+    first = firing(res.alerts)[0]
+    assert first["feature"] == shifts.NUMERIC and AT <= first["row"] < AT + WINDOW
+    assert first["evidence"]["horizon"] == {"windows": 1, "events": WINDOW}
+
+
+def test_window_records_carry_effect_and_every_horizon(profile):
+    events = shifts.shifted(synth.frame(25_000, seed=9), "mean", 0.3, at=20_000, seed=9)
+    res = replay_frames(events, profile, ReplayOptions(score_cols=["score"]))
+    last = [w for w in res.windows if w["kind"] == "predictions"][-1]
+    col = last["columns"][shifts.NUMERIC]
+    assert [h["windows"] for h in col["horizons"]] == [1, 2, 5, 10, 20]
+    assert [h["events"] for h in col["horizons"]] == [WINDOW, 2 * WINDOW, 5 * WINDOW, 10 * WINDOW, 20 * WINDOW]
+    assert col["effect"] == max(h["effect"] for h in col["horizons"]) > 1.0
+    assert col["drift"] and last["drifted"][0] == shifts.NUMERIC
+    quiet = last["columns"]["num_2"]
+    assert 0.0 <= quiet["effect"] < 1.0 and not quiet["drift"]
+    # thresholds shrink as evidence grows: longer horizons allow smaller distances
+    thr = [h["threshold"] for h in col["horizons"]]
+    assert thr == sorted(thr, reverse=True)
+
+
+def test_merged_history_equals_one_window_over_the_same_events(profile):
+    df = synth.frame(5_000, seed=3)
+    batch = EventBatch.from_columns(ids=[str(i) for i in range(len(df))], timestamps=np.arange(len(df)),
+                                    features={c: df[c].to_numpy() for c in synth.FEATURES},
+                                    prediction=df["prediction"].to_numpy(), scores={"score": df["score"].to_numpy()})
+    short = ModelMonitor(profile, DetectionConfig(window=WINDOW))
+    short.observe(batch)
+    long = ModelMonitor(profile, DetectionConfig(window=10 * WINDOW, horizons=[1]))
+    long.observe(batch)
+    state = long.to_state()  # the open window: the counts of all 5,000 events
+    h, num, cat, n = short._history.merged()[-1]
+    assert (h, n) == (5, 5_000) == (5, state["win"]["n"])
+    assert num.tolist() == state["num_counts"] and cat.tolist() == state["cat_counts"]
+    again = ModelMonitor.from_state(profile, DetectionConfig(window=WINDOW), "model", None, short.to_state())
+    assert [(h, a.tolist(), b.tolist(), e) for h, a, b, e in again._history.merged()] == \
+        [(h, a.tolist(), b.tolist(), e) for h, a, b, e in short._history.merged()]
