@@ -58,7 +58,7 @@ def tail_quantile(null: np.ndarray, alpha: float, scale_confidence: float | None
     scale = float(excess.mean()) if len(excess) else 0.0
     if scale_confidence is not None and len(excess):
         k = len(excess)
-        scale *= 2 * k / float(sps.chi2.ppf(1.0 - scale_confidence, 2 * k))
+        scale *= 2 * k / float(special.chdtri(2 * k, scale_confidence))  # chi2.ppf(1 - c, 2k)
     if scale <= 0.0:  # a lumpy (discrete) null: fall back to a tenth of the spread, at least a tiny step
         scale = max(float(x[-1] - x[0]) / 10.0, 1e-12)
     q = u + scale * math.log((1.0 - TAIL_FROM) / alpha)
