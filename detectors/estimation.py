@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from detectors.batch import EventBatch, OutcomeBatch
-from detectors.calibration import normal_quantile, null_counts, tail_quantile
+from detectors.calibration import normal_quantile, tail_quantile
 from detectors.config import DetectionConfig
 from detectors.encoding import CategoryIndex
 from detectors.estimation_fit import METRICS, Calibration, metrics
@@ -149,8 +149,10 @@ class EstimationMonitor:
             return lim
         cal = self.cal
         p = cal.cells / cal.cells.sum()
-        draws = null_counts(p[None, :], np.array([key]), np.array([cal.rows]), self.config.calibration_resamples,
-                            self.rng)[0].astype(np.float64)
+        # the reference's own sampling error is folded in by drawing n * n_ref / (n + n_ref) events: the estimate
+        # minus the reference's metric then has the spread of the real comparison
+        n_eff = max(round(key * cal.rows / (key + cal.rows)), 1)
+        draws = self.rng.multinomial(n_eff, p, size=self.config.calibration_resamples).astype(np.float64)
         conf, hist = cal.cell_sums(draws)
         null = metrics(conf, hist, cal.positive)
         # realized windows of the same cells: true classes drawn from each cell's calibrated probabilities

@@ -10,7 +10,6 @@ everything a restarted worker needs to continue exactly.
 >>> import numpy as np, pandas as pd
 >>> from detectors.batch import EventBatch
 >>> from detectors.config import DetectionConfig
-from detectors.domains import count_outside
 >>> from detectors.profile import build_profile
 >>> rng = np.random.default_rng(0)
 >>> ref = pd.DataFrame({"x": rng.normal(size=5000), "prediction": rng.integers(0, 2, 5000)})
