@@ -51,6 +51,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 MLFLOW_DOCKERFILE = ROOT / "docker" / "mlflow.Dockerfile"
 ENV_EXAMPLE = ROOT / "docker" / "compose.env.example"
 GLASSBOX_SERVICES = ("worker", "notifier")
+BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 # What a user fills in for the secrets (placeholders: nothing here is ever sent anywhere).
 SECRETS = {
     "POSTGRES_PASSWORD": "pg-placeholder",
@@ -340,14 +341,14 @@ def _settings_for(service: dict[str, Any], image_env: dict[str, str], monkeypatc
 
 def test_compose_services_images_and_ports(compose: dict[str, Any], pyproject: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"kafka", "postgres", "mlflow", "worker", "notifier", "evidently-ui", "prometheus",
+    assert set(services) == {*BROKERS, "postgres", "mlflow", "worker", "notifier", "evidently-ui", "prometheus",
                              "grafana"}
     assert not [k for s in services.values() for k in (s.get("environment") or {}) if "ZOOKEEPER" in k]
 
     for name, svc in services.items():
         image = svc["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image tag ({image})"
-    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert all(services[b]["image"].startswith("apache/kafka:") for b in BROKERS)
     assert services["postgres"]["image"].startswith("postgres:")
 
     # one glassbox image, built once (by the worker), reused by the notifier and the UI, never pulled
@@ -371,33 +372,49 @@ def test_compose_services_images_and_ports(compose: dict[str, Any], pyproject: d
             ip, host_port, container_port = str(port).split(":")
             assert ip == "127.0.0.1", f"{name} publishes {port} on every interface"
             published[name] = (int(host_port), int(container_port))
-    assert published == {"kafka": (9092, 9092), "mlflow": (5000, 5000), "evidently-ui": (8000, 8000),
+    assert published == {"kafka-1": (9092, 9092), "kafka-2": (9093, 9093), "kafka-3": (9094, 9094),
+                         "mlflow": (5000, 5000), "evidently-ui": (8000, 8000),
                          "prometheus": (9090, 9090), "grafana": (3000, 3000)}
     assert services["worker"]["expose"] == ["6066"] and "container_name" not in services["worker"]
 
 
-def test_compose_kafka_is_kraft_and_reachable_from_the_services(compose: dict[str, Any]) -> None:
-    env = compose["services"]["kafka"]["environment"]
-    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
-    listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
-    advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
-    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
-    assert set(listeners) == set(protocols) and set(advertised) <= set(listeners)
-    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
-    assert controller in listeners and controller not in advertised
-    node, _, voter = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].partition("@")
-    assert int(node) == int(env["KAFKA_NODE_ID"])
-    assert voter == f"{compose['services']['kafka']['hostname']}{listeners[controller]}"
-    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in advertised
-    # a KRaft cluster id is a UUID in URL-safe base64 without padding
-    assert len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16
-    assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == 1  # one broker
-    assert env["KAFKA_LOG_DIRS"] in [v.split(":")[1] for v in compose["services"]["kafka"]["volumes"]]
+def test_compose_kafka_is_a_kraft_cluster_of_three_reachable_from_the_services(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    voters = {}
+    advertised_internal = []
+    for name in BROKERS:
+        env = services[name]["environment"]
+        assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+        listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
+        advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+        protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+        assert set(listeners) == set(protocols) and set(advertised) <= set(listeners)
+        controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+        assert controller in listeners and controller not in advertised
+        voters[int(env["KAFKA_NODE_ID"])] = f"{services[name]['hostname']}{listeners[controller]}"
+        assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in advertised
+        # a KRaft cluster id is a UUID in URL-safe base64 without padding, the same on every broker
+        assert len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16
+        # three replicas, two in sync: acks=all writes survive one broker down
+        assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == int(env["KAFKA_DEFAULT_REPLICATION_FACTOR"]) == 3
+        assert int(env["KAFKA_MIN_INSYNC_REPLICAS"]) == int(env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"]) == 2
+        assert env["KAFKA_LOG_DIRS"] in [v.split(":")[1] for v in services[name]["volumes"]]
+        # the host listener is published on the same port it advertises
+        host_port = advertised["HOST"].rsplit(":", 1)[1]
+        assert f"127.0.0.1:{host_port}:{host_port}" in services[name]["ports"]
+        advertised_internal.append(advertised["INTERNAL"])
+    assert len({services[b]["environment"]["CLUSTER_ID"] for b in BROKERS}) == 1
+    quorum = {services[b]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] for b in BROKERS}
+    assert quorum == {",".join(f"{i}@{voters[i]}" for i in sorted(voters))} and sorted(voters) == [1, 2, 3]
+    assert len({services[b]["volumes"][0].split(":")[0] for b in BROKERS}) == 3  # a data volume per broker
 
-    # the glassbox services use the internal listener; host producers the published one
+    # the glassbox services use the internal listeners, with the replication the cluster allows
     for name in GLASSBOX_SERVICES:
-        assert compose["services"][name]["environment"]["GLASSBOX_KAFKA__BOOTSTRAP"] == advertised["INTERNAL"]
-    assert advertised["HOST"] == "localhost:9092"
+        env = compose["services"][name]["environment"]
+        assert env["GLASSBOX_KAFKA__BOOTSTRAP"].split(",") == advertised_internal
+        assert int(env["GLASSBOX_KAFKA__REPLICATION_FACTOR"]) == 3
+        assert int(env["GLASSBOX_KAFKA__MIN_INSYNC_REPLICAS"]) == 2
+        assert env["GLASSBOX_KAFKA__ACKS"] == "all"
 
 
 def test_compose_health_checks_and_start_order(compose: dict[str, Any]) -> None:
@@ -407,9 +424,9 @@ def test_compose_health_checks_and_start_order(compose: dict[str, Any]) -> None:
         assert check and check["test"][0] in ("CMD", "CMD-SHELL"), f"{name} has no health check"
         assert {"interval", "timeout", "retries"} <= set(check), name
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
-    assert "kafka-broker-api-versions.sh" in services["kafka"]["healthcheck"]["test"][1]
+    assert all("kafka-broker-api-versions.sh" in services[b]["healthcheck"]["test"][1] for b in BROKERS)
     # every dependency waits for health, and only on services that have a health check
-    expected = {"mlflow": {"postgres"}, "worker": {"kafka", "mlflow"}, "notifier": {"kafka"},
+    expected = {"mlflow": {"postgres"}, "worker": {*BROKERS, "mlflow"}, "notifier": set(BROKERS),
                 "grafana": {"prometheus"}}
     for name, deps in expected.items():
         depends = services[name]["depends_on"]
@@ -569,7 +586,8 @@ def test_compose_environment_builds_valid_settings(
     image_env = env_instructions(docker_stages[1][-1]["instructions"])
 
     worker = _settings_for(compose["services"]["worker"], image_env, monkeypatch, tmp_path)
-    assert worker.kafka.bootstrap == "kafka:19092" and not worker.kafka.embedded
+    assert worker.kafka.bootstrap == "kafka-1:19092,kafka-2:19092,kafka-3:19092" and not worker.kafka.embedded
+    assert (worker.kafka.acks, worker.kafka.replication_factor, worker.kafka.min_insync_replicas) == ("all", 3, 2)
     assert worker.mlflow.tracking_uri == "http://mlflow:5000"
     assert worker.mlflow.artifact_root == "mlflow-artifacts:///glassbox"
     assert (worker.worker.web_host, worker.worker.web_port) == ("0.0.0.0", 6066)
