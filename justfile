@@ -8,6 +8,10 @@ demo *ARGS:
 test *ARGS:
     uv run pytest {{ARGS}}
 
+# the system tests: glassbox processes end to end (worker, notifier, demo)
+test-system:
+    uv run pytest -m system
+
 # long soak variants
 soak:
     uv run pytest -m slow
@@ -28,6 +32,6 @@ build:
 test-wheel:
     uv run pytest -m wheel
 
-# what CI runs: the suite, the wheel test, and the Python 3.13 smoke set when 3.13 is installed
+# what CI runs: the suite, the system tests, the wheel test, and the Python 3.13 smoke set when 3.13 is installed
 ci:
     .ci/run

@@ -123,6 +123,7 @@ def sink():
         yield s
 
 
+@pytest.mark.system
 def test_sink_down_20s_then_everything_is_delivered_once(kafka_bootstrap, topic_prefix, tmp_path, sink):
     firing = [alert(model=m, feature=f, severity="critical" if m != "ads" else "warning")
               for m in ("churn", "fraud", "ads") for f in ("age", "income", "tenure", "region")]
@@ -161,6 +162,7 @@ def test_sink_down_20s_then_everything_is_delivered_once(kafka_bootstrap, topic_
         assert secret not in log
 
 
+@pytest.mark.system
 def test_sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing(
     kafka_bootstrap, topic_prefix, tmp_path, sink
 ):
@@ -234,6 +236,7 @@ def test_silence_and_tail_cli(kafka_bootstrap, topic_prefix, tmp_path, monkeypat
     assert "age" in out.output and "amount" in out.output and "income" not in out.output
 
 
+@pytest.mark.system
 def test_notifier_says_what_it_does_in_json(kafka_bootstrap, topic_prefix, tmp_path, sink):
     """``--log-format json``: every line is one JSON object (start-up summary, one line per alert received),
     and no terminal control sequence reaches a log file."""

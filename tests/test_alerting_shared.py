@@ -65,6 +65,7 @@ def mentions(texts: list[str], a: dict) -> int:
     return sum(f"{a['model']} · data_drift · feature `{a['feature']}`" in t for t in texts)
 
 
+@pytest.mark.system
 def test_a_silence_added_through_one_replica_holds_on_both_and_the_rest_is_delivered_once(
     kafka_bootstrap, topic_prefix, tmp_path, sink, monkeypatch
 ):

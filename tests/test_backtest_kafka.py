@@ -91,6 +91,7 @@ def _by_fingerprint(alerts: list[dict[str, Any]]) -> dict[str, list[bytes]]:
     return out
 
 
+@pytest.mark.system
 def test_replay_gives_the_live_workers_alerts(live, glassbox, tmp_path: Path, capsys) -> None:
     out = tmp_path / "replayed.jsonl"
     bs, prefix = live["bootstrap"], live["prefix"]

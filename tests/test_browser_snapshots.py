@@ -62,6 +62,7 @@ def _get_json(url: str) -> object:
         return json.loads(r.read())
 
 
+@pytest.mark.system
 def test_evidently_ui_lists_the_project_and_its_snapshots(snapshots: dict[str, Path]) -> None:
     port = _free_port()
     exe = Path(sys.executable).with_name("evidently")

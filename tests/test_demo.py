@@ -181,6 +181,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             "watch": watch}
 
 
+@pytest.mark.system
 def test_demo_exits_0_within_3_minutes_with_each_alert_and_none_early(demo_run: dict[str, object]) -> None:
     out, home = str(demo_run["out"]), Path(str(demo_run["home"]))
     assert demo_run["rc"] == 0, out[-4000:]
@@ -204,6 +205,7 @@ def test_demo_exits_0_within_3_minutes_with_each_alert_and_none_early(demo_run: 
     assert "uv run mlflow ui --backend-store-uri sqlite:///" in out and "uv run evidently ui --workspace" in out
 
 
+@pytest.mark.system
 def test_demo_leaves_no_process_behind(demo_run: dict[str, object]) -> None:
     watch: TreeWatch = demo_run["watch"]  # type: ignore[assignment]
     home = Path(str(demo_run["home"]))
@@ -214,6 +216,7 @@ def test_demo_leaves_no_process_behind(demo_run: dict[str, object]) -> None:
     assert not psutil.pid_exists(pids["broker"]) or psutil.Process(pids["broker"]).status() == psutil.STATUS_ZOMBIE
 
 
+@pytest.mark.system
 @pytest.mark.skipif(chromium_path() is None, reason="chromium not installed (apt-get install chromium)")
 def test_demo_report_renders_in_chromium_and_names_the_drifted_columns(demo_run: dict[str, object],
                                                                        tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ def identity(alert: dict) -> tuple:
             w["end"], w["events"], alert["value"], alert["threshold"])
 
 
+@pytest.mark.system
 @pytest.mark.timeout(240)
 def test_live_worker_matches_file_replay(kafka_bootstrap: str, topic_prefix: str, tmp_path) -> None:
     n, at = 12_000, 6_000

@@ -180,6 +180,7 @@ def replay_options(ref: Any) -> Any:
                          config=DetectionConfig(window=WINDOW, seed=5))
 
 
+@pytest.mark.system
 def test_reference_from_mlflow_to_alert_with_links_snapshots_and_run(store: dict[str, Any]) -> None:
     from stream.backtest.file_replay import replay_frames
 

@@ -77,6 +77,7 @@ def query(port: int, promql: str) -> list[dict[str, Any]]:
     return body["data"]["result"]
 
 
+@pytest.mark.system
 @pytest.mark.skipif(PROMETHEUS is None, reason="no prometheus binary (Debian: apt-get install prometheus)")
 @pytest.mark.timeout(180)
 def test_every_dashboard_query_returns_series(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:

@@ -145,6 +145,7 @@ def check_against_uninterrupted(bootstrap: str, prefix: str, models: dict[str, s
             "alert_duplicates": dup_alerts, "alerts": len(alerts)}
 
 
+@pytest.mark.system
 @pytest.mark.timeout(240)
 def test_one_worker_sigkilled_twice_loses_nothing_and_counts_nothing_twice(kafka_bootstrap: str,
                                                                            topic_prefix: str, tmp_path: Path) -> None:
@@ -184,6 +185,7 @@ def test_one_worker_sigkilled_twice_loses_nothing_and_counts_nothing_twice(kafka
           f"recovery (kill -> next step) {', '.join(f'{r:.1f} s' for r in recovery)}")
 
 
+@pytest.mark.system
 @pytest.mark.timeout(240)
 def test_two_workers_sigkill_and_rejoin_lose_nothing_and_count_nothing_twice(kafka_bootstrap: str,
                                                                             topic_prefix: str, tmp_path: Path) -> None:

@@ -324,6 +324,7 @@ def run_worker(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, msgs: li
     return {**expected, "took_s": took, "mb": sum(map(len, msgs)) / 1e6, "dead": dead}
 
 
+@pytest.mark.system
 @pytest.mark.timeout(180)
 def test_real_worker_survives_hostile_records(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
     msgs = fixed_hostile_batch()
@@ -334,6 +335,7 @@ def test_real_worker_survives_hostile_records(kafka_bootstrap: str, topic_prefix
           f"in {f['took_s']:.1f} s; reasons {f['reasons']}")
 
 
+@pytest.mark.system
 @pytest.mark.timeout(120)
 def test_real_worker_survives_a_message_whose_dead_letter_is_too_large(kafka_bootstrap: str, topic_prefix: str,
                                                                       tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ def last_state(bootstrap: str, prefix: str, model: str) -> dict:
     return orjson.loads(recs[-1].value) if recs else {}
 
 
+@pytest.mark.system
 @pytest.mark.timeout(300)
 def test_labels_after_a_sigkill_join_the_predictions_of_the_killed_worker(kafka_bootstrap: str, topic_prefix: str,
                                                                           tmp_path: Path) -> None:

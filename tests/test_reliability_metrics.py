@@ -79,6 +79,7 @@ def event(i: int, row, ts: int) -> dict:
             "prediction": int(row[len(FEATURES)])}
 
 
+@pytest.mark.system
 @pytest.mark.timeout(180)
 def test_metrics_and_pipeline_alerts_from_a_real_worker(kafka_bootstrap: str, topic_prefix: str,
                                                         tmp_path: Path) -> None:

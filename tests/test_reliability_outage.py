@@ -137,6 +137,7 @@ def firing(port: int, check: str) -> float | None:
     return None
 
 
+@pytest.mark.system
 @pytest.mark.timeout(240)
 def test_broker_outage_producer_buffers_worker_reconnects_and_stall_alert(tmp_path: Path) -> None:
     ref_path = tmp_path / "reference.parquet"

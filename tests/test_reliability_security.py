@@ -251,6 +251,7 @@ def test_secrets_come_from_env_or_files_and_are_never_printed(tmp_path: Path,
     assert PASSWORD not in str(err.value) and "partitions" in str(err.value)
 
 
+@pytest.mark.system
 @pytest.mark.timeout(120)
 def test_worker_web_endpoints_are_on_loopback_and_leak_no_secret(kafka_bootstrap: str, topic_prefix: str,
                                                                   tmp_path: Path) -> None:

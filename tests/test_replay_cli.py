@@ -177,6 +177,7 @@ def test_replay_against_a_built_profile_and_event_time_windows(files):
     assert drift[0]["window"]["events"] == 600 and drift[0]["evidence"]["reference"]["name"] == "ref-v1"
 
 
+@pytest.mark.system
 def test_replay_records_an_mlflow_run_quietly(files, tmp_path):
     """A replay is an MLflow run of kind ``replay``: the input file and its digest, the reference, the config,
     the alerts and the window metrics, with lineage; the command prints its id and no MLflow log line."""

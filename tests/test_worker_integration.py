@@ -40,6 +40,7 @@ MALFORMED = [
 ]
 
 
+@pytest.mark.system
 def test_worker_validates_and_deadletters(kafka_bootstrap: str, topic_prefix: str, tmp_path) -> None:
     expected_bad: list[str] = []
     with WorkerProcess(kafka_bootstrap, topic_prefix, app_id=f"{topic_prefix}w", home=tmp_path) as worker:
@@ -75,6 +76,7 @@ def test_worker_validates_and_deadletters(kafka_bootstrap: str, topic_prefix: st
         assert d["topic"] == f"{topic_prefix}predictions" and d["offset"] >= 0 and d["raw"]
 
 
+@pytest.mark.system
 @pytest.mark.timeout(240)
 def test_two_workers_share_partitions_and_survive_sigkill(kafka_bootstrap: str, topic_prefix: str, tmp_path) -> None:
     app_id = f"{topic_prefix}pair"
@@ -118,6 +120,7 @@ def test_two_workers_share_partitions_and_survive_sigkill(kafka_bootstrap: str, 
         b.stop()
 
 
+@pytest.mark.system
 @pytest.mark.timeout(240)
 def test_worker_says_what_it_does_and_alerts_carry_their_runbook(kafka_bootstrap: str, topic_prefix: str,
                                                                    tmp_path) -> None:

@@ -17,6 +17,7 @@ from tests.kafka_util import WorkerProcess, read_json
 T0 = 1_700_000_000_000
 
 
+@pytest.mark.system
 @pytest.mark.timeout(300)
 def test_worker_with_registered_reference(kafka_bootstrap: str, topic_prefix: str, tmp_path) -> None:
     from mlflow import MlflowClient
@@ -168,6 +169,7 @@ def test_a_long_replay_logs_metrics_within_its_budget_and_every_record(tmp_path)
     assert [r["index"] for r in read_window_records(local_path(run.artifact_uri), "m")] == list(range(n))
 
 
+@pytest.mark.system
 @pytest.mark.timeout(300)
 def test_worker_run_records_the_kafka_offsets_it_consumed(kafka_bootstrap: str, topic_prefix: str, tmp_path) -> None:
     """``source.kafka_offsets``: first and last offset per predictions partition, from events and dead letters,
