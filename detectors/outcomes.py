@@ -217,10 +217,6 @@ class OutcomeMonitor:
             self._detector = make_detector(self.config)
         return self._detector
 
-    @detector.setter
-    def detector(self, det: Any) -> None:
-        self._detector = det
-
     def _scan(self, xs: list[float]) -> list[tuple[int, float, int]]:
         """Run the River detector over the errors: ``(position, error sum, count)`` since the detector's
         last restart at each detection. This loop is the only per-event Python of the core."""
@@ -380,7 +376,7 @@ class OutcomeMonitor:
         self.win = w
         dtypes = {"err": np.float64, "e": np.float64, "score": np.float64, "pred": np.int64, "label": np.int64}
         self.buf = {k: ([np.asarray(v, dtypes[k])] if v else []) for k, v in st["buf"].items()}
-        self.detector = river_state.loads(st["detector"])
+        self._detector = river_state.loads(st["detector"])
         self.concept.load_state(st["concept"])
         self.perf.load_state(st["perf"])
 

@@ -297,17 +297,23 @@ def _column(v: Any, n: int, fld: str) -> list[Any]:
     return v
 
 
-def _batch(doc: dict[str, Any]) -> PredictionChunk:
-    _check_fields(doc, _PREDICTION_FIELDS)
+def _batch_ids(doc: dict[str, Any]) -> list[str]:
+    """A batch's ``prediction_id`` column: non-empty, distinct, non-empty strings of bounded length."""
     ids = doc.get("prediction_id")
     if not isinstance(ids, list) or not ids:
         raise _fail("missing_field" if ids is None else "bad_type", "prediction_id",
                     "prediction_id must be a non-empty array of strings")
-    n = len(ids)
     if set(map(type, ids)) != {str} or not 0 < min(map(len, ids)) <= max(map(len, ids)) <= MAX_ID_LEN:
         raise _fail("bad_type", "prediction_id", "every prediction_id must be a non-empty string")
-    if len(set(ids)) != n:
+    if len(set(ids)) != len(ids):
         raise _fail("duplicate_id", "prediction_id", "prediction_id values repeat within the batch")
+    return ids
+
+
+def _batch(doc: dict[str, Any]) -> PredictionChunk:
+    _check_fields(doc, _PREDICTION_FIELDS)
+    ids = _batch_ids(doc)
+    n = len(ids)
     model = _name(doc, "model")
     version = doc.get("model_version")
     if version is not None and not isinstance(version, (str, int)):
@@ -399,15 +405,8 @@ def parse_labels(raw: bytes, max_bytes: int = 8 * 1024 * 1024) -> list[LabelEven
 
 def _label_batch(doc: dict[str, Any]) -> list[LabelEvent]:
     _check_fields(doc, _LABEL_FIELDS)
-    ids = doc.get("prediction_id")
-    if not isinstance(ids, list) or not ids:
-        raise _fail("missing_field" if ids is None else "bad_type", "prediction_id",
-                    "prediction_id must be a non-empty array of strings")
+    ids = _batch_ids(doc)
     n = len(ids)
-    if set(map(type, ids)) != {str} or not 0 < min(map(len, ids)) <= max(map(len, ids)) <= MAX_ID_LEN:
-        raise _fail("bad_type", "prediction_id", "every prediction_id must be a non-empty string")
-    if len(set(ids)) != n:
-        raise _fail("duplicate_id", "prediction_id", "prediction_id values repeat within the batch")
     model = _name(doc, "model")
     ts_col = _column(doc.get("timestamp"), n, "timestamp")
     if set(map(type, ts_col)) == {int}:
