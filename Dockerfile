@@ -41,7 +41,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
     uv sync --frozen --no-dev --extra worker --no-install-project
 
-# Then the project (filtered by .dockerignore), built and installed into the virtualenv as a wheel. uv.lock stays
+# Then the project (filtered by .dockerignore), built and installed into the virtualenv as a wheel (its build
+# backend pinned by pyproject.toml's build-constraint-dependencies, the pins of build-constraints.txt). uv.lock stays
 # in /app, the working directory, where lineage finds it (the environment digest of every monitoring run).
 COPY . /app
 RUN --mount=type=cache,target=/root/.cache/uv \

@@ -949,3 +949,15 @@ def test_wheel_builds_are_reproducible(tmp_path: Path, pyproject: dict[str, Any]
     justfile = (ROOT / "justfile").read_text()
     assert re.search(r"^build:\n\s+SOURCE_DATE_EPOCH=.*uv build --build-constraint build-constraints\.txt",
                      justfile, flags=re.M)
+
+
+def test_uv_sync_builds_with_the_same_backend_pins(pyproject: dict[str, Any]) -> None:
+    """`uv sync` (the Docker image) builds the project under `[tool.uv] build-constraint-dependencies`, `uv build`
+    under build-constraints.txt: the two pin the same backend versions, and the lock records them."""
+    synced = dict(
+        re.split(r"==", spec) for spec in pyproject["tool"]["uv"]["build-constraint-dependencies"]
+    )
+    assert {k.lower(): v for k, v in synced.items()} == _constraints()
+    lock = (ROOT / "uv.lock").read_text()
+    for name, version in synced.items():
+        assert f'{{ name = "{name}", specifier = "=={version}" }}' in lock, f"uv.lock lacks the build pin of {name}"
