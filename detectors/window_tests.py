@@ -5,7 +5,9 @@ all drift statistics (PSI, normed Wasserstein, Jensen-Shannon, KS and chi-square
 statistic with its threshold and verdict, and the data-quality checks (missing rate, values outside the
 column's valid domain, unseen categories, wrong types). Thresholds are static, calibrated (see
 :mod:`detectors.calibration`) or dynamic (River PageHinkley or ADWIN over each column's series of standardised
-window statistics); calibrated limits are computed once per window size and cached.
+window statistics); calibrated limits are computed once per window size and remembered for the process
+(keyed by :func:`calibration_key`, so another monitor of the same profile and settings pays nothing; the shell
+can persist them, see :mod:`stream.backtest.calibration_cache`).
 
 With calibrated thresholds the decision statistic is also tested on the merged counts of the last ``h``
 windows for each ``h`` of ``DetectionConfig.horizons`` (the drift budget split evenly over them), so a small
@@ -18,12 +20,16 @@ across columns and statistics).
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
+import scipy
 
 from detectors.calibration import binomial_limit, tail_quantile, two_sample_null
 from detectors.config import DetectionConfig
@@ -37,6 +43,11 @@ PVALUE_STATS = {"ks", "chisquare"}
 SCALE_CONFIDENCE = 0.95  # drift thresholds use this upper bound of the fitted null tail's scale
 SMALL_REFERENCE = 1000  # Evidently: up to this many reference rows, p-value tests; above, distances
 Merged = tuple[int, np.ndarray, np.ndarray, int]  # (windows, numeric counts, categorical counts, events)
+CALIBRATION_VERSION = 1  # bump whenever :meth:`WindowTests._calibrate` gives other limits for the same inputs
+CALIBRATION_FIELDS = frozenset({  # the DetectionConfig fields that calibrated limits depend on
+    "seed", "threshold", "stattest", "false_alarm_rate", "horizon_windows", "horizons", "calibration_resamples",
+    "static_thresholds", "quality_min_delta"})
+MEMO_SIZE = 256  # (key, window size) entries remembered per process
 
 
 def choose_stattest(kind: str, n_ref: int, requested: str = "auto") -> str:
@@ -152,7 +163,47 @@ class Limits:
     num_type: np.ndarray
     cat_unseen: np.ndarray
     kind: str = "calibrated"
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def calibration_key(profile: ReferenceProfile, config: DetectionConfig) -> str:
+    """What calibrated limits depend on besides the window size, hashed: the profile's digest, the settings
+    that matter (:data:`CALIBRATION_FIELDS`), this code's :data:`CALIBRATION_VERSION` and the versions of
+    the libraries whose random streams and special functions it uses.
+
+    >>> from detectors.profile import build_profile
+    >>> import pandas as pd
+    >>> p = build_profile(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), prediction=None)
+    >>> calibration_key(p, DetectionConfig()) == calibration_key(p, DetectionConfig(window=50))
+    True
+    >>> calibration_key(p, DetectionConfig()) == calibration_key(p, DetectionConfig(seed=1))
+    False
+    """
+    raw = orjson.dumps({"version": CALIBRATION_VERSION, "numpy": np.__version__, "scipy": scipy.__version__,
+                        "profile": profile.digest, "config": config.model_dump(include=set(CALIBRATION_FIELDS))},
+                       option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+_MEMO: OrderedDict[tuple[str, int], Limits] = OrderedDict()
+
+
+def known_limits(key: str) -> dict[int, Limits]:
+    """The limits remembered in this process for :func:`calibration_key` ``key``, by window size."""
+    return {n: lim for (k, n), lim in _MEMO.items() if k == key}
+
+
+def remember_limits(key: str, limits: Mapping[int, Limits]) -> None:
+    """Remember limits computed elsewhere (a persistent cache) for ``key``; the oldest entries go first."""
+    for n, lim in limits.items():
+        _MEMO[(key, int(n))] = lim
+        _MEMO.move_to_end((key, int(n)))
+    while len(_MEMO) > MEMO_SIZE:
+        _MEMO.popitem(last=False)
+
+
+def forget_limits() -> None:
+    """Forget every remembered limit (benchmarks of the cold start)."""
+    _MEMO.clear()
 
 
 class WindowTests:
@@ -184,6 +235,7 @@ class WindowTests:
         # values: beyond, the reference's own sampling error dominates and a longer horizon adds no power
         self.longest = max((c.count for c in cols), default=0)
         self._limits: dict[int, Limits] = {}
+        self.key = calibration_key(profile, config)
         self.dynamic = DynamicThresholds(config, [c.name for c in cols] if config.threshold == "dynamic" else [])
 
     # thresholds -------------------------------------------------------------------------------------------
@@ -198,7 +250,11 @@ class WindowTests:
         b = self.size_bucket(n)
         lim = self._limits.get(b)
         if lim is None:
-            lim = self._limits[b] = self._calibrate(b)
+            lim = _MEMO.get((self.key, b))
+            if lim is None:
+                lim = self._calibrate(b)
+                remember_limits(self.key, {b: lim})
+            self._limits[b] = lim
         return lim
 
     def _calibrate(self, n: int) -> Limits:

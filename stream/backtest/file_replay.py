@@ -30,6 +30,7 @@ from detectors.config import DetectionConfig
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile, build_profile
 from stream.backtest.arrow_chunks import ArrowChunk, iter_arrow_chunks
+from stream.backtest.calibration_cache import CalibrationCache
 from stream.backtest.event_columns import (
     DEFAULT_ROLES,
     ReplayError,
@@ -262,13 +263,17 @@ def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
     roles = resolve_roles([str(c) for c in first.columns], opts)
     model = opts.model if opts.model is not None else _single_model(first) or model_default
     profile = _profile_for(reference, roles, opts, reference_name)
+    cache = CalibrationCache.default()
+    cache.load(profile, cfg)
     monitor = ModelMonitor(profile, cfg, model=model, model_version=opts.model_version)
     rep = Replayer(monitor, roles, opts)
     t0 = time.perf_counter()
     rep.feed(first)
     for chunk in it:
         rep.feed(chunk)
-    return rep.finish(time.perf_counter() - t0)
+    result = rep.finish(time.perf_counter() - t0)
+    cache.save(profile, cfg)
+    return result
 
 
 def replay_file(events_path: str | os.PathLike[str], reference_path: str | os.PathLike[str] | ReferenceProfile,
