@@ -201,6 +201,11 @@ def remember_limits(key: str, limits: Mapping[int, Limits]) -> None:
         _MEMO.popitem(last=False)
 
 
+def _groups(stats: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    """``(statistic, rows)`` for each statistic in use, sorted by name."""
+    return [(s, np.array([i for i, x in enumerate(stats) if x == s])) for s in sorted(set(stats))]
+
+
 def forget_limits() -> None:
     """Forget every remembered limit (benchmarks of the cold start)."""
     _MEMO.clear()
@@ -236,6 +241,9 @@ class WindowTests:
         self.longest = max((c.count for c in cols), default=0)
         self._limits: dict[int, Limits] = {}
         self.key = calibration_key(profile, config)
+        self._num_groups = _groups(self.num_stat)
+        self._cat_groups = _groups(self.cat_stat)
+        self._unscored: dict[int, tuple[list[float], list[float]]] = {}
         self.dynamic = DynamicThresholds(config, [c.name for c in cols] if config.threshold == "dynamic" else [])
 
     # thresholds -------------------------------------------------------------------------------------------
@@ -272,8 +280,7 @@ class WindowTests:
         if len(num):
             ref, counts = two_sample_null(num.ref, present_n(num.n_ref, num.missing_ref), num.n_ref,
                                           cfg.calibration_resamples, rng)
-            for stat in sorted(set(self.num_stat)):
-                rows = np.array([i for i, s in enumerate(self.num_stat) if s == stat])
+            for stat, rows in self._num_groups:
                 scores = _score(stat, numeric_stat(stat, num, counts[rows], rows, ref[rows]))
                 for r, sc in zip(rows, scores, strict=True):
                     num_score[r] = tail_quantile(sc, a_drift, SCALE_CONFIDENCE)
@@ -281,8 +288,7 @@ class WindowTests:
         if len(cat):
             ref, counts = two_sample_null(cat.ref, present_n(cat.n_ref, cat.missing_ref), cat.n_ref,
                                           cfg.calibration_resamples, rng)
-            for stat in sorted(set(self.cat_stat)):
-                rows = np.array([i for i, s in enumerate(self.cat_stat) if s == stat])
+            for stat, rows in self._cat_groups:
                 scores = _score(stat, categorical_stat(stat, cat, counts[rows], rows, ref[rows]))
                 for r, sc in zip(rows, scores, strict=True):
                     cat_score[r] = tail_quantile(sc, a_drift, SCALE_CONFIDENCE)
@@ -320,29 +326,72 @@ class WindowTests:
 
     # evaluation -------------------------------------------------------------------------------------------
     def decision_values(self, num_counts: np.ndarray, cat_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each column's decision statistic on (merged) window counts: numeric, then categorical values."""
+        """Each column's decision statistic on (merged) window counts: numeric, then categorical values.
+
+        The counts may carry an axis of horizons after the column axis (``(columns, horizons, bins)``):
+        the values are then ``(columns, horizons)``, each as the same call on one horizon's counts gives."""
         num, cat = self.num, self.cat
-        nv, cv = np.zeros(len(num)), np.zeros(len(cat))
+        extra = (None,) * (num_counts.ndim - 2)
+        nv = np.zeros(num_counts.shape[:-1])
+        cv = np.zeros(cat_counts.shape[:-1])
         if len(num):
-            pres = num.present(num_counts)
-            for stat in sorted(set(self.num_stat)):
-                rows = np.array([i for i, s in enumerate(self.num_stat) if s == stat])
+            pres = np.where(num.real[(slice(None), *extra)], num_counts, 0)
+            for stat, rows in self._num_groups:
                 nv[rows] = numeric_stat(stat, num, pres[rows], rows)
         if len(cat):
-            pres = cat.present(cat_counts)
-            for stat in sorted(set(self.cat_stat)):
-                rows = np.array([i for i, s in enumerate(self.cat_stat) if s == stat])
+            pres = np.where(cat.real[(slice(None), *extra)], cat_counts, 0)
+            for stat, rows in self._cat_groups:
                 cv[rows] = categorical_stat(stat, cat, pres[rows], rows)
         return nv, cv
 
-    def _horizons(self, longer: Sequence[Merged]) -> list[tuple[int, int, np.ndarray, np.ndarray, Limits]]:
-        """``(windows, events, numeric values, categorical values, limits)`` of each longer horizon."""
+    def _horizons(self, longer: Sequence[Merged]) -> tuple[list[int], list[int], np.ndarray, np.ndarray,
+                                                             list[Limits]]:
+        """``(windows, events, numeric values, categorical values, limits)`` of the longer horizons that some
+        column's reference supports (see :attr:`longest`); values are ``(columns, horizons)``."""
+        tested = [m for m in longer if m[3] <= self.longest]
+        if not tested:
+            return [], [], np.zeros((len(self.num), 0)), np.zeros((len(self.cat), 0)), []
+        nv, cv = self.decision_values(np.stack([m[1] for m in tested], axis=1),
+                                      np.stack([m[2] for m in tested], axis=1))
+        return ([m[0] for m in tested], [m[3] for m in tested], nv, cv, [self.limits(m[3]) for m in tested])
+
+    def _thresholds(self, lim: Limits) -> tuple[list[float], list[float]]:
+        """The limits' decision thresholds on the statistics' own scales (numeric, categorical), once per size."""
+        key = id(lim)
+        thr = self._unscored.get(key)
+        if thr is None:
+            thr = self._unscored[key] = (
+                [_unscore(s, t) for s, t in zip(self.num_stat, lim.num_score.tolist(), strict=True)],
+                [_unscore(s, t) for s, t in zip(self.cat_stat, lim.cat_score.tolist(), strict=True)])
+        return thr
+
+    def _effects(self, groups: list[tuple[str, np.ndarray]], values: np.ndarray, thresholds: np.ndarray
+                 ) -> np.ndarray:
+        """:func:`effect_size` of every column (rows) at every horizon (columns of ``values``)."""
+        out = np.zeros(values.shape)
+        ok = (thresholds > 0) & np.isfinite(thresholds)
+        for stat, rows in groups:
+            score = np.maximum(_score(stat, values[rows]), 0.0)
+            thr = np.where(ok[rows], thresholds[rows], 1.0)
+            e = np.sqrt(score / thr) if stat in SQUARED_STATS else score / thr
+            out[rows] = np.where(ok[rows], e, 0.0)
+        return out
+
+    def _steps(self, cols: Sequence[NumericColumn | CategoricalColumn], stats: list[str], value: np.ndarray,
+               limits: list[Limits], numeric: bool, hz: tuple) -> list[list[dict[str, Any]]]:
+        """Each column's horizons: ``windows``, ``events``, ``value``, ``threshold`` and ``effect`` per horizon
+        it is tested at (the window itself first)."""
+        windows, events, nv, cv, _ = hz
+        values = np.concatenate([value[:, None], nv if numeric else cv], axis=1)
+        scores = np.stack([lim.num_score if numeric else lim.cat_score for lim in limits], axis=1)
+        effects = self._effects(self._num_groups if numeric else self._cat_groups, values, scores).tolist()
+        thresholds = [self._thresholds(lim)[0 if numeric else 1] for lim in limits]
+        values_l = values.tolist()
         out = []
-        for h, num_counts, cat_counts, events in longer:
-            if events > self.longest:
-                break  # no column's reference supports it (see :attr:`longest`)
-            nv, cv = self.decision_values(num_counts, cat_counts)
-            out.append((h, events, nv, cv, self.limits(events)))
+        for j, c in enumerate(cols):
+            v, e = values_l[j], effects[j]
+            out.append([{"windows": h, "events": n, "value": v[i], "threshold": thresholds[i][j], "effect": e[i]}
+                        for i, (h, n) in enumerate(zip(windows, events, strict=True)) if i == 0 or n <= c.count])
         return out
 
     def evaluate(self, num_counts: np.ndarray, num_type: np.ndarray, num_domain: np.ndarray,
@@ -354,7 +403,10 @@ class WindowTests:
         ``h > 1`` already reached. ``firing`` (column -> currently firing) is only needed by dynamic thresholds.
         """
         lim = self.limits(n)
-        hz = self._horizons(longer) if self.config.threshold == "calibrated" else []
+        windows, events, hnv, hcv, hlim = (
+            self._horizons(longer) if self.config.threshold == "calibrated" else self._horizons(()))
+        hz = ([1, *windows], [n, *events], hnv, hcv, None)
+        limits = [lim, *hlim]
         out: dict[str, dict[str, Any]] = {}
         num, cat = self.num, self.cat
         if len(num):
@@ -365,27 +417,26 @@ class WindowTests:
             d = ks(num.ref, pres)
             ps = numeric_stat("psi", num, pres)
             js = numeric_stat("jensenshannon", num, pres)
-            values = {"wasserstein": w, "ks": pv, "psi": ps, "jensenshannon": js,
-                      "chisquare": None}
+            values = {"wasserstein": w, "ks": pv, "psi": ps, "jensenshannon": js}
+            value = np.zeros(len(num))
+            for stat, rows in self._num_groups:
+                value[rows] = (values[stat] if stat in values else numeric_stat(stat, num, pres))[rows]
             miss = num.missing(num_counts) / max(n, 1)
             oor = num.out_of_range(pres) / np.maximum(npres, 1)
             dom = num_domain / np.maximum(npres, 1)
             typ = num_type / max(n, 1)
-            for j, c in enumerate(self.num_cols):
-                stat = self.num_stat[j]
-                v = values[stat]
-                value = float((v if v is not None else numeric_stat(stat, num, pres))[j])
-                stats = {"wasserstein": float(w[j]), "ks": float(d[j]), "ks_pvalue": float(pv[j]),
-                         "psi": float(ps[j]), "jensenshannon": float(js[j]), "missing_rate": float(miss[j]),
-                         "out_of_range_rate": float(oor[j]), "domain_rate": float(dom[j]),
-                         "type_error_rate": float(typ[j]), "events": int(npres[j])}
-                checks = [("missing_rate", float(miss[j]), float(lim.num_missing[j])),
-                          ("domain_rate", float(dom[j]), float(lim.num_domain[j])),
-                          ("type_error_rate", float(typ[j]), float(lim.num_type[j]))]
-                steps = [(1, n, value, float(lim.num_score[j]))] + [
-                    (h, e, float(nv[j]), float(lh.num_score[j])) for h, e, nv, _, lh in hz if e <= c.count]
-                out[c.name] = self._result(c, stat, steps, (float(lim.num_null_mean[j]), float(lim.num_null_sd[j])),
-                                           stats, checks, int(npres[j]), firing)
+            steps = self._steps(self.num_cols, self.num_stat, value, limits, True, hz)
+            cols = zip(w.tolist(), d.tolist(), pv.tolist(), ps.tolist(), js.tolist(), miss.tolist(), oor.tolist(),
+                       dom.tolist(), typ.tolist(), npres.tolist(), lim.num_missing.tolist(),
+                       lim.num_domain.tolist(), lim.num_type.tolist(), lim.num_null_mean.tolist(),
+                       lim.num_null_sd.tolist(), strict=True)
+            for j, (w_j, d_j, pv_j, ps_j, js_j, m_j, o_j, dom_j, t_j, np_j, lm, ld, lt, mu, sd) in enumerate(cols):
+                c = self.num_cols[j]
+                stats = {"wasserstein": w_j, "ks": d_j, "ks_pvalue": pv_j, "psi": ps_j, "jensenshannon": js_j,
+                         "missing_rate": m_j, "out_of_range_rate": o_j, "domain_rate": dom_j,
+                         "type_error_rate": t_j, "events": np_j}
+                checks = [("missing_rate", m_j, lm), ("domain_rate", dom_j, ld), ("type_error_rate", t_j, lt)]
+                out[c.name] = self._result(c, self.num_stat[j], steps[j], (mu, sd), stats, checks, np_j, firing)
         if len(cat):
             pres = cat.present(cat_counts)
             npres = pres.sum(axis=-1)
@@ -393,33 +444,30 @@ class WindowTests:
             js = categorical_stat("jensenshannon", cat, pres)
             pv = categorical_stat("chisquare", cat, pres)
             values = {"psi": ps, "jensenshannon": js, "chisquare": pv}
+            value = np.zeros(len(cat))
+            for stat, rows in self._cat_groups:
+                value[rows] = values[stat][rows]
             miss = cat.missing(cat_counts) / max(n, 1)
             uns = cat.unseen(pres) / np.maximum(npres, 1)
-            for j, c in enumerate(self.cat_cols):
-                stat = self.cat_stat[j]
-                value = float(values[stat][j])
-                stats = {"psi": float(ps[j]), "jensenshannon": float(js[j]), "chisquare_pvalue": float(pv[j]),
-                         "missing_rate": float(miss[j]), "unseen_rate": float(uns[j]), "events": int(npres[j])}
-                checks = [("missing_rate", float(miss[j]), float(lim.cat_missing[j]))]
-                if not cat.truncated[j]:
-                    checks.append(("unseen_rate", float(uns[j]), float(lim.cat_unseen[j])))
-                steps = [(1, n, value, float(lim.cat_score[j]))] + [
-                    (h, e, float(cv[j]), float(lh.cat_score[j])) for h, e, _, cv, lh in hz if e <= c.count]
-                out[c.name] = self._result(c, stat, steps, (float(lim.cat_null_mean[j]), float(lim.cat_null_sd[j])),
-                                           stats, checks, int(npres[j]), firing)
+            steps = self._steps(self.cat_cols, self.cat_stat, value, limits, False, hz)
+            cols = zip(ps.tolist(), js.tolist(), pv.tolist(), miss.tolist(), uns.tolist(), npres.tolist(),
+                       lim.cat_missing.tolist(), lim.cat_unseen.tolist(), lim.cat_null_mean.tolist(),
+                       lim.cat_null_sd.tolist(), self.cat.truncated.tolist(), strict=True)
+            for j, (ps_j, js_j, pv_j, m_j, u_j, np_j, lm, lu, mu, sd, truncated) in enumerate(cols):
+                c = self.cat_cols[j]
+                stats = {"psi": ps_j, "jensenshannon": js_j, "chisquare_pvalue": pv_j, "missing_rate": m_j,
+                         "unseen_rate": u_j, "events": np_j}
+                checks = [("missing_rate", m_j, lm)]
+                if not truncated:
+                    checks.append(("unseen_rate", u_j, lu))
+                out[c.name] = self._result(c, self.cat_stat[j], steps[j], (mu, sd), stats, checks, np_j, firing)
         return [out[name] for name in self.profile.monitored]
 
-    def _result(self, col: NumericColumn | CategoricalColumn, stat: str,
-                steps: list[tuple[int, int, float, float]], null: tuple[float, float], stats: dict[str, Any],
-                checks: list[tuple[str, float, float]], n_present: int,
-                firing: dict[str, bool] | None) -> dict[str, Any]:
-        """One column's verdict; ``steps`` holds ``(windows, events, value, score threshold)`` per horizon."""
+    def _result(self, col: NumericColumn | CategoricalColumn, stat: str, horizons: list[dict[str, Any]],
+                null: tuple[float, float], stats: dict[str, Any], checks: list[tuple[str, float, float]],
+                n_present: int, firing: dict[str, bool] | None) -> dict[str, Any]:
+        """One column's verdict from its ``horizons`` (see :meth:`_steps`)."""
         kind = self.config.threshold
-        horizons = []
-        for h, events, value, score_thr in steps:
-            e = effect_size(stat, float(_score(stat, np.array(value))[()]), score_thr)
-            horizons.append({"windows": h, "events": events, "value": value,
-                             "threshold": _unscore(stat, score_thr), "effect": e})
         best = max(horizons, key=lambda x: x["effect"])  # the first (shortest) on ties
         value, threshold, effect = best["value"], best["threshold"], best["effect"]
         if kind == "dynamic":
