@@ -7,7 +7,7 @@ column's valid domain, unseen categories, wrong types). Thresholds are static, c
 :mod:`detectors.calibration`) or dynamic (River PageHinkley or ADWIN over each column's series of standardised
 window statistics); calibrated limits are computed once per window size and remembered for the process
 (keyed by :func:`calibration_key`, so another monitor of the same profile and settings pays nothing; the shell
-can persist them, see :mod:`stream.backtest.calibration_cache`).
+can persist them, see :mod:`stream.backtest.replay_cache`).
 
 With calibrated thresholds the decision statistic is also tested on the merged counts of the last ``h``
 windows for each ``h`` of ``DetectionConfig.horizons`` (the drift budget split evenly over them), so a small
