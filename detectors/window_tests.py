@@ -478,7 +478,8 @@ class WindowTests:
                 n_present: int, firing: dict[str, bool] | None) -> dict[str, Any]:
         """One column's verdict from its ``horizons`` (see :meth:`_steps`)."""
         kind = self.config.threshold
-        best = max(horizons, key=lambda x: x["effect"])  # the first (shortest) on ties
+        effects = [x["effect"] for x in horizons]
+        best = horizons[effects.index(max(effects))]  # the first (shortest) on ties
         value, threshold, effect = best["value"], best["threshold"], best["effect"]
         if kind == "dynamic":
             value = horizons[0]["value"]
