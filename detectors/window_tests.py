@@ -166,7 +166,8 @@ class Limits:
 
 
 def calibration_key(profile: ReferenceProfile, config: DetectionConfig) -> str:
-    """What calibrated limits depend on besides the window size, hashed: the profile's digest, the settings
+    """What calibrated limits depend on besides the window size, hashed: the profile (its whole content, as
+    :attr:`~detectors.profile.ReferenceProfile.digest` but without its deep copy), the settings
     that matter (:data:`CALIBRATION_FIELDS`), this code's :data:`CALIBRATION_VERSION` and the versions of
     the libraries whose random streams and special functions it uses.
 
@@ -179,8 +180,8 @@ def calibration_key(profile: ReferenceProfile, config: DetectionConfig) -> str:
     False
     """
     raw = orjson.dumps({"version": CALIBRATION_VERSION, "numpy": np.__version__, "scipy": scipy.__version__,
-                        "profile": profile.digest, "config": config.model_dump(include=set(CALIBRATION_FIELDS))},
-                       option=orjson.OPT_SORT_KEYS)
+                        "profile": hashlib.sha256(orjson.dumps(profile)).hexdigest(),
+                        "config": config.model_dump(include=set(CALIBRATION_FIELDS))}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
