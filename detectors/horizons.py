@@ -14,6 +14,10 @@ calibrated threshold for its number of events).
 [(2, [[3, 3]], 20)]
 >>> WindowHistory.from_state([1, 2, 4], hist.to_state()).merged()[0][1].tolist()
 [[3, 3]]
+>>> for k in range(3, 7):  # windows 0..6: the last 2 are 5 + 6, the last 4 are 3 + 4 + 5 + 6
+...     hist.push(np.full((1, 2), k), np.zeros((0, 1), np.int64), 10)
+>>> [(h, n.tolist(), events) for h, n, _, events in hist.merged()]
+[(2, [[11, 11]], 20), (4, [[18, 18]], 40)]
 """
 
 from __future__ import annotations
