@@ -194,8 +194,12 @@ def known_limits(key: str) -> dict[int, Limits]:
 
 
 def remember_limits(key: str, limits: Mapping[int, Limits]) -> None:
-    """Remember limits computed elsewhere (a persistent cache) for ``key``; the oldest entries go first."""
+    """Remember limits for ``key`` (computed here or read from a persistent cache); the oldest entries go first.
+    Their arrays become read-only: every monitor of the same key shares them."""
     for n, lim in limits.items():
+        for value in vars(lim).values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
         _MEMO[(key, int(n))] = lim
         _MEMO.move_to_end((key, int(n)))
     while len(_MEMO) > MEMO_SIZE:
