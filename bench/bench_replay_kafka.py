@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 
@@ -115,6 +116,7 @@ class ReadOnly:
     parsing in the reader process, hand-over of parsed steps) against the bare read."""
 
     max_message_bytes = 8 << 20
+    counters = SimpleNamespace(labels=0)  # what replay_topic reads of a pipeline's counters
 
     def on_parsed(self, step: object) -> StepOutput:
         return StepOutput()

@@ -5,7 +5,9 @@ all drift statistics (PSI, normed Wasserstein, Jensen-Shannon, KS and chi-square
 statistic with its threshold and verdict, and the data-quality checks (missing rate, values outside the
 column's valid domain, unseen categories, wrong types). Thresholds are static, calibrated (see
 :mod:`detectors.calibration`) or dynamic (River PageHinkley or ADWIN over each column's series of standardised
-window statistics); calibrated limits are computed once per window size and cached.
+window statistics); calibrated limits are computed once per window size and remembered for the process
+(keyed by :func:`calibration_key`, so another monitor of the same profile and settings pays nothing; the shell
+can persist them, see :mod:`stream.backtest.replay_cache`).
 
 With calibrated thresholds the decision statistic is also tested on the merged counts of the last ``h``
 windows for each ``h`` of ``DetectionConfig.horizons`` (the drift budget split evenly over them), so a small
@@ -18,12 +20,16 @@ across columns and statistics).
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
+import scipy
 
 from detectors.calibration import binomial_limit, tail_quantile, two_sample_null
 from detectors.config import DetectionConfig
@@ -37,6 +43,11 @@ PVALUE_STATS = {"ks", "chisquare"}
 SCALE_CONFIDENCE = 0.95  # drift thresholds use this upper bound of the fitted null tail's scale
 SMALL_REFERENCE = 1000  # Evidently: up to this many reference rows, p-value tests; above, distances
 Merged = tuple[int, np.ndarray, np.ndarray, int]  # (windows, numeric counts, categorical counts, events)
+CALIBRATION_VERSION = 1  # bump whenever :meth:`WindowTests._calibrate` gives other limits for the same inputs
+CALIBRATION_FIELDS = frozenset({  # the DetectionConfig fields that calibrated limits depend on
+    "seed", "threshold", "stattest", "false_alarm_rate", "horizon_windows", "horizons", "calibration_resamples",
+    "static_thresholds", "quality_min_delta"})
+MEMO_SIZE = 256  # (key, window size) entries remembered per process
 
 
 def choose_stattest(kind: str, n_ref: int, requested: str = "auto") -> str:
@@ -152,7 +163,57 @@ class Limits:
     num_type: np.ndarray
     cat_unseen: np.ndarray
     kind: str = "calibrated"
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def calibration_key(profile: ReferenceProfile, config: DetectionConfig) -> str:
+    """What calibrated limits depend on besides the window size, hashed: the profile (its whole content, as
+    :attr:`~detectors.profile.ReferenceProfile.digest` but without its deep copy), the settings
+    that matter (:data:`CALIBRATION_FIELDS`), this code's :data:`CALIBRATION_VERSION` and the versions of
+    the libraries whose random streams and special functions it uses.
+
+    >>> from detectors.profile import build_profile
+    >>> import pandas as pd
+    >>> p = build_profile(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), prediction=None)
+    >>> calibration_key(p, DetectionConfig()) == calibration_key(p, DetectionConfig(window=50))
+    True
+    >>> calibration_key(p, DetectionConfig()) == calibration_key(p, DetectionConfig(seed=1))
+    False
+    """
+    raw = orjson.dumps({"version": CALIBRATION_VERSION, "numpy": np.__version__, "scipy": scipy.__version__,
+                        "profile": hashlib.sha256(orjson.dumps(profile)).hexdigest(),
+                        "config": config.model_dump(include=set(CALIBRATION_FIELDS))}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+_MEMO: OrderedDict[tuple[str, int], Limits] = OrderedDict()
+
+
+def known_limits(key: str) -> dict[int, Limits]:
+    """The limits remembered in this process for :func:`calibration_key` ``key``, by window size."""
+    return {n: lim for (k, n), lim in _MEMO.items() if k == key}
+
+
+def remember_limits(key: str, limits: Mapping[int, Limits]) -> None:
+    """Remember limits for ``key`` (computed here or read from a persistent cache); the oldest entries go first.
+    Their arrays become read-only: every monitor of the same key shares them."""
+    for n, lim in limits.items():
+        for value in vars(lim).values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+        _MEMO[(key, int(n))] = lim
+        _MEMO.move_to_end((key, int(n)))
+    while len(_MEMO) > MEMO_SIZE:
+        _MEMO.popitem(last=False)
+
+
+def _groups(stats: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    """``(statistic, rows)`` for each statistic in use, sorted by name."""
+    return [(s, np.array([i for i, x in enumerate(stats) if x == s])) for s in sorted(set(stats))]
+
+
+def forget_limits() -> None:
+    """Forget every remembered limit (benchmarks of the cold start)."""
+    _MEMO.clear()
 
 
 class WindowTests:
@@ -184,6 +245,12 @@ class WindowTests:
         # values: beyond, the reference's own sampling error dominates and a longer horizon adds no power
         self.longest = max((c.count for c in cols), default=0)
         self._limits: dict[int, Limits] = {}
+        self.key = calibration_key(profile, config)
+        self._num_groups = _groups(self.num_stat)
+        self._cat_groups = _groups(self.cat_stat)
+        self._unscored: dict[int, tuple[list[float], list[float]]] = {}
+        self._num_cdf = np.cumsum(self.num.ref, axis=-1)
+        self._num_n_ref = self.num.n_ref.astype(np.float64)
         self.dynamic = DynamicThresholds(config, [c.name for c in cols] if config.threshold == "dynamic" else [])
 
     # thresholds -------------------------------------------------------------------------------------------
@@ -198,7 +265,11 @@ class WindowTests:
         b = self.size_bucket(n)
         lim = self._limits.get(b)
         if lim is None:
-            lim = self._limits[b] = self._calibrate(b)
+            lim = _MEMO.get((self.key, b))
+            if lim is None:
+                lim = self._calibrate(b)
+                remember_limits(self.key, {b: lim})
+            self._limits[b] = lim
         return lim
 
     def _calibrate(self, n: int) -> Limits:
@@ -216,8 +287,7 @@ class WindowTests:
         if len(num):
             ref, counts = two_sample_null(num.ref, present_n(num.n_ref, num.missing_ref), num.n_ref,
                                           cfg.calibration_resamples, rng)
-            for stat in sorted(set(self.num_stat)):
-                rows = np.array([i for i, s in enumerate(self.num_stat) if s == stat])
+            for stat, rows in self._num_groups:
                 scores = _score(stat, numeric_stat(stat, num, counts[rows], rows, ref[rows]))
                 for r, sc in zip(rows, scores, strict=True):
                     num_score[r] = tail_quantile(sc, a_drift, SCALE_CONFIDENCE)
@@ -225,8 +295,7 @@ class WindowTests:
         if len(cat):
             ref, counts = two_sample_null(cat.ref, present_n(cat.n_ref, cat.missing_ref), cat.n_ref,
                                           cfg.calibration_resamples, rng)
-            for stat in sorted(set(self.cat_stat)):
-                rows = np.array([i for i, s in enumerate(self.cat_stat) if s == stat])
+            for stat, rows in self._cat_groups:
                 scores = _score(stat, categorical_stat(stat, cat, counts[rows], rows, ref[rows]))
                 for r, sc in zip(rows, scores, strict=True):
                     cat_score[r] = tail_quantile(sc, a_drift, SCALE_CONFIDENCE)
@@ -264,30 +333,85 @@ class WindowTests:
 
     # evaluation -------------------------------------------------------------------------------------------
     def decision_values(self, num_counts: np.ndarray, cat_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each column's decision statistic on (merged) window counts: numeric, then categorical values."""
+        """Each column's decision statistic on (merged) window counts: numeric, then categorical values.
+
+        The counts may carry an axis of horizons after the column axis (``(columns, horizons, bins)``):
+        the values are then ``(columns, horizons)``, each as the same call on one horizon's counts gives."""
         num, cat = self.num, self.cat
-        nv, cv = np.zeros(len(num)), np.zeros(len(cat))
+        extra = (None,) * (num_counts.ndim - 2)
+        nv = np.zeros(num_counts.shape[:-1])
+        cv = np.zeros(cat_counts.shape[:-1])
         if len(num):
-            pres = num.present(num_counts)
-            for stat in sorted(set(self.num_stat)):
-                rows = np.array([i for i, s in enumerate(self.num_stat) if s == stat])
+            pres = np.where(num.real[(slice(None), *extra)], num_counts, 0)
+            for stat, rows in self._num_groups:
                 nv[rows] = numeric_stat(stat, num, pres[rows], rows)
         if len(cat):
-            pres = cat.present(cat_counts)
-            for stat in sorted(set(self.cat_stat)):
-                rows = np.array([i for i, s in enumerate(self.cat_stat) if s == stat])
+            pres = np.where(cat.real[(slice(None), *extra)], cat_counts, 0)
+            for stat, rows in self._cat_groups:
                 cv[rows] = categorical_stat(stat, cat, pres[rows], rows)
         return nv, cv
 
-    def _horizons(self, longer: Sequence[Merged]) -> list[tuple[int, int, np.ndarray, np.ndarray, Limits]]:
-        """``(windows, events, numeric values, categorical values, limits)`` of each longer horizon."""
-        out = []
-        for h, num_counts, cat_counts, events in longer:
-            if events > self.longest:
-                break  # no column's reference supports it (see :attr:`longest`)
-            nv, cv = self.decision_values(num_counts, cat_counts)
-            out.append((h, events, nv, cv, self.limits(events)))
+    def _horizons(self, longer: Sequence[Merged]) -> tuple[list[int], list[int], np.ndarray, np.ndarray,
+                                                             list[Limits]]:
+        """``(windows, events, numeric values, categorical values, limits)`` of the longer horizons that some
+        column's reference supports (see :attr:`longest`); values are ``(columns, horizons)``."""
+        tested = [m for m in longer if m[3] <= self.longest]
+        if not tested:
+            return [], [], np.zeros((len(self.num), 0)), np.zeros((len(self.cat), 0)), []
+        nv, cv = self.decision_values(np.stack([m[1] for m in tested], axis=1),
+                                      np.stack([m[2] for m in tested], axis=1))
+        return ([m[0] for m in tested], [m[3] for m in tested], nv, cv, [self.limits(m[3]) for m in tested])
+
+    def _thresholds(self, lim: Limits) -> tuple[list[float], list[float]]:
+        """The limits' decision thresholds on the statistics' own scales (numeric, categorical), once per size."""
+        key = id(lim)
+        thr = self._unscored.get(key)
+        if thr is None:
+            thr = self._unscored[key] = (
+                [_unscore(s, t) for s, t in zip(self.num_stat, lim.num_score.tolist(), strict=True)],
+                [_unscore(s, t) for s, t in zip(self.cat_stat, lim.cat_score.tolist(), strict=True)])
+        return thr
+
+    def _effects(self, groups: list[tuple[str, np.ndarray]], values: np.ndarray, thresholds: np.ndarray
+                 ) -> np.ndarray:
+        """:func:`effect_size` of every column (rows) at every horizon (columns of ``values``)."""
+        out = np.zeros(values.shape)
+        ok = (thresholds > 0) & np.isfinite(thresholds)
+        for stat, rows in groups:
+            score = np.maximum(_score(stat, values[rows]), 0.0)
+            thr = np.where(ok[rows], thresholds[rows], 1.0)
+            e = np.sqrt(score / thr) if stat in SQUARED_STATS else score / thr
+            out[rows] = np.where(ok[rows], e, 0.0)
         return out
+
+    def _steps(self, cols: Sequence[NumericColumn | CategoricalColumn], stats: list[str], value: np.ndarray,
+               limits: list[Limits], numeric: bool, hz: tuple) -> list[list[dict[str, Any]]]:
+        """Each column's horizons: ``windows``, ``events``, ``value``, ``threshold`` and ``effect`` per horizon
+        it is tested at (the window itself first)."""
+        windows, events, nv, cv, _ = hz
+        values = np.concatenate([value[:, None], nv if numeric else cv], axis=1)
+        scores = np.stack([lim.num_score if numeric else lim.cat_score for lim in limits], axis=1)
+        effects = self._effects(self._num_groups if numeric else self._cat_groups, values, scores).tolist()
+        thresholds = [self._thresholds(lim)[0 if numeric else 1] for lim in limits]
+        values_l = values.tolist()
+        out = []
+        for j, c in enumerate(cols):
+            v, e = values_l[j], effects[j]
+            out.append([{"windows": h, "events": n, "value": v[i], "threshold": thresholds[i][j], "effect": e[i]}
+                        for i, (h, n) in enumerate(zip(windows, events, strict=True)) if i == 0 or n <= c.count])
+        return out
+
+    def _numeric_stats(self, pres: np.ndarray, npres: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Wasserstein, KS distance and p-value, PSI and Jensen-Shannon of every numeric column, with the shared
+        steps done once (each value is what :func:`numeric_stat` gives)."""
+        num = self.num
+        q = pres / np.maximum(npres[:, None], 1)
+        diff = np.abs(np.cumsum(q, axis=-1) - self._num_cdf)
+        w = np.sum(diff * num.weights, axis=-1) / num.norm
+        d = np.max(diff, axis=-1)
+        pv = ks_pvalue(d, npres, self._num_n_ref)
+        coarse = np.einsum("...b,...bg->...g", pres, num.groups)
+        return w, d, pv, psi(num.ref_coarse, coarse), jensenshannon(num.ref_coarse, coarse)
 
     def evaluate(self, num_counts: np.ndarray, num_type: np.ndarray, num_domain: np.ndarray,
                  cat_counts: np.ndarray, n: int, firing: dict[str, bool] | None = None,
@@ -298,38 +422,36 @@ class WindowTests:
         ``h > 1`` already reached. ``firing`` (column -> currently firing) is only needed by dynamic thresholds.
         """
         lim = self.limits(n)
-        hz = self._horizons(longer) if self.config.threshold == "calibrated" else []
+        windows, events, hnv, hcv, hlim = (
+            self._horizons(longer) if self.config.threshold == "calibrated" else self._horizons(()))
+        hz = ([1, *windows], [n, *events], hnv, hcv, None)
+        limits = [lim, *hlim]
         out: dict[str, dict[str, Any]] = {}
         num, cat = self.num, self.cat
         if len(num):
             pres = num.present(num_counts)
             npres = pres.sum(axis=-1)
-            w = numeric_stat("wasserstein", num, pres)
-            pv = numeric_stat("ks", num, pres)
-            d = ks(num.ref, pres)
-            ps = numeric_stat("psi", num, pres)
-            js = numeric_stat("jensenshannon", num, pres)
-            values = {"wasserstein": w, "ks": pv, "psi": ps, "jensenshannon": js,
-                      "chisquare": None}
+            w, d, pv, ps, js = self._numeric_stats(pres, npres)
+            values = {"wasserstein": w, "ks": pv, "psi": ps, "jensenshannon": js}
+            value = np.zeros(len(num))
+            for stat, rows in self._num_groups:
+                value[rows] = (values[stat] if stat in values else numeric_stat(stat, num, pres))[rows]
             miss = num.missing(num_counts) / max(n, 1)
             oor = num.out_of_range(pres) / np.maximum(npres, 1)
             dom = num_domain / np.maximum(npres, 1)
             typ = num_type / max(n, 1)
-            for j, c in enumerate(self.num_cols):
-                stat = self.num_stat[j]
-                v = values[stat]
-                value = float((v if v is not None else numeric_stat(stat, num, pres))[j])
-                stats = {"wasserstein": float(w[j]), "ks": float(d[j]), "ks_pvalue": float(pv[j]),
-                         "psi": float(ps[j]), "jensenshannon": float(js[j]), "missing_rate": float(miss[j]),
-                         "out_of_range_rate": float(oor[j]), "domain_rate": float(dom[j]),
-                         "type_error_rate": float(typ[j]), "events": int(npres[j])}
-                checks = [("missing_rate", float(miss[j]), float(lim.num_missing[j])),
-                          ("domain_rate", float(dom[j]), float(lim.num_domain[j])),
-                          ("type_error_rate", float(typ[j]), float(lim.num_type[j]))]
-                steps = [(1, n, value, float(lim.num_score[j]))] + [
-                    (h, e, float(nv[j]), float(lh.num_score[j])) for h, e, nv, _, lh in hz if e <= c.count]
-                out[c.name] = self._result(c, stat, steps, (float(lim.num_null_mean[j]), float(lim.num_null_sd[j])),
-                                           stats, checks, int(npres[j]), firing)
+            steps = self._steps(self.num_cols, self.num_stat, value, limits, True, hz)
+            cols = zip(w.tolist(), d.tolist(), pv.tolist(), ps.tolist(), js.tolist(), miss.tolist(), oor.tolist(),
+                       dom.tolist(), typ.tolist(), npres.tolist(), lim.num_missing.tolist(),
+                       lim.num_domain.tolist(), lim.num_type.tolist(), lim.num_null_mean.tolist(),
+                       lim.num_null_sd.tolist(), strict=True)
+            for j, (w_j, d_j, pv_j, ps_j, js_j, m_j, o_j, dom_j, t_j, np_j, lm, ld, lt, mu, sd) in enumerate(cols):
+                c = self.num_cols[j]
+                stats = {"wasserstein": w_j, "ks": d_j, "ks_pvalue": pv_j, "psi": ps_j, "jensenshannon": js_j,
+                         "missing_rate": m_j, "out_of_range_rate": o_j, "domain_rate": dom_j,
+                         "type_error_rate": t_j, "events": np_j}
+                checks = [("missing_rate", m_j, lm), ("domain_rate", dom_j, ld), ("type_error_rate", t_j, lt)]
+                out[c.name] = self._result(c, self.num_stat[j], steps[j], (mu, sd), stats, checks, np_j, firing)
         if len(cat):
             pres = cat.present(cat_counts)
             npres = pres.sum(axis=-1)
@@ -337,34 +459,32 @@ class WindowTests:
             js = categorical_stat("jensenshannon", cat, pres)
             pv = categorical_stat("chisquare", cat, pres)
             values = {"psi": ps, "jensenshannon": js, "chisquare": pv}
+            value = np.zeros(len(cat))
+            for stat, rows in self._cat_groups:
+                value[rows] = values[stat][rows]
             miss = cat.missing(cat_counts) / max(n, 1)
             uns = cat.unseen(pres) / np.maximum(npres, 1)
-            for j, c in enumerate(self.cat_cols):
-                stat = self.cat_stat[j]
-                value = float(values[stat][j])
-                stats = {"psi": float(ps[j]), "jensenshannon": float(js[j]), "chisquare_pvalue": float(pv[j]),
-                         "missing_rate": float(miss[j]), "unseen_rate": float(uns[j]), "events": int(npres[j])}
-                checks = [("missing_rate", float(miss[j]), float(lim.cat_missing[j]))]
-                if not cat.truncated[j]:
-                    checks.append(("unseen_rate", float(uns[j]), float(lim.cat_unseen[j])))
-                steps = [(1, n, value, float(lim.cat_score[j]))] + [
-                    (h, e, float(cv[j]), float(lh.cat_score[j])) for h, e, _, cv, lh in hz if e <= c.count]
-                out[c.name] = self._result(c, stat, steps, (float(lim.cat_null_mean[j]), float(lim.cat_null_sd[j])),
-                                           stats, checks, int(npres[j]), firing)
+            steps = self._steps(self.cat_cols, self.cat_stat, value, limits, False, hz)
+            cols = zip(ps.tolist(), js.tolist(), pv.tolist(), miss.tolist(), uns.tolist(), npres.tolist(),
+                       lim.cat_missing.tolist(), lim.cat_unseen.tolist(), lim.cat_null_mean.tolist(),
+                       lim.cat_null_sd.tolist(), self.cat.truncated.tolist(), strict=True)
+            for j, (ps_j, js_j, pv_j, m_j, u_j, np_j, lm, lu, mu, sd, truncated) in enumerate(cols):
+                c = self.cat_cols[j]
+                stats = {"psi": ps_j, "jensenshannon": js_j, "chisquare_pvalue": pv_j, "missing_rate": m_j,
+                         "unseen_rate": u_j, "events": np_j}
+                checks = [("missing_rate", m_j, lm)]
+                if not truncated:
+                    checks.append(("unseen_rate", u_j, lu))
+                out[c.name] = self._result(c, self.cat_stat[j], steps[j], (mu, sd), stats, checks, np_j, firing)
         return [out[name] for name in self.profile.monitored]
 
-    def _result(self, col: NumericColumn | CategoricalColumn, stat: str,
-                steps: list[tuple[int, int, float, float]], null: tuple[float, float], stats: dict[str, Any],
-                checks: list[tuple[str, float, float]], n_present: int,
-                firing: dict[str, bool] | None) -> dict[str, Any]:
-        """One column's verdict; ``steps`` holds ``(windows, events, value, score threshold)`` per horizon."""
+    def _result(self, col: NumericColumn | CategoricalColumn, stat: str, horizons: list[dict[str, Any]],
+                null: tuple[float, float], stats: dict[str, Any], checks: list[tuple[str, float, float]],
+                n_present: int, firing: dict[str, bool] | None) -> dict[str, Any]:
+        """One column's verdict from its ``horizons`` (see :meth:`_steps`)."""
         kind = self.config.threshold
-        horizons = []
-        for h, events, value, score_thr in steps:
-            e = effect_size(stat, float(_score(stat, np.array(value))[()]), score_thr)
-            horizons.append({"windows": h, "events": events, "value": value,
-                             "threshold": _unscore(stat, score_thr), "effect": e})
-        best = max(horizons, key=lambda x: x["effect"])  # the first (shortest) on ties
+        effects = [x["effect"] for x in horizons]
+        best = horizons[effects.index(max(effects))]  # the first (shortest) on ties
         value, threshold, effect = best["value"], best["threshold"], best["effect"]
         if kind == "dynamic":
             value = horizons[0]["value"]

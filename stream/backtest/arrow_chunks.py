@@ -1,7 +1,8 @@
 """Parquet chunks as numpy columns straight from Arrow (no pandas frame per chunk), read one chunk ahead.
 
-A replay of a parquet file reads record batches in a background thread (Arrow decodes without the GIL, so
-reading overlaps the detection work on the second core) and turns each column into what the core expects:
+A replay of a parquet file reads record batches in a background thread (Arrow decodes and casts without the GIL,
+so reading and converting overlap the detection work on the second core) and turns each column into what the
+core expects:
 float64 with NaN for numbers, objects with ``None`` for strings (one Python object per dictionary entry, not
 per value). The values are the same as through pandas (:func:`stream.backtest.event_columns.column_values`):
 other types (booleans with nulls, dates, non-UTC timestamps) and object views go through pandas.
@@ -48,6 +49,16 @@ class ArrowChunk:
             v = _core_values(self.batch.column(name))
             self._values[name] = v = column_values(self.series(name)) if v is None else v
         return v
+
+    def prefetch(self, max_dictionary: int = 1024) -> ArrowChunk:
+        """Convert the columns with a fast path now (numbers; strings with at most ``max_dictionary``
+        distinct values): the reader thread does it, mostly without the GIL, while the replay detects."""
+        for name, col in zip(self.columns, self.batch.columns, strict=True):
+            if not pa.types.is_dictionary(col.type) or len(col.dictionary) <= max_dictionary:
+                v = _core_values(col)
+                if v is not None:
+                    self._values[name] = v
+        return self
 
     def series(self, name: str) -> pd.Series:
         """The column through pandas, for the conversions the fast paths leave to it."""
@@ -117,7 +128,7 @@ def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int 
     def read() -> None:
         try:
             for rb in pf.iter_batches(batch_size=chunk_rows):
-                if not put(rb):
+                if not put(ArrowChunk(rb).prefetch()):
                     return
             put(_DONE)
         except BaseException as err:  # handed to the consumer, raised there
@@ -134,7 +145,7 @@ def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int 
                 raise _table_error(path, item) from None
             if isinstance(item, BaseException):
                 raise item
-            yield ArrowChunk(item)
+            yield item
     finally:
         stop.set()
         reader.join()

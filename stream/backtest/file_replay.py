@@ -29,6 +29,7 @@ from detectors.batch import EventBatch, OutcomeBatch, as_column
 from detectors.config import DetectionConfig
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile, build_profile
+from detectors.window_tests import calibration_key
 from stream.backtest.arrow_chunks import ArrowChunk, iter_arrow_chunks
 from stream.backtest.event_columns import (
     DEFAULT_ROLES,
@@ -39,6 +40,7 @@ from stream.backtest.event_columns import (
     event_times,
     resolve_roles,
 )
+from stream.backtest.replay_cache import CalibrationCache, ProfileCache, sha256_file
 from stream.backtest.table_files import iter_table, read_table, table_format
 
 __all__ = ["ReplayError", "ReplayOptions", "ReplayResult", "replay_file", "replay_frames", "write_alerts"]
@@ -74,6 +76,28 @@ def _profile_for(reference: pd.DataFrame | ReferenceProfile, roles: Roles, opts:
                              task=opts.task, categorical=opts.categorical, features=roles.features, name=name)
     except ValueError as err:
         raise ReplayError(f"cannot profile the reference: {err}") from None
+
+
+@dataclass(frozen=True)
+class ReferenceFile:
+    """A reference table not read yet: its profile may be cached (:class:`ProfileCache`)."""
+
+    path: Path
+
+    def profile(self, roles: Roles, opts: ReplayOptions, name: str | None) -> ReferenceProfile:
+        cache = ProfileCache.default()
+        try:
+            digest = sha256_file(self.path)
+        except OSError:  # read_table says what is wrong, as without a cache
+            return _profile_for(read_table(self.path), roles, opts, name)
+        key = cache.key(digest, {
+            "features": roles.features, "scores": roles.scores, "prediction": roles.prediction,
+            "label": roles.label, "task": opts.task, "categorical": opts.categorical, "name": name})
+        profile = cache.load(key)
+        if profile is None:
+            profile = _profile_for(read_table(self.path), roles, opts, name)
+            cache.save(key, profile)
+        return profile
 
 
 class Replayer:
@@ -245,7 +269,7 @@ def _single_model(chunk: pd.DataFrame | ArrowChunk) -> str | None:
 
 
 def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
-                  reference: pd.DataFrame | ReferenceProfile, options: ReplayOptions | None = None, *,
+                  reference: pd.DataFrame | ReferenceProfile | ReferenceFile, options: ReplayOptions | None = None, *,
                   model_default: str = "model", reference_name: str | None = None) -> ReplayResult:
     """Replay an events table (a DataFrame or an iterable of chunks) against a reference table or profile.
 
@@ -261,14 +285,19 @@ def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
         raise ReplayError("the events table is empty")
     roles = resolve_roles([str(c) for c in first.columns], opts)
     model = opts.model if opts.model is not None else _single_model(first) or model_default
-    profile = _profile_for(reference, roles, opts, reference_name)
+    profile = (reference.profile(roles, opts, reference_name) if isinstance(reference, ReferenceFile)
+               else _profile_for(reference, roles, opts, reference_name))
+    cache = CalibrationCache.default()
+    cache.load(calibration_key(profile, cfg), profile)
     monitor = ModelMonitor(profile, cfg, model=model, model_version=opts.model_version)
     rep = Replayer(monitor, roles, opts)
     t0 = time.perf_counter()
     rep.feed(first)
     for chunk in it:
         rep.feed(chunk)
-    return rep.finish(time.perf_counter() - t0)
+    result = rep.finish(time.perf_counter() - t0)
+    cache.save(monitor.tests.key)
+    return result
 
 
 def replay_file(events_path: str | os.PathLike[str], reference_path: str | os.PathLike[str] | ReferenceProfile,
@@ -276,10 +305,10 @@ def replay_file(events_path: str | os.PathLike[str], reference_path: str | os.Pa
     """Replay the events file against the reference file (.parquet, .csv, .jsonl) or a built profile."""
     opts = options or ReplayOptions()
     if isinstance(reference_path, ReferenceProfile):
-        reference: pd.DataFrame | ReferenceProfile = reference_path
+        reference: ReferenceProfile | ReferenceFile = reference_path
         ref_name = reference_path.name
     else:
-        reference = read_table(reference_path)
+        reference = ReferenceFile(Path(reference_path))
         ref_name = Path(reference_path).name
     chunks = (iter_arrow_chunks(events_path, opts.chunk_rows) if table_format(events_path) == "parquet"
               else iter_table(events_path, opts.chunk_rows))

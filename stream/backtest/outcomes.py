@@ -9,7 +9,6 @@ against (``references``) for the monitoring run.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from detectors.scoring import BacktestScore, ChangePoint, EventClock, score
+from stream.backtest.replay_cache import sha256_file
 from stream.backtest.rule_sets import (
     BacktestError,
     compare_settings,
@@ -95,11 +95,7 @@ class Outcome:
 
 def file_digest(path: Path) -> str:
     """``sha256:<hex>`` of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return f"sha256:{h.hexdigest()}"
+    return f"sha256:{sha256_file(path)}"
 
 
 def score_outcome(o: Outcome, changes: list[ChangePoint]) -> BacktestScore:
