@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# The replay cache (calibrated limits, reference profiles) of the test session, never the user's: one directory
+# shared by the session's processes (the worker and CLI subprocesses inherit it), gone with the machine's /tmp.
+os.environ["GLASSBOX_CACHE_DIR"] = tempfile.mkdtemp(prefix="glassbox-test-cache-")
 
 
 @pytest.fixture(scope="session")
