@@ -93,39 +93,50 @@ class EstimationMonitor:
 
     # windows ----------------------------------------------------------------------------------------------
     def columns(self, batches: list[EventBatch]) -> tuple[np.ndarray, np.ndarray] | None:
-        """Predicted class codes and score rows of ``batches`` (concatenated), or None without scores."""
-        cols = self.cal.score_columns
+        """Per row of ``batches`` (concatenated), what :meth:`add` counts, computed once per batch: the cell
+        (predicted class, primary score bin; -1 without a known class or a finite score) and, multiclass only,
+        the calibrated probabilities next to each class score's bin (rows x 2k; empty for binary). None
+        without scores."""
+        cal = self.cal
+        cols = cal.score_columns
         if not any(b.scores and cols[0] in b.scores for b in batches):
             return None
         parts = [np.column_stack([b.scores[c] if b.scores and c in b.scores else np.full(len(b), np.nan)
                                   for c in cols]) for b in batches]
         pred = np.concatenate([b.prediction for b in batches]) if len(batches) > 1 else batches[0].prediction
         codes, _ = self.index.lookup(pred)
-        return codes, np.concatenate(parts) if len(parts) > 1 else parts[0]
+        s = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        ok = (codes >= 0) & (np.isfinite(s[:, 0]) if s.shape[1] == 1 else np.isfinite(s).all(axis=1))
+        s = np.where(ok[:, None], s, 0.0)
+        bins = cal.bins(s)
+        cells = np.where(ok, codes * cal.n_primary + cal.primary_bins(s, np.maximum(codes, 0), bins), -1)
+        if cal.binary:
+            return cells, np.empty((0, 0))
+        return cells, np.column_stack([cal.probabilities(s, bins), *bins])
 
     def add(self, cols: tuple[np.ndarray, np.ndarray] | None, a: int, b: int) -> None:
         """Add rows ``a:b`` of :meth:`columns` to the open window."""
         if cols is None:
             return
-        pred, s = cols[0][a:b], cols[1][a:b]
-        ok = (pred >= 0) & (np.isfinite(s[:, 0]) if s.shape[1] == 1 else np.isfinite(s).all(axis=1))
-        if not ok.all():
-            pred, s = pred[ok], s[ok]
-        if not len(pred):
+        cells, extra = cols[0][a:b], cols[1][a:b]
+        if (cells < 0).any():
+            ok = cells >= 0
+            cells, extra = cells[ok], extra[ok]
+        if not len(cells):
             return
         cal = self.cal
-        bins = cal.bins(s)
         k = cal.k
         if cal.binary:  # P(positive) depends on the bin only: integer counts per cell suffice
-            self.cells += np.bincount(pred * cal.n_primary + bins[0], minlength=2 * cal.n_primary)
+            self.cells += np.bincount(cells, minlength=2 * cal.n_primary)
         else:
-            q = cal.probabilities(s, bins)
+            q, bins = extra[:, :k], extra[:, k:].astype(np.int64)
+            pred = cells // cal.n_primary
             self.conf += np.stack([np.bincount(pred, weights=q[:, c], minlength=k) for c in range(k)], axis=1)
             for c in range(k):
-                e = np.bincount(bins[c], weights=q[:, c], minlength=cal.n_primary)
+                e = np.bincount(bins[:, c], weights=q[:, c], minlength=cal.n_primary)
                 self.hist[c, :, 0] += e
-                self.hist[c, :, 1] += np.bincount(bins[c], minlength=cal.n_primary) - e
-        self.scored += len(pred)
+                self.hist[c, :, 1] += np.bincount(bins[:, c], minlength=cal.n_primary) - e
+        self.scored += len(cells)
 
     def _binary_sums(self) -> None:
         """Expected confusion and positives/negatives per bin of the window's cell counts."""
