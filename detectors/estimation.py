@@ -286,14 +286,22 @@ class EstimationMonitor:
         okb = ok & (b >= 0)
         hist = np.bincount((w[okb] * nb + b[okb]) * 2 + (lab[okb] != self.cal.positive),
                            minlength=nw * nb * 2).reshape(nw, nb, 2) if okb.any() else None
-        for i in np.flatnonzero(labelled).tolist():
+        hit = np.flatnonzero(labelled).tolist()
+        for i in hit:
             t = self._tracked[i]
             t["labelled"] += int(labelled[i])
             t["conf"] += conf[i]
             if hist is not None:
                 t["hist"] += hist[i]
-            if not t["done"] and t["labelled"] >= t["rec"]["events"]:
+        # events sharing the boundary timestamp of two windows are counted into the earlier one: its surplus
+        # is carried to the next, so both are complete when their labels are all in
+        carry = 0
+        for i in range(nw):
+            t = self._tracked[i]
+            have = t["labelled"] + carry
+            if not t["done"] and have >= t["rec"]["events"]:
                 self._realize(t)
+            carry = max(0, have - t["rec"]["events"])
 
     def _realize(self, t: dict[str, Any]) -> None:
         t["done"] = True
