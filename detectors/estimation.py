@@ -214,7 +214,7 @@ class EstimationMonitor:
             if status is not None:
                 out.append(self._alert(m, status, v, lim, window, src, n))
         rec = {"kind": "estimation", **window, "scored": n, "tested": tested, "estimated": est,
-               "band": {m: {"lo": lo, "hi": hi} for m, (lo, hi, _) in band.items()},
+               "band": {m: {"lo": lo, "hi": hi} for m, (lo, hi, _) in band.items() if m in self.hyst},
                "interval": {m: {"lo": est[m] - 3 * se, "hi": est[m] + 3 * se} for m, (_, _, se) in band.items()
                             if est.get(m) is not None}}
         self.records.append(rec)
