@@ -46,6 +46,7 @@ from detectors.calibration import normal_quantile, tail_quantile
 from detectors.config import DetectionConfig
 from detectors.encoding import CategoryIndex
 from detectors.estimation_fit import METRICS, Calibration, metrics
+from detectors.estimation_regression import RegressionEstimationMonitor
 from detectors.hysteresis import Hysteresis
 from detectors.profile import ReferenceProfile
 
@@ -77,11 +78,15 @@ class EstimationMonitor:
         self._reset()
 
     @classmethod
-    def create(cls, profile: ReferenceProfile, config: DetectionConfig, alpha: float) -> EstimationMonitor | None:
-        """The monitor, or None (regression, no scores or labels in the reference, or no metric configured)."""
+    def create(cls, profile: ReferenceProfile, config: DetectionConfig,
+               alpha: float) -> EstimationMonitor | RegressionEstimationMonitor | None:
+        """The monitor (regression: :class:`RegressionEstimationMonitor`, the estimated MAE), or None (no
+        labels in the reference, no scores for a classifier, or ``estimation_metrics`` empty)."""
         fit = getattr(profile, "estimation", None)
-        if not fit or profile.task == "regression" or not config.estimation_metrics:
+        if not fit or not config.estimation_metrics:
             return None
+        if profile.task == "regression":
+            return RegressionEstimationMonitor(profile, config, alpha) if fit.get("kind") == "regression" else None
         return cls(profile, config, alpha)
 
     def _reset(self) -> None:
