@@ -1,8 +1,10 @@
 """Benchmark of estimated performance (CBPE): glassbox's streaming estimate against NannyML's CBPE algorithm.
 
-NannyML itself is not installed: ``uv add --group bench nannyml`` resolves, but only by downgrading the
-project's python-dateutil (4.0 -> 2.9) and adding LightGBM, XGBoost, FLAML and cloud SDKs, and nannyml 0.13.1
-requires Python < 3.13 while the project supports 3.13. The baseline is therefore an offline
+NannyML itself is not installed. Checked 2026-12-02 (``uv pip install --dry-run nannyml`` in a throwaway
+Python 3.11 venv): nannyml 0.13.1 resolves alone (92 packages, with pandas 3.0.6 too), but every nannyml release
+requires ``python-dateutil<3`` while the project's lock has 4.0.0 (through pandas, matplotlib, croniter; none
+needs 4.x, so ``uv add --group bench nannyml`` would downgrade it to 2.9), and it brings LightGBM, XGBoost,
+s3fs and Segment's analytics client: a dependency the project does not add for a benchmark. The baseline is therefore an offline
 reimplementation of NannyML's CBPE as documented: scikit-learn's ``IsotonicRegression`` fitted on the raw
 reference scores, chunks of the window size, expected accuracy per chunk, and NannyML's default thresholds
 (mean +- 3 standard deviations of the reference chunks' estimates).
