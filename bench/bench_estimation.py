@@ -6,8 +6,8 @@ requires ``python-dateutil<3`` while the project's lock has 4.0.0 (through panda
 needs 4.x, so ``uv add --group bench nannyml`` would downgrade it to 2.9), and it brings LightGBM, XGBoost,
 s3fs and Segment's analytics client: a dependency the project does not add for a benchmark. The baseline is
 therefore an offline reimplementation of NannyML's CBPE as documented: scikit-learn's ``IsotonicRegression``
-fitted on the raw reference scores, chunks of the window size, expected accuracy per chunk, and NannyML's default thresholds
-(mean +- 3 standard deviations of the reference chunks' estimates).
+fitted on the raw reference scores, chunks of the window size, expected accuracy per chunk, and NannyML's
+default thresholds (mean +- 3 standard deviations of the reference chunks' estimates).
 
 Streams (logistic model on ``x1``, scores calibrated; reference 5,000 rows, streams of 20,000 events, change at
 10,000, windows of 1,000):
