@@ -86,3 +86,20 @@ def test_estimate_meets_realized_mae() -> None:
     assert not real[-1]["gap"]["condition"]  # the calibration holds (no concept drift)
     state = json.loads(json.dumps(mon.to_state()))  # JSON-ready, and restored exactly
     assert ModelMonitor.from_state(mon.profile, mon.config, "m", None, state).to_state() == state
+
+
+def test_regression_replay_without_labels_estimates_and_the_timeline_marks_the_rise() -> None:
+    from stream.backtest.event_columns import ReplayOptions
+    from stream.backtest.file_replay import replay_frames
+    from stream.backtest.timeline import ESTIMATED, build_timeline
+
+    rng = np.random.default_rng(4)
+    ref = _frame(rng.normal(size=(5000, 3)), rng)
+    x = rng.normal(size=(12_000, 3))
+    x[6000:, 1] += 0.6
+    cur = _frame(x, rng).drop(columns=["label"])
+    res = replay_frames(cur, ref, ReplayOptions(task="regression"))
+    est = [(a["status"], a["direction"], a["feature"]) for a in res.alerts if a["monitor"] == "estimated_performance"]
+    assert est == [("firing", "degradation", "mae")]
+    panel = next(p for p in build_timeline(res.windows, res.alerts).panels if p.name == ESTIMATED)
+    assert panel.drift == [False] * 6 + [True] * 6  # above the band's top after the shift
