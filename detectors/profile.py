@@ -26,7 +26,7 @@ import orjson
 import pandas as pd
 
 from detectors.estimation_fit import fit_estimation
-from detectors.estimation_regression import fit_error_model
+from detectors.estimation_regression_fit import fit_error_model
 from detectors.performance_metrics import classification_metrics, regression_metrics
 from detectors.values import canon_series, is_categorical_dtype, numeric_values
 
