@@ -28,6 +28,7 @@ import pandas as pd
 LEAVES = 32  # leaves of the error tree
 MIN_LEAF_SHARE = 0.02  # each leaf holds at least this share of the reference rows
 MIN_ROWS = 500  # labelled reference rows needed to fit
+FIT_ROWS = 10_000  # rows the tree is grown on (a seeded sample: 0.1 s here, 0.5 s on 20,000 rows x 21 columns)
 
 
 def fit_error_model(df: pd.DataFrame, *, features: list[str], prediction: str, label: str) -> dict[str, Any]:
@@ -46,8 +47,9 @@ def fit_error_model(df: pd.DataFrame, *, features: list[str], prediction: str, l
     fill = np.nanmedian(x, axis=0)
     fill = np.where(np.isfinite(fill), fill, 0.0)
     x = np.where(np.isnan(x), fill, x)
-    tree = DecisionTreeRegressor(max_leaf_nodes=LEAVES, min_samples_leaf=max(20, int(MIN_LEAF_SHARE * len(err))),
-                                 random_state=0).fit(x, err).tree_
+    fit_rows = np.random.default_rng(0).permutation(len(err))[:FIT_ROWS]  # the leaves' statistics use every row
+    tree = DecisionTreeRegressor(max_leaf_nodes=LEAVES, min_samples_leaf=max(20, int(MIN_LEAF_SHARE * len(fit_rows))),
+                                 random_state=0).fit(x[fit_rows], err[fit_rows]).tree_
     is_leaf = tree.children_left < 0
     leaf_of_node = np.cumsum(is_leaf) - 1  # nodes -> leaf numbers
     leaf = leaf_of_node[tree.apply(x.astype(np.float32))]
