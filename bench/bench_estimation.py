@@ -162,6 +162,61 @@ def replay_overhead(rows: int, repeats: int, task: str = "binary") -> tuple[dict
     return {on: (min(wall[on]), min(cpu[on])) for on in (True, False)}, pairs[len(pairs) // 2]
 
 
+class _Registry:
+    """The one monitored model, as the pipeline's MonitorRegistry hands it out."""
+
+    discovery = False
+
+    def __init__(self, monitor: ModelMonitor):
+        self.monitor = monitor
+
+    def accepts(self, model: str) -> bool:
+        return model == "m"
+
+    def get(self, model: str, model_version: str | None = None) -> ModelMonitor:
+        return self.monitor
+
+
+def worker_overhead(rows: int, repeats: int, per_message: int = 500,
+                    step: int = 4) -> tuple[dict[bool, float], float]:
+    """The worker's own step (``stream.pipeline.Pipeline``: parse, dedup, label join, monitor; no Kafka, no
+    Faust) on batched prediction messages with scores, each followed by the labels of the message before it:
+    best CPU seconds with estimation on (True) and off (False), interleaved, and the median paired ratio."""
+    import orjson
+
+    from stream.pipeline.pipeline import Pipeline, RawMessage
+
+    ref, events = synth.frame(20_000, seed=1), synth.frame(rows, seed=2)
+    prof = build_profile(ref, label="label", scores=["score"])
+    feats = [c for c in events.columns if c not in ("prediction", "label", "score")]
+    preds, labels = [], []
+    for i, lo in enumerate(range(0, rows, per_message)):
+        part = events.iloc[lo:lo + per_message]
+        ids = [f"p{lo + j}" for j in range(len(part))]
+        ts = [1_767_225_600_000 + lo + j for j in range(len(part))]
+        preds.append(RawMessage("glassbox.predictions", 0, i, orjson.dumps({
+            "schema": "glassbox.prediction-batch/v1", "model": "m", "prediction_id": ids, "timestamp": ts,
+            "features": {f: part[f].tolist() for f in feats}, "prediction": part["prediction"].tolist(),
+            "scores": {"score": part["score"].tolist()}})))
+        labels.append(RawMessage("glassbox.labels", 0, i, orjson.dumps({
+            "schema": "glassbox.label-batch/v1", "model": "m", "prediction_id": ids, "timestamp": ts,
+            "label": part["label"].tolist()})))
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(repeats):
+        for on in (True, False) if i % 2 else (False, True):
+            cfg = DetectionConfig(window=WINDOW, estimation_metrics=["accuracy"] if on else [])
+            pipe = Pipeline(_Registry(ModelMonitor(prof, cfg, model="m")), label_ttl_ms=3_600_000_000,
+                            max_message_bytes=16 * 1024 * 1024)
+            c0 = time.process_time()
+            for lo in range(0, len(preds), step):
+                pipe.on_predictions(preds[lo:lo + step])
+                if lo:
+                    pipe.on_labels(labels[lo - step:lo])
+            cpu[on].append(time.process_time() - c0)
+    pairs = sorted(a / b for a, b in zip(cpu[True], cpu[False], strict=True))
+    return {on: min(v) for on, v in cpu.items()}, pairs[len(pairs) // 2]
+
+
 def estimation_share(rows: int, repeats: int) -> tuple[float, float]:
     """(seconds inside the estimation monitor, seconds of the whole replay), best of ``repeats``: the share is
     measured within one run, so load from other processes inflates both alike."""
@@ -288,6 +343,10 @@ def main() -> None:
     print(f"regression replay (synth.regression_frame, 10 numeric features): estimation on {t[True][1]:.2f} s CPU, "
           f"off {t[False][1]:.2f} s; overhead {100 * (t[True][1] / t[False][1] - 1):+.1f}% (best of "
           f"{args.repeats}), median paired {100 * (median - 1):+.1f}% (load average {os.getloadavg()[0]:.2f})")
+    w, median = worker_overhead(args.rows, args.repeats)
+    print(f"worker step (Pipeline on 500-event batch messages with scores, then their labels; no Kafka/Faust): "
+          f"estimation on {w[True]:.2f} s CPU, off {w[False]:.2f} s; overhead {100 * (w[True] / w[False] - 1):+.1f}% "
+          f"(best of {args.repeats}), median paired {100 * (median - 1):+.1f}% (load average {os.getloadavg()[0]:.2f})")
     est, total = estimation_share(args.rows, args.repeats)
     print(f"time inside the estimation monitor during that replay: {est:.3f} of {total:.2f} CPU s "
           f"({100 * est / (total - est):.1f}% added to the rest; same run, lowest of {args.repeats})")
