@@ -217,10 +217,10 @@ def worker_overhead(rows: int, repeats: int, per_message: int = 500,
     return {on: min(v) for on, v in cpu.items()}, pairs[len(pairs) // 2]
 
 
-def estimation_share(rows: int, repeats: int) -> tuple[float, float]:
+def estimation_share(rows: int, repeats: int, task: str = "binary") -> tuple[float, float]:
     """(seconds inside the estimation monitor, seconds of the whole replay), best of ``repeats``: the share is
     measured within one run, so load from other processes inflates both alike."""
-    from detectors import estimation
+    from detectors import estimation, estimation_regression
 
     spent = [0.0]
 
@@ -233,18 +233,23 @@ def estimation_share(rows: int, repeats: int) -> tuple[float, float]:
                 spent[0] += time.process_time() - t0
         return wrapper
 
-    cls = estimation.EstimationMonitor
+    cls: Any = estimation_regression.RegressionEstimationMonitor if task == "regression" else \
+        estimation.EstimationMonitor
     saved = {name: getattr(cls, name) for name in ("__init__", "columns", "add", "close", "observe_outcomes")}
     for name, fn in saved.items():
         setattr(cls, name, timed(fn))
     try:
-        ref, events = synth.frame(20_000, seed=1), synth.frame(rows, seed=2)
-        prof = build_profile(ref, label="label", scores=["score"])
+        if task == "regression":
+            ref, events = synth.regression_frame(20_000, seed=1), synth.regression_frame(rows, seed=2)
+            prof, scores = build_profile(ref, label="label", task="regression"), []
+        else:
+            ref, events = synth.frame(20_000, seed=1), synth.frame(rows, seed=2)
+            prof, scores = build_profile(ref, label="label", scores=["score"]), ["score"]
         shares = []
         for _ in range(repeats):
             spent[0] = 0.0
             c0 = time.process_time()
-            replay_frames(events, prof, ReplayOptions(score_cols=["score"], keep_windows=False,
+            replay_frames(events, prof, ReplayOptions(score_cols=scores, keep_windows=False,
                                                       config=DetectionConfig(window=WINDOW)))
             total = time.process_time() - c0
             shares.append((spent[0], total))
@@ -347,9 +352,10 @@ def main() -> None:
     print(f"worker step (Pipeline on 500-event batch messages with scores, then their labels; no Kafka/Faust): "
           f"estimation on {w[True]:.2f} s CPU, off {w[False]:.2f} s; overhead {100 * (w[True] / w[False] - 1):+.1f}% "
           f"(best of {args.repeats}), median paired {100 * (median - 1):+.1f}% (load average {os.getloadavg()[0]:.2f})")
-    est, total = estimation_share(args.rows, args.repeats)
-    print(f"time inside the estimation monitor during that replay: {est:.3f} of {total:.2f} CPU s "
-          f"({100 * est / (total - est):.1f}% added to the rest; same run, lowest of {args.repeats})")
+    for task in ("binary", "regression"):
+        est, total = estimation_share(args.rows, args.repeats, task)
+        print(f"time inside the estimation monitor during a {task} replay: {est:.3f} of {total:.2f} CPU s "
+              f"({100 * est / (total - est):.1f}% added to the rest; same run, lowest of {args.repeats})")
     print(f"load average at end: {os.getloadavg()}")
 
 
