@@ -1,11 +1,13 @@
 """Benchmark of estimated performance (CBPE): glassbox's streaming estimate against NannyML's CBPE algorithm.
 
-NannyML itself is not installed: ``uv add --group bench nannyml`` resolves, but only by downgrading the
-project's python-dateutil (4.0 -> 2.9) and adding LightGBM, XGBoost, FLAML and cloud SDKs, and nannyml 0.13.1
-requires Python < 3.13 while the project supports 3.13. The baseline is therefore an offline
-reimplementation of NannyML's CBPE as documented: scikit-learn's ``IsotonicRegression`` fitted on the raw
-reference scores, chunks of the window size, expected accuracy per chunk, and NannyML's default thresholds
-(mean +- 3 standard deviations of the reference chunks' estimates).
+NannyML itself is not installed. Checked 2026-12-02 (``uv pip install --dry-run nannyml`` in a throwaway
+Python 3.11 venv): nannyml 0.13.1 resolves alone (92 packages, with pandas 3.0.6 too), but every nannyml release
+requires ``python-dateutil<3`` while the project's lock has 4.0.0 (through pandas, matplotlib, croniter; none
+needs 4.x, so ``uv add --group bench nannyml`` would downgrade it to 2.9), and it brings LightGBM, XGBoost,
+s3fs and Segment's analytics client: a dependency the project does not add for a benchmark. The baseline is
+therefore an offline reimplementation of NannyML's CBPE as documented: scikit-learn's ``IsotonicRegression``
+fitted on the raw reference scores, chunks of the window size, expected accuracy per chunk, and NannyML's
+default thresholds (mean +- 3 standard deviations of the reference chunks' estimates).
 
 Streams (logistic model on ``x1``, scores calibrated; reference 5,000 rows, streams of 20,000 events, change at
 10,000, windows of 1,000):
@@ -14,6 +16,10 @@ Streams (logistic model on ``x1``, scores calibrated; reference 5,000 rows, stre
 - ``mild``: sd 1 -> 0.6: accuracy about 0.83 -> 0.76;
 - ``slight``: sd 1 -> 0.8: a drop of a few points (the issue's "3 points or more");
 - ``none``: no change (false alarms over ``--seeds`` streams).
+
+Regression (direct loss estimation, :mod:`detectors.estimation_regression`; no baseline): a model of ``x1`` whose
+errors are larger where ``x2 > 1``, ``x2`` moved up by 0.6, 0.3 and 0 sd: the realized MAE's rise, the estimate's
+error relative to the MAE, streams with an alert and the delay; and the overhead on a regression replay.
 
 Printed: mean absolute estimate error against the realized accuracy per window, delay (events after the change)
 to the first degradation alert, streams with a false alarm, and throughput of the estimation itself; then the
@@ -114,12 +120,15 @@ def throughput(ref: pd.DataFrame, cur: pd.DataFrame, repeats: int = 5) -> tuple[
 
     prof = build_profile(ref, label="label", scores=["1"])
     est = EstimationMonitor(prof, DetectionConfig(window=WINDOW), alpha=1e-6)
-    codes, s = est.index.lookup(cur["prediction"].to_numpy())[0], cur[["1"]].to_numpy()
+    t = np.arange(N)
+    batch = EventBatch.from_columns(ids=t.astype(str), timestamps=t, features={},
+                                    prediction=cur["prediction"].to_numpy(), scores={"1": cur["1"].to_numpy()})
     best = np.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
+        cols = est.columns([batch])
         for a in range(0, N, WINDOW):
-            est.add((codes, s), a, a + WINDOW)
+            est.add(cols, a, a + WINDOW)
             est._reset()
         best = min(best, time.perf_counter() - t0)
     base = np.inf
@@ -130,27 +139,88 @@ def throughput(ref: pd.DataFrame, cur: pd.DataFrame, repeats: int = 5) -> tuple[
     return N / best, N / base
 
 
-def replay_overhead(rows: int, repeats: int) -> dict[bool, tuple[float, float]]:
-    """Best (wall s, CPU s) of the replay with estimation on (True) and off (False), interleaved."""
-    ref = synth.frame(20_000, seed=1)
-    events = synth.frame(rows, seed=2)
-    prof = build_profile(ref, label="label", scores=["score"])
+def replay_overhead(rows: int, repeats: int, task: str = "binary") -> tuple[dict[bool, tuple[float, float]], float]:
+    """Best (wall s, CPU s) of the replay with estimation on (True) and off (False), interleaved (the order
+    alternating), and the median over the pairs of CPU on / CPU off (a pair shares the machine's load)."""
+    if task == "regression":
+        ref, events = synth.regression_frame(20_000, seed=1), synth.regression_frame(rows, seed=2)
+        prof, scores = build_profile(ref, label="label", task="regression"), []
+    else:
+        ref, events = synth.frame(20_000, seed=1), synth.frame(rows, seed=2)
+        prof, scores = build_profile(ref, label="label", scores=["score"]), ["score"]
     wall: dict[bool, list[float]] = {True: [], False: []}
     cpu: dict[bool, list[float]] = {True: [], False: []}
-    for _ in range(repeats):
-        for on in (True, False):
+    replay_frames(events[:5000], prof, ReplayOptions(score_cols=scores, keep_windows=False))  # imports
+    for i in range(repeats):
+        for on in (True, False) if i % 2 else (False, True):
             cfg = DetectionConfig(window=WINDOW, estimation_metrics=["accuracy"] if on else [])
             t0, c0 = time.perf_counter(), time.process_time()
-            replay_frames(events, prof, ReplayOptions(score_cols=["score"], keep_windows=False, config=cfg))
+            replay_frames(events, prof, ReplayOptions(score_cols=scores, keep_windows=False, config=cfg))
             wall[on].append(time.perf_counter() - t0)
             cpu[on].append(time.process_time() - c0)
-    return {on: (min(wall[on]), min(cpu[on])) for on in (True, False)}
+    pairs = sorted(a / b for a, b in zip(cpu[True], cpu[False], strict=True))
+    return {on: (min(wall[on]), min(cpu[on])) for on in (True, False)}, pairs[len(pairs) // 2]
 
 
-def estimation_share(rows: int, repeats: int) -> tuple[float, float]:
+class _Registry:
+    """The one monitored model, as the pipeline's MonitorRegistry hands it out."""
+
+    discovery = False
+
+    def __init__(self, monitor: ModelMonitor):
+        self.monitor = monitor
+
+    def accepts(self, model: str) -> bool:
+        return model == "m"
+
+    def get(self, model: str, model_version: str | None = None) -> ModelMonitor:
+        return self.monitor
+
+
+def worker_overhead(rows: int, repeats: int, per_message: int = 500,
+                    step: int = 4) -> tuple[dict[bool, float], float]:
+    """The worker's own step (``stream.pipeline.Pipeline``: parse, dedup, label join, monitor; no Kafka, no
+    Faust) on batched prediction messages with scores, each followed by the labels of the message before it:
+    best CPU seconds with estimation on (True) and off (False), interleaved, and the median paired ratio."""
+    import orjson
+
+    from stream.pipeline.pipeline import Pipeline, RawMessage
+
+    ref, events = synth.frame(20_000, seed=1), synth.frame(rows, seed=2)
+    prof = build_profile(ref, label="label", scores=["score"])
+    feats = [c for c in events.columns if c not in ("prediction", "label", "score")]
+    preds, labels = [], []
+    for i, lo in enumerate(range(0, rows, per_message)):
+        part = events.iloc[lo:lo + per_message]
+        ids = [f"p{lo + j}" for j in range(len(part))]
+        ts = [1_767_225_600_000 + lo + j for j in range(len(part))]
+        preds.append(RawMessage("glassbox.predictions", 0, i, orjson.dumps({
+            "schema": "glassbox.prediction-batch/v1", "model": "m", "prediction_id": ids, "timestamp": ts,
+            "features": {f: part[f].tolist() for f in feats}, "prediction": part["prediction"].tolist(),
+            "scores": {"score": part["score"].tolist()}})))
+        labels.append(RawMessage("glassbox.labels", 0, i, orjson.dumps({
+            "schema": "glassbox.label-batch/v1", "model": "m", "prediction_id": ids, "timestamp": ts,
+            "label": part["label"].tolist()})))
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(repeats):
+        for on in (True, False) if i % 2 else (False, True):
+            cfg = DetectionConfig(window=WINDOW, estimation_metrics=["accuracy"] if on else [])
+            pipe = Pipeline(_Registry(ModelMonitor(prof, cfg, model="m")), label_ttl_ms=3_600_000_000,
+                            max_message_bytes=16 * 1024 * 1024)
+            c0 = time.process_time()
+            for lo in range(0, len(preds), step):
+                pipe.on_predictions(preds[lo:lo + step])
+                if lo:
+                    pipe.on_labels(labels[lo - step:lo])
+            cpu[on].append(time.process_time() - c0)
+    pairs = sorted(a / b for a, b in zip(cpu[True], cpu[False], strict=True))
+    return {on: min(v) for on, v in cpu.items()}, pairs[len(pairs) // 2]
+
+
+def estimation_share(rows: int, repeats: int, task: str = "binary") -> tuple[float, float]:
     """(seconds inside the estimation monitor, seconds of the whole replay), best of ``repeats``: the share is
     measured within one run, so load from other processes inflates both alike."""
-    from detectors import estimation
+    from detectors import estimation, estimation_regression
 
     spent = [0.0]
 
@@ -163,18 +233,23 @@ def estimation_share(rows: int, repeats: int) -> tuple[float, float]:
                 spent[0] += time.process_time() - t0
         return wrapper
 
-    cls = estimation.EstimationMonitor
+    cls: Any = estimation_regression.RegressionEstimationMonitor if task == "regression" else \
+        estimation.EstimationMonitor
     saved = {name: getattr(cls, name) for name in ("__init__", "columns", "add", "close", "observe_outcomes")}
     for name, fn in saved.items():
         setattr(cls, name, timed(fn))
     try:
-        ref, events = synth.frame(20_000, seed=1), synth.frame(rows, seed=2)
-        prof = build_profile(ref, label="label", scores=["score"])
+        if task == "regression":
+            ref, events = synth.regression_frame(20_000, seed=1), synth.regression_frame(rows, seed=2)
+            prof, scores = build_profile(ref, label="label", task="regression"), []
+        else:
+            ref, events = synth.frame(20_000, seed=1), synth.frame(rows, seed=2)
+            prof, scores = build_profile(ref, label="label", scores=["score"]), ["score"]
         shares = []
         for _ in range(repeats):
             spent[0] = 0.0
             c0 = time.process_time()
-            replay_frames(events, prof, ReplayOptions(score_cols=["score"], keep_windows=False,
+            replay_frames(events, prof, ReplayOptions(score_cols=scores, keep_windows=False,
                                                       config=DetectionConfig(window=WINDOW)))
             total = time.process_time() - c0
             shares.append((spent[0], total))
@@ -182,6 +257,49 @@ def estimation_share(rows: int, repeats: int) -> tuple[float, float]:
     finally:
         for name, fn in saved.items():
             setattr(cls, name, fn)
+
+
+def regression_stream(seed: int, shift: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Direct loss estimation on a model of ``x1`` whose errors are larger where ``x2 > 1``; ``x2`` moves up by
+    ``shift`` sd at AT. Returns the estimated_performance alerts and the window records (labels joined)."""
+    rng = np.random.default_rng(seed)
+
+    def frame(x: np.ndarray) -> pd.DataFrame:
+        noise = rng.normal(size=len(x)) * np.where(x[:, 1] > 1, 1.5, 0.4)
+        return pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1], "prediction": x[:, 0], "label": x[:, 0] + noise})
+
+    ref = frame(rng.normal(size=(N_REF, 2)))
+    mon = ModelMonitor(build_profile(ref, label="label", task="regression"), DetectionConfig(window=WINDOW))
+    x = rng.normal(size=(N, 2))
+    x[AT:, 1] += shift
+    cur = frame(x)
+    t = np.arange(N)
+    p = cur["prediction"].to_numpy()
+    alerts = mon.observe(EventBatch.from_columns(ids=t.astype(str), timestamps=t,
+                                                 features={"x1": cur["x1"], "x2": cur["x2"]}, prediction=p))
+    alerts += mon.observe_outcomes(OutcomeBatch(ids=t.astype(str).astype(object), timestamps=t, label_timestamps=t,
+                                                prediction=p, label=cur["label"].to_numpy()))
+    return [a for a in alerts if a["monitor"] == "estimated_performance"], mon.drain_windows()
+
+
+def regression_figures(seeds: int) -> None:
+    """Estimate error, delay and false alarms of the estimated MAE (no baseline: NannyML is not installed)."""
+    for shift in (0.6, 0.3, 0.0):
+        errs, rise, delays, fired = [], [], [], 0
+        for seed in range(seeds):
+            alerts, recs = regression_stream(200 + seed, shift)
+            real = [r for r in recs if r["kind"] == "estimation_realized"]
+            errs += [abs(r["error"]["mae"]) / r["realized"]["mae"] for r in real]
+            mae = np.array([r["realized"]["mae"] for r in real])
+            rise.append(mae[AT // WINDOW:].mean() / mae[: AT // WINDOW].mean() - 1)
+            first = [a["row"] for a in alerts if a["status"] == "firing" and a["direction"] == "degradation"]
+            fired += bool(alerts)
+            if first:
+                delays.append(first[0] - AT + 1)
+        print(f"  x2 +{shift} sd: realized MAE {100 * np.mean(rise):+.0f}%; mean |estimate - realized| "
+              f"{100 * np.mean(errs):.1f}% of the MAE; streams with an alert {fired}/{seeds}"
+              + (f"; median delay {np.median(delays):.0f} events" if delays else "")
+              + ("; before the shift: " + str(sum(d <= 0 for d in delays)) if delays else ""))
 
 
 def main() -> None:
@@ -214,18 +332,30 @@ def main() -> None:
         fa["nannyml-cbpe"] += nannyml_cbpe(ref, cur)["alerts"] > 0
     print(f"\nno-change streams with any alert (of {args.seeds}, 20 windows each): "
           + ", ".join(f"{k} {v}" for k, v in fa.items()))
+    print(f"\nregression (direct loss estimation, {args.seeds} seeds, 20 windows of {WINDOW}):")
+    regression_figures(args.seeds)
     ref, cur = stream(0, "none")
     g, b = throughput(ref, cur)
     print(f"\nthroughput of the estimate: glassbox {g:,.0f} events/s (streaming, per window); "
           f"offline CBPE baseline {b:,.0f} events/s (whole stream at once); ratio {g / b:.2f}")
-    t = replay_overhead(args.rows, args.repeats)
+    t, median = replay_overhead(args.rows, args.repeats)
     (on_w, on_c), (off_w, off_c) = t[True], t[False]
     print(f"\nfile replay, {args.rows:,} events x 25 features, labels joined at once (best of {args.repeats}, "
           f"interleaved): estimation on {on_w:.2f} s wall / {on_c:.2f} s CPU, off {off_w:.2f} s / {off_c:.2f} s; "
-          f"overhead {100 * (on_w / off_w - 1):+.1f}% wall, {100 * (on_c / off_c - 1):+.1f}% CPU")
-    est, total = estimation_share(args.rows, args.repeats)
-    print(f"time inside the estimation monitor during that replay: {est:.3f} of {total:.2f} CPU s "
-          f"({100 * est / (total - est):.1f}% added to the rest; same run, lowest of {args.repeats})")
+          f"overhead {100 * (on_w / off_w - 1):+.1f}% wall, {100 * (on_c / off_c - 1):+.1f}% CPU; median of the "
+          f"paired CPU ratios {100 * (median - 1):+.1f}% (load average {os.getloadavg()[0]:.2f})")
+    t, median = replay_overhead(args.rows, args.repeats, task="regression")
+    print(f"regression replay (synth.regression_frame, 10 numeric features): estimation on {t[True][1]:.2f} s CPU, "
+          f"off {t[False][1]:.2f} s; overhead {100 * (t[True][1] / t[False][1] - 1):+.1f}% (best of "
+          f"{args.repeats}), median paired {100 * (median - 1):+.1f}% (load average {os.getloadavg()[0]:.2f})")
+    w, median = worker_overhead(args.rows, args.repeats)
+    print(f"worker step (Pipeline on 500-event batch messages with scores, then their labels; no Kafka/Faust): "
+          f"estimation on {w[True]:.2f} s CPU, off {w[False]:.2f} s; overhead {100 * (w[True] / w[False] - 1):+.1f}% "
+          f"(best of {args.repeats}), median paired {100 * (median - 1):+.1f}% (load average {os.getloadavg()[0]:.2f})")
+    for task in ("binary", "regression"):
+        est, total = estimation_share(args.rows, args.repeats, task)
+        print(f"time inside the estimation monitor during a {task} replay: {est:.3f} of {total:.2f} CPU s "
+              f"({100 * est / (total - est):.1f}% added to the rest; same run, lowest of {args.repeats})")
     print(f"load average at end: {os.getloadavg()}")
 
 

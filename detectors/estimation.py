@@ -46,6 +46,7 @@ from detectors.calibration import normal_quantile, tail_quantile
 from detectors.config import DetectionConfig
 from detectors.encoding import CategoryIndex
 from detectors.estimation_fit import METRICS, Calibration, metrics
+from detectors.estimation_regression import RegressionEstimationMonitor
 from detectors.hysteresis import Hysteresis
 from detectors.profile import ReferenceProfile
 
@@ -77,11 +78,15 @@ class EstimationMonitor:
         self._reset()
 
     @classmethod
-    def create(cls, profile: ReferenceProfile, config: DetectionConfig, alpha: float) -> EstimationMonitor | None:
-        """The monitor, or None (regression, no scores or labels in the reference, or no metric configured)."""
+    def create(cls, profile: ReferenceProfile, config: DetectionConfig,
+               alpha: float) -> EstimationMonitor | RegressionEstimationMonitor | None:
+        """The monitor (regression: :class:`RegressionEstimationMonitor`, the estimated MAE), or None (no
+        labels in the reference, no scores for a classifier, or ``estimation_metrics`` empty)."""
         fit = getattr(profile, "estimation", None)
-        if not fit or profile.task == "regression" or not config.estimation_metrics:
+        if not fit or not config.estimation_metrics:
             return None
+        if profile.task == "regression":
+            return RegressionEstimationMonitor(profile, config, alpha) if fit.get("kind") == "regression" else None
         return cls(profile, config, alpha)
 
     def _reset(self) -> None:
@@ -93,39 +98,50 @@ class EstimationMonitor:
 
     # windows ----------------------------------------------------------------------------------------------
     def columns(self, batches: list[EventBatch]) -> tuple[np.ndarray, np.ndarray] | None:
-        """Predicted class codes and score rows of ``batches`` (concatenated), or None without scores."""
-        cols = self.cal.score_columns
+        """Per row of ``batches`` (concatenated), what :meth:`add` counts, computed once per batch: the cell
+        (predicted class, primary score bin; -1 without a known class or a finite score) and, multiclass only,
+        the calibrated probabilities next to each class score's bin (rows x 2k; empty for binary). None
+        without scores."""
+        cal = self.cal
+        cols = cal.score_columns
         if not any(b.scores and cols[0] in b.scores for b in batches):
             return None
         parts = [np.column_stack([b.scores[c] if b.scores and c in b.scores else np.full(len(b), np.nan)
                                   for c in cols]) for b in batches]
         pred = np.concatenate([b.prediction for b in batches]) if len(batches) > 1 else batches[0].prediction
         codes, _ = self.index.lookup(pred)
-        return codes, np.concatenate(parts) if len(parts) > 1 else parts[0]
+        s = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        ok = (codes >= 0) & (np.isfinite(s[:, 0]) if s.shape[1] == 1 else np.isfinite(s).all(axis=1))
+        s = np.where(ok[:, None], s, 0.0)
+        bins = cal.bins(s)
+        cells = np.where(ok, codes * cal.n_primary + cal.primary_bins(s, np.maximum(codes, 0), bins), -1)
+        if cal.binary:
+            return cells, np.empty((0, 0))
+        return cells, np.column_stack([cal.probabilities(s, bins), *bins])
 
     def add(self, cols: tuple[np.ndarray, np.ndarray] | None, a: int, b: int) -> None:
         """Add rows ``a:b`` of :meth:`columns` to the open window."""
         if cols is None:
             return
-        pred, s = cols[0][a:b], cols[1][a:b]
-        ok = (pred >= 0) & (np.isfinite(s[:, 0]) if s.shape[1] == 1 else np.isfinite(s).all(axis=1))
-        if not ok.all():
-            pred, s = pred[ok], s[ok]
-        if not len(pred):
+        cells, extra = cols[0][a:b], cols[1][a:b]
+        if (cells < 0).any():
+            ok = cells >= 0
+            cells, extra = cells[ok], extra[ok]
+        if not len(cells):
             return
         cal = self.cal
-        bins = cal.bins(s)
         k = cal.k
         if cal.binary:  # P(positive) depends on the bin only: integer counts per cell suffice
-            self.cells += np.bincount(pred * cal.n_primary + bins[0], minlength=2 * cal.n_primary)
+            self.cells += np.bincount(cells, minlength=2 * cal.n_primary)
         else:
-            q = cal.probabilities(s, bins)
+            q, bins = extra[:, :k], extra[:, k:].astype(np.int64)
+            pred = cells // cal.n_primary
             self.conf += np.stack([np.bincount(pred, weights=q[:, c], minlength=k) for c in range(k)], axis=1)
             for c in range(k):
-                e = np.bincount(bins[c], weights=q[:, c], minlength=cal.n_primary)
+                e = np.bincount(bins[:, c], weights=q[:, c], minlength=cal.n_primary)
                 self.hist[c, :, 0] += e
-                self.hist[c, :, 1] += np.bincount(bins[c], minlength=cal.n_primary) - e
-        self.scored += len(pred)
+                self.hist[c, :, 1] += np.bincount(bins[:, c], minlength=cal.n_primary) - e
+        self.scored += len(cells)
 
     def _binary_sums(self) -> None:
         """Expected confusion and positives/negatives per bin of the window's cell counts."""
@@ -203,7 +219,7 @@ class EstimationMonitor:
             if status is not None:
                 out.append(self._alert(m, status, v, lim, window, src, n))
         rec = {"kind": "estimation", **window, "scored": n, "tested": tested, "estimated": est,
-               "band": {m: {"lo": lo, "hi": hi} for m, (lo, hi, _) in band.items()},
+               "band": {m: {"lo": lo, "hi": hi} for m, (lo, hi, _) in band.items() if m in self.hyst},
                "interval": {m: {"lo": est[m] - 3 * se, "hi": est[m] + 3 * se} for m, (_, _, se) in band.items()
                             if est.get(m) is not None}}
         self.records.append(rec)
@@ -275,14 +291,22 @@ class EstimationMonitor:
         okb = ok & (b >= 0)
         hist = np.bincount((w[okb] * nb + b[okb]) * 2 + (lab[okb] != self.cal.positive),
                            minlength=nw * nb * 2).reshape(nw, nb, 2) if okb.any() else None
-        for i in np.flatnonzero(labelled).tolist():
+        hit = np.flatnonzero(labelled).tolist()
+        for i in hit:
             t = self._tracked[i]
             t["labelled"] += int(labelled[i])
             t["conf"] += conf[i]
             if hist is not None:
                 t["hist"] += hist[i]
-            if not t["done"] and t["labelled"] >= t["rec"]["events"]:
+        # events sharing the boundary timestamp of two windows are counted into the earlier one: its surplus
+        # is carried to the next, so both are complete when their labels are all in
+        carry = 0
+        for i in range(nw):
+            t = self._tracked[i]
+            have = t["labelled"] + carry
+            if not t["done"] and have >= t["rec"]["events"]:
                 self._realize(t)
+            carry = max(0, have - t["rec"]["events"])
 
     def _realize(self, t: dict[str, Any]) -> None:
         t["done"] = True

@@ -26,6 +26,7 @@ import orjson
 import pandas as pd
 
 from detectors.estimation_fit import fit_estimation
+from detectors.estimation_regression_fit import fit_error_model
 from detectors.performance_metrics import classification_metrics, regression_metrics
 from detectors.values import canon_series, is_categorical_dtype, numeric_values
 
@@ -322,8 +323,10 @@ def build_profile(
     perf: dict[str, float | None] = {}
     if prediction is not None and label is not None:
         perf = _reference_performance(df, task, prediction, label, scores, classes, positive)
-    estimation = (fit_estimation(df, prediction=prediction, label=label, scores=scores, classes=classes,
-                                 positive=positive) if prediction and label and task != "regression" else {})
+    estimation = ({} if not (prediction and label) else  # estimated performance (estimation_fit, _regression)
+                  fit_error_model(df, features=feats, prediction=prediction, label=label) if task == "regression"
+                  else fit_estimation(df, prediction=prediction, label=label, scores=scores, classes=classes,
+                                      positive=positive))
     return ReferenceProfile(
         rows=int(len(df)), task=task, features=feats, prediction=prediction, label=label, scores=scores,
         classes=classes, positive_class=positive, columns=columns, performance=perf, id_col=id_col,

@@ -189,10 +189,12 @@ def test_multiclass_estimate_tracks_realized() -> None:
     assert est and est[0]["direction"] == "degradation" and est[0]["row"] < 10_000
 
 
-def test_regression_has_no_estimation() -> None:
-    ref = synth.regression_frame(2000, seed=1)
-    mon = ModelMonitor(build_profile(ref, label="label"), DetectionConfig(window=WINDOW))
-    assert mon.estimation is None
+def test_regression_estimates_mae_and_estimation_can_be_turned_off() -> None:
+    from detectors.estimation_regression import RegressionEstimationMonitor
+
+    prof = build_profile(synth.regression_frame(2000, seed=1), label="label")
+    assert isinstance(ModelMonitor(prof, DetectionConfig(window=WINDOW)).estimation, RegressionEstimationMonitor)
+    assert ModelMonitor(prof, DetectionConfig(window=WINDOW, estimation_metrics=[])).estimation is None
 
 
 def test_metrics_on_a_realized_confusion_match_the_performance_metrics() -> None:

@@ -146,7 +146,7 @@ def build_timeline(windows: Sequence[Mapping[str, Any]], alerts: Iterable[Mappin
 
 def _add_estimate(panels: dict[tuple[str | None, str], Panel], w: Mapping[str, Any], clock: EventClock,
                   x_is_time: bool) -> None:
-    """An estimation record: the estimate and its band's lower bound, or (once labelled) the realized value."""
+    """An estimation record: the estimate and its band's degradation bound, or (once labelled) the realized value."""
     model = w.get("model")
     est = w.get("estimated") or {}
     metric = "accuracy" if "accuracy" in est else next(iter(est), None)
@@ -165,10 +165,11 @@ def _add_estimate(panels: dict[tuple[str | None, str], Panel], w: Mapping[str, A
         return
     p.x.append(x)
     v = finite_number(est.get(metric))
-    lo = finite_number(((w.get("band") or {}).get(metric) or {}).get("lo"))
+    side = "hi" if metric == "mae" else "lo"  # the band's degradation side: an error rises, a score falls
+    bound = finite_number(((w.get("band") or {}).get(metric) or {}).get(side))
     p.value.append(v)
-    p.threshold.append(lo)
-    p.drift.append(v is not None and lo is not None and v < lo)
+    p.threshold.append(bound)
+    p.drift.append(v is not None and bound is not None and (v > bound if side == "hi" else v < bound))
 
 
 def _add_spans(panels: dict[tuple[str | None, str], Panel], alerts: Iterable[Mapping[str, Any]],

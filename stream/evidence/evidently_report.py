@@ -13,6 +13,11 @@ listed by effect (largest first, as in the alert and ``alerts tail``), and the d
 any column is, as alerts do. So the report a firing alert links to says "Detected" for the feature that fired,
 whatever its sample shows under Evidently's fixed 0.1.
 
+With ``estimate`` (the window's ``estimation`` record: performance estimated from the scores, before the labels),
+the snapshot carries the estimated metrics with their alert band and the reference's estimate: in
+``to_dict()["glassbox"]["estimated_performance"]`` and, as text, in the snapshot's metadata
+(``estimated_<metric>``), which Evidently's UI shows with the snapshot (:func:`estimate_summary`).
+
 Evidently is imported lazily (about 3 s), so importing this module is free.
 
 >>> sample_frame(pd.DataFrame({"x": range(10)}), 3, seed=1)["x"].tolist()
@@ -70,6 +75,7 @@ class WindowSnapshot:
     quality: dict[str, Any] = field(default_factory=dict)  # metric name -> value, when labels were joined
     rows: dict[str, int] = field(default_factory=dict)  # current / reference / labeled sample sizes
     metadata: dict[str, str] = field(default_factory=dict)
+    estimated: dict[str, dict[str, float | None]] = field(default_factory=dict)  # metric -> value, lo, hi
 
     def to_html(self) -> str:
         """Standalone HTML (plotly inlined, about 4 MB), safe whatever the column names and values hold."""
@@ -85,6 +91,7 @@ class WindowSnapshot:
                 "quality": self.quality,
                 "rows": self.rows,
                 "metadata": self.metadata,
+                "estimated_performance": self.estimated,
             },
             "evidently": self.snapshot.dict(),
         }, default=_json_default, sort_keys=True))
@@ -188,6 +195,7 @@ def build_snapshot(
     min_labeled: int = MIN_LABELED_ROWS,
     distances: bool = True,
     verdicts: Mapping[str, Mapping[str, Any]] | None = None,
+    estimate: Mapping[str, Any] | None = None,
 ) -> WindowSnapshot:
     """Evidently report of ``current`` (one window) against ``reference``.
 
@@ -199,7 +207,8 @@ def build_snapshot(
     (categorical), threshold 0.1, whatever the sample size, so "drift score" means the same thing in every
     window of a dashboard; ``False`` keeps Evidently's size-dependent defaults (p-values below 1,000 rows).
     ``verdicts`` (column -> glassbox's verdict in the window record) makes the report judge as glassbox did
-    (module docstring); columns without one keep the methods above.
+    (module docstring); columns without one keep the methods above. ``estimate`` (the window's ``estimation``
+    record) adds its estimated performance (module docstring).
     """
     from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Regression, Report
     from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset, RegressionPreset
@@ -223,7 +232,9 @@ def build_snapshot(
     pred_num = [prediction] if has_pred and task == "regression" else []
     base_dd = DataDefinition(numerical_columns=num + pred_num, categorical_columns=cat + pred_cat)
     timestamp = event_time(window_end_ms)
-    meta = {k: str(v) for k, v in (metadata or {}).items()}
+    estimated = estimate_summary(estimate)
+    meta = {k: str(v) for k, v in (metadata or {}).items()} | {
+        f"estimated_{m}": _estimate_text(e) for m, e in estimated.items()}
     methods: dict[str, Any] = {"num_method": "wasserstein", "cat_method": "jensenshannon"} if distances else {}
     judged = {c: v for c, v in (verdicts or {}).items() if c in cols and v.get("value") is not None}
     if judged:
@@ -268,8 +279,37 @@ def build_snapshot(
             timestamp=timestamp,
         ))
     snap = _merge(parts, name=name, timestamp=timestamp, metadata=meta, tags=list(tags))
-    return _summarise(snap, rows=rows, metadata=meta, quality_from=parts[1:] if len(parts) > 1 else [],
-                      verdicts=judged)
+    out = _summarise(snap, rows=rows, metadata=meta, quality_from=parts[1:] if len(parts) > 1 else [],
+                     verdicts=judged)
+    out.estimated = estimated
+    return out
+
+
+def estimate_summary(estimate: Mapping[str, Any] | None) -> dict[str, dict[str, float | None]]:
+    """Metric -> ``{value, lo, hi}`` (``lo``/``hi``: the alert band, None for metrics that do not alert) of an
+    ``estimation`` window record.
+
+    >>> estimate_summary({"estimated": {"accuracy": 0.7, "f1": None}, "band": {"accuracy": {"lo": 0.74, "hi": 0.82}}})
+    {'accuracy': {'value': 0.7, 'lo': 0.74, 'hi': 0.82}}
+    >>> _estimate_text(_["accuracy"])
+    '0.7 (below its band 0.74..0.82)'
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    band = (estimate or {}).get("band") or {}
+    for m, v in ((estimate or {}).get("estimated") or {}).items():
+        if v is None or not np.isfinite(v):
+            continue
+        b = band.get(m) or {}
+        out[m] = {"value": float(v), "lo": b.get("lo"), "hi": b.get("hi")}
+    return out
+
+
+def _estimate_text(e: Mapping[str, float | None]) -> str:
+    v, lo, hi = e["value"], e.get("lo"), e.get("hi")
+    if lo is None or hi is None:
+        return f"{v:.4g}"
+    where = "below its band" if v < lo else "above its band" if v > hi else "within its band"
+    return f"{v:.4g} ({where} {lo:.4g}..{hi:.4g})"
 
 
 def ranked_columns(cols: Sequence[str], verdicts: Mapping[str, Mapping[str, Any]]) -> list[str]:

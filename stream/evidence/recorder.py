@@ -26,6 +26,8 @@ from stream.pipeline.pipeline import StepOutput
 from stream.settings import Settings
 
 log = logging.getLogger("glassbox.evidence")
+# the window record an alert of each monitor belongs to (kept when window metrics are thinned)
+_RECORD_KIND = {"performance": "outcomes", "concept_drift": "outcomes", "estimated_performance": "estimation"}
 
 
 def batch_frame(batches: list[EventBatch], rows: list[np.ndarray] | None = None) -> pd.DataFrame:
@@ -201,7 +203,7 @@ class Evidence:
             fired = {(a["model"], a["window"].get("index")) for a in out.alerts if a["status"] == "firing"}
             changed: dict[str, set[tuple[str, int]]] = {}  # windows where an alert fired or resolved
             for a in out.alerts:
-                kind = "outcomes" if a.get("monitor") in ("performance", "concept_drift") else "predictions"
+                kind = _RECORD_KIND.get(a.get("monitor"), "predictions")
                 changed.setdefault(a["model"], set()).add((kind, (a.get("window") or {}).get("index")))
             per_model: dict[str, list[dict[str, Any]]] = {}
             for model, rec in out.windows:
@@ -211,6 +213,7 @@ class Evidence:
                 self.window_log.add(model, records, keep=changed.get(model, ()))
                 if self.snapshots is None or ref is None:
                     continue
+                estimates = {r["index"]: r for r in records if r.get("kind") == "estimation"}
                 for rec in records:
                     if rec.get("kind", "predictions") != "predictions":
                         continue
@@ -223,7 +226,7 @@ class Evidence:
                         reference=ref.data, features=ref.features, task=ref.task,
                         model_version=ref.info.model_version, trigger="alert" if hit else "periodic",
                         prediction="prediction" if "prediction" in ref.data.columns else None,
-                        verdicts=rec.get("columns"),
+                        verdicts=rec.get("columns"), estimate=estimates.get(rec["index"]),
                     )
             for a in out.alerts:
                 self._register(a["model"])

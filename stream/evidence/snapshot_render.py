@@ -57,6 +57,7 @@ class SnapshotJob:
     run_id: str | None = None
     tags: list[str] = field(default_factory=list)
     verdicts: dict[str, dict[str, Any]] | None = None  # glassbox's column verdicts (the window record's columns)
+    estimate: dict[str, Any] | None = None  # the window's estimated performance (its ``estimation`` record)
 
 
 @dataclass
@@ -141,7 +142,7 @@ def render_snapshot(job: SnapshotJob) -> SnapshotOutcome:
         window_end_ms=job.window_end_ms, name=snapshot_name(job.model, job.window_index),
         metadata={"model": job.model, "model_version": job.model_version or "", "window": job.window_index,
                   "trigger": job.trigger, "mlflow_run": job.run_id or ""},
-        tags=[job.model, job.trigger, *job.tags], verdicts=job.verdicts,
+        tags=[job.model, job.trigger, *job.tags], verdicts=job.verdicts, estimate=job.estimate,
     )
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)

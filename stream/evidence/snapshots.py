@@ -187,13 +187,15 @@ class SnapshotService:
         model_version: str | None = None,
         trigger: str = "periodic",
         verdicts: dict[str, dict[str, Any]] | None = None,
+        estimate: dict[str, Any] | None = None,
     ) -> dict[str, str | None]:
         """Queue a snapshot of one window; returns its planned links at once (never raises).
 
         ``current`` is the window's rows, or a function returning them (None: nothing to report), called only
         when the snapshot is scheduled, so a skipped request costs the caller nothing. ``verdicts`` (the window
         record's ``columns``) makes the report judge each column as glassbox did
-        (:func:`stream.evidence.evidently_report.build_snapshot`).
+        (:func:`stream.evidence.evidently_report.build_snapshot`); ``estimate`` (the window's ``estimation``
+        record) puts its estimated performance into the snapshot.
         """
         try:
             with self._lock:
@@ -229,7 +231,7 @@ class SnapshotService:
                 out_dir=str(self.out_dir / model), prediction=prediction, label=label, task=task,
                 categorical=None if categorical is None else list(categorical), model_version=model_version,
                 trigger=trigger, sample_size=self.sample_size, seed=self.seed, workspace=self.workspace,
-                run_id=None if self.run is None else self.run.run_id, verdicts=verdicts,
+                run_id=None if self.run is None else self.run.run_id, verdicts=verdicts, estimate=estimate,
             )
             links = self.planned_links(model, window_index)
             fut = self.executor.submit(render_snapshot, job)

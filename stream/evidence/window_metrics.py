@@ -99,6 +99,11 @@ def compact_window_metrics(record: Mapping[str, Any]) -> tuple[int, int | None, 
     ``columns/<col>/threshold`` (when there is one) and ``columns/<col>/drift`` (0/1).
     Outcome windows (``outcomes/...``): ``events``, ``metrics/<name>`` (accuracy, error_rate, f1, auc or mae,
     rmse, bias), ``decision/value``, ``decision/threshold``, ``decision/condition`` and ``concept_detections``.
+    Estimation windows (``estimation/...``, at the prediction window's step): ``scored``, ``tested``,
+    ``estimated/<metric>`` and, for the alerting metrics, their alert band ``band/<metric>/lo`` and ``hi``; once the
+    window's labels are in (record ``estimation_realized``, logged at the same step), ``labelled``,
+    ``realized/<metric>``, ``error/<metric>`` (estimated - realized) and ``gap/mean_error``, ``gap/bound``,
+    ``gap/condition``.
     Any other record falls back to :func:`window_fields` (every number).
 
     >>> compact_window_metrics({"kind": "predictions", "index": 2, "start": 0, "end": 99, "events": 100,
@@ -109,6 +114,8 @@ def compact_window_metrics(record: Mapping[str, Any]) -> tuple[int, int | None, 
      'predictions/columns/x/value': 0.3, 'predictions/columns/x/threshold': 0.1, 'predictions/columns/x/drift': 1.0}
     """
     kind = record.get("kind") if isinstance(record, Mapping) else None
+    if kind in ("estimation", "estimation_realized"):
+        return _estimation_metrics(record)
     if kind not in ("predictions", "outcomes"):
         return window_fields(record)
     index, end = int(record["index"]), record.get("end")
@@ -155,10 +162,47 @@ def compact_window_metrics(record: Mapping[str, Any]) -> tuple[int, int | None, 
     return index, None if end is None else int(end), out
 
 
+def _estimation_metrics(record: Mapping[str, Any]) -> tuple[int, int | None, dict[str, float]]:
+    """The ``estimation/...`` metrics of an ``estimation`` or ``estimation_realized`` record.
+
+    >>> _estimation_metrics({"kind": "estimation_realized", "index": 3, "end": 99, "labelled": 100,
+    ...     "estimated": {"accuracy": 0.8}, "realized": {"accuracy": 0.75}, "error": {"accuracy": 0.05},
+    ...     "gap": None})[2]
+    {'estimation/labelled': 100.0, 'estimation/realized/accuracy': 0.75, 'estimation/error/accuracy': 0.05}
+    """
+    out: dict[str, float] = {}
+    fields = ("scored", "tested") if record.get("kind") == "estimation" else ("labelled",)
+    for field in fields:
+        f = finite_number(record.get(field))
+        if f is not None:
+            out[cached_key("estimation", field)] = f
+    groups = ("estimated",) if record.get("kind") == "estimation" else ("realized", "error")
+    for group in groups:
+        for name, v in (record.get(group) or {}).items():
+            f = finite_number(v)
+            if f is not None:
+                out[cached_key("estimation", group, name)] = f
+    for name, b in (record.get("band") or {}).items():
+        for side in ("lo", "hi"):
+            f = finite_number(b.get(side))
+            if f is not None:
+                out[cached_key("estimation", "band", name, side)] = f
+    for field, v in (record.get("gap") or {}).items():
+        f = finite_number(v)
+        if f is not None and field != "windows":
+            out[cached_key("estimation", "gap", field)] = f
+    end = record.get("end")
+    return int(record["index"]), None if end is None else int(end), out
+
+
 def compact_width(record: Mapping[str, Any]) -> int:
     """About how many metrics :func:`compact_window_metrics` gives for ``record`` (without computing them)."""
     if record.get("kind") == "outcomes":
         return 12
+    if record.get("kind") == "estimation":
+        return 2 + len(record.get("estimated") or ()) + 2 * len(record.get("band") or ())
+    if record.get("kind") == "estimation_realized":
+        return 4 + 2 * len(record.get("realized") or ())
     return 3 * len(record.get("columns") or ()) + 9
 
 
