@@ -13,6 +13,22 @@ same hysteresis.
 Like CBPE it sees only what moves the inputs: a window whose rows move into regions where the reference's
 errors were larger. Errors that grow within a region (concept drift) are invisible until the labels arrive;
 then the realized MAE, the estimate's error and a persistent gap are recorded as for classification.
+
+>>> import numpy as np, pandas as pd
+>>> from detectors.profile import build_profile
+>>> rng = np.random.default_rng(0)
+>>> x = rng.normal(size=(4000, 2))  # the model predicts x; its errors are four times larger where z > 1
+>>> ref = pd.DataFrame({"x": x[:, 0], "z": x[:, 1], "prediction": x[:, 0],
+...                     "label": x[:, 0] + rng.normal(size=4000) * np.where(x[:, 1] > 1, 2.0, 0.5)})
+>>> est = RegressionEstimationMonitor(build_profile(ref, label="label", task="regression"), DetectionConfig(), 0.01)
+>>> lo, hi = est.limits(1000)
+>>> bool(lo < est.model.reference < hi)
+True
+>>> shifted = EventBatch.from_columns(ids=[str(i) for i in range(1000)], timestamps=np.arange(1000),
+...                                  features={"x": x[:1000, 0], "z": x[:1000, 1] + 1.5}, prediction=x[:1000, 0])
+>>> est.add(est.columns([shifted]), 0, 1000)  # a window whose rows moved into the noisy region
+>>> bool(est.counts @ est.model.leaf_mae / 1000 > hi)
+True
 """
 
 from __future__ import annotations
