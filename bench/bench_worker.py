@@ -1,16 +1,23 @@
-"""Worker throughput against a bare Faust agent that only counts, on the same topic, same run.
+"""Worker throughput against a bare Faust agent, and what durability and estimation cost, in one run.
 
-    uv run python bench/bench_worker.py [--single 60000] [--batches 400]
+    uv run python bench/bench_worker.py [--single 20000] [--batches 200] [--repeats 1]
 
-Prints events/s of the bare agent and of the glassbox worker on single-event messages, validation only
-(discovery mode) and with detection on (the model monitored against a reference), with their ratios, and
-events/s of both glassbox modes on batched messages (500 events each, 20 numeric + 5 categorical
-features). Each consumer runs in its own process and consumer group; the clock runs from its first to its
-last message (group joins excluded).
+The stream is a binary classifier's predictions with scores (20 numeric + 5 categorical features, prediction
+= score > 0.5, drawn like the reference, whose labels let the estimated-performance monitor run). It is
+published twice per variant: one ``prediction/v1`` message per event (``--single``) and ``--batches`` columnar
+messages of 500 events. Each consumer runs in its own process and consumer group; its clock runs from its
+first to its last message (group joins and the state restore excluded). Variants:
 
-Durability (issue 16), same run: the detecting worker without state (the figures above), with its state topic
-at ``acks=1`` and ``acks=all``, and with the durable label join (the joinlog) on top; and the producer SDK's
-send rate at ``acks=1`` and ``acks=all``. The load average is printed: other processes share the machine.
+- a bare Faust agent that only counts messages (the baseline: Faust's own per-message cost);
+- the glassbox worker with detection, no state topic, estimation on and off (``detection.estimation_metrics``);
+- with its state topic and producers at ``acks=1``, durable label join (joinlog) on;
+- at ``acks=all``, durable join off; and at ``acks=all`` with the durable join (the worker's defaults).
+
+Then, for the default variant: the restore time of the state and joinlog it wrote (all four partitions, as a
+worker that takes them over reads them; median of 3), the joinlog and state bytes per 1,000 predictions; and
+the producer SDK's send rate at ``acks=1`` and ``acks=all``. Ratios are against the same run's bare agent
+(messages/s; for batches its messages/s x 500) and no-state worker. The load average is printed next to each
+figure: other processes share the machine.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import asyncio
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -31,34 +39,46 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 T0 = 1_700_000_000_000
 NUM = [f"n{i}" for i in range(20)]
 CAT = [f"c{i}" for i in range(5)]
+BATCH = 500
+ROLE_TIMEOUT_S = 240  # a role that has not finished by then is reported as stalled, with its log
+EXIT_AFTER_S = 3.0  # a worker role exits this long after its last event, once its state and joinlog are out
 
 
-def produce(bootstrap: str, prefix: str, single: int, batches: int, batch_size: int = 500, acks: str = "all") -> float:
-    """Produce the stream; returns the producer SDK's events/s (sends and flush)."""
+def _columns(rng: np.random.Generator, n: int) -> tuple[dict[str, list], list[int], list[float]]:
+    """``n`` events: feature columns, predictions (0/1) and the class-1 scores."""
+    feats: dict[str, list] = {k: rng.normal(size=n).round(6).tolist() for k in NUM}
+    feats |= {k: np.array(list("abcd"))[rng.integers(0, 4, n)].tolist() for k in CAT}
+    score = rng.random(n).round(6)
+    return feats, (score > 0.5).astype(int).tolist(), score.tolist()
+
+
+def produce(bootstrap: str, prefix: str, single: int, batches: int, acks: str = "all", sdk_batching: bool = False
+            ) -> float:
+    """Publish ``single`` one-event messages (or SDK-batched events) then ``batches`` 500-event messages; returns
+    the producer SDK's events/s (sends and flush)."""
     from stream.kafka.config import KafkaConfig
     from stream.producer import Producer
 
     rng = np.random.default_rng(0)
-    with Producer(bootstrap, topic_prefix=prefix, kafka=KafkaConfig(acks=acks)) as p:
+    with Producer(bootstrap, topic_prefix=prefix, kafka=KafkaConfig(acks=acks),
+                  batch_events=BATCH if sdk_batching else 1) as p:
+        feats, preds, scores = _columns(rng, single)
         t0 = time.perf_counter()
         for i in range(single):
-            feats = {k: float(v) for k, v in zip(NUM, rng.normal(size=20), strict=True)}
-            feats |= {k: "abcd"[int(v)] for k, v in zip(CAT, rng.integers(0, 4, 5), strict=True)}
-            p.send_prediction(prediction_id=f"s{i}", model="bench", timestamp=T0 + i, features=feats,
-                              prediction=float(rng.random()))
+            p.send_prediction(prediction_id=f"s{i}", model="bench", timestamp=T0 + i,
+                              features={k: v[i] for k, v in feats.items()}, prediction=preds[i],
+                              scores={"1": scores[i]})
         for b in range(batches):
-            n = batch_size
-            feats = {k: rng.normal(size=n).round(6).tolist() for k in NUM}
-            feats |= {k: [("abcd"[j]) for j in rng.integers(0, 4, n)] for k in CAT}
-            p.send_prediction_batch(model="bench", prediction_ids=[f"b{b}-{i}" for i in range(n)],
-                                    timestamps=[T0 + single + b * n + i for i in range(n)], features=feats,
-                                    predictions=rng.random(n).round(6).tolist())
+            feats, preds, scores = _columns(rng, BATCH)
+            p.send_prediction_batch(model="bench", prediction_ids=[f"b{b}-{i}" for i in range(BATCH)],
+                                    timestamps=[T0 + single + b * BATCH + i for i in range(BATCH)], features=feats,
+                                    predictions=preds, scores={"1": scores})
         p.flush()
-        return (single + batches * batch_size) / (time.perf_counter() - t0)
+        return (single + batches * BATCH) / (time.perf_counter() - t0)
 
 
 def reference(path: str, n: int = 20_000) -> str:
-    """A reference table drawn from the same distributions as the benchmark stream."""
+    """A reference table drawn from the same distributions as the benchmark stream (``bench_scale`` uses it)."""
     import pandas as pd
 
     rng = np.random.default_rng(1)
@@ -70,8 +90,26 @@ def reference(path: str, n: int = 20_000) -> str:
     return path
 
 
+def scored_reference(path: str, n: int = 20_000) -> str:
+    """A classifier's reference (features, prediction, class-1 score, label) and its profile beside it, with the
+    score column declared, so the worker runs the estimated-performance monitor."""
+    import pandas as pd
+
+    from detectors.profile import build_profile
+
+    rng = np.random.default_rng(1)
+    feats, preds, scores = _columns(rng, n)
+    df = pd.DataFrame(feats)
+    df["prediction"], df["1"] = preds, scores
+    df["label"] = (rng.random(n) < np.asarray(scores)).astype(int)
+    df.to_parquet(path)
+    with open(path + ".profile.json", "w") as f:
+        f.write(build_profile(df, prediction="prediction", label="label", scores=["1"]).to_json())
+    return path
+
+
 def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, ref: str | None = None,
-             durability: str = "none") -> None:
+             durability: str = "none", estimation: bool = True) -> None:
     """Consume ``expect`` events from ``topic`` and print 'first_ts last_ts' (monotonic seconds)."""
     import faust
 
@@ -82,13 +120,14 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
     acks, _, kept = durability.partition(":")  # "none", "1:state", "all:state", "all:journal"
     settings = Settings(kafka={"bootstrap": bootstrap, "topic_prefix": prefix, "acks": acks if kept else "all"},
                         worker={"session_timeout_s": 3.0, "rebalance_timeout_s": 3.0, "heartbeat_interval_s": 0.5,
-                                "models": {"bench": ref} if ref else {}})
+                                "models": {"bench": ref} if ref else {}},
+                        detection={} if estimation else {"estimation_metrics": []})
     app = make_app(settings, bootstrap=bootstrap, app_id=f"bench-{role}-{uuid.uuid4().hex[:6]}", web_enabled=False)
     marks: dict[str, float] = {}
     count = [0]
 
     def done() -> None:
-        os.write(1, f"{marks['first']} {time.monotonic()}\n".encode())  # Faust redirects print to logging
+        os.write(1, f"{marks['first']} {marks['last']}\n".encode())  # Faust redirects print to logging
         os._exit(0)
 
     if role == "bare":
@@ -101,6 +140,7 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
                     marks["first"] = time.monotonic()
                 count[0] += 1
                 if count[0] >= expect:
+                    marks["last"] = time.monotonic()
                     done()
     else:
         from stream.kafka.state_topic import TopicState
@@ -108,14 +148,16 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
         state = TopicState(settings, bootstrap, journals=kept == "journal") if kept else None
         pipeline = build_pipeline(settings, state)
         if ref:
-            pipeline.monitors.get("bench")  # profile + calibration before the clock starts
+            monitor = pipeline.monitors.get("bench")  # profile + calibration before the clock starts
+            monitor.to_state()  # and the one-off import of River's detectors that the first state save pays
         orig = pipeline.on_predictions
 
         def timed(msgs):  # noqa: ANN001, ANN202
             marks.setdefault("first", time.monotonic())
             out = orig(msgs)
-            if pipeline.counters.events >= expect:
-                done()
+            if pipeline.counters.events >= expect and "last" not in marks:
+                marks["last"] = time.monotonic()
+                asyncio.get_running_loop().call_later(EXIT_AFTER_S, done)  # the clock stops now
             return out
 
         pipeline.on_predictions = timed  # type: ignore[method-assign]
@@ -126,22 +168,68 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
 
 
 def measure(role: str, bootstrap: str, prefix: str, topic: str, expect: int, ref: str | None = None,
-            durability: str = "none") -> float:
-    out = subprocess.run([sys.executable, __file__, "--role", role, "--bootstrap", bootstrap, "--prefix", prefix,
-                          "--topic", topic, "--expect", str(expect), "--durability", durability,
-                          *(["--ref", ref] if ref else [])],
-                         capture_output=True, text=True, timeout=600)
+            durability: str = "none", estimation: bool = True) -> float:
+    """Run one role in its own process; its rate (``expect`` per second of its clock)."""
+    cmd = [sys.executable, __file__, "--role", role, "--bootstrap", bootstrap, "--prefix", prefix, "--topic", topic,
+           "--expect", str(expect), "--durability", durability, *(["--ref", ref] if ref else []),
+           *([] if estimation else ["--no-estimation"])]
     try:
-        first, last = map(float, re.findall(r"(\d+\.\d+) (\d+\.\d+)", out.stdout)[-1])
-    except ValueError:
-        raise SystemExit(f"{role} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}") from None
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=ROLE_TIMEOUT_S)
+    except subprocess.TimeoutExpired as err:  # the child is killed by subprocess.run
+        tail = lambda b: (b or b"")[-3000:].decode(errors="replace")  # noqa: E731
+        raise SystemExit(f"{role} {durability} on {topic} stalled: no result after {ROLE_TIMEOUT_S} s\n"
+                         f"{tail(err.stdout)}\n{tail(err.stderr)}") from None
+    marks = re.findall(r"(\d+\.\d+) (\d+\.\d+)", out.stdout)
+    if not marks:
+        raise SystemExit(f"{role} {durability} on {topic} failed (exit {out.returncode}):\n"
+                         f"{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+    first, last = map(float, marks[-1])
     return expect / (last - first)
+
+
+def topic_bytes(bootstrap: str, topic: str) -> int:
+    """Bytes of keys and values on ``topic`` (every partition)."""
+    from stream.kafka.state_topic import read_partition
+    from stream.settings import Settings
+
+    async def read() -> int:
+        settings = Settings(kafka={"bootstrap": bootstrap})
+        parts = await asyncio.gather(*(read_partition(settings, bootstrap, topic, p) for p in range(4)))
+        return sum(len(r.key or b"") + len(r.value or b"") for recs in parts for r in recs)
+
+    return asyncio.run(read())
+
+
+def restore_s(bootstrap: str, prefix: str, runs: int = 3) -> tuple[float, int]:
+    """Median time to restore the state and joinlog of all four partitions, as a worker taking them over; records."""
+    from stream.kafka.state_topic import TopicState
+    from stream.settings import Settings
+
+    settings = Settings(kafka={"bootstrap": bootstrap, "topic_prefix": prefix})
+    times, n = [], 0
+    for _ in range(runs):
+        state = TopicState(settings, bootstrap)
+        t0 = time.perf_counter()
+        n = asyncio.run(state.load({0, 1, 2, 3}))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), n
+
+
+VARIANTS = {  # name: (durability, estimation)
+    "no state": ("none", True),
+    "no state, estimation off": ("none", False),
+    "state acks=1 + durable join": ("1:journal", True),
+    "state acks=all, join off": ("all:state", True),
+    "state acks=all + durable join": ("all:journal", True),  # the worker's defaults
+}
+DEFAULT = "state acks=all + durable join"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--single", type=int, default=60_000)
-    ap.add_argument("--batches", type=int, default=400)
+    ap.add_argument("--single", type=int, default=20_000, help="one-event messages per variant")
+    ap.add_argument("--batches", type=int, default=200, help="500-event messages per variant")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per variant, interleaved; the best counts")
     ap.add_argument("--role")
     ap.add_argument("--bootstrap")
     ap.add_argument("--prefix")
@@ -149,56 +237,98 @@ def main() -> None:
     ap.add_argument("--expect", type=int)
     ap.add_argument("--ref")
     ap.add_argument("--durability", default="none")
+    ap.add_argument("--no-estimation", action="store_true")
     a = ap.parse_args()
     if a.role:
         asyncio.set_event_loop(asyncio.new_event_loop())
-        return run_role(a.role, a.bootstrap, a.prefix, a.topic, a.expect, a.ref, a.durability)
+        return run_role(a.role, a.bootstrap, a.prefix, a.topic, a.expect, a.ref, a.durability, not a.no_estimation)
 
     import tempfile
 
     from stream.kafka.broker import EmbeddedBroker
+    from stream.kafka.topics import ensure_topics
+    from stream.settings import Settings
 
+    n_b = a.batches * BATCH
+    t_start = time.monotonic()
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        ref = reference(os.path.join(tmp, "reference.parquet"))
-        sp, bp = "single.", "batch."
-        from stream.kafka.topics import ensure_topics
-        from stream.settings import Settings
+        boot = broker.bootstrap
+        ref = scored_reference(os.path.join(tmp, "reference.parquet"))
+        sdk = {acks: produce(boot, f"sdk{acks}.", a.single, 0, acks=acks, sdk_batching=True) for acks in ("1", "all")}
 
-        for prefix in (sp, bp):
-            ensure_topics(Settings(kafka={"bootstrap": broker.bootstrap, "topic_prefix": prefix}), broker.bootstrap)
-        sdk = {acks: produce(broker.bootstrap, f"sdk{acks}.", a.single, 0, acks=acks) for acks in ("1", "all")}
-        produce(broker.bootstrap, sp, a.single, 0)
-        produce(broker.bootstrap, bp, 0, a.batches)
-        n_b = a.batches * 500
-        bare = measure("bare", broker.bootstrap, sp, f"{sp}predictions", a.single)
-        valid = measure("glassbox", broker.bootstrap, sp, f"{sp}predictions", a.single)
-        detect = measure("glassbox", broker.bootstrap, sp, f"{sp}predictions", a.single, ref)
-        b_valid = measure("glassbox", broker.bootstrap, bp, f"{bp}predictions", n_b)
-        b_detect = measure("glassbox", broker.bootstrap, bp, f"{bp}predictions", n_b, ref)
-        durable = {}
-        for d in ("1:state", "all:state", "all:journal"):  # each its own topics: a state topic is restored
-            dsp, dbp = f"{d.replace(':', '-')}.{sp}", f"{d.replace(':', '-')}.{bp}"
-            for prefix in (dsp, dbp):
-                ensure_topics(Settings(kafka={"bootstrap": broker.bootstrap, "topic_prefix": prefix}),
-                              broker.bootstrap)
-            produce(broker.bootstrap, dsp, a.single, 0)
-            produce(broker.bootstrap, dbp, 0, a.batches)
-            durable[d] = (measure("glassbox", broker.bootstrap, dsp, f"{dsp}predictions", a.single, ref, d),
-                          measure("glassbox", broker.bootstrap, dbp, f"{dbp}predictions", n_b, ref, d))
-    print(f"single-event messages ({a.single:,}): bare Faust agent {bare:,.0f} msg/s; glassbox validation "
-          f"{valid:,.0f} msg/s, ratio {valid / bare:.2f} (target >= 0.8); with detection {detect:,.0f} msg/s, "
-          f"ratio {detect / bare:.2f} (target >= 0.7)")
-    print(f"batched messages ({a.batches} x 500 events, 20 numeric + 5 categorical): glassbox validation "
-          f"{b_valid:,.0f} events/s (target >= 200,000); with detection {b_detect:,.0f} events/s "
-          f"(target >= 150,000)")
-    print(f"producer SDK, {a.single:,} single events: acks=1 {sdk['1']:,.0f} events/s, acks=all {sdk['all']:,.0f} "
-          f"events/s, ratio {sdk['all'] / sdk['1']:.2f}")
-    print(f"durability, with detection (single msg/s | batched events/s, ratio to no state {detect:,.0f} | "
-          f"{b_detect:,.0f}):")
-    for d, (one, many) in durable.items():
-        print(f"  state acks={d.split(':')[0]:<3} {'+ durable join' if d.endswith('journal') else '':14} "
-              f"{one:,.0f} ({one / detect:.2f}) | {many:,.0f} ({many / b_detect:.2f})")
-    print(f"load average {os.getloadavg()[0]:.1f} (2 cores shared with other processes: figures are noisy)")
+        def fresh(tag: str) -> tuple[str, str]:
+            """Prefixes of a new single-event and a new batched copy of the stream (each with its own state)."""
+            sp, bp = f"{tag}.s.", f"{tag}.b."
+            for prefix in (sp, bp):
+                ensure_topics(Settings(kafka={"bootstrap": boot, "topic_prefix": prefix}), boot)
+            produce(boot, sp, a.single, 0)
+            produce(boot, bp, 0, a.batches)
+            return sp, bp
+
+        rates: dict[str, list[tuple[float, float, float, float]]] = {}  # name: (single, load, batched, load)
+        plain = fresh("plain")  # the stateless variants share one copy: they write nothing back
+        prefixes: dict[str, tuple[str, str]] = {}
+        names = ["bare", *VARIANTS]
+        for r in range(a.repeats):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                if name == "bare":
+                    sp, bp = plain
+                    args: tuple = ("bare", boot)
+                    kw: dict = {}
+                else:
+                    durability, estimation = VARIANTS[name]
+                    if durability == "none":
+                        sp, bp = plain
+                    else:  # a state topic is restored at start: every run of a durable variant reads a fresh copy
+                        sp, bp = prefixes[f"{name}#{r}"] = fresh(f"v{len(prefixes)}")
+                    args, kw = ("glassbox", boot), {"ref": ref, "durability": durability, "estimation": estimation}
+                load_s = os.getloadavg()[0]
+                one = measure(*args, sp, f"{sp}predictions", a.single, **kw)
+                load_b = os.getloadavg()[0]
+                many = measure(*args, bp, f"{bp}predictions", a.batches if name == "bare" else n_b, **kw)
+                if name == "bare":
+                    many *= BATCH  # the events/s that Faust's per-message cost allows with 500-event messages
+                rates.setdefault(name, []).append((one, load_s, many, load_b))
+                print(f"  {name}: {one:,.0f} msg/s (load {load_s:.1f}), {many:,.0f} events/s (load {load_b:.1f})",
+                      file=sys.stderr, flush=True)
+        sp, bp = prefixes[f"{DEFAULT}#{a.repeats - 1}"]
+        restores = {"single": restore_s(boot, sp), "batched": restore_s(boot, bp)}
+        journal = {"single": topic_bytes(boot, f"{sp}joinlog") / a.single * 1000,
+                   "batched": topic_bytes(boot, f"{bp}joinlog") / n_b * 1000}
+        states = {"single": topic_bytes(boot, f"{sp}state") / a.single * 1000,
+                  "batched": topic_bytes(boot, f"{bp}state") / n_b * 1000}
+
+    best = {name: (max(v, key=lambda x: x[0])[:2], max(v, key=lambda x: x[2])[2:]) for name, v in rates.items()}
+    (bare_1, bare_l1), (bare_b, bare_lb) = best["bare"]
+    (ns_1, _), (ns_b, _) = best["no state"]
+    print(f"worker throughput, {a.single:,} one-event messages | {a.batches} x {BATCH}-event messages "
+          f"(best of {a.repeats}; ratio to the bare Faust agent, and to the no-state worker):")
+    print(f"  {'bare Faust agent (counts messages)':42} {bare_1:>8,.0f} msg/s (load {bare_l1:4.1f}) | "
+          f"{bare_b:>10,.0f} events/s (load {bare_lb:4.1f})")
+    for name in VARIANTS:
+        (one, l1), (many, lb) = best[name]
+        print(f"  {name + (' (defaults)' if name == DEFAULT else ''):42} {one:>8,.0f} msg/s (load {l1:4.1f}) "
+              f"{one / bare_1:.2f} bare {one / ns_1:.2f} no-state | {many:>10,.0f} events/s (load {lb:4.1f}) "
+              f"{many / bare_b:.2f} bare {many / ns_b:.2f} no-state")
+    cost = lambda off, on: f"{(off / on - 1) * 100:+.0f}%"  # noqa: E731 (time per event: rate off / rate on)
+    est_1, est_b = best["no state, estimation off"][0][0], best["no state, estimation off"][1][0]
+    print(f"estimation on vs off (no state): time per event {cost(est_1, ns_1)} (one-event messages), "
+          f"{cost(est_b, ns_b)} (batched) (target: at most +10%)")
+    join_1, join_b = best["state acks=all, join off"][0][0], best["state acks=all, join off"][1][0]
+    d_1, d_b = best[DEFAULT][0][0], best[DEFAULT][1][0]
+    a1_1, a1_b = best["state acks=1 + durable join"][0][0], best["state acks=1 + durable join"][1][0]
+    print(f"durable join on vs off (acks=all): {d_1 / join_1:.2f} | {d_b / join_b:.2f}; acks=all vs acks=1 "
+          f"(durable join on): {d_1 / a1_1:.2f} | {d_b / a1_b:.2f}")
+    for kind in ("single", "batched"):
+        t, n = restores[kind]
+        print(f"defaults, {kind} stream: restore of all 4 partitions {t * 1000:.0f} ms ({n} state records, median "
+              f"of 3); joinlog {journal[kind]:,.0f} bytes and state topic {states[kind]:,.0f} bytes per 1,000 "
+              f"predictions")
+    print(f"producer SDK (batching on), {a.single:,} events: acks=1 {sdk['1']:,.0f} events/s, acks=all "
+          f"{sdk['all']:,.0f} events/s, ratio {sdk['all'] / sdk['1']:.2f}")
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (2 cores shared with other processes); "
+          f"run time {time.monotonic() - t_start:.0f} s")
 
 
 if __name__ == "__main__":
