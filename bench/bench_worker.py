@@ -6,7 +6,9 @@ The stream is a binary classifier's predictions with scores (20 numeric + 5 cate
 = score > 0.5, drawn like the reference, whose labels let the estimated-performance monitor run). It is
 published twice per variant: one ``prediction/v1`` message per event (``--single``) and ``--batches`` columnar
 messages of 500 events. Each consumer runs in its own process and consumer group; its clock runs from its
-first to its last message (group joins and the state restore excluded). Variants:
+first to its last message (group joins and the state restore excluded; so are two one-off costs a worker pays
+once per model, done before the clock: the calibration of the longer horizons, about 1 s, and the import of
+River's detectors by the first state save, 1-2 s). Variants:
 
 - a bare Faust agent that only counts messages (the baseline: Faust's own per-message cost);
 - the glassbox worker with detection, no state topic, estimation on and off (``detection.estimation_metrics``);
@@ -127,7 +129,8 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
     count = [0]
 
     def done() -> None:
-        os.write(1, f"{marks['first']} {marks['last']}\n".encode())  # Faust redirects print to logging
+        out = f"{marks['first']} {marks['last']} {marks['cpu_last'] - marks['cpu_first']}\n"
+        os.write(1, out.encode())  # Faust redirects print to logging
         os._exit(0)
 
     if role == "bare":
@@ -137,10 +140,10 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
         async def bare(stream):  # noqa: ANN001, ANN202
             async for _ in stream:
                 if not count[0]:
-                    marks["first"] = time.monotonic()
+                    marks["first"], marks["cpu_first"] = time.monotonic(), time.process_time()
                 count[0] += 1
                 if count[0] >= expect:
-                    marks["last"] = time.monotonic()
+                    marks["last"], marks["cpu_last"] = time.monotonic(), time.process_time()
                     done()
     else:
         from stream.kafka.state_topic import TopicState
@@ -148,15 +151,18 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
         state = TopicState(settings, bootstrap, journals=kept == "journal") if kept else None
         pipeline = build_pipeline(settings, state)
         if ref:
-            monitor = pipeline.monitors.get("bench")  # profile + calibration before the clock starts
-            monitor.to_state()  # and the one-off import of River's detectors that the first state save pays
+            monitor = pipeline.monitors.get("bench")  # profile + calibration before the clock starts,
+            for h in monitor.tests.horizons:  # with the one-off calibration of each longer horizon (~1 s)
+                monitor.tests.limits(h * monitor.config.window)
+            monitor.to_state()  # and the one-off import of River's detectors (~1-2 s) that the first save pays
         orig = pipeline.on_predictions
 
         def timed(msgs):  # noqa: ANN001, ANN202
-            marks.setdefault("first", time.monotonic())
+            if "first" not in marks:
+                marks["first"], marks["cpu_first"] = time.monotonic(), time.process_time()
             out = orig(msgs)
             if pipeline.counters.events >= expect and "last" not in marks:
-                marks["last"] = time.monotonic()
+                marks["last"], marks["cpu_last"] = time.monotonic(), time.process_time()
                 asyncio.get_running_loop().call_later(EXIT_AFTER_S, done)  # the clock stops now
             return out
 
@@ -170,6 +176,13 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
 def measure(role: str, bootstrap: str, prefix: str, topic: str, expect: int, ref: str | None = None,
             durability: str = "none", estimation: bool = True) -> float:
     """Run one role in its own process; its rate (``expect`` per second of its clock)."""
+    return measure_cpu(role, bootstrap, prefix, topic, expect, ref, durability, estimation)[0]
+
+
+def measure_cpu(role: str, bootstrap: str, prefix: str, topic: str, expect: int, ref: str | None = None,
+                durability: str = "none", estimation: bool = True) -> tuple[float, float]:
+    """:func:`measure`, and the CPU time of the role's process (all its threads) per unit of ``expect``, in us:
+    steadier than the rate when other processes share the cores."""
     cmd = [sys.executable, __file__, "--role", role, "--bootstrap", bootstrap, "--prefix", prefix, "--topic", topic,
            "--expect", str(expect), "--durability", durability, *(["--ref", ref] if ref else []),
            *([] if estimation else ["--no-estimation"])]
@@ -179,12 +192,12 @@ def measure(role: str, bootstrap: str, prefix: str, topic: str, expect: int, ref
         tail = lambda b: (b or b"")[-3000:].decode(errors="replace")  # noqa: E731
         raise SystemExit(f"{role} {durability} on {topic} stalled: no result after {ROLE_TIMEOUT_S} s\n"
                          f"{tail(err.stdout)}\n{tail(err.stderr)}") from None
-    marks = re.findall(r"(\d+\.\d+) (\d+\.\d+)", out.stdout)
+    marks = re.findall(r"(\d+\.\d+) (\d+\.\d+) (\d+\.\d+)", out.stdout)
     if not marks:
         raise SystemExit(f"{role} {durability} on {topic} failed (exit {out.returncode}):\n"
                          f"{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-    first, last = map(float, marks[-1])
-    return expect / (last - first)
+    first, last, cpu = map(float, marks[-1])
+    return expect / (last - first), cpu / expect * 1e6
 
 
 def topic_bytes(bootstrap: str, topic: str) -> int:
@@ -265,60 +278,61 @@ def main() -> None:
             produce(boot, bp, 0, a.batches)
             return sp, bp
 
-        rates: dict[str, list[tuple[float, float, float, float]]] = {}  # name: (single, load, batched, load)
+        runs: dict[tuple[str, str], list[tuple[float, float, float]]] = {}  # (name, kind): [(rate, cpu us, load)]
         plain = fresh("plain")  # the stateless variants share one copy: they write nothing back
         prefixes: dict[str, tuple[str, str]] = {}
         names = ["bare", *VARIANTS]
         for r in range(a.repeats):
             for name in names[r % len(names):] + names[:r % len(names)]:
                 if name == "bare":
-                    sp, bp = plain
-                    args: tuple = ("bare", boot)
-                    kw: dict = {}
+                    pair, args, kw = plain, ("bare", boot), {}
                 else:
                     durability, estimation = VARIANTS[name]
-                    if durability == "none":
-                        sp, bp = plain
-                    else:  # a state topic is restored at start: every run of a durable variant reads a fresh copy
-                        sp, bp = prefixes[f"{name}#{r}"] = fresh(f"v{len(prefixes)}")
+                    # a state topic is restored at start: every run of a durable variant reads a fresh copy
+                    pair = plain if durability == "none" else fresh(f"v{len(prefixes)}")
+                    prefixes[name] = pair
                     args, kw = ("glassbox", boot), {"ref": ref, "durability": durability, "estimation": estimation}
-                load_s = os.getloadavg()[0]
-                one = measure(*args, sp, f"{sp}predictions", a.single, **kw)
-                load_b = os.getloadavg()[0]
-                many = measure(*args, bp, f"{bp}predictions", a.batches if name == "bare" else n_b, **kw)
-                if name == "bare":
-                    many *= BATCH  # the events/s that Faust's per-message cost allows with 500-event messages
-                rates.setdefault(name, []).append((one, load_s, many, load_b))
-                print(f"  {name}: {one:,.0f} msg/s (load {load_s:.1f}), {many:,.0f} events/s (load {load_b:.1f})",
-                      file=sys.stderr, flush=True)
-        sp, bp = prefixes[f"{DEFAULT}#{a.repeats - 1}"]
+                for kind, prefix in zip(("single", "batched"), pair, strict=True):
+                    load = os.getloadavg()[0]
+                    per = BATCH if name == "bare" and kind == "batched" else 1  # the bare agent counts messages
+                    expect = a.single if kind == "single" else n_b // per
+                    rate, cpu = measure_cpu(*args, prefix, f"{prefix}predictions", expect, **kw)
+                    runs.setdefault((name, kind), []).append((rate * per, cpu / per, load))
+                    print(f"  {name}, {kind}: {rate * per:,.0f} events/s, {cpu / per:.1f} CPU us/event (load "
+                          f"{load:.1f})", file=sys.stderr, flush=True)
+        sp, bp = prefixes[DEFAULT]
         restores = {"single": restore_s(boot, sp), "batched": restore_s(boot, bp)}
         journal = {"single": topic_bytes(boot, f"{sp}joinlog") / a.single * 1000,
                    "batched": topic_bytes(boot, f"{bp}joinlog") / n_b * 1000}
         states = {"single": topic_bytes(boot, f"{sp}state") / a.single * 1000,
                   "batched": topic_bytes(boot, f"{bp}state") / n_b * 1000}
 
-    best = {name: (max(v, key=lambda x: x[0])[:2], max(v, key=lambda x: x[2])[2:]) for name, v in rates.items()}
-    (bare_1, bare_l1), (bare_b, bare_lb) = best["bare"]
-    (ns_1, _), (ns_b, _) = best["no state"]
-    print(f"worker throughput, {a.single:,} one-event messages | {a.batches} x {BATCH}-event messages "
-          f"(best of {a.repeats}; ratio to the bare Faust agent, and to the no-state worker):")
-    print(f"  {'bare Faust agent (counts messages)':42} {bare_1:>8,.0f} msg/s (load {bare_l1:4.1f}) | "
-          f"{bare_b:>10,.0f} events/s (load {bare_lb:4.1f})")
-    for name in VARIANTS:
-        (one, l1), (many, lb) = best[name]
-        print(f"  {name + (' (defaults)' if name == DEFAULT else ''):42} {one:>8,.0f} msg/s (load {l1:4.1f}) "
-              f"{one / bare_1:.2f} bare {one / ns_1:.2f} no-state | {many:>10,.0f} events/s (load {lb:4.1f}) "
-              f"{many / bare_b:.2f} bare {many / ns_b:.2f} no-state")
-    cost = lambda off, on: f"{(off / on - 1) * 100:+.0f}%"  # noqa: E731 (time per event: rate off / rate on)
-    est_1, est_b = best["no state, estimation off"][0][0], best["no state, estimation off"][1][0]
-    print(f"estimation on vs off (no state): time per event {cost(est_1, ns_1)} (one-event messages), "
-          f"{cost(est_b, ns_b)} (batched) (target: at most +10%)")
-    join_1, join_b = best["state acks=all, join off"][0][0], best["state acks=all, join off"][1][0]
-    d_1, d_b = best[DEFAULT][0][0], best[DEFAULT][1][0]
-    a1_1, a1_b = best["state acks=1 + durable join"][0][0], best["state acks=1 + durable join"][1][0]
-    print(f"durable join on vs off (acks=all): {d_1 / join_1:.2f} | {d_b / join_b:.2f}; acks=all vs acks=1 "
-          f"(durable join on): {d_1 / a1_1:.2f} | {d_b / a1_b:.2f}")
+    rate = {k: max(v)[0] for k, v in runs.items()}  # best of the repeats: the least disturbed
+    cpu = {k: min(c for _, c, _ in v) for k, v in runs.items()}
+    load = {k: max(v)[2] for k, v in runs.items()}  # the load average when the best run started
+    print(f"worker, {a.single:,} one-event messages | {a.batches} x {BATCH}-event messages, best of {a.repeats}: "
+          f"events/s (load average at its start), its ratio to the bare Faust agent and to the no-state worker; "
+          f"CPU us per event (least of {a.repeats}):")
+    for name in names:
+        cols = []
+        for kind in ("single", "batched"):
+            k = (name, kind)
+            ratios = "" if name == "bare" else (f" {rate[k] / rate['bare', kind]:.2f} bare, "
+                                                f"{rate[k] / rate['no state', kind]:.2f} no-state")
+            cols.append(f"{rate[k]:>9,.0f}/s (load {load[k]:4.1f}){ratios}, {cpu[k]:6.1f} us")
+        print(f"  {name + (' (defaults)' if name == DEFAULT else ''):38} {' | '.join(cols)}")
+
+    def cost(a: str, b: str, kind: str) -> str:
+        """Time per event of variant ``a`` against ``b``: by rate, and by CPU."""
+        return (f"{(rate[b, kind] / rate[a, kind] - 1) * 100:+.0f}% by rate, "
+                f"{(cpu[a, kind] / cpu[b, kind] - 1) * 100:+.0f}% by CPU")
+
+    for label, a_, b_ in (("estimation on vs off (no state; target <= +10%)", "no state", "no state, estimation off"),
+                          ("durable join on vs off (acks=all)", DEFAULT, "state acks=all, join off"),
+                          ("acks=all vs acks=1 (durable join on)", DEFAULT, "state acks=1 + durable join"),
+                          ("defaults vs no state", DEFAULT, "no state")):
+        print(f"{label}: time per event {cost(a_, b_, 'single')} (one-event messages); "
+              f"{cost(a_, b_, 'batched')} (batched)")
     for kind in ("single", "batched"):
         t, n = restores[kind]
         print(f"defaults, {kind} stream: restore of all 4 partitions {t * 1000:.0f} ms ({n} state records, median "
@@ -326,8 +340,8 @@ def main() -> None:
               f"predictions")
     print(f"producer SDK (batching on), {a.single:,} events: acks=1 {sdk['1']:,.0f} events/s, acks=all "
           f"{sdk['all']:,.0f} events/s, ratio {sdk['all'] / sdk['1']:.2f}")
-    load = os.getloadavg()
-    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (2 cores shared with other processes); "
+    avg = os.getloadavg()
+    print(f"load average {avg[0]:.1f} {avg[1]:.1f} {avg[2]:.1f} (2 cores shared with other processes); "
           f"run time {time.monotonic() - t_start:.0f} s")
 
 

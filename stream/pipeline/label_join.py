@@ -42,13 +42,29 @@ class LabelledPrediction:
     offset: int
 
 
+class _ScoreRows:
+    """The scores of a block's predictions as columns; an event's ``{class: score}`` is built when it is joined
+    (most predictions of a block never are while it is pending, and a dict per event costs as much as detection)."""
+
+    __slots__ = ("classes", "cols")
+
+    def __init__(self, classes: tuple[str, ...], cols: list[np.ndarray]):
+        self.classes, self.cols = classes, cols
+
+    def __getitem__(self, i: int) -> dict[str, float]:
+        return {c: float(col[i]) for c, col in zip(self.classes, self.cols, strict=True)}
+
+    def __len__(self) -> int:
+        return len(self.cols[0])
+
+
 class _Block:
     """The predictions of one call, as columns; ``indexed`` once their ids are in the lookup dict."""
 
     __slots__ = ("ids", "ts", "preds", "rows", "parts", "offs", "indexed")
 
-    def __init__(self, ids: list[str], ts: list[int], preds: list[Any], rows: list[Any], parts: list[int],
-                 offs: list[int]):
+    def __init__(self, ids: list[str], ts: list[int], preds: list[Any], rows: list[Any] | _ScoreRows,
+                 parts: list[int], offs: list[int]):
         self.ids, self.ts, self.preds, self.rows, self.parts, self.offs = ids, ts, preds, rows, parts, offs
         self.indexed = False
 
@@ -94,10 +110,9 @@ class LabelJoin:
         """Remember predictions; returns outcomes for labels that were already waiting for them."""
         out: list[LabelledPrediction] = []
         ts_list = [int(t) for t in timestamps] if not hasattr(timestamps, "tolist") else timestamps.tolist()
-        classes = tuple(scores) if scores else None
-        if classes:
-            cols = [scores[c] for c in classes]  # type: ignore[index]
-            rows = [dict(zip(classes, map(float, r), strict=True)) for r in zip(*cols, strict=True)]
+        rows: list[Any] | _ScoreRows
+        if scores:
+            rows = _ScoreRows(tuple(scores), [np.asarray(v, np.float64) for v in scores.values()])
         else:
             rows = [None] * len(ids)
         if isinstance(predictions, np.ndarray):

@@ -112,9 +112,11 @@ class StateStore(Protocol):
 class Pipeline:
     """Validation, label join and detection for every model of one worker.
 
-    With a ``state`` store, each step saves the state of every model it touched together with the last
-    input offsets it covers; after a restart the state is restored and messages at or below those offsets
-    (redelivered because their commit was lost) are skipped, so nothing is counted twice. ``links`` adds
+    With a ``state`` store, :meth:`save` hands the state of every model touched since its last call to the store,
+    together with the last input offsets it covers (the worker calls it every ``worker.state_interval_s`` and
+    acknowledges its input only once that state is published); after a restart the state is restored and messages
+    at or below those offsets (redelivered because they were not acknowledged) are skipped, so nothing is counted
+    twice and nothing after the state is lost. ``links`` adds
     each alert's links (runbook, dashboard) as it is raised, so that live and replayed alerts hold the same bytes.
     """
 
@@ -133,6 +135,7 @@ class Pipeline:
         self.dedup_horizon = dedup_horizon
         self._recent: dict[str, RecentIds] = {}
         self._restored: set[str] = set()
+        self._unsaved: set[str] = set()  # models whose state changed since the last save
         self._journals = bool(getattr(state, "journals", False))  # the store keeps the label join's calls
 
     def _linked(self, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -168,17 +171,29 @@ class Pipeline:
             self._offsets.pop(m, None)
             self._recent.pop(m, None)
             self._restored.discard(m)
+            self._unsaved.discard(m)
             self.joins.pop(m, None)
             self.monitors.forget(m)
 
     def _save(self, model: str) -> None:
+        """Note that ``model``'s state changed: the next :meth:`save` writes it."""
+        if self.state is not None:
+            self._unsaved.add(model)
+
+    def save(self) -> int:
+        """Write the state of every model changed since the last call to the store; returns how many. Everything
+        the steps so far did is in it (with the offsets it covers), so the input they read may be acknowledged
+        once the store has published it."""
         if self.state is None:
-            return
-        mon = self.monitors.get(model)
-        recent = self._recent.get(model)
-        rec = {"monitor": mon.to_state() if mon is not None else None, "offsets": self._offsets.get(model, {}),
-               "recent_ids": recent.to_state() if recent is not None else []}
-        self.state.set(model, orjson.dumps(rec))
+            return 0
+        for model in self._unsaved:
+            mon = self.monitors.get(model)
+            recent = self._recent.get(model)
+            rec = {"monitor": mon.to_state() if mon is not None else None, "offsets": self._offsets.get(model, {}),
+                   "recent_ids": recent.to_state() if recent is not None else []}
+            self.state.set(model, orjson.dumps(rec))
+        n, self._unsaved = len(self._unsaved), set()
+        return n
 
     def _join(self, model: str) -> LabelJoin:
         j = self.joins.get(model)
