@@ -13,7 +13,10 @@ River's detectors by the first state save, 1-2 s). Variants:
 - a bare Faust agent that only counts messages (the baseline: Faust's own per-message cost);
 - the glassbox worker with detection, no state topic, estimation on and off (``detection.estimation_metrics``);
 - with its state topic and producers at ``acks=1``, durable label join (joinlog) on;
-- at ``acks=all``, durable join off; and at ``acks=all`` with the durable join (the worker's defaults).
+- at ``acks=all``, durable join off; and at ``acks=all`` with the durable join (the worker's defaults);
+- no state and the defaults again with steps of at most 5 messages (``worker.batch_max``): a worker that keeps up
+  with its input takes a few messages per step, where per-step costs (such as saving state) show, while the backlog
+  the other variants read gives steps of hundreds of messages.
 
 Then, for the default variant: the restore time of the state and joinlog it wrote (all four partitions, as a
 worker that takes them over reads them; median of 3), the joinlog and state bytes per 1,000 predictions; and
@@ -111,7 +114,7 @@ def scored_reference(path: str, n: int = 20_000) -> str:
 
 
 def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, ref: str | None = None,
-             durability: str = "none", estimation: bool = True) -> None:
+             durability: str = "none", estimation: bool = True, batch_max: int = 1000) -> None:
     """Consume ``expect`` events from ``topic`` and print 'first_ts last_ts' (monotonic seconds)."""
     import faust
 
@@ -122,14 +125,14 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
     acks, _, kept = durability.partition(":")  # "none", "1:state", "all:state", "all:journal"
     settings = Settings(kafka={"bootstrap": bootstrap, "topic_prefix": prefix, "acks": acks if kept else "all"},
                         worker={"session_timeout_s": 3.0, "rebalance_timeout_s": 3.0, "heartbeat_interval_s": 0.5,
-                                "models": {"bench": ref} if ref else {}},
+                                "models": {"bench": ref} if ref else {}, "batch_max": batch_max},
                         detection={} if estimation else {"estimation_metrics": []})
     app = make_app(settings, bootstrap=bootstrap, app_id=f"bench-{role}-{uuid.uuid4().hex[:6]}", web_enabled=False)
     marks: dict[str, float] = {}
-    count = [0]
+    count = [0, 0]  # messages (bare) and steps (glassbox)
 
     def done() -> None:
-        out = f"{marks['first']} {marks['last']} {marks['cpu_last'] - marks['cpu_first']}\n"
+        out = f"{marks['first']} {marks['last']} {marks['cpu_last'] - marks['cpu_first']} {count[1]}\n"
         os.write(1, out.encode())  # Faust redirects print to logging
         os._exit(0)
 
@@ -161,6 +164,7 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
             if "first" not in marks:
                 marks["first"], marks["cpu_first"] = time.monotonic(), time.process_time()
             out = orig(msgs)
+            count[1] += "last" not in marks
             if pipeline.counters.events >= expect and "last" not in marks:
                 marks["last"], marks["cpu_last"] = time.monotonic(), time.process_time()
                 asyncio.get_running_loop().call_later(EXIT_AFTER_S, done)  # the clock stops now
@@ -174,30 +178,30 @@ def run_role(role: str, bootstrap: str, prefix: str, topic: str, expect: int, re
 
 
 def measure(role: str, bootstrap: str, prefix: str, topic: str, expect: int, ref: str | None = None,
-            durability: str = "none", estimation: bool = True) -> float:
+            durability: str = "none", estimation: bool = True, batch_max: int = 1000) -> float:
     """Run one role in its own process; its rate (``expect`` per second of its clock)."""
-    return measure_cpu(role, bootstrap, prefix, topic, expect, ref, durability, estimation)[0]
+    return measure_cpu(role, bootstrap, prefix, topic, expect, ref, durability, estimation, batch_max)[0]
 
 
 def measure_cpu(role: str, bootstrap: str, prefix: str, topic: str, expect: int, ref: str | None = None,
-                durability: str = "none", estimation: bool = True) -> tuple[float, float]:
-    """:func:`measure`, and the CPU time of the role's process (all its threads) per unit of ``expect``, in us:
-    steadier than the rate when other processes share the cores."""
+                durability: str = "none", estimation: bool = True, batch_max: int = 1000) -> tuple[float, float, int]:
+    """:func:`measure`, the CPU time of the role's process (all its threads) per unit of ``expect`` in us (steadier
+    than the rate when other processes share the cores), and the pipeline steps it took (0 for the bare agent)."""
     cmd = [sys.executable, __file__, "--role", role, "--bootstrap", bootstrap, "--prefix", prefix, "--topic", topic,
            "--expect", str(expect), "--durability", durability, *(["--ref", ref] if ref else []),
-           *([] if estimation else ["--no-estimation"])]
+           *([] if estimation else ["--no-estimation"]), "--batch-max", str(batch_max)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=ROLE_TIMEOUT_S)
     except subprocess.TimeoutExpired as err:  # the child is killed by subprocess.run
         tail = lambda b: (b or b"")[-3000:].decode(errors="replace")  # noqa: E731
         raise SystemExit(f"{role} {durability} on {topic} stalled: no result after {ROLE_TIMEOUT_S} s\n"
                          f"{tail(err.stdout)}\n{tail(err.stderr)}") from None
-    marks = re.findall(r"(\d+\.\d+) (\d+\.\d+) (\d+\.\d+)", out.stdout)
+    marks = re.findall(r"(\d+\.\d+) (\d+\.\d+) (\d+\.\d+) (\d+)", out.stdout)
     if not marks:
         raise SystemExit(f"{role} {durability} on {topic} failed (exit {out.returncode}):\n"
                          f"{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-    first, last, cpu = map(float, marks[-1])
-    return expect / (last - first), cpu / expect * 1e6
+    first, last, cpu, steps = map(float, marks[-1])
+    return expect / (last - first), cpu / expect * 1e6, int(steps)
 
 
 def topic_bytes(bootstrap: str, topic: str) -> int:
@@ -228,12 +232,15 @@ def restore_s(bootstrap: str, prefix: str, runs: int = 3) -> tuple[float, int]:
     return statistics.median(times), n
 
 
-VARIANTS = {  # name: (durability, estimation)
-    "no state": ("none", True),
-    "no state, estimation off": ("none", False),
-    "state acks=1 + durable join": ("1:journal", True),
-    "state acks=all, join off": ("all:state", True),
-    "state acks=all + durable join": ("all:journal", True),  # the worker's defaults
+SMALL = 5  # messages per step of a worker that keeps up with its input (a backlog gives steps of hundreds)
+VARIANTS = {  # name: (durability, estimation, messages per step at most)
+    "no state": ("none", True, 1000),
+    "no state, estimation off": ("none", False, 1000),
+    "state acks=1 + durable join": ("1:journal", True, 1000),
+    "state acks=all, join off": ("all:state", True, 1000),
+    "state acks=all + durable join": ("all:journal", True, 1000),  # the worker's defaults
+    f"no state, steps of {SMALL}": ("none", True, SMALL),
+    f"state acks=all + durable join, steps of {SMALL}": ("all:journal", True, SMALL),
 }
 DEFAULT = "state acks=all + durable join"
 
@@ -251,10 +258,12 @@ def main() -> None:
     ap.add_argument("--ref")
     ap.add_argument("--durability", default="none")
     ap.add_argument("--no-estimation", action="store_true")
+    ap.add_argument("--batch-max", type=int, default=1000)
     a = ap.parse_args()
     if a.role:
         asyncio.set_event_loop(asyncio.new_event_loop())
-        return run_role(a.role, a.bootstrap, a.prefix, a.topic, a.expect, a.ref, a.durability, not a.no_estimation)
+        return run_role(a.role, a.bootstrap, a.prefix, a.topic, a.expect, a.ref, a.durability, not a.no_estimation,
+                        a.batch_max)
 
     import tempfile
 
@@ -287,19 +296,20 @@ def main() -> None:
                 if name == "bare":
                     pair, args, kw = plain, ("bare", boot), {}
                 else:
-                    durability, estimation = VARIANTS[name]
+                    durability, estimation, batch_max = VARIANTS[name]
                     # a state topic is restored at start: every run of a durable variant reads a fresh copy
-                    pair = plain if durability == "none" else fresh(f"v{len(prefixes)}")
+                    pair = plain if durability == "none" else fresh(f"v{r}-{names.index(name)}")
                     prefixes[name] = pair
-                    args, kw = ("glassbox", boot), {"ref": ref, "durability": durability, "estimation": estimation}
+                    args, kw = ("glassbox", boot), {"ref": ref, "durability": durability, "estimation": estimation,
+                                                    "batch_max": batch_max}
                 for kind, prefix in zip(("single", "batched"), pair, strict=True):
                     load = os.getloadavg()[0]
                     per = BATCH if name == "bare" and kind == "batched" else 1  # the bare agent counts messages
                     expect = a.single if kind == "single" else n_b // per
-                    rate, cpu = measure_cpu(*args, prefix, f"{prefix}predictions", expect, **kw)
+                    rate, cpu, steps = measure_cpu(*args, prefix, f"{prefix}predictions", expect, **kw)
                     runs.setdefault((name, kind), []).append((rate * per, cpu / per, load))
                     print(f"  {name}, {kind}: {rate * per:,.0f} events/s, {cpu / per:.1f} CPU us/event (load "
-                          f"{load:.1f})", file=sys.stderr, flush=True)
+                          f"{load:.1f}){f', {steps} steps' if steps else ''}", file=sys.stderr, flush=True)
         sp, bp = prefixes[DEFAULT]
         restores = {"single": restore_s(boot, sp), "batched": restore_s(boot, bp)}
         journal = {"single": topic_bytes(boot, f"{sp}joinlog") / a.single * 1000,
@@ -330,7 +340,9 @@ def main() -> None:
     for label, a_, b_ in (("estimation on vs off (no state; target <= +10%)", "no state", "no state, estimation off"),
                           ("durable join on vs off (acks=all)", DEFAULT, "state acks=all, join off"),
                           ("acks=all vs acks=1 (durable join on)", DEFAULT, "state acks=1 + durable join"),
-                          ("defaults vs no state", DEFAULT, "no state")):
+                          ("defaults vs no state", DEFAULT, "no state"),
+                          (f"defaults vs no state, steps of {SMALL} messages",
+                           f"state acks=all + durable join, steps of {SMALL}", f"no state, steps of {SMALL}")):
         print(f"{label}: time per event {cost(a_, b_, 'single')} (one-event messages); "
               f"{cost(a_, b_, 'batched')} (batched)")
     for kind in ("single", "batched"):
