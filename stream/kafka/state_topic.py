@@ -75,6 +75,11 @@ class TopicState:
         self._journal = []
         return out
 
+    def requeue_journal(self, records: list[tuple[int | None, bytes, bytes]]) -> None:
+        """Put back records of :meth:`take_journal` whose publishing failed, before the newer ones (a record that
+        was written after all is replayed once: the replay skips offsets it already applied)."""
+        self._journal[:0] = [(key.decode(), value) for _, key, value in records]
+
     def take_dirty(self) -> list[tuple[int | None, bytes, bytes]]:
         """(partition, key, value) of the state records to publish, each partition's checkpoint when it is due."""
         dirty, self._dirty = self._dirty, {}

@@ -135,9 +135,15 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
         async with saving:
             done, held[:] = list(held), []
             pipeline.save()  # at once after the snapshot: the state covers exactly the steps of ``done``
-            journal = [await topics.joinlog.send(key=key, value=value, partition=partition)
-                       for partition, key, value in state.take_journal()]
-            await asyncio.gather(*journal)
+            records = state.take_journal()
+            try:
+                await asyncio.gather(*[await topics.joinlog.send(key=key, value=value, partition=partition)
+                                       for partition, key, value in records])
+            except Exception:  # no state and no acknowledgement until the journal is written: retried next time
+                log.exception("joinlog write failed; retrying at the next save")
+                state.requeue_journal(records)
+                held[:0] = done
+                return
             for partition, key, value in state.take_dirty():
                 await topics.state.send(key=key, value=value, partition=partition)
             for message in done:
