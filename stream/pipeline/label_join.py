@@ -17,7 +17,7 @@ by the TTL and ``max_pending``, not by the stream's length.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -271,6 +271,33 @@ def label_record(topic: str, calls: Sequence[tuple[str, Any, int, int, int]]) ->
     ids, labels, ts, parts, offs = (list(c) for c in zip(*calls, strict=True)) if calls else ([],) * 5
     return orjson.dumps({"k": "l", "topic": topic, "ids": ids, "labels": labels, "ts": ts, "part": parts,
                          "off": offs})
+
+
+def fitted(build: Callable[[int, int], bytes], partitions: Sequence[int], offsets: Sequence[int],
+           max_bytes: int) -> list[bytes]:
+    """``build(0, n)`` (a journal record of entries ``0..n``), or records of consecutive ranges of at most
+    ``max_bytes`` each, cut between input messages: a message's entries stay in one record, which the replay's
+    skip of offsets already applied relies on. A single message's entries make one record whatever its size.
+
+    >>> build = lambda lo, hi: label_record("l", [(str(i), 1, 0, 0, i // 2) for i in range(lo, hi)])
+    >>> [orjson.loads(r)["ids"] for r in fitted(build, [0] * 6, [0, 0, 1, 1, 2, 2], 100)]
+    [['0', '1'], ['2', '3'], ['4', '5']]
+    """
+    def cut(lo: int, hi: int) -> list[bytes]:
+        rec = build(lo, hi)
+        if len(rec) <= max_bytes:
+            return [rec]
+        same = lambda i: partitions[i] == partitions[i - 1] and offsets[i] == offsets[i - 1]  # noqa: E731
+        mid = (lo + hi) // 2
+        while lo < mid < hi and same(mid):
+            mid += 1
+        if mid >= hi:
+            mid = (lo + hi) // 2
+            while lo < mid and same(mid):
+                mid -= 1
+        return [rec] if mid <= lo else cut(lo, mid) + cut(mid, hi)
+
+    return cut(0, len(offsets))
 
 
 def replay(join: LabelJoin, records: Sequence[bytes], done: dict[str, int]) -> LabelJoin:

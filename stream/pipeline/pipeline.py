@@ -20,7 +20,7 @@ import orjson
 
 from detectors.batch import EventBatch
 from stream.events import InvalidEvent, deadletter_record
-from stream.pipeline.label_join import LabelJoin, label_record, outcome_batch, prediction_record, replay
+from stream.pipeline.label_join import LabelJoin, fitted, label_record, outcome_batch, prediction_record, replay
 from stream.pipeline.monitors import MonitorRegistry
 from stream.pipeline.parse_events import parse_labels
 from stream.pipeline.parse_step import ModelPart, ParsedStep, RawMessage, parse_step
@@ -137,6 +137,7 @@ class Pipeline:
         self._restored: set[str] = set()
         self._unsaved: set[str] = set()  # models whose state changed since the last save
         self._journals = bool(getattr(state, "journals", False))  # the store keeps the label join's calls
+        self._journal_bytes = max_message_bytes // 2  # a journal record fits in a Kafka message, with room to spare
 
     def _linked(self, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return alerts if self.links is None else [self.links(a) for a in alerts]
@@ -313,9 +314,12 @@ class Pipeline:
             outcomes = self._join(model).add_predictions(
                 batch.ids, batch.timestamps, batch.prediction, batch.scores, batch.partitions, batch.offsets)
             if self._journals:
-                self.state.journal(model, prediction_record(  # type: ignore[union-attr]
-                    part.topics[0], batch.ids, batch.timestamps, batch.prediction, batch.scores, batch.partitions,
-                    batch.offsets))
+                b = batch
+                for rec in fitted(lambda lo, hi: prediction_record(
+                        part.topics[0], b.ids[lo:hi], b.timestamps[lo:hi], b.prediction[lo:hi],
+                        {c: v[lo:hi] for c, v in b.scores.items()} if b.scores else None, b.partitions[lo:hi],
+                        b.offsets[lo:hi]), b.partitions.tolist(), b.offsets.tolist(), self._journal_bytes):
+                    self.state.journal(model, rec)  # type: ignore[union-attr]
             if outcomes:
                 self._outcomes(model, outcomes, out)
         except Exception as err:  # a defect in detection must not stop consumption: dead-letter and go on
@@ -356,8 +360,10 @@ class Pipeline:
             self._advance(model, msg.topic, msg.partition, msg.offset)
             self._place(model, msg.partition)
         for model, outcomes in per_model.items():
-            if calls.get(model):
-                self.state.journal(model, label_record(messages[0].topic, calls[model]))  # type: ignore[union-attr]
+            if c := calls.get(model):
+                for rec in fitted(lambda lo, hi, c=c: label_record(messages[0].topic, c[lo:hi]),
+                                  [x[3] for x in c], [x[4] for x in c], self._journal_bytes):
+                    self.state.journal(model, rec)  # type: ignore[union-attr]
             if outcomes:
                 self._outcomes(model, outcomes, out)
             self._save(model)
