@@ -47,6 +47,8 @@ class WorkerConfig(BaseModel):
     fetch_max_wait_ms: int = Field(50, ge=1, le=1500, description="longest a fetch waits on the broker for data")
     label_ttl_s: float = Field(7 * 24 * 3600, gt=0, description="forget unlabeled predictions after this")
     dedup_horizon: int = Field(2000, ge=0, description="recent prediction ids per model kept to drop duplicates")
+    state_interval_s: float = Field(0.5, gt=0, description="publish model state at most this often; input is "
+                                    "acknowledged once the state covering it is out")
     max_discovered_models: int = Field(1000, ge=1, description="models counted in discovery mode (no models set)")
     audit: bool = Field(False, description="publish the ids each step processed to the audit topic")
     models: dict[str, str] = Field(

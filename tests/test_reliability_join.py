@@ -112,7 +112,7 @@ def test_labels_after_a_sigkill_join_the_predictions_of_the_killed_worker(kafka_
           f"{size['l'] * 1000 / N:.0f} per 1,000 labels")
 
 
-@pytest.mark.slow
+@pytest.mark.system
 @pytest.mark.timeout(400)
 def test_labels_after_a_rebalance_join_on_the_worker_that_took_the_partition(kafka_bootstrap: str,
                                                                               topic_prefix: str,

@@ -1,8 +1,9 @@
 """Model state that survives a worker crash or a rebalance: the latest record per model on ``<prefix>state``,
 and the label join's journal on ``<prefix>joinlog``.
 
-Each step publishes the state of the models it touched to the partition their events came from (a model lives
-in one partition), together with the input offsets the state covers. Every ``checkpoint_every`` records a
+Every ``worker.state_interval_s`` the worker publishes the state of the models its steps touched since the last
+save to the partition their events came from (a model lives in one partition), together with the input offsets
+the state covers; the input is acknowledged only after that. Every ``checkpoint_every`` records a
 partition also gets a checkpoint: one record holding the latest state of every model of that partition. A
 worker that is assigned a partition reads the state topic backwards from the high watermark its fetch reports
 to the latest checkpoint and forwards from there, so a restore reads at most ``checkpoint_every`` records
@@ -73,6 +74,11 @@ class TopicState:
         out = [(self._partition_of.get(m), m.encode(), rec) for m, rec in self._journal]
         self._journal = []
         return out
+
+    def requeue_journal(self, records: list[tuple[int | None, bytes, bytes]]) -> None:
+        """Put back records of :meth:`take_journal` whose publishing failed, before the newer ones (a record that
+        was written after all is replayed once: the replay skips offsets it already applied)."""
+        self._journal[:0] = [(key.decode(), value) for _, key, value in records]
 
     def take_dirty(self) -> list[tuple[int | None, bytes, bytes]]:
         """(partition, key, value) of the state records to publish, each partition's checkpoint when it is due."""

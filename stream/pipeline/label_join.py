@@ -17,7 +17,7 @@ by the TTL and ``max_pending``, not by the stream's length.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -42,13 +42,29 @@ class LabelledPrediction:
     offset: int
 
 
+class _ScoreRows:
+    """The scores of a block's predictions as columns; an event's ``{class: score}`` is built when it is joined
+    (most predictions of a block never are while it is pending, and a dict per event costs as much as detection)."""
+
+    __slots__ = ("classes", "cols")
+
+    def __init__(self, classes: tuple[str, ...], cols: list[np.ndarray]):
+        self.classes, self.cols = classes, cols
+
+    def __getitem__(self, i: int) -> dict[str, float]:
+        return {c: float(col[i]) for c, col in zip(self.classes, self.cols, strict=True)}
+
+    def __len__(self) -> int:
+        return len(self.cols[0])
+
+
 class _Block:
     """The predictions of one call, as columns; ``indexed`` once their ids are in the lookup dict."""
 
     __slots__ = ("ids", "ts", "preds", "rows", "parts", "offs", "indexed")
 
-    def __init__(self, ids: list[str], ts: list[int], preds: list[Any], rows: list[Any], parts: list[int],
-                 offs: list[int]):
+    def __init__(self, ids: list[str], ts: list[int], preds: list[Any], rows: list[Any] | _ScoreRows,
+                 parts: list[int], offs: list[int]):
         self.ids, self.ts, self.preds, self.rows, self.parts, self.offs = ids, ts, preds, rows, parts, offs
         self.indexed = False
 
@@ -94,10 +110,9 @@ class LabelJoin:
         """Remember predictions; returns outcomes for labels that were already waiting for them."""
         out: list[LabelledPrediction] = []
         ts_list = [int(t) for t in timestamps] if not hasattr(timestamps, "tolist") else timestamps.tolist()
-        classes = tuple(scores) if scores else None
-        if classes:
-            cols = [scores[c] for c in classes]  # type: ignore[index]
-            rows = [dict(zip(classes, map(float, r), strict=True)) for r in zip(*cols, strict=True)]
+        rows: list[Any] | _ScoreRows
+        if scores:
+            rows = _ScoreRows(tuple(scores), [np.asarray(v, np.float64) for v in scores.values()])
         else:
             rows = [None] * len(ids)
         if isinstance(predictions, np.ndarray):
@@ -258,21 +273,54 @@ def label_record(topic: str, calls: Sequence[tuple[str, Any, int, int, int]]) ->
                          "off": offs})
 
 
+def fitted(build: Callable[[int, int], bytes], partitions: Sequence[int], offsets: Sequence[int],
+           max_bytes: int) -> list[bytes]:
+    """``build(0, n)`` (a journal record of entries ``0..n``), or records of consecutive ranges of at most
+    ``max_bytes`` each, cut between input messages: a message's entries stay in one record, which the replay's
+    skip of offsets already applied relies on. A single message's entries make one record whatever its size.
+
+    >>> build = lambda lo, hi: label_record("l", [(str(i), 1, 0, 0, i // 2) for i in range(lo, hi)])
+    >>> [orjson.loads(r)["ids"] for r in fitted(build, [0] * 6, [0, 0, 1, 1, 2, 2], 100)]
+    [['0', '1'], ['2', '3'], ['4', '5']]
+    """
+    def cut(lo: int, hi: int) -> list[bytes]:
+        rec = build(lo, hi)
+        if len(rec) <= max_bytes:
+            return [rec]
+        same = lambda i: partitions[i] == partitions[i - 1] and offsets[i] == offsets[i - 1]  # noqa: E731
+        mid = (lo + hi) // 2
+        while lo < mid < hi and same(mid):
+            mid += 1
+        if mid >= hi:
+            mid = (lo + hi) // 2
+            while lo < mid and same(mid):
+                mid -= 1
+        return [rec] if mid <= lo else cut(lo, mid) + cut(mid, hi)
+
+    return cut(0, len(offsets))
+
+
 def replay(join: LabelJoin, records: Sequence[bytes], done: dict[str, int]) -> LabelJoin:
     """Redo the journalled calls whose input offsets ``done`` covers (the restored state's offsets), in order:
     ``join`` ends as the crashed worker's join was when it saved that state. Outcomes are not returned again (the
-    restored monitors have them).
+    restored monitors have them). A record written twice (a retried publish) is applied once: offsets at or below
+    those of earlier records of the same partition are skipped.
 
     >>> j = LabelJoin(ttl_ms=1000)
     >>> recs = [prediction_record("p", ["a", "b"], [0, 10], [1, 0], None, [0, 0], [5, 6]),
     ...         label_record("l", [("a", 1, 20, 0, 3)]), label_record("l", [("b", 0, 30, 0, 4)])]
-    >>> replay(j, recs, {"p:0": 6, "l:0": 3}).counters()["pending_predictions"]
-    1
+    >>> replay(j, recs + recs[:1], {"p:0": 6, "l:0": 3}).counters()  # the first record written twice: applied once
+    ... # doctest: +ELLIPSIS
+    {'predictions': 2, 'matched': 1, ..., 'pending_predictions': 1, 'pending_labels': 0}
     """
+    applied: dict[str, int] = {}  # topic:partition -> the highest offset replayed by earlier records
     for raw in records:
         rec = orjson.loads(raw)
         topic, parts, offs = rec["topic"], rec["part"], rec["off"]
-        keep = [i for i in range(len(offs)) if offs[i] <= done.get(f"{topic}:{parts[i]}", -1)]
+        tps = [f"{topic}:{p}" for p in parts]
+        keep = [i for i in range(len(offs)) if applied.get(tps[i], -1) < offs[i] <= done.get(tps[i], -1)]
+        for tp, off in zip(tps, offs, strict=True):
+            applied[tp] = max(applied.get(tp, -1), off)
         if not keep:
             continue
         if rec["k"] == "p":

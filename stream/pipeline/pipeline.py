@@ -20,7 +20,7 @@ import orjson
 
 from detectors.batch import EventBatch
 from stream.events import InvalidEvent, deadletter_record
-from stream.pipeline.label_join import LabelJoin, label_record, outcome_batch, prediction_record, replay
+from stream.pipeline.label_join import LabelJoin, fitted, label_record, outcome_batch, prediction_record, replay
 from stream.pipeline.monitors import MonitorRegistry
 from stream.pipeline.parse_events import parse_labels
 from stream.pipeline.parse_step import ModelPart, ParsedStep, RawMessage, parse_step
@@ -112,9 +112,11 @@ class StateStore(Protocol):
 class Pipeline:
     """Validation, label join and detection for every model of one worker.
 
-    With a ``state`` store, each step saves the state of every model it touched together with the last
-    input offsets it covers; after a restart the state is restored and messages at or below those offsets
-    (redelivered because their commit was lost) are skipped, so nothing is counted twice. ``links`` adds
+    With a ``state`` store, :meth:`save` hands the state of every model touched since its last call to the store,
+    together with the last input offsets it covers (the worker calls it every ``worker.state_interval_s`` and
+    acknowledges its input only once that state is published); after a restart the state is restored and messages
+    at or below those offsets (redelivered because they were not acknowledged) are skipped, so nothing is counted
+    twice and nothing after the state is lost. ``links`` adds
     each alert's links (runbook, dashboard) as it is raised, so that live and replayed alerts hold the same bytes.
     """
 
@@ -133,7 +135,9 @@ class Pipeline:
         self.dedup_horizon = dedup_horizon
         self._recent: dict[str, RecentIds] = {}
         self._restored: set[str] = set()
+        self._unsaved: set[str] = set()  # models whose state changed since the last save
         self._journals = bool(getattr(state, "journals", False))  # the store keeps the label join's calls
+        self._journal_bytes = max_message_bytes // 2  # a journal record fits in a Kafka message, with room to spare
 
     def _linked(self, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return alerts if self.links is None else [self.links(a) for a in alerts]
@@ -168,17 +172,29 @@ class Pipeline:
             self._offsets.pop(m, None)
             self._recent.pop(m, None)
             self._restored.discard(m)
+            self._unsaved.discard(m)
             self.joins.pop(m, None)
             self.monitors.forget(m)
 
     def _save(self, model: str) -> None:
+        """Note that ``model``'s state changed: the next :meth:`save` writes it."""
+        if self.state is not None:
+            self._unsaved.add(model)
+
+    def save(self) -> int:
+        """Write the state of every model changed since the last call to the store; returns how many. Everything
+        the steps so far did is in it (with the offsets it covers), so the input they read may be acknowledged
+        once the store has published it."""
         if self.state is None:
-            return
-        mon = self.monitors.get(model)
-        recent = self._recent.get(model)
-        rec = {"monitor": mon.to_state() if mon is not None else None, "offsets": self._offsets.get(model, {}),
-               "recent_ids": recent.to_state() if recent is not None else []}
-        self.state.set(model, orjson.dumps(rec))
+            return 0
+        for model in self._unsaved:
+            mon = self.monitors.get(model)
+            recent = self._recent.get(model)
+            rec = {"monitor": mon.to_state() if mon is not None else None, "offsets": self._offsets.get(model, {}),
+                   "recent_ids": recent.to_state() if recent is not None else []}
+            self.state.set(model, orjson.dumps(rec))
+        n, self._unsaved = len(self._unsaved), set()
+        return n
 
     def _join(self, model: str) -> LabelJoin:
         j = self.joins.get(model)
@@ -298,9 +314,12 @@ class Pipeline:
             outcomes = self._join(model).add_predictions(
                 batch.ids, batch.timestamps, batch.prediction, batch.scores, batch.partitions, batch.offsets)
             if self._journals:
-                self.state.journal(model, prediction_record(  # type: ignore[union-attr]
-                    part.topics[0], batch.ids, batch.timestamps, batch.prediction, batch.scores, batch.partitions,
-                    batch.offsets))
+                b = batch
+                for rec in fitted(lambda lo, hi: prediction_record(
+                        part.topics[0], b.ids[lo:hi], b.timestamps[lo:hi], b.prediction[lo:hi],
+                        {c: v[lo:hi] for c, v in b.scores.items()} if b.scores else None, b.partitions[lo:hi],
+                        b.offsets[lo:hi]), b.partitions.tolist(), b.offsets.tolist(), self._journal_bytes):
+                    self.state.journal(model, rec)  # type: ignore[union-attr]
             if outcomes:
                 self._outcomes(model, outcomes, out)
         except Exception as err:  # a defect in detection must not stop consumption: dead-letter and go on
@@ -341,8 +360,10 @@ class Pipeline:
             self._advance(model, msg.topic, msg.partition, msg.offset)
             self._place(model, msg.partition)
         for model, outcomes in per_model.items():
-            if calls.get(model):
-                self.state.journal(model, label_record(messages[0].topic, calls[model]))  # type: ignore[union-attr]
+            if c := calls.get(model):
+                for rec in fitted(lambda lo, hi, c=c: label_record(messages[0].topic, c[lo:hi]),
+                                  [x[3] for x in c], [x[4] for x in c], self._journal_bytes):
+                    self.state.journal(model, rec)  # type: ignore[union-attr]
             if outcomes:
                 self._outcomes(model, outcomes, out)
             self._save(model)

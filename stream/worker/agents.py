@@ -2,7 +2,10 @@
 
 Each agent takes up to ``worker.batch_max`` messages (or what arrived within ``worker.batch_wait_s``),
 runs one pipeline step on them and publishes the step's alerts (key: fingerprint) and dead letters before
-the messages are acknowledged, so a crash redelivers rather than loses.
+the messages are acknowledged, so a crash redelivers rather than loses. With a state topic, the state of the
+models the steps touched is published every ``worker.state_interval_s`` (not every step), and the messages are
+acknowledged (so Faust may commit their offsets) only once a state that covers them is published: a crash
+between two saves redoes the steps since the last one from that state.
 """
 
 from __future__ import annotations
@@ -94,15 +97,14 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
         register_progress(app, settings, pipeline, health, progress_s)
 
     state = pipeline.state if isinstance(pipeline.state, TopicState) else None
-    unacked: list[Any] = []  # joinlog sends of every step not yet acknowledged (both agents share them)
+    held: list[Any] = []  # input messages of the steps since the last save: acknowledged once their state is out
+    saving = asyncio.Lock()
 
     async def restore(events: list[Any]) -> None:
         if state is not None:
             await state.load({e.message.partition for e in events})
 
     async def publish(out: StepOutput, partition_hint: str) -> None:
-        if state is not None:  # first, so that the state record follows its alerts closely (fewer repeats)
-            await flush_journal()
         alerts = out.alerts
         if attribution is not None:
             alerts = attribution.observe(out, alerts)
@@ -122,31 +124,40 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
                 value=orjson.dumps({"ids": out.processed_ids, "deadlettered": len(out.deadletters)}),
             )
         pipeline.counters.alerts += len(alerts)
-        if state is not None:  # after the alerts: a crash in between repeats an alert (same alert_id), never loses it
-            await save_state()
-
-    async def flush_journal() -> None:
-        """The label join's journal, acknowledged before any state that covers it is sent: a state record never
-        refers to join calls that a crash could lose (a journal beyond the state is ignored at restore)."""
-        assert state is not None
-        for partition, key, value in state.take_journal():
-            unacked.append(await topics.joinlog.send(key=key, value=value, partition=partition))
-        if unacked:  # kept listed until acknowledged: the other agent's state must wait for them too
-            pending = list(unacked)
-            await asyncio.gather(*pending)
-            unacked[:] = [f for f in unacked if f not in pending]
 
     async def save_state() -> None:
+        """Publish the state of every model the steps since the last save touched, then acknowledge their input.
+        The label join's journal goes first and is acknowledged by the broker, so a state record never refers to
+        join calls that a crash could lose (a journal beyond the state is ignored at restore). The state records
+        only need to be in the producer: Faust flushes it before it commits any offset. Alerts were published by
+        their steps: a crash before the save repeats them (same alert_id), never loses them."""
         assert state is not None
-        await flush_journal()  # normally empty here; calls made by the other agent meanwhile
-        for partition, key, value in state.take_dirty():
-            await topics.state.send(key=key, value=value, partition=partition)
+        async with saving:
+            done, held[:] = list(held), []
+            pipeline.save()  # at once after the snapshot: the state covers exactly the steps of ``done``
+            records = state.take_journal()
+            try:
+                await asyncio.gather(*[await topics.joinlog.send(key=key, value=value, partition=partition)
+                                       for partition, key, value in records])
+            except Exception:  # no state and no acknowledgement until the journal is written: retried next time
+                log.exception("joinlog write failed; retrying at the next save")
+                state.requeue_journal(records)
+                held[:0] = done
+                return
+            for partition, key, value in state.take_dirty():
+                await topics.state.send(key=key, value=value, partition=partition)
+            for message in done:
+                message.ack(app.consumer)
 
     async def consume(stream: Any, kind: str, step: Any) -> None:
         async for events in stream.take_events(batch_max, within=within):
             await restore(events)
             t0, raw = time.perf_counter(), _raw(events)
             out = step(raw)
+            if state is not None:  # not acknowledged with the step: held until a state covers it
+                for e in events:
+                    e.message.incref()
+                    held.append(e.message)
             await publish(out, kind)
             health.step(kind, raw, out, time.perf_counter() - t0)
 
@@ -159,6 +170,15 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
         await consume(stream, "labels", pipeline.on_labels)
 
     if state is not None:
+
+        @app.task
+        async def save_every_interval() -> None:
+            """Save while input flows and once it stops. A plain loop, not an ``app.timer``: it must keep running
+            while Faust stops or rebalances, which waits for every message taken to be acknowledged."""
+            while True:
+                await asyncio.sleep(settings.worker.state_interval_s)
+                if held:
+                    await save_state()
 
         @app.on_partitions_revoked.connect
         async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
