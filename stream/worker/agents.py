@@ -8,6 +8,7 @@ the messages are acknowledged, so a crash redelivers rather than loses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from stream.kafka.faust_app import Topics
 from stream.kafka.state_topic import TopicState
 from stream.pipeline.monitors import MonitorRegistry
 from stream.pipeline.pipeline import Pipeline, RawMessage, StepOutput
+from stream.pipeline.shards import ShardedMonitors
 from stream.settings import Settings
 from stream.worker.report import register_progress
 
@@ -49,9 +51,10 @@ def build_pipeline(settings: Settings, state: TopicState | None = None) -> Pipel
     """The pipeline of a worker; with ``state``, model state survives crashes and rebalances."""
     from stream.evidence.reference import load_reference_for
 
-    monitors = MonitorRegistry(
+    sharded = {"sharded": settings.worker.sharded_models} if settings.worker.sharded_models else {}
+    monitors = (ShardedMonitors if sharded else MonitorRegistry)(  # sharded models: a monitor per partition
         settings.worker.models, settings.detection, lambda ref: load_reference_for(ref, settings),
-        max_discovered=settings.worker.max_discovered_models,
+        max_discovered=settings.worker.max_discovered_models, **sharded,
     )
     return Pipeline(
         monitors,
@@ -124,6 +127,8 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
         pipeline.counters.alerts += len(alerts)
         if state is not None:  # after the alerts: a crash in between repeats an alert (same alert_id), never loses it
             await save_state()
+        if sharding is not None:  # sharded models: partials after the state records that hold them
+            await sharding.send_partials(save_state if state is not None else None)
 
     async def flush_journal() -> None:
         """The label join's journal, acknowledged before any state that covers it is sent: a state record never
@@ -142,12 +147,22 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
         for partition, key, value in state.take_dirty():
             await topics.state.send(key=key, value=value, partition=partition)
 
+    sharding = None
+    if settings.worker.sharded_models:  # the summaries topic and the combiner agent (stream/worker/combiner.py)
+        from stream.worker.combiner import register_sharding
+
+        sharding = register_sharding(app, settings, pipeline, lambda alerts: publish(StepOutput(alerts=alerts),
+                                                                                      "combiner"),
+                                     lambda parts: state.load(parts) if state is not None else asyncio.sleep(0), _raw)
+    serial = sharding.serial if sharding is not None else contextlib.nullcontext()
+
     async def consume(stream: Any, kind: str, step: Any) -> None:
         async for events in stream.take_events(batch_max, within=within):
-            await restore(events)
-            t0, raw = time.perf_counter(), _raw(events)
-            out = step(raw)
-            await publish(out, kind)
+            async with serial:
+                await restore(events)
+                t0, raw = time.perf_counter(), _raw(events)
+                out = step(raw)
+                await publish(out, kind)
             health.step(kind, raw, out, time.perf_counter() - t0)
 
     @app.agent(topics.predictions, name="glassbox.predictions")
