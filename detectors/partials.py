@@ -97,7 +97,7 @@ class ShardMonitor(ModelMonitor):
         done = len(self.outbox)
         super().observe(batch)
         fresh = self.outbox[done:]  # windows this batch ended: each one's watermark is the next one's start
-        for p, nxt in zip(fresh, fresh[1:] + [None], strict=True):
+        for p, nxt in zip(fresh, [*fresh[1:], None][: len(fresh)], strict=True):
             p["wm"] = self.wm if nxt is None else nxt["key"] * self.config.window_ms
         return []
 
