@@ -53,6 +53,7 @@ from detectors.window_counts import WindowCounts
 PARTIAL_SCHEMA = "glassbox.partial/v1"
 SHARD_STATE_VERSION = 1
 COMBINER_STATE_VERSION = 1
+RECENT_WINDOWS = 64  # closed windows whose (key, events) a combiner keeps (stats, tests)
 OUTCOME_FLUSH = 20_000  # outcomes buffered by a shard before they go out without waiting for a window
 
 
@@ -108,13 +109,18 @@ class ShardMonitor(ModelMonitor):
         return []
 
     def observe_outcomes(self, batch: OutcomeBatch) -> list[dict[str, Any]]:
+        """Buffer joined outcomes; they go out with the next partial, or alone once the label time passes a
+        window's end (so the combiner can feed them while predictions idle) or ``OUTCOME_FLUSH`` wait."""
         if len(batch):
+            before = self.lwm
             top = int(batch.label_timestamps.max())
-            self.lwm = top if self.lwm is None else max(self.lwm, top)
+            self.lwm = top if before is None else max(before, top)
             self._out.append(batch)
             self._out_n += len(batch)
-            if self._out_n >= OUTCOME_FLUSH:
+            step = int(self.config.window_ms)  # type: ignore[arg-type]
+            if self._out_n >= OUTCOME_FLUSH or before is None or self.lwm // step > before // step:
                 self._emit(None, None)
+                self.outbox[-1]["wm"] = self.wm
         return []
 
     def _emit(self, key: int | None, counts: WindowCounts | None) -> None:
@@ -228,7 +234,9 @@ class Combiner:
         self.lwm: dict[int, int] = {}
         self.outcomes: dict[str, Any] | None = None  # joined outcomes not fed yet (columns)
         self.released = -(2**62)  # label time up to which outcomes were fed
+        self.held_since: float | None = None  # wall time since outcomes of closed windows wait for a shard
         self.last_closed: int | None = None
+        self.recent: list[list[int]] = []  # [key, events] of the last closed windows
         self.closed = 0
         self.partials = 0
         self.duplicates = 0  # partials seen again (a shard's resend after a crash): skipped
@@ -251,8 +259,11 @@ class Combiner:
             self.wm[s] = max(self.wm.get(s, partial["wm"]), partial["wm"])
         if partial["lwm"] is not None:
             self.lwm[s] = max(self.lwm.get(s, partial["lwm"]), partial["lwm"])
+        alerts: list[dict[str, Any]] = []
         if partial["outcomes"]:
             self.outcomes = _concat_columns(self.outcomes, partial["outcomes"])
+            if self.last_closed is not None:  # outcomes of closed windows need not wait for the next close
+                alerts = self._release(self._outcome_bound(self.last_closed))
         if partial["counts"] is not None:
             key = int(partial["key"])
             counts = WindowCounts.from_state(partial["counts"], self._shapes)
@@ -264,7 +275,7 @@ class Combiner:
             else:
                 self.open[key] = counts
                 self.first_seen[key] = now
-        return self.tick(now)
+        return alerts + self.tick(now)
 
     def tick(self, now: float) -> list[dict[str, Any]]:
         """Close every window that may close now, oldest first; returns their alerts."""
@@ -279,6 +290,15 @@ class Combiner:
                     break
                 self.by_lateness += 1
             alerts.extend(self._close(k, done))
+        if self.outcomes is not None and self.last_closed is not None:  # outcomes held by a shard without labels
+            end = (self.last_closed + 1) * self.window_ms - 1
+            if self._outcome_bound(self.last_closed) >= end or self.released >= end:
+                self.held_since = None
+            elif self.held_since is None:
+                self.held_since = now
+            elif now - self.held_since >= self.lateness:
+                self.held_since = None
+                alerts.extend(self._release(end))
         return alerts
 
     def _close(self, k: int, complete: bool) -> list[dict[str, Any]]:
@@ -286,11 +306,20 @@ class Combiner:
         self.first_seen.pop(k, None)
         self.last_closed = k
         self.closed += 1
+        self.recent = [*self.recent[1 - RECENT_WINDOWS:], [k, counts.n]]
         alerts = self.monitor.close_window(k, counts) if counts.n else []
-        bound = (k + 1) * self.window_ms - 1
-        if complete and self.lwm:  # outcomes are complete up to where every labelled shard has read both streams
-            bound = min(bound, min(min(self.wm.get(s, lw), lw) for s, lw in self.lwm.items()))
+        bound = self._outcome_bound(k) if complete else (k + 1) * self.window_ms - 1
         return alerts + self._release(bound)
+
+    def _outcome_bound(self, k: int) -> int:
+        """The label time up to which outcomes may be fed once window ``k`` closed: its end, and no further than
+        every shard with labels has read both its streams (a label waits for its prediction and conversely)."""
+        bound = (k + 1) * self.window_ms - 1
+        if self.lwm:
+            if len(self.lwm) < self.shards:  # a shard has sent no label yet: wait for it (or the lateness)
+                return self.released
+            bound = min(bound, min(min(self.wm.get(s, lw), lw) for s, lw in self.lwm.items()))
+        return bound
 
     def _release(self, bound: int) -> list[dict[str, Any]]:
         """Feed the outcomes with a label time up to ``bound``, in label-time order."""
@@ -321,7 +350,8 @@ class Combiner:
                 "first_seen": {str(k): t for k, t in self.first_seen.items()},
                 "seq": {str(s): v for s, v in self.seq.items()}, "wm": {str(s): v for s, v in self.wm.items()},
                 "lwm": {str(s): v for s, v in self.lwm.items()}, "outcomes": self.outcomes,
-                "released": self.released, "last_closed": self.last_closed,
+                "released": self.released, "last_closed": self.last_closed, "recent": self.recent,
+                "held_since": self.held_since,
                 "counters": [self.closed, self.partials, self.duplicates, self.late_partials, self.late_outcomes,
                              self.by_lateness]}
 
@@ -337,5 +367,7 @@ class Combiner:
         c.wm = {int(s): int(v) for s, v in state["wm"].items()}
         c.lwm = {int(s): int(v) for s, v in state["lwm"].items()}
         c.outcomes, c.released, c.last_closed = state["outcomes"], int(state["released"]), state["last_closed"]
+        c.recent = [list(r) for r in state["recent"]]
+        c.held_since = state["held_since"]
         (c.closed, c.partials, c.duplicates, c.late_partials, c.late_outcomes, c.by_lateness) = state["counters"]
         return c

@@ -100,8 +100,12 @@ class Combiners:
         self.combiners: dict[str, Combiner] = {}
         self._offsets: dict[str, dict[str, int]] = {}  # model -> summaries partition -> last offset applied
         self._partition: dict[str, int] = {}  # model -> its summaries partition
-        self.windows: list[tuple[str, dict[str, Any]]] = []  # closed-window records, drained by the caller
         self.invalid = 0
+
+    @property
+    def closed(self) -> int:
+        """Windows closed by every combiner here."""
+        return sum(c.closed for c in self.combiners.values())
 
     def _get(self, model: str) -> Combiner | None:
         comb = self.combiners.get(model)
@@ -169,7 +173,7 @@ class Combiners:
     def _save(self, touched: dict[str, int]) -> None:
         for model, partition in touched.items():
             comb = self.combiners[model]
-            self.windows.extend((model, w) for w in comb.drain_windows())
+            comb.drain_windows()  # the window records stay with the combiner's recent (key, events)
             self._partition[model] = partition
             if self.state is not None:
                 key = COMBINER_PREFIX + model

@@ -83,10 +83,10 @@ def register_sharding(app: faust.App, settings: Settings, pipeline: Pipeline, pu
     @app.timer(1.0)
     async def lateness() -> None:  # windows held open by an idle partition close after the allowed lateness
         async with sharding.serial:
+            closed = combiners.closed
             alerts = combiners.tick(time.time())
-            if alerts or combiners.windows:
-                await publish(alerts)
-        combiners.windows.clear()
+            if combiners.closed != closed:
+                await publish(alerts)  # and the state of the combiners that closed windows
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
@@ -97,6 +97,7 @@ def register_sharding(app: faust.App, settings: Settings, pipeline: Pipeline, pu
         return web.json({"partials_sent": sharding.partials_sent, "invalid": combiners.invalid, "models": {
             m: {"closed": c.closed, "partials": c.partials, "duplicates": c.duplicates, "open": c.open_windows,
                 "late_partials": c.late_partials, "late_outcomes": c.late_outcomes, "by_lateness": c.by_lateness,
-                "watermarks": c.wm, "events": c.monitor.events} for m, c in combiners.combiners.items()}})
+                "watermarks": c.wm, "events": c.monitor.events, "recent": c.recent}
+            for m, c in combiners.combiners.items()}})
 
     return sharding
