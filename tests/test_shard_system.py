@@ -193,7 +193,11 @@ def test_sigkill_of_one_worker_loses_and_doubles_nothing(kafka_bootstrap: str, t
         while not sent or sent[-1] < N * 0.4:
             time.sleep(0.05)
         workers[0].kill()
+        assert sent[-1] < N, "killed before the stream ended"
         feeder.join(120)
+        owned = workers[1].wait_for(lambda st: sum(a.startswith(f"{topic_prefix}predictions:")
+                                                   for a in st["assignment"]) == 4)
+        assert f"{topic_prefix}summaries:" in " ".join(owned["assignment"])
         stats = wait_closed(workers[1:], 11, timeout_s=180)
         assert {tuple(r) for r in stats["recent"]} == {(w["index"], w["events"]) for w in windows[:11]}
         assert stats["events"] == sum(w["events"] for w in windows[:11])
