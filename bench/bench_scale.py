@@ -15,13 +15,14 @@ byte for byte those of the explicit batches, so ``sdk_vs_batch`` departs from 1 
 batches short, or by noise.
 
 Sharded: ``--sharded`` events of one sharded model (``worker.sharded_models``, 10-s event-time windows of 10,000
-events) are published with the SDK (``sharded=True``: keyed by prediction_id over 4 partitions), then read by one
-and by two ``glassbox worker`` processes started together (one consumer group each run); the rate runs from 10% to
-90% of the events (so start-up and the group join stay out) and the CPU seconds of the worker processes over the
-same span give the CPU per event (on 2 cores the broker and the producer compete, so two workers cannot double
-the rate here; the CPU per event shows what they cost). ``two_workers_ratio`` is two workers' rate over one's.
-The combiner's cost is measured in process: the partial windows of 4 shards fed the same stream, merged and closed
-by :class:`detectors.partials.Combiner`; per partial (merging) and per window (closing: the tests, as unsharded).
+events) are published with the SDK (``sharded=True``: batches split per target partition of prediction_id, 4
+partitions) once one, then two, ``glassbox worker`` processes own the partitions (one consumer group and topic set
+per run), faster than the workers take them; the rate runs from 10% to 90% of the events and the CPU seconds of
+the worker processes over the same span give the CPU per event (on 2 cores the broker and the producer compete, so
+two workers cannot double the rate here; the CPU per event shows what they cost). ``two_workers_ratio`` is two
+workers' rate over one's. The combiner's cost is measured in process: the partial windows of 4 shards fed the
+same stream, merged and closed by :class:`detectors.partials.Combiner`; per partial (merging) and per window
+(closing: the tests, as unsharded).
 """
 
 from __future__ import annotations
@@ -80,16 +81,14 @@ def produce(bootstrap: str, prefix: str, mode: str, n: int) -> tuple[float, floa
 
 
 def produce_sharded(bootstrap: str, prefix: str, n: int) -> None:
-    from stream.kafka.topics import ensure_topics
+    """The stream as one sharded model's batches (the SDK splits each per target partition)."""
     from stream.producer import Producer
-    from stream.settings import Settings
 
-    ensure_topics(Settings(kafka={"topic_prefix": prefix, "partitions": 4}), bootstrap)
     with Producer(bootstrap, topic_prefix=prefix, sharded=True) as p:
         for lo, cols, preds in chunks(n, seed=7):
-            for i, feats in enumerate(dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)):
-                p.send_prediction(prediction_id=f"e{lo + i}", model="bench", timestamp=T0 + lo + i, features=feats,
-                                  prediction=preds[i])
+            p.send_prediction_batch(model="bench", prediction_ids=[f"e{lo + i}" for i in range(len(preds))],
+                                    timestamps=[T0 + lo + i for i in range(len(preds))], features=cols,
+                                    predictions=preds)
 
 
 def _cpu_s(pid: int) -> float:
@@ -102,26 +101,38 @@ def _cpu_s(pid: int) -> float:
 def sharded_workers(bootstrap: str, prefix: str, n: int, ref: str, workers: int, home: str) -> tuple[float, float]:
     """(events/s, CPU us per event) of ``workers`` worker processes on the sharded topic, 10% to 90% of ``n``."""
     import json
+    import threading
     from pathlib import Path
 
+    from stream.kafka.topics import ensure_topics
+    from stream.settings import Settings
     from tests.kafka_util import WorkerProcess
 
     env = {"GLASSBOX_MLFLOW__ENABLED": "false", "GLASSBOX_EVIDENTLY__ENABLED": "false",
            "GLASSBOX_ATTRIBUTION__ENABLED": "false", "GLASSBOX_WORKER__SHARDED_MODELS": '["bench"]',
            "GLASSBOX_DETECTION__WINDOW_MS": str(SHARDED_WINDOW_MS)}
     app = f"bench-{prefix}{workers}-{time.monotonic_ns()}"
+    ensure_topics(Settings(kafka={"topic_prefix": prefix, "partitions": 4}), bootstrap)
     procs = [WorkerProcess(bootstrap, prefix, app_id=app, home=Path(home) / f"{app}-{i}", models={"bench": ref},
                            audit=False, extra_env=env).start() for i in range(workers)]
     try:
-        marks: dict[float, tuple[float, float]] = {}
         deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # every worker owns predictions partitions: the group has settled
+            owned = [sum(x.startswith(f"{prefix}predictions:") for x in (w.stats() or {}).get("assignment", []))
+                     for w in procs]
+            if sum(owned) == 4 and min(owned) > 0:
+                break
+            time.sleep(0.3)
+        feeder = threading.Thread(target=produce_sharded, args=(bootstrap, prefix, n), daemon=True)
+        feeder.start()  # the producer outpaces the workers, so their rate is measured, not its
+        marks: dict[float, tuple[float, float]] = {}
         while len(marks) < 2 and time.monotonic() < deadline:
             stats = [w.stats() for w in procs]
             done = sum(s["events"] for s in stats if s)
             for frac in (0.1, 0.9):
                 if done >= frac * n and frac not in marks:
                     marks[frac] = (time.perf_counter(), sum(_cpu_s(w.proc.pid) for w in procs if w.proc))
-            time.sleep(0.05)
+            time.sleep(0.02)
         if len(marks) < 2:
             raise SystemExit(f"the sharded workers did not finish: {json.dumps([w.stats() for w in procs])}\n"
                              f"{procs[0].log()[-3000:]}")
@@ -199,7 +210,6 @@ def main() -> None:
         load_workers = os.getloadavg()[0]
         shard = {}
         for k in (1, 2):  # each run its own topics: a run restores the state (and offsets) left on its state topic
-            produce_sharded(broker.bootstrap, f"sharded{k}.", a.sharded)
             shard[k] = sharded_workers(broker.bootstrap, f"sharded{k}.", a.sharded, ref, k, tmp)
         load_sharded = os.getloadavg()[0]
         comb = combiner_cost(ref, a.sharded)
