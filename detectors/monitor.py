@@ -5,7 +5,9 @@ each tumbling window (count-based, or event-time with ``window_ms``) is tested w
 transitions (``firing`` / ``resolved``, after hysteresis) come back as ``glassbox.alert/v1`` dicts.
 ``observe_outcomes`` does the same for joined labels (concept drift per event, performance per window).
 Window state is integer counts (mergeable, chunking-independent); ``to_state`` / ``from_state`` carry
-everything a restarted worker needs to continue exactly.
+everything a restarted worker needs to continue exactly. Folding events into the open window and closing a
+window are separate steps: ``close_window`` closes an event-time window from counts folded elsewhere (the
+combiner of a sharded model, :mod:`detectors.partials`), with the same tests, horizons, hysteresis and alerts.
 
 >>> import numpy as np, pandas as pd
 >>> from detectors.batch import EventBatch
