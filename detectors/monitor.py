@@ -5,7 +5,9 @@ each tumbling window (count-based, or event-time with ``window_ms``) is tested w
 transitions (``firing`` / ``resolved``, after hysteresis) come back as ``glassbox.alert/v1`` dicts.
 ``observe_outcomes`` does the same for joined labels (concept drift per event, performance per window).
 Window state is integer counts (mergeable, chunking-independent); ``to_state`` / ``from_state`` carry
-everything a restarted worker needs to continue exactly.
+everything a restarted worker needs to continue exactly. Folding events into the open window and closing a
+window are separate steps: ``close_window`` closes an event-time window from counts folded elsewhere (the
+combiner of a sharded model, :mod:`detectors.partials`), with the same tests, horizons, hysteresis and alerts.
 
 >>> import numpy as np, pandas as pd
 >>> from detectors.batch import EventBatch
@@ -37,6 +39,7 @@ from detectors.horizons import WindowHistory
 from detectors.hysteresis import Hysteresis
 from detectors.outcomes import OutcomeMonitor
 from detectors.profile import ReferenceProfile
+from detectors.window_counts import WindowCounts
 from detectors.window_tests import WindowTests
 
 STATE_VERSION = 2  # 2: window history of the longer horizons, counts outside the valid domain
@@ -189,7 +192,7 @@ class ModelMonitor:
                 self._key = k
             elif k > self._key:
                 if self._win["n"]:
-                    alerts.extend(self._close())
+                    alerts.extend(self._window_done())
                 self._key = k
             self._accumulate(num, cat, a, b, ts, parts, offs)
         return alerts
@@ -221,6 +224,23 @@ class ModelMonitor:
             start, end = self._key * self.config.window_ms, (self._key + 1) * self.config.window_ms - 1
             return {"index": self._key, "start": start, "end": end, "events": w["n"]}
         return {"index": self._index, "start": w["start"], "end": w["end"], "events": w["n"]}
+
+    def _window_done(self) -> list[dict[str, Any]]:
+        """The open event-time window ended (a later event came): close it. The shard of a sharded model hands
+        its counts to the combiner instead (:class:`detectors.partials.ShardMonitor`)."""
+        return self._close()
+
+    def close_window(self, key: int, counts: WindowCounts) -> list[dict[str, Any]]:
+        """Close event-time window ``key`` from counts folded elsewhere (the combiner of a sharded model merges
+        its shards' partial windows): the same tests, horizons, hysteresis and alerts as :meth:`observe`."""
+        assert self.config.window_ms is not None and not self._pending and not self._win["n"], "no open window"
+        self._key = key
+        self._num_counts, self._num_type = counts.num.copy(), counts.num_type.copy()
+        self._num_domain, self._cat_counts = counts.num_domain.copy(), counts.cat.copy()
+        self._win = {"n": counts.n, "start": counts.start, "end": counts.end, "first": counts.first,
+                     "last": counts.last}
+        self.events += counts.n
+        return self._close()
 
     def _close(self) -> list[dict[str, Any]]:
         w = self._win

@@ -80,7 +80,7 @@ class PredictionBuffer:
     """One model's buffered predictions (see the module docstring)."""
 
     __slots__ = ("model", "version", "tags", "names", "score_names", "ids", "ts", "rows", "preds", "scores",
-                 "sparse", "deadline", "est")
+                 "sparse", "deadline", "est", "partition")
 
     def __init__(self, model: str, version: str | None, tags: dict[str, str] | None, first: dict[str, Any],
                  scores: dict[str, float] | None, deadline: float = 0.0):
@@ -94,6 +94,7 @@ class PredictionBuffer:
         self.scores: list[dict[str, float]] = []
         self.sparse = False
         self.est = 0  # the bytes an event is assumed to take (the producer's memory bound)
+        self.partition: int | None = None  # a sharded model's buffer: the partition its events hash to
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -161,10 +162,11 @@ class PredictionBuffer:
 class LabelBuffer:
     """One model's buffered labels."""
 
-    __slots__ = ("model", "ids", "ts", "labels", "deadline")
+    __slots__ = ("model", "ids", "ts", "labels", "deadline", "partition")
 
     def __init__(self, model: str, deadline: float = 0.0):
         self.model, self.deadline = model, deadline
+        self.partition: int | None = None
         self.ids: dict[str, None] = {}
         self.ts: list[int] = []
         self.labels: list[Any] = []

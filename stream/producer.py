@@ -13,6 +13,11 @@ Built on kafka-python 2.3.x with the ``crc32c`` package: measured here at 79k me
 timeout unless ``session_timeout_ms`` is lowered). Messages are keyed by model, so a model's events share a
 partition and keep their order; the Kafka timestamp is the event time (of a batch: its latest).
 
+A sharded model (``sharded=True`` for every model, or a collection of model names, as ``worker.sharded_models``)
+is keyed by ``prediction_id`` instead: its events spread over every partition, each buffered per target partition
+(Kafka's default partitioner, murmur2 of the key, :func:`partition_for`) and sent there, so that a label lands on
+the partition of its prediction whether it goes alone or in a batch.
+
 >>> with Producer("127.0.0.1:9092") as p:        # doctest: +SKIP
 ...     p.send_prediction(prediction_id="p1", model="churn", timestamp=1700000000000,
 ...                       features={"age": 42, "plan": "pro"}, prediction=0.83)
@@ -27,7 +32,8 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -38,6 +44,18 @@ from stream.events import PREDICTION_BATCH_SCHEMA, label_event, prediction_event
 from stream.kafka.config import KafkaConfig
 
 log = logging.getLogger(__name__)
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java, kafka-python, aiokafka, kafkajs) puts ``key`` on.
+
+    >>> [partition_for(f"p{i}", 4) for i in range(8)]
+    [0, 2, 2, 2, 0, 2, 1, 3]
+    """
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
 
 class ProducerError(UserError, RuntimeError):
     """The broker cannot be reached, or the local buffer stayed full past ``max_block_ms``."""
@@ -74,6 +92,7 @@ class Producer:
         max_block_ms: int = 10_000,
         max_request_bytes: int = 8 * 1024 * 1024,
         connect_timeout_s: float = 10.0,
+        sharded: bool | Collection[str] = False,
     ):
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
@@ -96,8 +115,10 @@ class Producer:
         # lock, cheap per event) or ``with self._lock`` (the same lock, as a Condition for the linger thread)
         self._mutex = threading.Lock()
         self._lock = threading.Condition(self._mutex)
-        self._preds: dict[str, PredictionBuffer] = {}
-        self._labels: dict[str, LabelBuffer] = {}
+        self._preds: dict[Any, PredictionBuffer] = {}  # buffer key: the model, or (model, partition) if sharded
+        self._labels: dict[Any, LabelBuffer] = {}
+        self.sharded = sharded
+        self._partitions: dict[str, int] = {}  # topic -> partition count (sharded models)
         self._closed = False
         try:
             self._producer = KafkaProducer(
@@ -147,13 +168,14 @@ class Producer:
                 self.failed.append(f"{type(result).__name__}: {result}")
             self._cond.notify_all()
 
-    def _publish(self, topic: str, key: str | None, data: bytes | None, timestamp_ms: int | None) -> None:
+    def _publish(self, topic: str, key: str | None, data: bytes | None, timestamp_ms: int | None,
+                 partition: int | None = None) -> None:
         from kafka.errors import KafkaError
 
         n = len(data or b"") + len(key or "") + 70  # record overhead
         self._reserve(n, topic)
         try:
-            fut = self._producer.send(topic, key=key, value=data, timestamp_ms=timestamp_ms)
+            fut = self._producer.send(topic, key=key, value=data, timestamp_ms=timestamp_ms, partition=partition)
         except KafkaError as err:
             self._done(n)
             raise ProducerError(f"send to {topic} failed: {type(err).__name__}: {err}") from None
@@ -172,7 +194,7 @@ class Producer:
                 except orjson.JSONEncodeError as err:
                     bad.append(f"event {doc['prediction_id']!r} of model {buf.model!r} is not JSON ({err}): not sent")
         for data, ts in datas:
-            self._publish(topic, buf.model, data, ts)
+            self._publish(topic, buf.model, data, ts, buf.partition)
         for reason in bad:
             self._reject(reason)
 
@@ -182,7 +204,7 @@ class Producer:
         if len(self.rejected) < 100:
             self.rejected.append(reason)
 
-    def _publish_predictions(self, model: str) -> None:
+    def _publish_predictions(self, model: Any) -> None:
         buf = self._preds.get(model)
         if buf is None:
             return
@@ -190,7 +212,7 @@ class Producer:
         del self._preds[model]  # only once published: a failed publish leaves the events buffered
         self.buffered_bytes -= len(buf) * buf.est
 
-    def _publish_labels(self, model: str) -> None:
+    def _publish_labels(self, model: Any) -> None:
         self._publish_predictions(model)  # a label never goes before the batch holding its prediction
         buf = self._labels.get(model)
         if buf is None:
@@ -260,28 +282,51 @@ class Producer:
             ev = prediction_event(prediction_id=prediction_id, model=model, timestamp=ts, features=feats,
                                   prediction=prediction, scores=sc, model_version=model_version, tags=tg)
             with self._mutex:
-                self._publish(self.predictions_topic, model, dumps(ev), ts)
+                key = prediction_id if self._is_sharded(model) else model
+                self._publish(self.predictions_topic, key, dumps(ev), ts)
             return
         with self._mutex:
             self._check_open()
-            buf = self._preds.get(model)
+            bk, part = self._buffer_key(model, prediction_id)
+            buf = self._preds.get(bk)
             if buf is not None and (len(buf) >= self.batch_events
                                     or not buf.fits(prediction_id, feats, model_version, tg, sc)):
-                self._publish_predictions(model)
+                self._publish_predictions(bk)
                 buf = None
             est = buf.est if buf is not None else event_size(feats)
             if self._make_room(est):
                 buf = None
             if buf is None:
-                buf = self._preds[model] = PredictionBuffer(model, model_version, tg, feats, sc,
-                                                            time.monotonic() + self.linger_s)
-                buf.est = est
+                buf = self._preds[bk] = PredictionBuffer(model, model_version, tg, feats, sc,
+                                                         time.monotonic() + self.linger_s)
+                buf.est, buf.partition = est, part
                 self._lock.notify()  # a new deadline for the linger thread
             buf.add(prediction_id, ts, feats, prediction, sc)
             if len(buf) >= self.batch_events:
-                self._publish_soon(model)
+                self._publish_soon(bk)
 
-    def _publish_soon(self, model: str) -> None:
+    def _is_sharded(self, model: str) -> bool:
+        return self.sharded is True or (not isinstance(self.sharded, bool) and model in self.sharded)
+
+    def _buffer_key(self, model: str, prediction_id: str) -> tuple[Any, int | None]:
+        """The buffer an event goes to: its model's, or for a sharded model its model's on its target partition."""
+        if not self._is_sharded(model):
+            return model, None
+        part = self._target(prediction_id)
+        return (model, part), part
+
+    def _target(self, prediction_id: str) -> int:
+        """The partition of a sharded model's event (labels go where their prediction went: both topics are
+        created with the same partition count)."""
+        n = self._partitions.get(self.predictions_topic)
+        if n is None:
+            parts = self._producer.partitions_for(self.predictions_topic)
+            if not parts:
+                raise ProducerError(f"topic {self.predictions_topic} has no partitions: create the topics first")
+            n = self._partitions[self.predictions_topic] = len(parts)
+        return partition_for(prediction_id, n)
+
+    def _publish_soon(self, model: Any) -> None:
         """Publish a full batch now; if Kafka cannot take it, it stays buffered (the next send raises)."""
         try:
             self._publish_predictions(model)
@@ -299,7 +344,8 @@ class Producer:
         scores: Mapping[str, Sequence[float]] | None = None,
         model_version: str | None = None,
     ) -> None:
-        """Many predictions of one model in one columnar message, now (after the model's buffered ones)."""
+        """Many predictions of one model in one columnar message, now (after the model's buffered ones); a sharded
+        model's in one message per target partition."""
         ev: dict[str, Any] = {
             "schema": PREDICTION_BATCH_SCHEMA, "model": model, "prediction_id": list(prediction_ids),
             "timestamp": [int(t) for t in timestamps], "features": {k: list(v) for k, v in features.items()},
@@ -309,34 +355,45 @@ class Producer:
             ev["scores"] = {k: list(v) for k, v in scores.items()}
         if model_version is not None:
             ev["model_version"] = model_version
-        data = dumps(ev)
         with self._mutex:
             self._check_open()
-            self._publish_predictions(model)
-            self._publish(self.predictions_topic, model, data, max(ev["timestamp"]) if ev["timestamp"] else None)
+            if not self._is_sharded(model):
+                self._publish_predictions(model)
+                self._publish(self.predictions_topic, model, dumps(ev), max(ev["timestamp"], default=None))
+                return
+            rows: dict[int, list[int]] = defaultdict(list)
+            for i, pid in enumerate(ev["prediction_id"]):
+                rows[self._target(pid)].append(i)
+            for part, idx in sorted(rows.items()):
+                sub = {k: _pick(v, idx) for k, v in ev.items()}
+                self._publish_predictions((model, part))
+                self._publish(self.predictions_topic, model, dumps(sub), max(sub["timestamp"]), part)
 
     def send_label(self, *, prediction_id: str, model: str, label: Any, timestamp: int | str | None = None) -> None:
         """Buffer the ground truth for an earlier prediction (published after that prediction's batch)."""
         ts = timestamp_ms(timestamp)
         with self._mutex:
             if self.batch_events == 1:
-                self._publish(self.labels_topic, model, dumps(label_event(
-                    prediction_id=prediction_id, model=model, timestamp=ts, label=label)), ts)
+                self._publish(self.labels_topic, prediction_id if self._is_sharded(model) else model,
+                              dumps(label_event(prediction_id=prediction_id, model=model, timestamp=ts, label=label)),
+                              ts)
                 return
             self._check_open()
-            buf = self._labels.get(model)
+            bk, part = self._buffer_key(model, prediction_id)
+            buf = self._labels.get(bk)
             if buf is not None and (len(buf) >= self.batch_events or not buf.fits(prediction_id)):
-                self._publish_labels(model)
+                self._publish_labels(bk)
                 buf = None
             if self._make_room(EVENT_OVERHEAD):
                 buf = None
             if buf is None:
-                buf = self._labels[model] = LabelBuffer(model, time.monotonic() + self.linger_s)
+                buf = self._labels[bk] = LabelBuffer(model, time.monotonic() + self.linger_s)
+                buf.partition = part
                 self._lock.notify()
             buf.add(prediction_id, ts, label)
             if len(buf) >= self.batch_events:
                 try:
-                    self._publish_labels(model)
+                    self._publish_labels(bk)
                 except ProducerError as err:
                     log.warning("glassbox producer: %s", err)
 
@@ -392,3 +449,12 @@ class Producer:
             self.flush()
         finally:
             self.close()
+
+
+def _pick(v: Any, idx: list[int]) -> Any:
+    """The rows ``idx`` of a batch document's field (columns are lists, or dicts of lists; scalars stay)."""
+    if isinstance(v, list):
+        return [v[i] for i in idx]
+    if isinstance(v, dict):
+        return {k: [c[i] for i in idx] for k, c in v.items()}
+    return v

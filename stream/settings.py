@@ -55,6 +55,15 @@ class WorkerConfig(BaseModel):
         default_factory=dict,
         description="model name -> reference (models:/NAME@alias, models:/NAME/VERSION or a file)",
     )
+    sharded_models: list[str] = Field(
+        default_factory=list,
+        description="models keyed by prediction_id and spread over every partition: each worker folds its "
+        "partitions into partial windows, a combiner closes them (needs detection.window_ms; docs/scaling.md)",
+    )
+    allowed_lateness_s: float = Field(
+        30.0, gt=0, description="sharded models: a window closes this long (wall time) after a later window's "
+        "first partial even if a partition has not reported past it (an idle partition)",
+    )
 
 
 class MlflowConfig(BaseModel):
@@ -140,6 +149,12 @@ class Settings(BaseSettings):
             self.mlflow.artifact_root = (self.home / "mlartifacts").as_posix()
         if self.evidently.workspace is None:
             self.evidently.workspace = self.home / "evidently"
+        return self
+
+    @model_validator(mode="after")
+    def _sharding_needs_event_time(self) -> Settings:
+        if self.worker.sharded_models and self.detection.window_ms is None:
+            raise ValueError("worker.sharded_models needs event-time windows: set detection.window_ms")
         return self
 
     def topic(self, name: str) -> str:

@@ -114,11 +114,12 @@ class RecordingProducer(Producer):
         self.sent: list[tuple[str, list[str]]] = []
         super().__init__(*args, **kw)
 
-    def _publish(self, topic: str, key: str | None, data: bytes | None, timestamp_ms: int | None) -> None:
+    def _publish(self, topic: str, key: str | None, data: bytes | None, timestamp_ms: int | None,
+                 partition: int | None = None) -> None:
         doc = orjson.loads(data or b"{}")
         ids = doc.get("prediction_id")
         self.sent.append((topic, ids if isinstance(ids, list) else [ids]))
-        super()._publish(topic, key, data, timestamp_ms)
+        super()._publish(topic, key, data, timestamp_ms, partition)
 
 
 def test_threads_share_a_producer_and_labels_follow_their_predictions(kafka_bootstrap: str,

@@ -58,7 +58,7 @@ def _patch_idempotence() -> None:
     driver.Producer._settings_extra = settings_extra
 
 
-TOPICS = ("predictions", "labels", "alerts", "deadletter", "audit", "state", "joinlog")
+TOPICS = ("predictions", "labels", "alerts", "deadletter", "audit", "state", "joinlog", "summaries")
 
 
 def make_app(

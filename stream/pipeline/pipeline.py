@@ -24,6 +24,7 @@ from stream.pipeline.label_join import LabelJoin, fitted, label_record, outcome_
 from stream.pipeline.monitors import MonitorRegistry
 from stream.pipeline.parse_events import parse_labels
 from stream.pipeline.parse_step import ModelPart, ParsedStep, RawMessage, parse_step
+from stream.pipeline.shards import ShardedMonitors, split_shards
 
 log = logging.getLogger("glassbox.processing")
 
@@ -227,13 +228,15 @@ class Pipeline:
                 for i in range(len(part)):
                     self._dead(out, part.message(i), err)
                 continue
-            self._restore(model, part.version)
-            keep = self._not_redelivered(model, part)
-            if keep is not None and not keep.any():
-                continue
-            self._model_step(model, part, keep, out)
-            self._advance_part(model, part, keep)
-            self._save(model)
+            for key, only in split_shards(self.monitors, model, part.partitions):  # sharded: a key per partition
+                self._restore(key, part.version)
+                keep = self._not_redelivered(key, part)
+                keep = only if keep is None else keep if only is None else keep & only
+                if keep is not None and not keep.any():
+                    continue
+                self._model_step(key, part, keep, out)
+                self._advance_part(key, part, keep)
+                self._save(key)
         return out
 
     def _not_redelivered(self, model: str, part: ModelPart) -> np.ndarray | None:
@@ -347,6 +350,8 @@ class Pipeline:
             except InvalidEvent as err:
                 self._dead(out, msg, err)
                 continue
+            if isinstance(self.monitors, ShardedMonitors):  # a sharded model's labels join per partition
+                model = self.monitors.key(model, msg.partition)
             self._restore(model, None)
             if self._redelivered(model, msg):
                 self.counters.redelivered += 1

@@ -11,6 +11,7 @@ between two saves redoes the steps since the last one from that state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -23,6 +24,7 @@ from stream.kafka.faust_app import Topics
 from stream.kafka.state_topic import TopicState
 from stream.pipeline.monitors import MonitorRegistry
 from stream.pipeline.pipeline import Pipeline, RawMessage, StepOutput
+from stream.pipeline.shards import ShardedMonitors
 from stream.settings import Settings
 from stream.worker.report import register_progress
 
@@ -52,9 +54,10 @@ def build_pipeline(settings: Settings, state: TopicState | None = None) -> Pipel
     """The pipeline of a worker; with ``state``, model state survives crashes and rebalances."""
     from stream.evidence.reference import load_reference_for
 
-    monitors = MonitorRegistry(
+    sharded = {"sharded": settings.worker.sharded_models} if settings.worker.sharded_models else {}
+    monitors = (ShardedMonitors if sharded else MonitorRegistry)(  # sharded models: a monitor per partition
         settings.worker.models, settings.detection, lambda ref: load_reference_for(ref, settings),
-        max_discovered=settings.worker.max_discovered_models,
+        max_discovered=settings.worker.max_discovered_models, **sharded,
     )
     return Pipeline(
         monitors,
@@ -124,6 +127,8 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
                 value=orjson.dumps({"ids": out.processed_ids, "deadlettered": len(out.deadletters)}),
             )
         pipeline.counters.alerts += len(alerts)
+        if sharding is not None:  # sharded models: partials after the state records that hold them
+            await sharding.send_partials(save_state if state is not None else None)
 
     async def save_state() -> None:
         """Publish the state of every model the steps since the last save touched, then acknowledge their input.
@@ -149,16 +154,32 @@ def register_monitor(app: faust.App, settings: Settings, pipeline: Pipeline, evi
             for message in done:
                 message.ack(app.consumer)
 
+    sharding = None
+    if settings.worker.sharded_models:  # the summaries topic and the combiner agent (stream/worker/combiner.py)
+        from stream.worker.combiner import register_sharding
+
+        async def combined(alerts: list[dict[str, Any]]) -> None:
+            """The combiner's alerts, then its state at once: its input (partials) is acknowledged with the step,
+            so the state must cover the step before it is."""
+            await publish(StepOutput(alerts=alerts), "combiner")
+            if state is not None:
+                await save_state()
+
+        sharding = register_sharding(app, settings, pipeline, combined,
+                                     lambda parts: state.load(parts) if state is not None else asyncio.sleep(0), _raw)
+    serial = sharding.serial if sharding is not None else contextlib.nullcontext()
+
     async def consume(stream: Any, kind: str, step: Any) -> None:
         async for events in stream.take_events(batch_max, within=within):
-            await restore(events)
-            t0, raw = time.perf_counter(), _raw(events)
-            out = step(raw)
-            if state is not None:  # not acknowledged with the step: held until a state covers it
-                for e in events:
-                    e.message.incref()
-                    held.append(e.message)
-            await publish(out, kind)
+            async with serial:
+                await restore(events)
+                t0, raw = time.perf_counter(), _raw(events)
+                out = step(raw)
+                if state is not None:  # not acknowledged with the step: held until a state covers it
+                    for e in events:
+                        e.message.incref()
+                        held.append(e.message)
+                await publish(out, kind)
             health.step(kind, raw, out, time.perf_counter() - t0)
 
     @app.agent(topics.predictions, name="glassbox.predictions")
