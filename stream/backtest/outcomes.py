@@ -18,7 +18,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from detectors.scoring import BacktestScore, ChangePoint, EventClock, score
-from stream.backtest.replay_cache import sha256_file
 from stream.backtest.rule_sets import (
     BacktestError,
     compare_settings,
@@ -95,6 +94,8 @@ class Outcome:
 
 def file_digest(path: Path) -> str:
     """``sha256:<hex>`` of a file's bytes."""
+    from stream.backtest.replay_cache import sha256_file  # pandas: not in the SDK-only install
+
     return f"sha256:{sha256_file(path)}"
 
 
