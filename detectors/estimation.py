@@ -242,19 +242,10 @@ class EstimationMonitor:
     def _alert(self, m: str, status: str, v: float, lim: tuple[float, float, float], window: dict[str, Any],
                src: tuple[int, int, int], n: int) -> dict[str, Any]:
         h = self.hyst[m]
-        ref = self.cal.reference[m]
-        if status == "firing":
-            thr = lim[0] if h.direction == "degradation" else lim[1]
-            summary = (f"estimated {m} {h.direction}: {v:.4g} vs reference {ref:.4g} (band {lim[0]:.4g}..{lim[1]:.4g})"
-                       f" over {n} scored events, before labels")
-        else:
-            thr = lim[0]
-            summary = f"estimated {m} back within its band for {self.config.resolve_after} windows ({v:.4g})"
-        return {"monitor": "estimated_performance", "feature": m, "status": status, "direction": h.direction,
-                "detector": "cbpe", "statistic": f"estimated_{m}", "value": v, "threshold": thr,
-                "threshold_kind": "calibrated", "window": window, "event_time": window["end"], "src": src,
-                "summary": summary,
-                "evidence": {"estimated": v, "band": list(lim[:2]), "reference_estimate": ref, "scored": n}}
+        thr = lim[0] if status != "firing" or h.direction == "degradation" else lim[1]
+        return estimate_alert(metric=m, name=m, detector="cbpe", status=status, direction=h.direction, value=v,
+                              band=(lim[0], lim[1]), threshold=thr, reference=self.cal.reference[m], window=window,
+                              src=src, events=n, unit="scored events", resolve_after=self.config.resolve_after)
 
     # labels -----------------------------------------------------------------------------------------------
     def observe_outcomes(self, batch: OutcomeBatch) -> None:
@@ -362,3 +353,19 @@ class EstimationMonitor:
                                "done": bool(t["done"])} for t in st["tracked"])
         self._pending = [tuple(np.asarray(x, np.int64) for x in p) for p in st["pending"]]  # type: ignore[misc]
         self._errors.extend((float(a), float(b), int(c)) for a, b, c in st["errors"])
+
+
+def estimate_alert(*, metric: str, name: str, detector: str, status: str, direction: str | None, value: float,
+                   band: tuple[float, float], threshold: float, reference: float, window: dict[str, Any],
+                   src: tuple[int, int, int], events: int, unit: str, resolve_after: int) -> dict[str, Any]:
+    """An ``estimated_performance`` alert transition (classification and regression estimates alike)."""
+    if status == "firing":
+        summary = (f"estimated {name} {direction}: {value:.4g} vs reference {reference:.4g} "
+                   f"(band {band[0]:.4g}..{band[1]:.4g}) over {events} {unit}, before labels")
+    else:
+        summary = f"estimated {name} back within its band for {resolve_after} windows ({value:.4g})"
+    return {"monitor": "estimated_performance", "feature": metric, "status": status, "direction": direction,
+            "detector": detector, "statistic": f"estimated_{metric}", "value": value, "threshold": threshold,
+            "threshold_kind": "calibrated", "window": window, "event_time": window["end"], "src": src,
+            "summary": summary,
+            "evidence": {"estimated": value, "band": list(band), "reference_estimate": reference, "scored": events}}

@@ -145,19 +145,13 @@ class RegressionEstimationMonitor:
 
     def _alert(self, status: str, v: float, lim: tuple[float, float], window: dict[str, Any],
                src: tuple[int, int, int], n: int) -> dict[str, Any]:
-        h, ref = self.hyst, self.model.reference
-        if status == "firing":
-            thr = lim[1] if h.direction == "degradation" else lim[0]
-            summary = (f"estimated MAE {h.direction}: {v:.4g} vs reference {ref:.4g} (band {lim[0]:.4g}..{lim[1]:.4g})"
-                       f" over {n} events, before labels")
-        else:
-            thr = lim[1]
-            summary = f"estimated MAE back within its band for {self.config.resolve_after} windows ({v:.4g})"
-        return {"monitor": "estimated_performance", "feature": METRIC, "status": status, "direction": h.direction,
-                "detector": "dle", "statistic": f"estimated_{METRIC}", "value": v, "threshold": thr,
-                "threshold_kind": "calibrated", "window": window, "event_time": window["end"], "src": src,
-                "summary": summary,
-                "evidence": {"estimated": v, "band": list(lim), "reference_estimate": ref, "scored": n}}
+        from detectors.estimation import estimate_alert  # estimation imports this module
+
+        h = self.hyst
+        thr = lim[0] if status == "firing" and h.direction != "degradation" else lim[1]
+        return estimate_alert(metric=METRIC, name="MAE", detector="dle", status=status, direction=h.direction,
+                              value=v, band=lim, threshold=thr, reference=self.model.reference, window=window,
+                              src=src, events=n, unit="events", resolve_after=self.config.resolve_after)
 
     # labels -----------------------------------------------------------------------------------------------
     def observe_outcomes(self, batch: OutcomeBatch) -> None:
