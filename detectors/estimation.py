@@ -45,6 +45,7 @@ from detectors.batch import EventBatch, OutcomeBatch
 from detectors.calibration import normal_quantile, tail_quantile
 from detectors.config import DetectionConfig
 from detectors.encoding import CategoryIndex
+from detectors.estimation_alert import estimate_alert
 from detectors.estimation_fit import METRICS, Calibration, metrics
 from detectors.estimation_regression import RegressionEstimationMonitor
 from detectors.hysteresis import Hysteresis
@@ -353,19 +354,3 @@ class EstimationMonitor:
                                "done": bool(t["done"])} for t in st["tracked"])
         self._pending = [tuple(np.asarray(x, np.int64) for x in p) for p in st["pending"]]  # type: ignore[misc]
         self._errors.extend((float(a), float(b), int(c)) for a, b, c in st["errors"])
-
-
-def estimate_alert(*, metric: str, name: str, detector: str, status: str, direction: str | None, value: float,
-                   band: tuple[float, float], threshold: float, reference: float, window: dict[str, Any],
-                   src: tuple[int, int, int], events: int, unit: str, resolve_after: int) -> dict[str, Any]:
-    """An ``estimated_performance`` alert transition (classification and regression estimates alike)."""
-    if status == "firing":
-        summary = (f"estimated {name} {direction}: {value:.4g} vs reference {reference:.4g} "
-                   f"(band {band[0]:.4g}..{band[1]:.4g}) over {events} {unit}, before labels")
-    else:
-        summary = f"estimated {name} back within its band for {resolve_after} windows ({value:.4g})"
-    return {"monitor": "estimated_performance", "feature": metric, "status": status, "direction": direction,
-            "detector": detector, "statistic": f"estimated_{metric}", "value": value, "threshold": threshold,
-            "threshold_kind": "calibrated", "window": window, "event_time": window["end"], "src": src,
-            "summary": summary,
-            "evidence": {"estimated": value, "band": list(band), "reference_estimate": reference, "scored": events}}

@@ -42,6 +42,7 @@ import numpy as np
 from detectors.batch import EventBatch, OutcomeBatch
 from detectors.calibration import normal_quantile, tail_quantile
 from detectors.config import DetectionConfig
+from detectors.estimation_alert import estimate_alert
 from detectors.estimation_regression_fit import ErrorModel
 from detectors.hysteresis import Hysteresis
 from detectors.profile import ReferenceProfile
@@ -145,8 +146,6 @@ class RegressionEstimationMonitor:
 
     def _alert(self, status: str, v: float, lim: tuple[float, float], window: dict[str, Any],
                src: tuple[int, int, int], n: int) -> dict[str, Any]:
-        from detectors.estimation import estimate_alert  # estimation imports this module
-
         h = self.hyst
         thr = lim[0] if status == "firing" and h.direction != "degradation" else lim[1]
         return estimate_alert(metric=METRIC, name="MAE", detector="dle", status=status, direction=h.direction,
