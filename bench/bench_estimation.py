@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detectors.batch import EventBatch, OutcomeBatch  # noqa: E402
 from detectors.config import DetectionConfig  # noqa: E402
 from detectors.monitor import ModelMonitor  # noqa: E402
-from detectors.profile import build_profile  # noqa: E402
+from detectors.profile import ReferenceProfile, build_profile  # noqa: E402
 from stream.backtest.event_columns import ReplayOptions  # noqa: E402
 from stream.backtest.file_replay import replay_frames  # noqa: E402
 from tests import synth  # noqa: E402
@@ -139,15 +139,19 @@ def throughput(ref: pd.DataFrame, cur: pd.DataFrame, repeats: int = 5) -> tuple[
     return N / best, N / base
 
 
+def replay_inputs(rows: int, task: str) -> tuple[pd.DataFrame, ReferenceProfile, list[str]]:
+    """The events to replay, the reference's profile and the score columns of a binary or regression task."""
+    if task == "regression":
+        ref, events = synth.regression_frame(20_000, seed=1), synth.regression_frame(rows, seed=2)
+        return events, build_profile(ref, label="label", task="regression"), []
+    ref, events = synth.frame(20_000, seed=1), synth.frame(rows, seed=2)
+    return events, build_profile(ref, label="label", scores=["score"]), ["score"]
+
+
 def replay_overhead(rows: int, repeats: int, task: str = "binary") -> tuple[dict[bool, tuple[float, float]], float]:
     """Best (wall s, CPU s) of the replay with estimation on (True) and off (False), interleaved (the order
     alternating), and the median over the pairs of CPU on / CPU off (a pair shares the machine's load)."""
-    if task == "regression":
-        ref, events = synth.regression_frame(20_000, seed=1), synth.regression_frame(rows, seed=2)
-        prof, scores = build_profile(ref, label="label", task="regression"), []
-    else:
-        ref, events = synth.frame(20_000, seed=1), synth.frame(rows, seed=2)
-        prof, scores = build_profile(ref, label="label", scores=["score"]), ["score"]
+    events, prof, scores = replay_inputs(rows, task)
     wall: dict[bool, list[float]] = {True: [], False: []}
     cpu: dict[bool, list[float]] = {True: [], False: []}
     replay_frames(events[:5000], prof, ReplayOptions(score_cols=scores, keep_windows=False))  # imports
@@ -239,12 +243,7 @@ def estimation_share(rows: int, repeats: int, task: str = "binary") -> tuple[flo
     for name, fn in saved.items():
         setattr(cls, name, timed(fn))
     try:
-        if task == "regression":
-            ref, events = synth.regression_frame(20_000, seed=1), synth.regression_frame(rows, seed=2)
-            prof, scores = build_profile(ref, label="label", task="regression"), []
-        else:
-            ref, events = synth.frame(20_000, seed=1), synth.frame(rows, seed=2)
-            prof, scores = build_profile(ref, label="label", scores=["score"]), ["score"]
+        events, prof, scores = replay_inputs(rows, task)
         shares = []
         for _ in range(repeats):
             spent[0] = 0.0

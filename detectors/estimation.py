@@ -45,7 +45,7 @@ from detectors.batch import EventBatch, OutcomeBatch
 from detectors.calibration import normal_quantile, tail_quantile
 from detectors.config import DetectionConfig
 from detectors.encoding import CategoryIndex
-from detectors.estimation_alert import estimate_alert
+from detectors.estimation_common import estimate_alert, realize_complete
 from detectors.estimation_fit import METRICS, Calibration, metrics
 from detectors.estimation_regression import RegressionEstimationMonitor
 from detectors.hysteresis import Hysteresis
@@ -290,15 +290,7 @@ class EstimationMonitor:
             t["conf"] += conf[i]
             if hist is not None:
                 t["hist"] += hist[i]
-        # events sharing the boundary timestamp of two windows are counted into the earlier one: its surplus
-        # is carried to the next, so both are complete when their labels are all in
-        carry = 0
-        for i in range(nw):
-            t = self._tracked[i]
-            have = t["labelled"] + carry
-            if not t["done"] and have >= t["rec"]["events"]:
-                self._realize(t)
-            carry = max(0, have - t["rec"]["events"])
+        realize_complete(self._tracked, self._realize)
 
     def _realize(self, t: dict[str, Any]) -> None:
         t["done"] = True

@@ -42,7 +42,7 @@ import numpy as np
 from detectors.batch import EventBatch, OutcomeBatch
 from detectors.calibration import normal_quantile, tail_quantile
 from detectors.config import DetectionConfig
-from detectors.estimation_alert import estimate_alert
+from detectors.estimation_common import estimate_alert, realize_complete
 from detectors.estimation_regression_fit import ErrorModel
 from detectors.hysteresis import Hysteresis
 from detectors.profile import ReferenceProfile
@@ -182,12 +182,7 @@ class RegressionEstimationMonitor:
         for i in np.flatnonzero(labelled).tolist():
             self._tracked[i]["labelled"] += int(labelled[i])
             self._tracked[i]["abs"] += float(total[i])
-        carry = 0  # boundary-timestamp ties, as in detectors.estimation
-        for t in self._tracked:
-            have = t["labelled"] + carry
-            if not t["done"] and have >= t["rec"]["events"]:
-                self._realize(t)
-            carry = max(0, have - t["rec"]["events"])
+        realize_complete(self._tracked, self._realize)
 
     def _realize(self, t: dict[str, Any]) -> None:
         t["done"] = True

@@ -1,5 +1,5 @@
-"""The ``estimated_performance`` alert, as CBPE (:mod:`detectors.estimation`) and direct loss estimation
-(:mod:`detectors.estimation_regression`) both raise it.
+"""What CBPE (:mod:`detectors.estimation`) and direct loss estimation (:mod:`detectors.estimation_regression`)
+share: the ``estimated_performance`` alert and the completion of windows waiting for their labels.
 
 >>> a = estimate_alert(metric="accuracy", name="accuracy", detector="cbpe", status="firing",
 ...                    direction="degradation", value=0.71, band=(0.78, 0.9), threshold=0.78, reference=0.84,
@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -30,3 +31,24 @@ def estimate_alert(*, metric: str, name: str, detector: str, status: str, direct
             "threshold_kind": "calibrated", "window": window, "event_time": window["end"], "src": src,
             "summary": summary,
             "evidence": {"estimated": value, "band": list(band), "reference_estimate": reference, "scored": events}}
+
+
+def realize_complete(tracked: Iterable[dict[str, Any]], realize: Callable[[dict[str, Any]], None]) -> None:
+    """Realize every tracked window whose labels are all in.
+
+    Events sharing the boundary timestamp of two windows are counted into the earlier one: its surplus is
+    carried to the next, so both are complete when their labels are all in.
+
+    >>> done = []
+    >>> ws = [{"rec": {"events": 3}, "labelled": 4, "done": False}, {"rec": {"events": 2}, "labelled": 1,
+    ...        "done": False}, {"rec": {"events": 5}, "labelled": 1, "done": False}]
+    >>> realize_complete(ws, lambda t: done.append(t["rec"]["events"]))
+    >>> done
+    [3, 2]
+    """
+    carry = 0
+    for t in tracked:
+        have = t["labelled"] + carry
+        if not t["done"] and have >= t["rec"]["events"]:
+            realize(t)
+        carry = max(0, have - t["rec"]["events"])
