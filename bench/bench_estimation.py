@@ -1,13 +1,10 @@
 """Benchmark of estimated performance (CBPE): glassbox's streaming estimate against NannyML's CBPE algorithm.
 
-NannyML itself is not installed. Checked 2026-12-02 (``uv pip install --dry-run nannyml`` in a throwaway
-Python 3.11 venv): nannyml 0.13.1 resolves alone (92 packages, with pandas 3.0.6 too), but every nannyml release
-requires ``python-dateutil<3`` while the project's lock has 4.0.0 (through pandas, matplotlib, croniter; none
-needs 4.x, so ``uv add --group bench nannyml`` would downgrade it to 2.9), and it brings LightGBM, XGBoost,
-s3fs and Segment's analytics client: a dependency the project does not add for a benchmark. The baseline is
-therefore an offline reimplementation of NannyML's CBPE as documented: scikit-learn's ``IsotonicRegression``
-fitted on the raw reference scores, chunks of the window size, expected accuracy per chunk, and NannyML's
-default thresholds (mean +- 3 standard deviations of the reference chunks' estimates).
+NannyML runs as itself, in its own throwaway environment: every release requires ``python-dateutil<3`` while
+the project's lock has 4.0.0 (through pandas, matplotlib, croniter), and it brings LightGBM, XGBoost, s3fs and
+Segment's analytics client, so it is not a project dependency. ``bench/nannyml_cbpe.py`` runs through ``uv run
+--no-project --with nannyml==0.13.1`` (PyPI must be reachable, or uv's cache warm) on the same streams, with
+chunks of the window size and NannyML's default thresholds, estimating without the streams' labels.
 
 Streams (logistic model on ``x1``, scores calibrated; reference 5,000 rows, streams of 20,000 events, change at
 10,000, windows of 1,000):
@@ -32,8 +29,11 @@ Run: ``uv run python bench/bench_estimation.py [--seeds 20] [--rows 200000] [--r
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -92,30 +92,35 @@ def glassbox(ref: pd.DataFrame, cur: pd.DataFrame) -> dict[str, Any]:
     return {"estimate": est, "first_alert": min(fired) if fired else None}
 
 
-def nannyml_cbpe(ref: pd.DataFrame, cur: pd.DataFrame) -> dict[str, Any]:
-    """NannyML's CBPE, offline: isotonic calibration, chunked estimates, mean +- 3 sd reference thresholds."""
-    from sklearn.isotonic import IsotonicRegression
+NANNYML = ["uv", "run", "--quiet", "--no-project", "--python", "3.11", "--with", "nannyml==0.13.1",
+           "--with", "statsmodels", "--with", "pyarrow", "python", str(Path(__file__).with_name("nannyml_cbpe.py"))]
 
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(ref["1"], ref["label"])
 
-    def chunk_acc(df: pd.DataFrame) -> np.ndarray:
-        p = iso.predict(df["1"].to_numpy())
-        pred = df["prediction"].to_numpy()
-        g = np.where(pred == 1, p, 1 - p)
-        n = len(g) // WINDOW * WINDOW
-        return g[:n].reshape(-1, WINDOW).mean(axis=1)
-
-    ref_est = chunk_acc(ref)
-    lo, hi = ref_est.mean() - 3 * ref_est.std(), ref_est.mean() + 3 * ref_est.std()
-    est = chunk_acc(cur)
-    out = np.flatnonzero((est < lo) | (est > hi))
-    deg = np.flatnonzero(est < lo)
-    return {"estimate": est, "first_alert": int(deg[0]) * WINDOW + WINDOW - 1 if len(deg) else None,
-            "alerts": len(out)}
+def nannyml_cbpe(pairs: list[tuple[pd.DataFrame, pd.DataFrame]], repeats: int = 1) -> list[dict[str, Any]]:
+    """NannyML's own CBPE (``bench/nannyml_cbpe.py`` in its own uv environment) on each (reference, stream)
+    pair, chunks of the window size, NannyML's default thresholds; estimate without the stream's labels."""
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = []
+        for i, (ref, cur) in enumerate(pairs):
+            paths = {k: f"{tmp}/{k}-{i}.parquet" for k in ("reference", "analysis")}
+            ref[["1", "prediction", "label"]].to_parquet(paths["reference"])
+            cur[["1", "prediction", "label"]].to_parquet(paths["analysis"])
+            jobs.append({**paths, "chunk_size": WINDOW, "repeats": repeats})
+        Path(f"{tmp}/jobs.json").write_text(json.dumps(jobs))
+        out = subprocess.run([*NANNYML, f"{tmp}/jobs.json"], capture_output=True, text=True, check=False)
+    if out.returncode:
+        sys.exit(f"NannyML's CBPE did not run ({' '.join(NANNYML[:9])}): {out.stderr.strip().splitlines()[-1:]}")
+    results = json.loads(out.stdout)
+    for r in results:
+        est = np.array(r["estimate"])
+        deg = np.flatnonzero(est < r["lower_threshold"])
+        r.update(estimate=est, alerts=int(sum(r["alert"])),
+                 first_alert=int(deg[0]) * WINDOW + WINDOW - 1 if len(deg) else None)
+    return results
 
 
 def throughput(ref: pd.DataFrame, cur: pd.DataFrame, repeats: int = 5) -> tuple[float, float]:
-    """Events/s of glassbox's estimation alone (the core's add per window) and of the offline baseline."""
+    """Events/s of glassbox's estimation alone (the core's add per window) and of NannyML's ``estimate``."""
     from detectors.estimation import EstimationMonitor
 
     prof = build_profile(ref, label="label", scores=["1"])
@@ -131,12 +136,7 @@ def throughput(ref: pd.DataFrame, cur: pd.DataFrame, repeats: int = 5) -> tuple[
             est.add(cols, a, a + WINDOW)
             est._reset()
         best = min(best, time.perf_counter() - t0)
-    base = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        nannyml_cbpe(ref, cur)
-        base = min(base, time.perf_counter() - t0)
-    return N / best, N / base
+    return N / best, N / nannyml_cbpe([(ref, cur)], repeats)[0]["seconds"]
 
 
 def replay_inputs(rows: int, task: str) -> tuple[pd.DataFrame, ReferenceProfile, list[str]]:
@@ -308,27 +308,26 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()} (2 cores shared with other work: figures are noisy)")
-    for scenario in ("unsure", "mild", "slight"):
-        errs: dict[str, list[float]] = {"glassbox": [], "nannyml-cbpe": []}
-        delay: dict[str, list[float]] = {"glassbox": [], "nannyml-cbpe": []}
-        drop = []
-        for seed in range(args.seeds):
-            ref, cur = stream(seed, scenario)
-            real = realized(cur)
-            drop.append(real[: AT // WINDOW].mean() - real[AT // WINDOW:].mean())
-            for name, res in (("glassbox", glassbox(ref, cur)), ("nannyml-cbpe", nannyml_cbpe(ref, cur))):
-                errs[name].append(float(np.mean(np.abs(res["estimate"] - real))))
-                delay[name].append(np.nan if res["first_alert"] is None else res["first_alert"] - AT + 1)
+    scenarios = ("unsure", "mild", "slight")
+    runs = [(scenario, seed) for scenario in scenarios for seed in range(args.seeds)]
+    runs += [("none", seed) for seed in range(100, 100 + args.seeds)]
+    streams = [stream(seed, scenario) for scenario, seed in runs]
+    nannyml = nannyml_cbpe(streams)
+    res: dict[str, dict[str, list[dict[str, Any]]]] = {s: {"glassbox": [], "nannyml-cbpe": []} for s, _ in runs}
+    for (scenario, _), (ref, cur), nm in zip(runs, streams, nannyml, strict=True):
+        res[scenario]["glassbox"].append(glassbox(ref, cur))
+        res[scenario]["nannyml-cbpe"].append(nm)
+    for scenario in scenarios:
+        real = [realized(cur) for (sc, _), (_, cur) in zip(runs, streams, strict=True) if sc == scenario]
+        drop = [r[: AT // WINDOW].mean() - r[AT // WINDOW:].mean() for r in real]
         print(f"\n{scenario}: realized accuracy drop {np.mean(drop):.3f} (mean over {args.seeds} seeds)")
-        for name in errs:
-            d = np.array(delay[name])
-            print(f"  {name:13s} mean |estimate - realized| {np.mean(errs[name]):.4f}; detected {np.sum(~np.isnan(d))}"
+        for name, results in res[scenario].items():
+            err = [float(np.mean(np.abs(r["estimate"] - x))) for r, x in zip(results, real, strict=True)]
+            d = np.array([np.nan if r["first_alert"] is None else r["first_alert"] - AT + 1 for r in results])
+            print(f"  {name:13s} mean |estimate - realized| {np.mean(err):.4f}; detected {np.sum(~np.isnan(d))}"
                   f"/{len(d)}; median delay {np.nanmedian(d) if np.any(~np.isnan(d)) else float('nan'):.0f} events")
-    fa = {"glassbox": 0, "nannyml-cbpe": 0}
-    for seed in range(100, 100 + args.seeds):
-        ref, cur = stream(seed, "none")
-        fa["glassbox"] += glassbox(ref, cur)["first_alert"] is not None
-        fa["nannyml-cbpe"] += nannyml_cbpe(ref, cur)["alerts"] > 0
+    fa = {"glassbox": sum(r["first_alert"] is not None for r in res["none"]["glassbox"]),
+          "nannyml-cbpe": sum(r["alerts"] > 0 for r in res["none"]["nannyml-cbpe"])}
     print(f"\nno-change streams with any alert (of {args.seeds}, 20 windows each): "
           + ", ".join(f"{k} {v}" for k, v in fa.items()))
     print(f"\nregression (direct loss estimation, {args.seeds} seeds, 20 windows of {WINDOW}):")
@@ -336,7 +335,7 @@ def main() -> None:
     ref, cur = stream(0, "none")
     g, b = throughput(ref, cur)
     print(f"\nthroughput of the estimate: glassbox {g:,.0f} events/s (streaming, per window); "
-          f"offline CBPE baseline {b:,.0f} events/s (whole stream at once); ratio {g / b:.2f}")
+          f"NannyML's CBPE.estimate {b:,.0f} events/s (whole stream at once); ratio {g / b:.2f}")
     t, median = replay_overhead(args.rows, args.repeats)
     (on_w, on_c), (off_w, off_c) = t[True], t[False]
     print(f"\nfile replay, {args.rows:,} events x 25 features, labels joined at once (best of {args.repeats}, "
