@@ -28,6 +28,7 @@ from them, so results do not depend on how outcomes were chunked.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -223,17 +224,20 @@ class OutcomeMonitor:
         if isinstance(det, detector_class("ADWIN")) and hasattr(det, "_helper") and hasattr(det, "_reset"):
             # ADWIN's Rust core directly (River's wrapper adds ~0.3 us per event); River restarts ADWIN
             # after a detection, which is done here at once instead of on the next update
+            # (updates run in C up to the next detection; the sums are sequential, as s += x per event)
             if det.drift_detected:
                 det._reset()
-            hu = det._helper.update
-            for i, x in enumerate(xs):
-                s += x
-                k += 1
-                if hu(x):
-                    hits.append((i, s, k))
+            pos, n = 0, len(xs)
+            while pos < n:
+                hit = next(itertools.compress(itertools.count(pos), map(det._helper.update, xs[pos:])), None)
+                end = n if hit is None else hit + 1
+                s = float(np.cumsum(np.array([s, *xs[pos:end]]))[-1])
+                k += end - pos
+                if hit is not None:
+                    hits.append((hit, s, k))
                     s, k = 0.0, 0
                     det._reset()
-                    hu = det._helper.update
+                pos = end
             det._drift_detected = False
         else:
             upd = det.update
