@@ -236,7 +236,13 @@ class CategoricalBins:
                        ) -> np.ndarray:
         """Counts of each consecutive slice ``starts[s]:ends[s]`` (covering the columns), ``(slices, columns,
         bins)``: every column is looked up once and counted with one ``bincount``, the same counts as
-        :meth:`add` of each slice."""
+        :meth:`add` of each slice.
+
+        >>> cb = CategoricalBins([CategoricalColumn("c", "feature", 4, 0, ["a", "b"], [2, 2], 0, False, 0)])
+        >>> cb.segment_counts([np.array(["a", "b", "z", None, "a"], dtype=object)], np.array([0, 2]),
+        ...                   np.array([2, 5]))[:, 0].tolist()
+        [[1, 1, 0, 0, 0], [1, 0, 0, 1, 1]]
+        """
         lengths = ends - starts
         out = np.zeros((len(lengths), len(self.names), self.width), np.int64)
         seg = np.repeat(np.arange(len(lengths)) * self.width, lengths)
