@@ -34,6 +34,7 @@ from detectors.alert import make_alert
 from detectors.batch import EventBatch, OutcomeBatch
 from detectors.config import DetectionConfig
 from detectors.domains import count_outside_segments
+from detectors.encoding import FoldColumns
 from detectors.estimation import EstimationMonitor
 from detectors.horizons import WindowHistory
 from detectors.hysteresis import Hysteresis
@@ -179,9 +180,9 @@ class ModelMonitor:
                 bounds.append((pos, pos + take))
                 pos += take
                 filled = 0 if filled + take >= self.config.window else filled + take
-            seg = self._segments(num, cat, bounds)
+            seg, fold = self._segments(num, cat, bounds), FoldColumns(num)
             for s, (a, b) in enumerate(bounds):
-                self._accumulate(num, seg, s, a, b, ts, parts, offs)
+                self._accumulate(fold, seg, s, a, b, ts, parts, offs)
                 if self._win["n"] >= self.config.window:
                     alerts.extend(self._close())
             return alerts
@@ -190,7 +191,7 @@ class ModelMonitor:
         self.late += int(np.sum(keys > raw))  # late events count into the open window
         cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
         bounds = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, n].tolist(), strict=True))
-        seg = self._segments(num, cat, bounds)
+        seg, fold = self._segments(num, cat, bounds), FoldColumns(num)
         for s, (a, b) in enumerate(bounds):
             k = int(keys[a])
             if self._key is None:
@@ -199,7 +200,7 @@ class ModelMonitor:
                 if self._win["n"]:
                     alerts.extend(self._window_done())
                 self._key = k
-            self._accumulate(num, seg, s, a, b, ts, parts, offs)
+            self._accumulate(fold, seg, s, a, b, ts, parts, offs)
         return alerts
 
     def _segments(self, num: list[np.ndarray | None], cat: list[np.ndarray | None], bounds: list[tuple[int, int]]
@@ -211,11 +212,10 @@ class ModelMonitor:
         return (self.tests.cat.segment_counts(cat, starts, ends),
                 count_outside_segments(num, *self.tests.domain, starts, ends))
 
-    def _accumulate(self, num: list[np.ndarray | None], seg: tuple[np.ndarray, np.ndarray], s: int, a: int,
+    def _accumulate(self, fold: FoldColumns, seg: tuple[np.ndarray, np.ndarray], s: int, a: int,
                     b: int, ts: np.ndarray, parts: np.ndarray, offs: np.ndarray) -> None:
         m = b - a
-        whole = a == 0 and b == len(ts)
-        self.tests.num.add(self._num_counts, self._num_type, [c if c is None or whole else c[a:b] for c in num], m)
+        self.tests.num.add_slice(self._num_counts, self._num_type, fold, a, b)
         self._cat_counts += seg[0][s]
         self._num_domain += seg[1][s]
         if self.estimation:
