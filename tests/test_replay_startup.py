@@ -1,8 +1,8 @@
 """``glassbox replay`` of a file imports what a replay needs and no more.
 
 River's drift detector only when labels are replayed, and then its own module, not all of ``river.drift``
-(which imports River's datasets, scikit-learn and SciPy's stats, ~1.5 s); SHAP, MLflow and Evidently never without ``--mlflow`` / ``--explain``. Checked in a
-fresh interpreter through the real entry point.
+(which imports River's datasets, scikit-learn and SciPy's stats, ~1.5 s); SHAP, MLflow and Evidently never
+without ``--mlflow`` / ``--explain``. Checked in a fresh interpreter through the real entry point.
 """
 
 from __future__ import annotations
