@@ -58,6 +58,14 @@ def valid_domains(columns: Sequence[NumericColumn], declared: Mapping[str, tuple
     return lo, hi
 
 
+def _outside_mask(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if x.dtype.kind == "O":
+        x = np.array([float(v) if isinstance(v, NUMBER) else np.nan for v in x], np.float64)
+    elif x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    return (x < lo) | (x > hi)
+
+
 def outside(x: np.ndarray, lo: float, hi: float) -> int:
     """How many of the values ``x`` lie outside ``[lo, hi]`` (NaN is missing and a non-number a wrong type,
     neither is outside).
@@ -67,15 +75,23 @@ def outside(x: np.ndarray, lo: float, hi: float) -> int:
     """
     if not (np.isfinite(lo) or np.isfinite(hi)):
         return 0
-    if x.dtype.kind == "O":
-        x = np.array([float(v) if isinstance(v, NUMBER) else np.nan for v in x], np.float64)
-    elif x.dtype.kind != "f":
-        x = x.astype(np.float64)
-    return int(np.count_nonzero((x < lo) | (x > hi)))
+    return int(np.count_nonzero(_outside_mask(x, lo, hi)))
 
 
-def count_outside(values: Sequence[np.ndarray | None], lo: np.ndarray, hi: np.ndarray, out: np.ndarray) -> None:
-    """Add to ``out[j]`` the values of column ``j`` outside ``[lo[j], hi[j]]`` (``None``: an absent column)."""
+def count_outside_segments(values: Sequence[np.ndarray | None], lo: np.ndarray, hi: np.ndarray,
+                           starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Values of column ``j`` outside ``[lo[j], hi[j]]`` (as :func:`outside`) in each consecutive slice
+    ``starts[s]:ends[s]``, all slices at once: ``(slices, columns)`` (``None``: an absent column, none outside).
+
+    >>> count_outside_segments([np.array([1.0, -1.0, 9.0, 11.0]), None], np.array([0.0, 0.0]),
+    ...                        np.array([10.0, 10.0]), np.array([0, 1]), np.array([1, 4])).tolist()
+    [[0, 0], [2, 0]]
+    """
+    out = np.zeros((len(starts), len(values)), np.int64)
     for j, x in enumerate(values):
-        if x is not None:
-            out[j] += outside(x, float(lo[j]), float(hi[j]))
+        if x is None or not (np.isfinite(lo[j]) or np.isfinite(hi[j])):
+            continue
+        a, b = int(starts[0]), int(ends[-1])
+        below = np.concatenate([[0], np.cumsum(_outside_mask(x[a:b], float(lo[j]), float(hi[j])))])
+        out[:, j] = below[ends - a] - below[starts - a]
+    return out

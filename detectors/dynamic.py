@@ -18,6 +18,7 @@ from typing import Any
 
 from detectors import river_state
 from detectors.config import DetectionConfig
+from detectors.river_drift import detector_class
 
 
 class DynamicThresholds:
@@ -28,14 +29,13 @@ class DynamicThresholds:
         self.columns: dict[str, dict[str, Any]] = {c: self._new() for c in columns}
 
     def _new(self) -> dict[str, Any]:
-        from river import drift  # here, not at import: river.drift imports scikit-learn (~1.4 s)
-
-        cfg = self.config
+        cfg = self.config  # River is imported here, only the detector's module (see detectors.river_drift)
         if cfg.dynamic_detector == "adwin":
-            det: Any = drift.ADWIN(delta=cfg.dynamic_adwin_delta, clock=1, grace_period=5, min_window_length=3)
+            det: Any = detector_class("ADWIN")(delta=cfg.dynamic_adwin_delta, clock=1, grace_period=5,
+                                                min_window_length=3)
         else:
-            det = drift.PageHinkley(min_instances=5, delta=cfg.dynamic_ph_delta, threshold=cfg.dynamic_ph_threshold,
-                                    mode="up")
+            det = detector_class("PageHinkley")(
+                min_instances=5, delta=cfg.dynamic_ph_delta, threshold=cfg.dynamic_ph_threshold, mode="up")
         return {"detector": det, "sum": 0.0, "n": 0, "level": None}
 
     def update(self, name: str, score: float, null: tuple[float, float], firing: bool) -> tuple[bool, float | None]:

@@ -33,7 +33,8 @@ import numpy as np
 from detectors.alert import make_alert
 from detectors.batch import EventBatch, OutcomeBatch
 from detectors.config import DetectionConfig
-from detectors.domains import count_outside
+from detectors.domains import count_outside_segments
+from detectors.encoding import FoldColumns
 from detectors.estimation import EstimationMonitor
 from detectors.horizons import WindowHistory
 from detectors.hysteresis import Hysteresis
@@ -67,6 +68,7 @@ class ModelMonitor:
         self._pending: list[EventBatch] = []
         self._pending_n = 0
         self._records: deque[dict[str, Any]] = deque(maxlen=config.max_window_records)
+        self.keep_records = True  # False: prediction windows leave no record (a replay that keeps none)
         self._history = WindowHistory(self.tests.horizons)
         self.events = 0  # prediction events binned so far
         self.windows = 0  # prediction windows closed
@@ -172,11 +174,15 @@ class ModelMonitor:
         self._est_cols = self.estimation.columns(batches) if self.estimation else None
         alerts: list[dict[str, Any]] = []
         if self.config.window_ms is None:
-            pos = 0
+            bounds, pos, filled = [], 0, self._win["n"]
             while pos < n:
-                take = min(n - pos, self.config.window - self._win["n"])
-                self._accumulate(num, cat, pos, pos + take, ts, parts, offs)
+                take = min(n - pos, self.config.window - filled)
+                bounds.append((pos, pos + take))
                 pos += take
+                filled = 0 if filled + take >= self.config.window else filled + take
+            seg, fold = self._segments(num, cat, bounds), FoldColumns(num)
+            for s, (a, b) in enumerate(bounds):
+                self._accumulate(fold, seg, s, a, b, ts, parts, offs)
                 if self._win["n"] >= self.config.window:
                     alerts.extend(self._close())
             return alerts
@@ -184,9 +190,9 @@ class ModelMonitor:
         keys = np.maximum.accumulate(raw if self._key is None else np.maximum(raw, self._key))
         self.late += int(np.sum(keys > raw))  # late events count into the open window
         cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-        starts = np.r_[0, cuts]
-        ends = np.r_[cuts, n]
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        bounds = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, n].tolist(), strict=True))
+        seg, fold = self._segments(num, cat, bounds), FoldColumns(num)
+        for s, (a, b) in enumerate(bounds):
             k = int(keys[a])
             if self._key is None:
                 self._key = k
@@ -194,19 +200,24 @@ class ModelMonitor:
                 if self._win["n"]:
                     alerts.extend(self._window_done())
                 self._key = k
-            self._accumulate(num, cat, a, b, ts, parts, offs)
+            self._accumulate(fold, seg, s, a, b, ts, parts, offs)
         return alerts
 
-    def _accumulate(self, num: list[np.ndarray | None], cat: list[np.ndarray | None], a: int, b: int,
-                    ts: np.ndarray, parts: np.ndarray, offs: np.ndarray) -> None:
+    def _segments(self, num: list[np.ndarray | None], cat: list[np.ndarray | None], bounds: list[tuple[int, int]]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Categorical counts ``(slices, columns, bins)`` and numeric values outside the valid domain
+        ``(slices, columns)`` of each slice of the folded events, counted for all slices at once."""
+        starts = np.array([a for a, _ in bounds], np.int64)
+        ends = np.array([b for _, b in bounds], np.int64)
+        return (self.tests.cat.segment_counts(cat, starts, ends),
+                count_outside_segments(num, *self.tests.domain, starts, ends))
+
+    def _accumulate(self, fold: FoldColumns, seg: tuple[np.ndarray, np.ndarray], s: int, a: int,
+                    b: int, ts: np.ndarray, parts: np.ndarray, offs: np.ndarray) -> None:
         m = b - a
-        if m <= 0:
-            return
-        whole = a == 0 and b == len(ts)
-        num_slice = [c if c is None or whole else c[a:b] for c in num]
-        self.tests.num.add(self._num_counts, self._num_type, num_slice, m)
-        count_outside(num_slice, *self.tests.domain, self._num_domain)
-        self.tests.cat.add(self._cat_counts, [c if c is None or whole else c[a:b] for c in cat], m)
+        self.tests.num.add_slice(self._num_counts, self._num_type, fold, a, b)
+        self._cat_counts += seg[0][s]
+        self._num_domain += seg[1][s]
         if self.estimation:
             self.estimation.add(self._est_cols, a, b)
         w = self._win
@@ -248,40 +259,39 @@ class ModelMonitor:
         window = self._window_ref()
         cfg = self.config
         firing = {c: self._h("data_drift" if self.profile.columns[c].role == "feature" else "prediction_drift",
-                             c).firing for c in self.profile.monitored}
+                             c).firing for c in self.profile.monitored} if cfg.threshold == "dynamic" else None
         self._history.push(self._num_counts, self._cat_counts, n)
         results = self.tests.evaluate(self._num_counts, self._num_type, self._num_domain, self._cat_counts, n,
                                       firing, self._history.merged())
         testable = cfg.window_ms is None or n >= cfg.min_window_events
         src = (w["last"][0], w["first"][1], w["last"][1])
-        drifted = sorted((r for r in results if r["drift"]), key=lambda r: -r["effect"])
+        drifted = sorted((v for v in results if v.drift), key=lambda v: -v.effect)
         top = [{"feature": r["column"], "statistic": r["statistic"], "value": r["value"],
                 "threshold": r["threshold"], "effect": r["effect"], "horizon": r["horizon"]}
-               for r in drifted[: cfg.evidence_top_k]]
+               for r in (v.result for v in drifted[: cfg.evidence_top_k])]
         alerts: list[dict[str, Any]] = []
         if testable:
-            for r in results:
-                col = r["column"]
-                monitor = "data_drift" if r["role"] == "feature" else "prediction_drift"
-                status = self._h(monitor, col).update(r["drift"])
+            for v in results:
+                monitor = "data_drift" if v.role == "feature" else "prediction_drift"
+                status = self._h(monitor, v.column).update(v.drift)
                 if status is not None:
-                    alerts.append(self._drift_alert(monitor, status, r, window, src, top))
-            for r in results:
-                col = r["column"]
-                status = self._h("data_quality", col).update(bool(r["quality"]))
+                    alerts.append(self._drift_alert(monitor, status, v.result, window, src, top))
+            for v in results:
+                status = self._h("data_quality", v.column).update(v.quality)
                 if status is not None:
-                    alerts.append(self._quality_alert(status, r, window, src, top))
-        record = {
-            "kind": "predictions", **window, "tested": testable,
-            "columns": {r["column"]: {**r["stats"], "statistic": r["statistic"], "value": r["value"],
-                                      "threshold": r["threshold"], "threshold_kind": r["threshold_kind"],
-                                      "drift": r["drift"], "effect": r["effect"],
-                                      "horizon": r["horizon"], "horizons": r["horizons"],
-                                      "quality_failed": len(r["quality"])} for r in results},
-            "drifted": [r["column"] for r in drifted],
-            "quality": {r["column"]: r["quality"] for r in results if r["quality"]},
-        }
-        self._record(record)
+                    alerts.append(self._quality_alert(status, v.result, window, src, top))
+        if self.keep_records:
+            rs = results.dicts()
+            self._record({
+                "kind": "predictions", **window, "tested": testable,
+                "columns": {r["column"]: {**r["stats"], "statistic": r["statistic"], "value": r["value"],
+                                          "threshold": r["threshold"], "threshold_kind": r["threshold_kind"],
+                                          "drift": r["drift"], "effect": r["effect"],
+                                          "horizon": r["horizon"], "horizons": r["horizons"],
+                                          "quality_failed": len(r["quality"])} for r in rs},
+                "drifted": [v.column for v in drifted],
+                "quality": {r["column"]: r["quality"] for r in rs if r["quality"]},
+            })
         if self.estimation:
             alerts.extend(self._alert(**r) for r in self.estimation.close(window, src, testable))
             self._drain_estimation()

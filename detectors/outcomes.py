@@ -28,6 +28,7 @@ from them, so results do not depend on how outcomes were chunked.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -41,27 +42,24 @@ from detectors.encoding import CategoryIndex
 from detectors.hysteresis import Hysteresis
 from detectors.performance_metrics import classification_metrics, regression_metrics
 from detectors.profile import ReferenceProfile
+from detectors.river_drift import detector_class
 from detectors.values import canon
 
 RECENT = 64  # errors averaged for the level after a detected change
 
 
 def make_detector(config: DetectionConfig) -> Any:
-    """The River detector for the error stream, as configured (River is imported here: importing
-    ``river.drift`` imports River's datasets, scikit-learn and SciPy, ~1.4 s, which a replay without labels
-    never pays)."""
-    from river import drift
-    from river.drift import binary
-
+    """The River detector for the error stream, as configured (River is imported here, only the detector's
+    module: see :mod:`detectors.river_drift`; a replay without labels imports none of it)."""
     name = config.concept_detector
     if name == "adwin":
-        return drift.ADWIN(delta=config.concept_delta)
+        return detector_class("ADWIN")(delta=config.concept_delta)
     if name == "ddm":
-        return binary.DDM()
+        return detector_class("DDM")()
     if name == "hddm_w":
-        return binary.HDDMW()
+        return detector_class("HDDMW")()
     if name == "hddm_a":
-        return binary.HDDMA()
+        return detector_class("HDDMA")()
     raise ValueError(f"unknown concept detector {name!r}")
 
 
@@ -220,25 +218,26 @@ class OutcomeMonitor:
     def _scan(self, xs: list[float]) -> list[tuple[int, float, int]]:
         """Run the River detector over the errors: ``(position, error sum, count)`` since the detector's
         last restart at each detection. This loop is the only per-event Python of the core."""
-        from river import drift
-
         det = self.detector
         s, k = self._sum, self._k
         hits: list[tuple[int, float, int]] = []
-        if isinstance(det, drift.ADWIN) and hasattr(det, "_helper") and hasattr(det, "_reset"):
+        if isinstance(det, detector_class("ADWIN")) and hasattr(det, "_helper") and hasattr(det, "_reset"):
             # ADWIN's Rust core directly (River's wrapper adds ~0.3 us per event); River restarts ADWIN
             # after a detection, which is done here at once instead of on the next update
+            # (updates run in C up to the next detection; the sums are sequential, as s += x per event)
             if det.drift_detected:
                 det._reset()
-            hu = det._helper.update
-            for i, x in enumerate(xs):
-                s += x
-                k += 1
-                if hu(x):
-                    hits.append((i, s, k))
+            pos, n = 0, len(xs)
+            while pos < n:
+                hit = next(itertools.compress(itertools.count(pos), map(det._helper.update, xs[pos:])), None)
+                end = n if hit is None else hit + 1
+                s = float(np.cumsum(np.array([s, *xs[pos:end]]))[-1])
+                k += end - pos
+                if hit is not None:
+                    hits.append((hit, s, k))
                     s, k = 0.0, 0
                     det._reset()
-                    hu = det._helper.update
+                pos = end
             det._drift_detected = False
         else:
             upd = det.update

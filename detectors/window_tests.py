@@ -20,10 +20,11 @@ across columns and statistics).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,6 +217,64 @@ def forget_limits() -> None:
     _MEMO.clear()
 
 
+@dataclass
+class Steps:
+    """The horizons of one window's columns (numeric or categorical): values and effects per column (rows) and
+    horizon (columns, the window itself first), thresholds per horizon and column."""
+
+    windows: list[int]
+    events: list[int]
+    values: np.ndarray
+    thresholds: list[list[float]]
+    effects: np.ndarray
+
+    def _tested(self, count: int) -> list[int]:
+        """The horizons a column with ``count`` reference values is tested at."""
+        return [i for i, n in enumerate(self.events) if i == 0 or n <= count]
+
+    def column(self, j: int, count: int) -> list[dict[str, Any]]:
+        """Column ``j``'s ``windows``, ``events``, ``value``, ``threshold`` and ``effect`` per horizon."""
+        v, e = self.values[j].tolist(), self.effects[j].tolist()
+        return [{"windows": self.windows[i], "events": self.events[i], "value": v[i],
+                 "threshold": self.thresholds[i][j], "effect": e[i]} for i in self._tested(count)]
+
+    def decisive(self, counts: np.ndarray) -> list[float]:
+        """Each column's largest effect over the horizons it is tested at (``counts``: reference values per
+        column), as :meth:`WindowTests._result` picks it from :meth:`column` (Python's ``max`` where a NaN is)."""
+        tested = np.asarray(self.events)[None, :] <= counts[:, None]
+        tested[:, 0] = True
+        out = np.where(tested, self.effects, -np.inf).max(axis=1).tolist()
+        for j in np.flatnonzero(np.isnan(np.where(tested, self.effects, 0.0)).any(axis=1)).tolist():
+            out[j] = max(x["effect"] for x in self.column(j, int(counts[j])))
+        return out
+
+
+class Verdict:
+    """One column's verdict in a window (``drift``, ``quality`` failed, ``effect``) and its full result dict,
+    built on first use (:attr:`result`)."""
+
+    __slots__ = ("column", "role", "drift", "quality", "effect", "_build", "_result")
+
+    def __init__(self, column: str, role: str, drift: bool, quality: bool, effect: float,
+                 result: dict[str, Any] | Callable[[], dict[str, Any]]):
+        self.column, self.role, self.drift, self.quality, self.effect = column, role, bool(drift), quality, effect
+        self._build, self._result = (None, result) if isinstance(result, dict) else (result, None)
+
+    @property
+    def result(self) -> dict[str, Any]:
+        if self._result is None:
+            assert self._build is not None
+            self._result = self._build()
+        return self._result
+
+
+class WindowResults(list[Verdict]):
+    """The verdicts of one window's columns in profile order; :meth:`dicts` gives their full results."""
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [v.result for v in self]
+
+
 class WindowTests:
     """Everything needed to test one closed window of a model's prediction stream."""
 
@@ -251,6 +310,8 @@ class WindowTests:
         self._unscored: dict[int, tuple[list[float], list[float]]] = {}
         self._num_cdf = np.cumsum(self.num.ref, axis=-1)
         self._num_n_ref = self.num.n_ref.astype(np.float64)
+        self._num_counts_ref = np.array([c.count for c in self.num_cols], np.int64)
+        self._cat_counts_ref = np.array([c.count for c in self.cat_cols], np.int64)
         self.dynamic = DynamicThresholds(config, [c.name for c in cols] if config.threshold == "dynamic" else [])
 
     # thresholds -------------------------------------------------------------------------------------------
@@ -384,22 +445,14 @@ class WindowTests:
             out[rows] = np.where(ok[rows], e, 0.0)
         return out
 
-    def _steps(self, cols: Sequence[NumericColumn | CategoricalColumn], stats: list[str], value: np.ndarray,
-               limits: list[Limits], numeric: bool, hz: tuple) -> list[list[dict[str, Any]]]:
-        """Each column's horizons: ``windows``, ``events``, ``value``, ``threshold`` and ``effect`` per horizon
-        it is tested at (the window itself first)."""
+    def _steps(self, value: np.ndarray, limits: list[Limits], numeric: bool, hz: tuple) -> Steps:
+        """Every column's value, threshold and effect at every horizon (the window itself first)."""
         windows, events, nv, cv, _ = hz
         values = np.concatenate([value[:, None], nv if numeric else cv], axis=1)
         scores = np.stack([lim.num_score if numeric else lim.cat_score for lim in limits], axis=1)
-        effects = self._effects(self._num_groups if numeric else self._cat_groups, values, scores).tolist()
+        effects = self._effects(self._num_groups if numeric else self._cat_groups, values, scores)
         thresholds = [self._thresholds(lim)[0 if numeric else 1] for lim in limits]
-        values_l = values.tolist()
-        out = []
-        for j, c in enumerate(cols):
-            v, e = values_l[j], effects[j]
-            out.append([{"windows": h, "events": n, "value": v[i], "threshold": thresholds[i][j], "effect": e[i]}
-                        for i, (h, n) in enumerate(zip(windows, events, strict=True)) if i == 0 or n <= c.count])
-        return out
+        return Steps(windows, events, values, thresholds, effects)
 
     def _numeric_stats(self, pres: np.ndarray, npres: np.ndarray) -> tuple[np.ndarray, ...]:
         """Wasserstein, KS distance and p-value, PSI and Jensen-Shannon of every numeric column, with the shared
@@ -415,68 +468,106 @@ class WindowTests:
 
     def evaluate(self, num_counts: np.ndarray, num_type: np.ndarray, num_domain: np.ndarray,
                  cat_counts: np.ndarray, n: int, firing: dict[str, bool] | None = None,
-                 longer: Sequence[Merged] = ()) -> list[dict[str, Any]]:
-        """Test one closed window of ``n`` events; one result dict per monitored column, in profile order.
+                 longer: Sequence[Merged] = ()) -> WindowResults:
+        """Test one closed window of ``n`` events; one result per monitored column, in profile order.
 
         ``longer``: the merged counts of the last ``h`` windows (this one included) for the horizons
         ``h > 1`` already reached. ``firing`` (column -> currently firing) is only needed by dynamic thresholds.
+        The verdicts are decided at once; a column's full result dict is built when it is first read.
         """
         lim = self.limits(n)
         windows, events, hnv, hcv, hlim = (
             self._horizons(longer) if self.config.threshold == "calibrated" else self._horizons(()))
         hz = ([1, *windows], [n, *events], hnv, hcv, None)
         limits = [lim, *hlim]
-        out: dict[str, dict[str, Any]] = {}
-        num, cat = self.num, self.cat
-        if len(num):
-            pres = num.present(num_counts)
-            npres = pres.sum(axis=-1)
-            w, d, pv, ps, js = self._numeric_stats(pres, npres)
-            values = {"wasserstein": w, "ks": pv, "psi": ps, "jensenshannon": js}
-            value = np.zeros(len(num))
-            for stat, rows in self._num_groups:
-                value[rows] = (values[stat] if stat in values else numeric_stat(stat, num, pres))[rows]
-            miss = num.missing(num_counts) / max(n, 1)
-            oor = num.out_of_range(pres) / np.maximum(npres, 1)
-            dom = num_domain / np.maximum(npres, 1)
-            typ = num_type / max(n, 1)
-            steps = self._steps(self.num_cols, self.num_stat, value, limits, True, hz)
-            cols = zip(w.tolist(), d.tolist(), pv.tolist(), ps.tolist(), js.tolist(), miss.tolist(), oor.tolist(),
-                       dom.tolist(), typ.tolist(), npres.tolist(), lim.num_missing.tolist(),
-                       lim.num_domain.tolist(), lim.num_type.tolist(), lim.num_null_mean.tolist(),
-                       lim.num_null_sd.tolist(), strict=True)
-            for j, (w_j, d_j, pv_j, ps_j, js_j, m_j, o_j, dom_j, t_j, np_j, lm, ld, lt, mu, sd) in enumerate(cols):
-                c = self.num_cols[j]
-                stats = {"wasserstein": w_j, "ks": d_j, "ks_pvalue": pv_j, "psi": ps_j, "jensenshannon": js_j,
-                         "missing_rate": m_j, "out_of_range_rate": o_j, "domain_rate": dom_j,
-                         "type_error_rate": t_j, "events": np_j}
-                checks = [("missing_rate", m_j, lm), ("domain_rate", dom_j, ld), ("type_error_rate", t_j, lt)]
-                out[c.name] = self._result(c, self.num_stat[j], steps[j], (mu, sd), stats, checks, np_j, firing)
-        if len(cat):
-            pres = cat.present(cat_counts)
-            npres = pres.sum(axis=-1)
-            ps = categorical_stat("psi", cat, pres)
-            js = categorical_stat("jensenshannon", cat, pres)
-            pv = categorical_stat("chisquare", cat, pres)
-            values = {"psi": ps, "jensenshannon": js, "chisquare": pv}
-            value = np.zeros(len(cat))
-            for stat, rows in self._cat_groups:
-                value[rows] = values[stat][rows]
-            miss = cat.missing(cat_counts) / max(n, 1)
-            uns = cat.unseen(pres) / np.maximum(npres, 1)
-            steps = self._steps(self.cat_cols, self.cat_stat, value, limits, False, hz)
-            cols = zip(ps.tolist(), js.tolist(), pv.tolist(), miss.tolist(), uns.tolist(), npres.tolist(),
-                       lim.cat_missing.tolist(), lim.cat_unseen.tolist(), lim.cat_null_mean.tolist(),
-                       lim.cat_null_sd.tolist(), self.cat.truncated.tolist(), strict=True)
-            for j, (ps_j, js_j, pv_j, m_j, u_j, np_j, lm, lu, mu, sd, truncated) in enumerate(cols):
-                c = self.cat_cols[j]
-                stats = {"psi": ps_j, "jensenshannon": js_j, "chisquare_pvalue": pv_j, "missing_rate": m_j,
-                         "unseen_rate": u_j, "events": np_j}
-                checks = [("missing_rate", m_j, lm)]
-                if not truncated:
-                    checks.append(("unseen_rate", u_j, lu))
-                out[c.name] = self._result(c, self.cat_stat[j], steps[j], (mu, sd), stats, checks, np_j, firing)
-        return [out[name] for name in self.profile.monitored]
+        out: dict[str, Verdict] = {}
+        if len(self.num):
+            self._numeric_verdicts(out, num_counts, num_type, num_domain, n, lim, limits, hz, firing)
+        if len(self.cat):
+            self._categorical_verdicts(out, cat_counts, n, lim, limits, hz, firing)
+        return WindowResults([out[name] for name in self.profile.monitored])
+
+    def _numeric_verdicts(self, out: dict[str, Verdict], num_counts: np.ndarray, num_type: np.ndarray,
+                          num_domain: np.ndarray, n: int, lim: Limits, limits: list[Limits], hz: tuple,
+                          firing: dict[str, bool] | None) -> None:
+        num = self.num
+        pres = num.present(num_counts)
+        npres = pres.sum(axis=-1)
+        w, d, pv, ps, js = self._numeric_stats(pres, npres)
+        values = {"wasserstein": w, "ks": pv, "psi": ps, "jensenshannon": js}
+        value = np.zeros(len(num))
+        for stat, rows in self._num_groups:
+            value[rows] = (values[stat] if stat in values else numeric_stat(stat, num, pres))[rows]
+        miss = num.missing(num_counts) / max(n, 1)
+        oor = num.out_of_range(pres) / np.maximum(npres, 1)
+        dom = num_domain / np.maximum(npres, 1)
+        typ = num_type / max(n, 1)
+        steps = self._steps(value, limits, True, hz)
+        quality = ((miss > lim.num_missing) | (dom > lim.num_domain) | (typ > lim.num_type)).tolist()
+
+        def num_result(j: int) -> dict[str, Any]:
+            c = self.num_cols[j]
+            np_j, m_j, dom_j, t_j = int(npres[j]), float(miss[j]), float(dom[j]), float(typ[j])
+            stats = {"wasserstein": float(w[j]), "ks": float(d[j]), "ks_pvalue": float(pv[j]),
+                     "psi": float(ps[j]), "jensenshannon": float(js[j]), "missing_rate": m_j,
+                     "out_of_range_rate": float(oor[j]), "domain_rate": dom_j, "type_error_rate": t_j,
+                     "events": np_j}
+            checks = [("missing_rate", m_j, float(lim.num_missing[j])),
+                      ("domain_rate", dom_j, float(lim.num_domain[j])),
+                      ("type_error_rate", t_j, float(lim.num_type[j]))]
+            null = (float(lim.num_null_mean[j]), float(lim.num_null_sd[j]))
+            return self._result(c, self.num_stat[j], steps.column(j, c.count), null, stats, checks, np_j,
+                                firing)
+
+        self._verdicts(out, self.num_cols, num_result, steps, self._num_counts_ref, npres, quality)
+
+    def _categorical_verdicts(self, out: dict[str, Verdict], cat_counts: np.ndarray, n: int, lim: Limits,
+                              limits: list[Limits], hz: tuple, firing: dict[str, bool] | None) -> None:
+        cat = self.cat
+        pres = cat.present(cat_counts)
+        npres = pres.sum(axis=-1)
+        ps = categorical_stat("psi", cat, pres)
+        js = categorical_stat("jensenshannon", cat, pres)
+        pv = categorical_stat("chisquare", cat, pres)
+        values = {"psi": ps, "jensenshannon": js, "chisquare": pv}
+        value = np.zeros(len(cat))
+        for stat, rows in self._cat_groups:
+            value[rows] = values[stat][rows]
+        miss = cat.missing(cat_counts) / max(n, 1)
+        uns = cat.unseen(pres) / np.maximum(npres, 1)
+        steps = self._steps(value, limits, False, hz)
+        quality = ((miss > lim.cat_missing) | (~cat.truncated & (uns > lim.cat_unseen))).tolist()
+
+        def cat_result(j: int) -> dict[str, Any]:
+            c = self.cat_cols[j]
+            np_j, m_j, u_j = int(npres[j]), float(miss[j]), float(uns[j])
+            stats = {"psi": float(ps[j]), "jensenshannon": float(js[j]), "chisquare_pvalue": float(pv[j]),
+                     "missing_rate": m_j, "unseen_rate": u_j, "events": np_j}
+            checks = [("missing_rate", m_j, float(lim.cat_missing[j]))]
+            if not cat.truncated[j]:
+                checks.append(("unseen_rate", u_j, float(lim.cat_unseen[j])))
+            null = (float(lim.cat_null_mean[j]), float(lim.cat_null_sd[j]))
+            return self._result(c, self.cat_stat[j], steps.column(j, c.count), null, stats, checks, np_j,
+                                firing)
+
+        self._verdicts(out, self.cat_cols, cat_result, steps, self._cat_counts_ref, npres, quality)
+
+    def _verdicts(self, out: dict[str, Verdict], cols: Sequence[NumericColumn | CategoricalColumn],
+                  result: Callable[[int], dict[str, Any]], steps: Steps, counts: np.ndarray, npres: np.ndarray,
+                  quality: list[bool]) -> None:
+        """The columns' verdicts into ``out``; their result dicts (``result(j)``) at once with dynamic
+        thresholds (their detectors see every window), else when first read."""
+        if self.config.threshold == "dynamic":
+            for j, c in enumerate(cols):
+                r = result(j)
+                out[c.name] = Verdict(c.name, c.role, r["drift"], quality[j], r["effect"], r)
+            return
+        effects = steps.decisive(counts)
+        drift = (npres >= 1).tolist()
+        for j, c in enumerate(cols):
+            e = effects[j]
+            out[c.name] = Verdict(c.name, c.role, drift[j] and e > 1.0, quality[j], float(e),
+                                  functools.partial(result, j))
 
     def _result(self, col: NumericColumn | CategoricalColumn, stat: str, horizons: list[dict[str, Any]],
                 null: tuple[float, float], stats: dict[str, Any], checks: list[tuple[str, float, float]],

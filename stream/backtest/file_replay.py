@@ -112,7 +112,7 @@ class Replayer:
         self._seq = 0
         self._alerts: list[tuple[int, int, int, dict[str, Any]]] = []
         self.windows: list[dict[str, Any]] = []
-        self.window_counts: Counter[str] = Counter()
+        monitor.keep_records = opts.keep_windows
         self._carry: dict[str, np.ndarray] | None = None  # delayed labels not yet arrived
         self._last_ts = 0
         self._cat = set(opts.categorical or [])
@@ -125,8 +125,6 @@ class Replayer:
 
     def _drain(self) -> None:
         recs = self.monitor.drain_windows()
-        for r in recs:
-            self.window_counts[r.get("kind", "predictions")] += 1
         if self.opts.keep_windows:
             self.windows.extend(recs)
 
