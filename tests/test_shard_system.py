@@ -144,10 +144,6 @@ def test_sdk_keys_a_label_to_its_predictions_partition(kafka_bootstrap: str, top
     assert all(ps == {partition_for(pid, 4)} for pid, ps in where.items() if pid.startswith("id"))
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open defect (#15): on the integrated tree (sharding + state at intervals + replay speed-ups) the reference "
-    "replay of this stream fires concept drift 4.2 s of event time before the change, so the delay bound cannot "
-    "be checked; the data-drift, data-quality and performance alerts match before that assertion"))
 def test_two_workers_give_the_replay_alerts(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
     ref = frame(20_000, seed=1)
     ref_path = tmp_path / "ref.parquet"
@@ -174,23 +170,21 @@ def test_two_workers_give_the_replay_alerts(kafka_bootstrap: str, topic_prefix: 
         for w in workers:
             w.stop()
     compare(live, want, T0 + 11 * WINDOW_MS)
-    # the topic replay merges the partitions in event-time order: the same data alerts; its labels are merged
-    # in another order than the file's, so its performance windows group other outcomes (not compared)
-    compare(live, topic_replayed(kafka_bootstrap, topic_prefix, ref_path, tmp_path), T0 + 11 * WINDOW_MS,
-            ("data_drift", "data_quality"))
+    # the topic replay under the live config folds the shards and closes their partials as the combiner does
+    compare(live, topic_replayed(kafka_bootstrap, topic_prefix, ref_path, tmp_path), T0 + 11 * WINDOW_MS)
 
 
 def topic_replayed(bootstrap: str, prefix: str, ref_path: Path, home: Path) -> list[dict[str, Any]]:
-    """``glassbox replay kafka://`` of the sharded topics: the partitions merged in event-time order, one unsharded
-    monitor (the replay's config does not shard the model)."""
+    """``glassbox replay kafka://`` of the sharded topics under the workers' config (the model sharded): the
+    partitions merged in event-time order, each folded by its shard, the partials closed by a combiner."""
+    from stream.backtest.rule_sets import kafka_pipelines
     from stream.backtest.topic_replay import replay_topic
-    from stream.worker.agents import build_pipeline
 
     s = Settings(home=home / "replay", kafka={"topic_prefix": prefix, "partitions": 4}, mlflow={"enabled": False},
-                 worker={"models": {"m": str(ref_path)}},
+                 worker={"models": {"m": str(ref_path)}, "sharded_models": ["m"], "allowed_lateness_s": 20},
                  detection={"window_ms": WINDOW_MS, "min_window_events": 100, "estimation_metrics": []})
-    res = replay_topic([build_pipeline(s)], bootstrap=bootstrap, kafka=s.kafka, predictions=s.topic("predictions"),
-                       labels=s.topic("labels"))
+    res = replay_topic(kafka_pipelines([s], None, None), bootstrap=bootstrap, kafka=s.kafka,
+                       predictions=s.topic("predictions"), labels=s.topic("labels"))
     return res.runs[0].alerts
 
 
