@@ -50,7 +50,7 @@ def events() -> pd.DataFrame:
 def produce(bootstrap: str, prefix: str, df: pd.DataFrame, per_s: float | None = None,
             sent: list[int] | None = None) -> None:
     with Producer(bootstrap, topic_prefix=prefix, sharded=True, batch_events=CHUNK) as p:
-        for lo in range(0, N, CHUNK):
+        for lo in range(0, len(df), CHUNK):
             part = df.iloc[lo:lo + CHUNK]
             p.send_prediction_batch(
                 model="m", prediction_ids=part["prediction_id"].tolist(), timestamps=part["timestamp"].tolist(),
@@ -186,6 +186,34 @@ def topic_replayed(bootstrap: str, prefix: str, ref_path: Path, home: Path) -> l
     res = replay_topic(kafka_pipelines([s], None, None), bootstrap=bootstrap, kafka=s.kafka,
                        predictions=s.topic("predictions"), labels=s.topic("labels"))
     return res.runs[0].alerts
+
+
+def test_an_idle_partition_holds_windows_only_for_the_allowed_lateness(kafka_bootstrap: str, topic_prefix: str,
+                                                                        tmp_path: Path) -> None:
+    """No event lands on partition 3, so no watermark passes any window: the worker's lateness timer closes each
+    window (and releases its outcomes) once the allowed lateness passed, and the alerts are still the replay's."""
+    ref = frame(20_000, seed=1)
+    ref_path = tmp_path / "ref.parquet"
+    ref[FEATURES + ["prediction", "label"]].to_parquet(ref_path)
+    ensure_topics(Settings(kafka={"topic_prefix": topic_prefix, "partitions": 4}), kafka_bootstrap)
+    df = events()
+    df = df[[partition_for(pid, 4) != 3 for pid in df["prediction_id"]]].reset_index(drop=True)
+    want, windows = replayed(df, ref_path, Settings())
+    worker = WorkerProcess(kafka_bootstrap, topic_prefix, app_id=f"{topic_prefix}idle", home=tmp_path / "w",
+                           models={"m": str(ref_path)}, audit=False,
+                           extra_env={**ENV, "GLASSBOX_WORKER__ALLOWED_LATENESS_S": "2"})
+    try:
+        worker.start()
+        worker.wait_ready()
+        produce(kafka_bootstrap, topic_prefix, df)
+        stats = wait_closed([worker], 11, timeout_s=60)
+        assert stats["by_lateness"] == stats["closed"] and sorted(stats["watermarks"]) == ["0", "1", "2"], stats
+        assert {tuple(r) for r in stats["recent"]} == {(w["index"], w["events"]) for w in windows[:11]}
+        time.sleep(1.0)
+        live = read_json(kafka_bootstrap, f"{topic_prefix}alerts")
+    finally:
+        worker.stop()
+    compare(live, want, T0 + 11 * WINDOW_MS)
 
 
 def test_sigkill_of_one_worker_loses_and_doubles_nothing(kafka_bootstrap: str, topic_prefix: str,
