@@ -8,9 +8,9 @@ with the partials (event time, label time, prediction, label, scores, per outcom
 partials of each window (counts add up: merging the partials of any split equals one pass over all events), closes
 a window once every shard's watermark (the newest event time it has seen) passed its end, or once
 ``allowed_lateness_s`` of wall time went by since its first partial (a shard's events ended it; an idle shard
-cannot hold windows open), and closes it with the very code of the unsharded monitor (:meth:`ModelMonitor.close_window`): same tests,
-horizons, hysteresis and alerts. Outcomes are fed to the same outcome monitor in label-time order, up to the
-outcome watermark of the shards that have labels.
+cannot hold windows open), and closes it with the very code of the unsharded monitor
+(:meth:`ModelMonitor.close_window`): same tests, horizons, hysteresis and alerts. Outcomes are fed to the same
+outcome monitor in label-time order, up to the outcome watermark of the shards that have labels.
 
 Each shard numbers its partials (``seq``); the combiner applies a shard's partials once, in order, so a partial
 sent again after a crash (see ``outbox``) is not counted twice. Partials are plain JSON-able dicts.
