@@ -1,11 +1,12 @@
 """Alert latency of the live worker: from producing the last event of a window to its alert on the alerts
 topic, at a steady input rate, for an unsharded and a sharded model in the same run.
 
-    uv run python bench/bench_latency.py [--rate 5000] [--seconds 30] [--per-message 50] [--mode both]
+    uv run python bench/bench_latency.py [--rate 5000] [--seconds 60] [--per-message 50] [--window-ms 1000]
 
 Events go out as columnar messages of ``--per-message`` events (1 = one event per message) at the given
-rate, event time advancing 1 ms per event; windows are 1-s event-time windows (``detection.window_ms``), so each
-holds 1,000 events in both modes.
+rate, their event time running at wall-clock speed; windows are event-time windows of ``--window-ms``
+(``detection.window_ms``) in both modes: 1 s holds 5,000 events at 5k events/s, and one window ends per second, as
+in production only with far shorter windows than usual.
 
 - unsharded: the model keyed by name, one worker folds and tests its windows;
 - sharded (``worker.sharded_models``): the SDK keys events by ``prediction_id`` over 4 partitions, one worker
@@ -36,7 +37,6 @@ import orjson
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 T0 = 1_700_000_000_000
-WINDOW = 1000  # events per window: 1 ms of event time per event, 1-s windows
 PARTITIONS = 4
 
 
@@ -51,12 +51,18 @@ def consume(bootstrap: str, topic: str, out: list[tuple[float, dict]], stop: thr
     c.close()
 
 
-def run(bootstrap: str, tmp: Path, ref: str, mode: str, a: Any) -> tuple[list[tuple[int, float]], list[float],
-                                                                      dict | None]:
-    """(window end, latency in s) of one mode's alerts, the echo round trips (s), the combiner's counters."""
+def combined(port: int) -> dict | None:
+    """The worker's combiner counters of model ``m`` (None before its first partial)."""
     import json
     import urllib.request
 
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/combiner", timeout=5) as r:
+        return json.loads(r.read())["models"].get("m")
+
+
+def run(bootstrap: str, tmp: Path, ref: str, mode: str, a: Any) -> tuple[list[tuple[int, float]], list[float],
+                                                                      dict | None]:
+    """(window end, latency in s) of one mode's alerts, the echo round trips (s), the combiner's counters."""
     from stream.kafka.topics import ensure_topics
     from stream.producer import Producer
     from stream.settings import Settings
@@ -65,7 +71,7 @@ def run(bootstrap: str, tmp: Path, ref: str, mode: str, a: Any) -> tuple[list[tu
     sharded = mode == "sharded"
     prefix = f"lat{mode}."
     ensure_topics(Settings(kafka={"topic_prefix": prefix, "partitions": PARTITIONS}), bootstrap)
-    env = {"GLASSBOX_WORKER__BATCH_WAIT_S": "0.01", "GLASSBOX_DETECTION__WINDOW_MS": str(WINDOW),
+    env = {"GLASSBOX_WORKER__BATCH_WAIT_S": "0.01", "GLASSBOX_DETECTION__WINDOW_MS": str(a.window_ms),
            "GLASSBOX_MLFLOW__ENABLED": "false", "GLASSBOX_EVIDENTLY__ENABLED": "false",
            "GLASSBOX_ATTRIBUTION__ENABLED": "false", "GLASSBOX_DETECTION__HORIZONS": a.horizons,
            "GLASSBOX_CACHE_DIR": str(tmp / f"cache-{mode}")}  # both modes calibrate from cold
@@ -93,25 +99,27 @@ def run(bootstrap: str, tmp: Path, ref: str, mode: str, a: Any) -> tuple[list[tu
                     while (now := time.monotonic()) < due:
                         time.sleep(min(due - now, 0.001))
                     idx = range(b, min(b + a.per_message, hi))
-                    drifted = np.array([(i // WINDOW) % 4 == 1 for i in idx])
+                    ts = [T0 + i * 1000 // a.rate for i in idx]  # event time runs at wall-clock speed
+                    drifted = np.array([((t - T0) // a.window_ms) % 4 == 1 for t in ts])
                     feats = {f"x{j}": (rng.normal(size=len(idx)) + (1.5 * drifted if j == 0 else 0.0)).tolist()
                              for j in range(5)}
                     prod.send_prediction_batch(model="m", prediction_ids=[f"p{i}" for i in idx],
-                                               timestamps=[T0 + i for i in idx], features=feats,
+                                               timestamps=ts, features=feats,
                                                predictions=rng.random(len(idx)).tolist())
                     if b % 100 < a.per_message:  # baseline: a bare produce -> consume round trip, same broker
                         prod.send_raw(prefix + "echo", orjson.dumps({"t": time.monotonic()}))
                     t_sent = time.monotonic()
-                    for i in idx:
-                        sent[i] = t_sent
-                if hi == warm:
+                    for t in ts:
+                        sent[t - T0] = t_sent  # the last event of that millisecond
+                if hi == warm:  # caught up: every warm-up event folded and (sharded) its windows closed
                     prod.flush()
                     worker.wait_for(lambda st: st["events"] >= warm, timeout_s=300)
+                    windows = int(a.warmup * 1000) // a.window_ms - 1
+                    while sharded and (combined(worker.web_port) or {}).get("closed", 0) < windows:
+                        time.sleep(0.2)
                     time.sleep(1.0)
         time.sleep(3)
-        if sharded:
-            with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/combiner", timeout=5) as r:
-                combiner = json.loads(r.read())["models"].get("m")
+        combiner = combined(worker.web_port) if sharded else None
         stop.set()
         for t in threads:
             t.join()
@@ -127,12 +135,15 @@ def pct(xs: list[float]) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=int, default=5000)
-    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--per-message", type=int, default=50)
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds of stream sent (and caught up with) "
                     "before the measured --seconds: the worker calibrates its limits when it closes its first window")
     ap.add_argument("--horizons", default="[1]", help="detection.horizons (JSON list); the default [1] lets an "
                     "alert resolve after 3 clean windows, so alerts fire and resolve every 4 windows")
+    ap.add_argument("--window-ms", type=int, default=1000, help="detection.window_ms (event time runs at "
+                    "wall-clock speed: a window holds rate x window-ms / 1000 events)")
+    ap.add_argument("--series", action="store_true", help="print every alert's latency by its window's end")
     ap.add_argument("--mode", choices=("unsharded", "sharded", "both"), default="both")
     a = ap.parse_args()
 
@@ -151,13 +162,15 @@ def main() -> None:
         for mode in modes:
             samples, echo, combiner = run(broker.bootstrap, Path(tmp), f"{tmp}/ref.parquet", mode, a)
             base += echo
-            lat = [x for end, x in samples if end >= a.warmup * a.rate]
+            if a.series:
+                print(" ".join(f"{end / 1000:.1f}s:{x * 1000:.0f}ms" for end, x in samples))
+            lat = [x for end, x in samples if end >= a.warmup * 1000]
             if not lat:
                 raise SystemExit(f"{mode}: no alerts received after the warm-up")
             p = got[mode] = pct(lat)
             print(f"{mode}: alert latency at {a.rate:,} events/s ({len(lat)} alerts): p50 {p[0]:.0f} ms, "
                   f"p99 {p[1]:.0f} ms, max {p[2]:.0f} ms (target p99 <= 1000 ms)")
-            print(f"  warm-up: the first alert (window ending at {samples[0][0] / a.rate:.1f} s of the stream) "
+            print(f"  warm-up: the first alert (window ending at {samples[0][0] / 1000:.1f} s of the stream) "
                   f"took {samples[0][1] * 1000:.0f} ms (the worker calibrates when it closes its first window)")
             if combiner is not None:
                 print(f"  combiner: {combiner['closed']} windows closed ({combiner['by_lateness']} by lateness), "
