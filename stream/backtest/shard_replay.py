@@ -50,10 +50,6 @@ class ShardReplay:
         self._tick([int(p.timestamps.max()) for p in step.parts.values() if len(p.timestamps)])
         return self._combine(self.pipe.on_parsed(step))
 
-    def on_predictions(self, messages: list[RawMessage]) -> StepOutput:
-        self._tick([m.timestamp for m in messages if m.timestamp is not None])
-        return self._combine(self.pipe.on_predictions(messages))
-
     def on_labels(self, messages: list[RawMessage]) -> StepOutput:
         self._tick([m.timestamp for m in messages if m.timestamp is not None])
         return self._combine(self.pipe.on_labels(messages))
