@@ -7,10 +7,10 @@ window's integer counts as a *partial* (:class:`WindowCounts`) instead of testin
 with the partials (event time, label time, prediction, label, scores, per outcome). :class:`Combiner` merges the
 partials of each window (counts add up: merging the partials of any split equals one pass over all events), closes
 a window once every shard's watermark (the newest event time it has seen) passed its end, or once
-``allowed_lateness_s`` of wall time went by since a later window's first partial (an idle shard cannot hold windows
-open), and closes it with the very code of the unsharded monitor (:meth:`ModelMonitor.close_window`): same tests,
-horizons, hysteresis and alerts. Outcomes are fed to the same outcome monitor in label-time order, up to the
-outcome watermark of the shards that have labels.
+``allowed_lateness_s`` of wall time went by since its first partial (a shard's events ended it; an idle shard
+cannot hold windows open), and closes it with the very code of the unsharded monitor
+(:meth:`ModelMonitor.close_window`): same tests, horizons, hysteresis and alerts. Outcomes are fed to the same
+outcome monitor in label-time order, up to the outcome watermark of the shards that have labels.
 
 Each shard numbers its partials (``seq``); the combiner applies a shard's partials once, in order, so a partial
 sent again after a crash (see ``outbox``) is not counted twice. Partials are plain JSON-able dicts.
@@ -284,9 +284,8 @@ class Combiner:
             k = min(self.open)
             end = (k + 1) * self.window_ms  # first event time of the next window
             done = len(self.wm) >= self.shards and min(self.wm.values()) >= end
-            if not done:
-                later = [t for j, t in self.first_seen.items() if j > k]
-                if not later or now - min(later) < self.lateness:
+            if not done:  # a shard's event ended it (partials come only for ended windows): wait the lateness
+                if now - self.first_seen.get(k, now) < self.lateness:
                     break
                 self.by_lateness += 1
             alerts.extend(self._close(k, done))

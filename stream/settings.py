@@ -61,8 +61,8 @@ class WorkerConfig(BaseModel):
         "partitions into partial windows, a combiner closes them (needs detection.window_ms; docs/scaling.md)",
     )
     allowed_lateness_s: float = Field(
-        30.0, gt=0, description="sharded models: a window closes this long (wall time) after a later window's "
-        "first partial even if a partition has not reported past it (an idle partition)",
+        30.0, gt=0, description="sharded models: a window a partition's events ended closes this long (wall time) "
+        "after its first partial even if another partition has not reported past it (an idle partition)",
     )
 
 

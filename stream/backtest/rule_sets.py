@@ -105,7 +105,9 @@ class EveryModel(MonitorRegistry):
 
 
 def kafka_pipelines(settings_list: list[Any], reference: str | None, model: str | None) -> list[Any]:
-    """One worker pipeline per rule set (every model against ``reference`` when no ``model`` is named)."""
+    """One worker pipeline per rule set (every model against ``reference`` when no ``model`` is named); the
+    models a rule set shards get their combiners (:mod:`stream.backtest.shard_replay`), as live."""
+    from stream.backtest.shard_replay import ShardReplay, sharded
     from stream.evidence.reference import load_reference_for
     from stream.worker.agents import build_pipeline
 
@@ -117,5 +119,7 @@ def kafka_pipelines(settings_list: list[Any], reference: str | None, model: str 
         pipe = build_pipeline(s)
         if reference is not None and model is None:
             pipe.monitors = EveryModel(reference, s.detection, lambda ref, _s=s: load_reference_for(ref, _s))
+        if sharded(pipe):
+            pipe = ShardReplay(pipe, s.kafka.partitions, s.worker.allowed_lateness_s)
         pipes.append(pipe)
     return pipes
