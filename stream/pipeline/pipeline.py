@@ -205,7 +205,7 @@ class Pipeline:
 
     def _dead(self, out: StepOutput, msg: RawMessage, err: InvalidEvent | Exception) -> None:
         self._dead_record(out, deadletter_record(msg.value, topic=msg.topic, partition=msg.partition,
-                                                 offset=msg.offset, error=err))
+                                                 offset=msg.offset, error=err, max_bytes=self.max_message_bytes))
 
     def _dead_record(self, out: StepOutput, rec: dict[str, Any]) -> None:
         out.deadletters.append(rec)
