@@ -96,7 +96,6 @@ def deadletter_record(
     >>> rec["raw_truncated"], rec["raw_bytes"], len(orjson.dumps(rec)) <= 1024
     (True, 5000, True)
     """
-    raw = raw or b""
     rec: dict[str, Any] = {
         "schema": DEADLETTER_SCHEMA,
         "topic": topic,
@@ -105,8 +104,16 @@ def deadletter_record(
         "reason": error.reason if isinstance(error, InvalidEvent) else "processing_error",
         "field": error.field if isinstance(error, InvalidEvent) else None,
         "error": str(error)[:1000],
-        "raw": "",
     }
+    return with_raw(rec, raw or b"", max_bytes)
+
+
+def with_raw(rec: dict[str, Any], raw: bytes, max_bytes: int | None = None) -> dict[str, Any]:
+    """Put a message's bytes into the dead letter ``rec`` (base64, key ``raw``): at most
+    :data:`MAX_DEADLETTER_RAW` of them and, with ``max_bytes``, no more than lets the record's JSON fit in that
+    many bytes (its ``error`` text gives way first when even an empty ``raw`` does not fit). A message cut short
+    is noted with ``raw_truncated``, its size ``raw_bytes`` and its ``raw_sha256``."""
+    rec["raw"] = ""
     keep = MAX_DEADLETTER_RAW
     if max_bytes is not None:
         room = max_bytes - _TRUNCATION_NOTE - len(orjson.dumps(rec))
