@@ -25,6 +25,8 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 PREDICTION_SCHEMA = "glassbox.prediction/v1"
 PREDICTION_BATCH_SCHEMA = "glassbox.prediction-batch/v1"
 LABEL_SCHEMA = "glassbox.label/v1"
@@ -77,30 +79,53 @@ def parse_timestamp(v: Any, fld: str = "timestamp") -> int:
 #: Raw bytes kept in a dead letter; a longer message keeps its head, its full size and its sha256 (the whole
 #: message stays on its source topic at the recorded offset).
 MAX_DEADLETTER_RAW = 1024 * 1024
+#: Room kept for the truncation note (``raw_truncated``, ``raw_bytes``, ``raw_sha256``) when sizing the raw bytes.
+_TRUNCATION_NOTE = 128
 
 
 def deadletter_record(
-    raw: bytes | None, *, topic: str, partition: int, offset: int, error: InvalidEvent | Exception
+    raw: bytes | None, *, topic: str, partition: int, offset: int, error: InvalidEvent | Exception,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
-    """The dead-letter record for a message that could not be processed (schema ``glassbox.deadletter/v1``)."""
-    reason = error.reason if isinstance(error, InvalidEvent) else "processing_error"
-    fld = error.field if isinstance(error, InvalidEvent) else None
-    raw = raw or b""
-    extra: dict[str, Any] = {}
-    if len(raw) > MAX_DEADLETTER_RAW:
-        extra = {"raw_truncated": True, "raw_bytes": len(raw), "raw_sha256": hashlib.sha256(raw).hexdigest()}
-        raw = raw[:MAX_DEADLETTER_RAW]
-    return {
+    """The dead-letter record for a message that could not be processed (schema ``glassbox.deadletter/v1``).
+
+    With ``max_bytes`` (``kafka.max_message_bytes``) the record's JSON fits in that many bytes: the raw bytes
+    kept (base64) are cut to the room the other fields leave, with the original size and digest noted.
+
+    >>> rec = deadletter_record(b"x" * 5000, topic="t", partition=0, offset=1, error=ValueError("no"), max_bytes=1024)
+    >>> rec["raw_truncated"], rec["raw_bytes"], len(orjson.dumps(rec)) <= 1024
+    (True, 5000, True)
+    """
+    rec: dict[str, Any] = {
         "schema": DEADLETTER_SCHEMA,
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "reason": reason,
-        "field": fld,
+        "reason": error.reason if isinstance(error, InvalidEvent) else "processing_error",
+        "field": error.field if isinstance(error, InvalidEvent) else None,
         "error": str(error)[:1000],
-        "raw": base64.b64encode(raw).decode("ascii"),
-        **extra,
     }
+    return with_raw(rec, raw or b"", max_bytes)
+
+
+def with_raw(rec: dict[str, Any], raw: bytes, max_bytes: int | None = None) -> dict[str, Any]:
+    """Put a message's bytes into the dead letter ``rec`` (base64, key ``raw``): at most
+    :data:`MAX_DEADLETTER_RAW` of them and, with ``max_bytes``, no more than lets the record's JSON fit in that
+    many bytes (its ``error`` text gives way first when even an empty ``raw`` does not fit). A message cut short
+    is noted with ``raw_truncated``, its size ``raw_bytes`` and its ``raw_sha256``."""
+    rec["raw"] = ""
+    keep = MAX_DEADLETTER_RAW
+    if max_bytes is not None:
+        room = max_bytes - _TRUNCATION_NOTE - len(orjson.dumps(rec))
+        while room < 0 and rec["error"]:  # a tiny limit and a long (escaped) error text: the text gives way
+            rec["error"] = rec["error"][: len(rec["error"]) // 2]
+            room = max_bytes - _TRUNCATION_NOTE - len(orjson.dumps(rec))
+        keep = min(keep, max(0, room) // 4 * 3)  # base64 turns each 3 bytes into 4
+    if len(raw) > keep:
+        rec.update(raw_truncated=True, raw_bytes=len(raw), raw_sha256=hashlib.sha256(raw).hexdigest())
+        raw = raw[:keep]
+    rec["raw"] = base64.b64encode(raw).decode("ascii")
+    return rec
 
 
 def prediction_event(

@@ -22,10 +22,10 @@ def write_reference(path: Path, n: int = 3000, seed: int = 7) -> Path:
 
 
 def worker_pipeline(home: Path, models: dict[str, str] | None = None, *, window: int = 500,
-                    label_ttl_s: float = 5, audit: bool = False) -> Pipeline:
+                    label_ttl_s: float = 5, audit: bool = False, max_message_bytes: int = 8 << 20) -> Pipeline:
     """The pipeline a worker builds from its settings (no MLflow); ``models`` maps names to reference files."""
     s = Settings(home=home, worker={"models": models or {}, "label_ttl_s": label_ttl_s}, mlflow={"enabled": False},
-                 detection={"window": window})
+                 detection={"window": window}, kafka={"max_message_bytes": max_message_bytes})
     pipe = build_pipeline(s)
     pipe.audit = audit
     return pipe

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import re
@@ -13,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import orjson
 import pytest
 from pydantic import SecretStr
 
@@ -207,6 +209,22 @@ def test_given_up_deliveries_go_to_the_dead_letter_topic(sink, tmp_path):
     report = asyncio.run(d.process([{"schema": "nope"}, b"\x00garbage"]))
     assert report.invalid == 2 and [r["reason"] for r in dead[2:]] == ["invalid_alert"] * 2
 
+
+
+def test_a_dead_letter_fits_the_message_limit(sink, tmp_path):
+    """An invalid record of 6 kB under ``kafka.max_message_bytes`` = 8 kB: its base64 would not fit, so the
+    dead letter keeps the head of its bytes, their size and digest, and fits (a send over the producer's request
+    size would stop the notifier's agent)."""
+    d, dead = make(sink, tmp_path)
+    d.max_dead_letter_bytes = 8192
+    garbage = b"\x00" + bytes(range(256)) * 24
+    report = asyncio.run(d.process([garbage]))
+    [rec] = dead
+    kept = base64.b64decode(rec["raw"])
+    assert report.invalid == 1 and rec["reason"] == "invalid_alert" and len(orjson.dumps(rec)) <= 8192
+    assert garbage.startswith(kept) and len(kept) > 5000
+    assert rec["raw_truncated"] and (rec["raw_bytes"], rec["raw_sha256"]) == (len(garbage),
+                                                                               hashlib.sha256(garbage).hexdigest())
 
 def test_a_replayed_batch_notifies_nothing_twice(sink, tmp_path):
     batch = [alert(severity="critical", feature=f) for f in ("a", "b")]

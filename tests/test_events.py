@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import numpy as np
 import orjson
@@ -119,6 +120,26 @@ def test_deadletter_keeps_the_raw_bytes() -> None:
     assert base64.b64decode(rec["raw"]) == raw
     assert (rec["reason"], rec["partition"], rec["offset"]) == ("bad_json", 2, 9)
     assert orjson.loads(orjson.dumps(rec)) == rec
+
+
+
+@pytest.mark.parametrize("max_bytes", [1024, 1500, 8192, 120_000, 8 << 20])
+@pytest.mark.parametrize("size", [0, 700, 5000, 120_000, 2 << 20])
+def test_deadletter_fits_the_message_limit_and_notes_what_it_cut(max_bytes: int, size: int) -> None:
+    """The whole record fits ``kafka.max_message_bytes``, whatever the message and the error text (1,000
+    control characters, each escaped to 6 bytes, and a 249-character topic); a record cut short keeps the
+    message's head, its size and its sha256."""
+    raw = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    err = InvalidEvent("bad_value", "features." + "f" * 256, "\x01" * 2000)
+    rec = deadletter_record(raw, topic="t" * 249, partition=3, offset=10**15, error=err, max_bytes=max_bytes)
+    assert len(orjson.dumps(rec)) <= max_bytes
+    kept = base64.b64decode(rec["raw"])
+    assert raw.startswith(kept)
+    if rec.get("raw_truncated"):
+        assert (rec["raw_bytes"], rec["raw_sha256"]) == (len(raw), hashlib.sha256(raw).hexdigest())
+        assert len(kept) >= min(max_bytes // 2 - 8000, 1 << 20)  # what the other fields leave, not less
+    else:
+        assert kept == raw
 
 
 def label_batch(**kw) -> dict:

@@ -294,7 +294,8 @@ def run_worker(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, msgs: li
                extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """Send ``msgs`` to a real worker; check it against the in-process oracle; return the figures."""
     ref = write_reference(tmp_path / "ref.parquet")
-    oracle = worker_pipeline(tmp_path / "oracle", {"m": str(ref)}, window=20, audit=True)
+    limit = int((extra_env or {}).get("GLASSBOX_KAFKA__MAX_MESSAGE_BYTES", 8 << 20))
+    oracle = worker_pipeline(tmp_path / "oracle", {"m": str(ref)}, window=20, audit=True, max_message_bytes=limit)
     out = oracle.on_predictions([RawMessage(f"{topic_prefix}predictions", 0, i, v) for i, v in enumerate(msgs)])
     expected = {"messages": len(msgs), "events": out.events, "deadlettered": len(out.deadletters),
                 "reasons": dict(oracle.counters.reasons)}
@@ -308,7 +309,9 @@ def run_worker(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, msgs: li
         with Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
             for v in msgs:
                 prod.send_raw(prod.predictions_topic, v, key="m")
-            prod.send_raw(prod.predictions_topic, after, key="m")  # still healthy afterwards
+            prod.flush()
+            worker.wait_for(lambda s: s["messages"] >= len(msgs), timeout_s=60)
+            prod.send_raw(prod.predictions_topic, after, key="m")  # a later step: the agent is still healthy
         t0 = time.monotonic()
         stats = worker.wait_for(lambda s: s["messages"] >= len(msgs) + 1 and s["events"] == expected["events"] + 1,
                                 timeout_s=60)
@@ -345,3 +348,25 @@ def test_real_worker_survives_a_message_whose_dead_letter_is_too_large(kafka_boo
     f = run_worker(kafka_bootstrap, topic_prefix, tmp_path, msgs)
     [dead] = f["dead"]
     assert dead["raw_truncated"] and dead["raw_bytes"] == len(msgs[0]) and keeps_raw(dead, msgs[0])
+
+
+@pytest.mark.system
+@pytest.mark.timeout(120)
+def test_dead_letters_fit_a_small_message_limit_and_the_worker_goes_on(kafka_bootstrap: str, topic_prefix: str,
+                                                                      tmp_path: Path) -> None:
+    """With ``kafka.max_message_bytes`` = 8 kB, messages of 120 kB (over the limit) and of 6 kB (under it, but
+    not its base64) are dead-lettered with the head of their bytes, their size and digest, each dead letter
+    within 8 kB; the agent goes on and the good events after them are processed (the dead letter of a
+    120 kB message used to be 160 kB, over the producer's request size, and the send error stopped the agent)."""
+    good = {"schema": PREDICTION_SCHEMA, "model": "m", "timestamp": T0, "features": {"x": 0.5, "y": 1.0, "c": "a"},
+            "prediction": 1}
+    big = orjson.dumps({**good, "prediction_id": "big", "features": {"x": 1.0, "c": "z" * 120_000}})
+    msgs = [big, b"\xff" * 120_000, orjson.dumps({**good, "prediction_id": "mid", "features": {"c": "h" * 6000}}),
+            *(orjson.dumps({**good, "prediction_id": f"ok{i}"}) for i in range(20))]
+    f = run_worker(kafka_bootstrap, topic_prefix, tmp_path, msgs, {"GLASSBOX_KAFKA__MAX_MESSAGE_BYTES": "8192"})
+    assert f["reasons"] == {"oversize": 2, "bad_value": 1} and f["events"] == 20
+    assert len(f["dead"]) == 3
+    for d in f["dead"]:
+        raw = msgs[d["offset"]]
+        assert d["raw_truncated"] and keeps_raw(d, raw) and len(orjson.dumps(d)) <= 8192
+        assert len(base64.b64decode(d["raw"])) > 4000  # the head kept is most of the room, not a token

@@ -224,3 +224,48 @@ def test_worker_run_records_the_kafka_offsets_it_consumed(kafka_bootstrap: str, 
     assert all(k.startswith(f"{topic_prefix}predictions:") for k in final), final
     assert all(first == 0 for first, _ in final.values()), final
     assert sum(last - first + 1 for first, last in final.values()) == 4000 // 200 + 3  # every message
+
+
+@pytest.mark.system
+@pytest.mark.timeout(300)
+def test_worker_run_records_the_labels_offsets_it_consumed(kafka_bootstrap: str, topic_prefix: str, tmp_path) -> None:
+    """``source.kafka_offsets`` holds the labels topic's partitions too: first and last offset of the label
+    messages joined and dead-lettered, as the predictions': every label message, from offset 0."""
+    import synth
+    from mlflow import MlflowClient
+
+    from tests.kafka_util import read_topic
+
+    home = tmp_path / "home"
+    ref = tmp_path / "ref.parquet"
+    synth.frame(5000, seed=1).drop(columns=["score"]).to_parquet(ref)
+    df = synth.frame(1000, seed=2)
+    quick = {"GLASSBOX_EVIDENTLY__ENABLED": "false", "GLASSBOX_ATTRIBUTION__ENABLED": "false",
+             "GLASSBOX_MLFLOW__WINDOW_ARTIFACT_INTERVAL_S": "0.5"}
+    with WorkerProcess(kafka_bootstrap, topic_prefix, app_id=f"{topic_prefix}labeloffsets", home=home,
+                       models={"m": str(ref)}, audit=False, extra_env=quick) as worker:
+        worker.wait_ready(timeout_s=90)
+        with Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
+            prod.send_prediction_batch(
+                model="m", prediction_ids=[f"p{i}" for i in range(len(df))],
+                timestamps=[T0 + i * 100 for i in range(len(df))],
+                features={k: [None if v != v else v for v in df[k].tolist()] for k in synth.FEATURES},
+                predictions=df["prediction"].tolist())
+        with Producer(kafka_bootstrap, topic_prefix=topic_prefix, batch_events=1) as prod:  # a message per label
+            for i in range(0, len(df), 10):
+                prod.send_label(prediction_id=f"p{i}", model="m", label=int(df["label"][i]), timestamp=T0 + i * 100)
+            for key in ("a", "b", "c"):  # dead letters of the labels topic
+                prod.send_raw(prod.labels_topic, b"not json", key=key)
+        worker.wait_for(lambda s: s["labels"] == 100 and s["deadlettered"] == 3, timeout_s=60)
+    assert worker.proc.returncode == 0, worker.log()[-3000:]
+
+    expected: dict[str, list[int]] = {}
+    for rec in read_topic(kafka_bootstrap, f"{topic_prefix}labels"):
+        span = expected.setdefault(f"{topic_prefix}labels:{rec.partition}", [rec.offset, rec.offset])
+        span[0], span[1] = min(span[0], rec.offset), max(span[1], rec.offset)
+    client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("glassbox-monitoring").experiment_id])
+    final = json.loads(run.data.tags["source.kafka_offsets"])
+    assert {k: v for k, v in final.items() if k.startswith(f"{topic_prefix}labels:")} == expected
+    assert all(first == 0 for first, _ in expected.values()) and sum(b - a + 1 for a, b in expected.values()) == 103
+    assert any(k.startswith(f"{topic_prefix}predictions:") for k in final), final

@@ -12,7 +12,6 @@ skips receivers that already got the alert (PagerDuty dedups on the fingerprint 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from stream.alerting.retry import Outcome, deliver
 from stream.alerting.routing import receivers_for
 from stream.alerting.secrets import quiet_logger, redact
 from stream.alerting.store import AlertingStore, state_path
+from stream.events import with_raw
 
 log = logging.getLogger("glassbox.alerting")
 
@@ -76,14 +76,15 @@ def build_notifiers(config: AlertingConfig, store: AlertingStore) -> dict[str, N
 
 
 def dead_letter_record(alert: Any, reason: str, error: str, *, receiver: str | None = None,
-                       source: dict[str, Any] | None = None) -> dict[str, Any]:
+                       source: dict[str, Any] | None = None, max_bytes: int | None = None) -> dict[str, Any]:
     """A dead-letter record (schema glassbox.deadletter/v1, as in ``stream.events``): the raw alert in
-    base64, where it was read (topic, partition, offset), a stable ``reason`` code and the ``error``.
+    base64, where it was read (topic, partition, offset), a stable ``reason`` code and the ``error``; with
+    ``max_bytes`` (``kafka.max_message_bytes``) the record fits in it (:func:`stream.events.with_raw`).
 
     Reasons: ``invalid_alert`` (not an alert record) and ``delivery_gave_up`` (``receiver`` says which)."""
     raw = alert if isinstance(alert, bytes) else orjson.dumps(alert, option=orjson.OPT_SORT_KEYS, default=str)
     src = source or {}
-    return {
+    return with_raw({
         "schema": "glassbox.deadletter/v1",
         "topic": src.get("topic"),
         "partition": src.get("partition"),
@@ -91,10 +92,9 @@ def dead_letter_record(alert: Any, reason: str, error: str, *, receiver: str | N
         "reason": reason,
         "field": None,
         "error": error[:1000],
-        "raw": base64.b64encode(raw).decode("ascii"),
         "receiver": receiver,
         "alert_id": alert.get("alert_id") if isinstance(alert, dict) else None,
-    }
+    }, raw, max_bytes)
 
 
 class Dispatcher:
@@ -112,6 +112,7 @@ class Dispatcher:
         dead_letter: DeadLetter | None = None,
         now: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_dead_letter_bytes: int | None = None,
     ):
         self.config = config
         self.store = store
@@ -119,6 +120,7 @@ class Dispatcher:
         self.dead_letter = dead_letter
         self.now = now
         self.sleep = sleep
+        self.max_dead_letter_bytes = max_dead_letter_bytes  # kafka.max_message_bytes: a dead letter fits in it
         self.secrets = config.secret_values()
         self.repeat_ms = int(config.repeat_interval * 1000)
         self._sources: dict[str, dict[str, Any]] = {}
@@ -126,7 +128,8 @@ class Dispatcher:
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> Dispatcher:
-        return cls(settings.alerting, AlertingStore(state_path(settings)), **kwargs)
+        return cls(settings.alerting, AlertingStore(state_path(settings)),
+                   max_dead_letter_bytes=settings.kafka.max_message_bytes, **kwargs)
 
     def _redact(self, text: str) -> str:
         return redact(text, self.secrets)
@@ -241,7 +244,8 @@ class Dispatcher:
 
     async def _dead(self, alert: Any, reason: str, error: str, receiver: str | None,
                     source: dict[str, Any] | None) -> None:
-        record = dead_letter_record(alert, reason, self._redact(error), receiver=receiver, source=source)
+        record = dead_letter_record(alert, reason, self._redact(error), receiver=receiver, source=source,
+                                    max_bytes=self.max_dead_letter_bytes)
         log.warning("dead letter: %s (%s)", reason, record["error"])
         if self.dead_letter is not None:
             await self.dead_letter(record)

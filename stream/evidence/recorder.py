@@ -83,7 +83,8 @@ def like_reference(df: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
 
 class ConsumedOffsets:
     """The first and last Kafka offset seen per ``topic:partition``, from what a step carries: its events'
-    ``(partition, offset)`` (on ``topic``) and its dead letters' ``topic``/``partition``/``offset``.
+    ``(partition, offset)`` (on ``topic``), the label messages it joined and its dead letters'
+    ``topic``/``partition``/``offset`` (predictions' or labels').
 
     >>> seen = ConsumedOffsets("glassbox.predictions")
     >>> b = EventBatch.from_columns(ids=["a", "b", "c"], timestamps=[1, 2, 3], features={"x": [1.0, 2.0, 3.0]},
@@ -92,8 +93,10 @@ class ConsumedOffsets:
     >>> seen.add(StepOutput(batches=[("m", b)], deadletters=[{"topic": "glassbox.predictions", "partition": 1,
     ...                                                       "offset": 4}]))
     True
+    >>> seen.add(StepOutput(label_messages=[("glassbox.labels", 2, 5), ("glassbox.labels", 2, 6)]))
+    True
     >>> seen.as_dict()
-    {'glassbox.predictions:0': [7, 9], 'glassbox.predictions:1': [3, 4]}
+    {'glassbox.labels:2': [5, 6], 'glassbox.predictions:0': [7, 9], 'glassbox.predictions:1': [3, 4]}
     """
 
     def __init__(self, topic: str):
@@ -116,10 +119,12 @@ class ConsumedOffsets:
             for p in np.unique(parts).tolist():
                 sel = offs[parts == p]
                 self._see(f"{self.topic}:{p}", int(sel.min()), int(sel.max()))
+        for topic, partition, offset in out.label_messages:
+            self._see(f"{topic}:{partition}", offset, offset)
         for d in out.deadletters:
             if d.get("topic") is not None and d.get("offset") is not None:
                 self._see(f"{d['topic']}:{d['partition']}", int(d["offset"]), int(d["offset"]))
-        return bool(out.batches or out.deadletters)
+        return bool(out.batches or out.label_messages or out.deadletters)
 
     def as_dict(self) -> dict[str, list[int]]:
         return {k: list(v) for k, v in sorted(self.spans.items())}

@@ -124,7 +124,7 @@ def parse_step(messages: Sequence[RawMessage], max_bytes: int) -> ParsedStep:
         try:
             docs.append(decode(m.value, max_bytes))
         except InvalidEvent as err:
-            step.deadletters.append(_dead(m, err))
+            step.deadletters.append(_dead(m, err, max_bytes))
             continue
         good.append(m)
     if not docs:
@@ -139,7 +139,7 @@ def parse_step(messages: Sequence[RawMessage], max_bytes: int) -> ParsedStep:
         try:
             chunk = parse_prediction_doc(doc)
         except InvalidEvent as err:
-            step.deadletters.append(_dead(m, err))
+            step.deadletters.append(_dead(m, err, max_bytes))
             continue
         msgs, cs = chunks.setdefault(chunk.model, ([], []))
         msgs.append(m)
@@ -149,8 +149,9 @@ def parse_step(messages: Sequence[RawMessage], max_bytes: int) -> ParsedStep:
     return step
 
 
-def _dead(m: RawMessage, err: InvalidEvent) -> dict[str, Any]:
-    return deadletter_record(m.value, topic=m.topic, partition=m.partition, offset=m.offset, error=err)
+def _dead(m: RawMessage, err: InvalidEvent, max_bytes: int) -> dict[str, Any]:
+    return deadletter_record(m.value, topic=m.topic, partition=m.partition, offset=m.offset, error=err,
+                             max_bytes=max_bytes)
 
 
 def _by_model(models: list[str]) -> dict[str, list[int] | None]:

@@ -38,6 +38,7 @@ class StepOutput:
     batches: list[tuple[str, EventBatch]] = field(default_factory=list)  # what each model was fed
     processed_ids: list[str] = field(default_factory=list)  # filled when auditing
     duplicate_offsets: list[int] = field(default_factory=list)  # messages of events dropped as duplicates
+    label_messages: list[tuple[str, int, int]] = field(default_factory=list)  # (topic, partition, offset) joined
 
 
 @dataclass
@@ -205,7 +206,7 @@ class Pipeline:
 
     def _dead(self, out: StepOutput, msg: RawMessage, err: InvalidEvent | Exception) -> None:
         self._dead_record(out, deadletter_record(msg.value, topic=msg.topic, partition=msg.partition,
-                                                 offset=msg.offset, error=err))
+                                                 offset=msg.offset, error=err, max_bytes=self.max_message_bytes))
 
     def _dead_record(self, out: StepOutput, rec: dict[str, Any]) -> None:
         out.deadletters.append(rec)
@@ -357,6 +358,7 @@ class Pipeline:
                 self.counters.redelivered += 1
                 continue
             self.counters.labels += len(labs)
+            out.label_messages.append((msg.topic, msg.partition, msg.offset))
             join, outcomes = self._join(model), per_model.setdefault(model, [])
             for lab in labs:
                 outcomes.extend(join.add_label(lab.prediction_id, lab.label, lab.timestamp, msg.partition, msg.offset))
