@@ -144,16 +144,24 @@ def test_sdk_keys_a_label_to_its_predictions_partition(kafka_bootstrap: str, top
     assert all(ps == {partition_for(pid, 4)} for pid, ps in where.items() if pid.startswith("id"))
 
 
-def test_two_workers_give_the_replay_alerts(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
-    ref = frame(20_000, seed=1)
+def reference(tmp_path: Path, bootstrap: str, prefix: str) -> Path:
+    """The model's reference file, and the topics (four partitions) created."""
     ref_path = tmp_path / "ref.parquet"
-    ref[FEATURES + ["prediction", "label"]].to_parquet(ref_path)
-    settings = Settings(kafka={"topic_prefix": topic_prefix, "partitions": 4})
-    ensure_topics(settings, kafka_bootstrap)
+    frame(20_000, seed=1)[FEATURES + ["prediction", "label"]].to_parquet(ref_path)
+    ensure_topics(Settings(kafka={"topic_prefix": prefix, "partitions": 4}), bootstrap)
+    return ref_path
+
+
+def two_workers(bootstrap: str, prefix: str, app: str, ref_path: Path, tmp_path: Path) -> list[WorkerProcess]:
+    return [WorkerProcess(bootstrap, prefix, app_id=f"{prefix}{app}", home=tmp_path / f"w{i}",
+                          models={"m": str(ref_path)}, audit=False, extra_env=ENV) for i in range(2)]
+
+
+def test_two_workers_give_the_replay_alerts(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
+    ref_path = reference(tmp_path, kafka_bootstrap, topic_prefix)
     df = events()
-    want, windows = replayed(df, ref_path, settings)
-    workers = [WorkerProcess(kafka_bootstrap, topic_prefix, app_id=f"{topic_prefix}shard", home=tmp_path / f"w{i}",
-                             models={"m": str(ref_path)}, audit=False, extra_env=ENV) for i in range(2)]
+    want, windows = replayed(df, ref_path, Settings(kafka={"topic_prefix": topic_prefix, "partitions": 4}))
+    workers = two_workers(kafka_bootstrap, topic_prefix, "shard", ref_path, tmp_path)
     try:
         for w in workers:
             w.start()
@@ -192,10 +200,7 @@ def test_an_idle_partition_holds_windows_only_for_the_allowed_lateness(kafka_boo
                                                                         tmp_path: Path) -> None:
     """No event lands on partition 3, so no watermark passes any window: the worker's lateness timer closes each
     window (and releases its outcomes) once the allowed lateness passed, and the alerts are still the replay's."""
-    ref = frame(20_000, seed=1)
-    ref_path = tmp_path / "ref.parquet"
-    ref[FEATURES + ["prediction", "label"]].to_parquet(ref_path)
-    ensure_topics(Settings(kafka={"topic_prefix": topic_prefix, "partitions": 4}), kafka_bootstrap)
+    ref_path = reference(tmp_path, kafka_bootstrap, topic_prefix)
     df = events()
     df = df[[partition_for(pid, 4) != 3 for pid in df["prediction_id"]]].reset_index(drop=True)
     want, windows = replayed(df, ref_path, Settings())
@@ -218,15 +223,10 @@ def test_an_idle_partition_holds_windows_only_for_the_allowed_lateness(kafka_boo
 
 def test_sigkill_of_one_worker_loses_and_doubles_nothing(kafka_bootstrap: str, topic_prefix: str,
                                                         tmp_path: Path) -> None:
-    ref = frame(20_000, seed=1)
-    ref_path = tmp_path / "ref.parquet"
-    ref[FEATURES + ["prediction", "label"]].to_parquet(ref_path)
-    settings = Settings(kafka={"topic_prefix": topic_prefix, "partitions": 4})
-    ensure_topics(settings, kafka_bootstrap)
+    ref_path = reference(tmp_path, kafka_bootstrap, topic_prefix)
     df = events()
-    want, windows = replayed(df, ref_path, settings)
-    workers = [WorkerProcess(kafka_bootstrap, topic_prefix, app_id=f"{topic_prefix}kill", home=tmp_path / f"w{i}",
-                             models={"m": str(ref_path)}, audit=False, extra_env=ENV) for i in range(2)]
+    want, windows = replayed(df, ref_path, Settings(kafka={"topic_prefix": topic_prefix, "partitions": 4}))
+    workers = two_workers(kafka_bootstrap, topic_prefix, "kill", ref_path, tmp_path)
     sent: list[int] = []
     try:
         for w in workers:

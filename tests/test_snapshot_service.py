@@ -195,6 +195,31 @@ def test_render_process_exits_with_the_worker_that_owns_it() -> None:
     assert not alive(pid), f"render process {pid} outlived its worker"
 
 
+GROUP_STOP = """
+import os, signal, sys, time
+from stream.evidence.idle_pool import IdleProcessPool
+
+ex = IdleProcessPool()
+ex.submit(os.getpid).result(60)  # the pool process is up
+job = ex.submit(time.sleep, 2.0)  # a report being written
+time.sleep(0.5)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # this process stands for the worker, which handles its own stop
+os.killpg(0, signal.SIGTERM)  # a supervisor stops the worker's whole process group
+job.result(60)  # raises BrokenProcessPool if the signal ended the pool process
+ex.shutdown()
+sys.stdout.write("finished\\n")
+"""
+
+
+def test_a_stop_signal_to_the_process_group_lets_the_running_report_finish() -> None:
+    """``docker stop`` or a demo signals the worker's whole process group: the render process must not die in
+    the middle of a report (a truncated snapshot breaks the Evidently workspace), the worker stops it."""
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", GROUP_STOP], capture_output=True, text=True, timeout=60, cwd=root,
+                         env={**os.environ, "PYTHONPATH": root}, start_new_session=True)
+    assert out.returncode == 0 and out.stdout.split() == ["finished"], out.stderr[-2000:]
+
+
 def alive(pid: int) -> bool:
     """Running (not gone, not a zombie waiting to be reaped)."""
     try:
