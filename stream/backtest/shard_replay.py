@@ -18,11 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors.monitor import ModelMonitor
-from detectors.partials import Combiner
 from stream.pipeline.parse_step import ParsedStep, RawMessage
 from stream.pipeline.pipeline import Pipeline, StepOutput
-from stream.pipeline.shards import ShardedMonitors
+from stream.pipeline.shards import Combiners, ShardedMonitors
 
 
 def sharded(pipe: Pipeline) -> bool:
@@ -38,9 +36,9 @@ class ShardReplay:
         assert isinstance(pipe.monitors, ShardedMonitors)
         self.pipe = pipe
         self.sharded_monitors = pipe.monitors
-        self.shards = shards
         self.lateness = allowed_lateness_s
-        self.combiners: dict[str, Combiner] = {}
+        self.combining = Combiners(pipe.monitors, shards, allowed_lateness_s)  # no state: a replay keeps none
+        self.combiners = self.combining.combiners
         self.clock_ms: int | None = None
 
     def __getattr__(self, name: str) -> Any:
@@ -74,7 +72,7 @@ class ShardReplay:
         alerts: list[dict[str, Any]] = []
         for key, partials in self.sharded_monitors.outboxes():
             for p in partials:
-                comb = self._combiner(str(p["model"]))
+                comb = self.combining.combiner(str(p["model"]))
                 if comb is not None:
                     alerts.extend(comb.add(p, now))
             self.sharded_monitors.ack(key, partials[-1]["seq"])
@@ -87,13 +85,3 @@ class ShardReplay:
         links = self.pipe.links
         out.alerts.extend(alerts if links is None else map(links, alerts))
         out.windows.extend((m, w) for m, c in self.combiners.items() for w in c.drain_windows())
-
-    def _combiner(self, model: str) -> Combiner | None:
-        comb = self.combiners.get(model)
-        if comb is None:
-            ref = self.sharded_monitors.reference(model)
-            if ref is None:
-                return None
-            mon = ModelMonitor(ref.profile, self.sharded_monitors.config, model=model)
-            comb = self.combiners[model] = Combiner(mon, self.shards, self.lateness)
-        return comb

@@ -107,7 +107,8 @@ class Combiners:
         """Windows closed by every combiner here."""
         return sum(c.closed for c in self.combiners.values())
 
-    def _get(self, model: str) -> Combiner | None:
+    def combiner(self, model: str) -> Combiner | None:
+        """The combiner of ``model`` (restored from the state, if any), or None for an unknown model."""
         comb = self.combiners.get(model)
         if comb is not None:
             return comb
@@ -145,7 +146,7 @@ class Combiners:
                 self.invalid += 1
                 log.warning("summaries %s:%d@%d is not a partial window", msg.topic, msg.partition, msg.offset)
                 continue
-            comb = self._get(model)
+            comb = self.combiner(model)
             if comb is None:
                 continue
             offs = self._offsets.setdefault(model, {})
