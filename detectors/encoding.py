@@ -27,6 +27,7 @@ import contextlib
 from collections.abc import Sequence
 
 import numpy as np
+from pandas import Categorical
 
 from detectors.profile import CategoricalColumn, NumericColumn
 from detectors.values import canon
@@ -197,8 +198,20 @@ class CategoryIndex:
         self._fvals = np.array([f for f, _ in fl], np.float64)
         self._fcodes = np.array([i for _, i in fl], np.int64)
 
-    def lookup(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes, missing)``: codes are ``-1`` for unknown values and for missing ones."""
+    def lookup(self, x: np.ndarray | Categorical) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, missing)``: codes are ``-1`` for unknown values and for missing ones.
+
+        A :class:`pandas.Categorical` (a dictionary-encoded column, as Arrow reads strings) is looked up once
+        per distinct value: the same result as looking up every value.
+
+        >>> ix = CategoryIndex(["a", "b"])
+        >>> [c.tolist() for c in ix.lookup(Categorical(["b", None, "z", "b"]))]
+        [[1, -1, -1, 1], [False, True, False, False]]
+        """
+        if isinstance(x, Categorical):
+            codes, missing = self.lookup(np.asarray(x.categories, dtype=object))
+            at = x.codes  # -1: a missing value, the sentinel appended last
+            return np.append(codes, -1)[at], np.append(missing, True)[at]
         if x.dtype.kind in "fiub":
             xf = x.astype(np.float64, copy=False)
             missing = np.isnan(xf)

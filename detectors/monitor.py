@@ -41,7 +41,7 @@ from detectors.hysteresis import Hysteresis
 from detectors.outcomes import OutcomeMonitor
 from detectors.profile import ReferenceProfile
 from detectors.window_counts import WindowCounts
-from detectors.window_tests import WindowTests
+from detectors.window_tests import ClosedWindow, WindowEvaluation, WindowTests
 
 STATE_VERSION = 2  # 2: window history of the longer horizons, counts outside the valid domain
 READABLE_STATES = (1, 2)  # a version-1 state continues with an empty history
@@ -82,11 +82,17 @@ class ModelMonitor:
 
     # helpers ----------------------------------------------------------------------------------------------
     def _reset_window(self) -> None:
+        self._reset_counts()
+        self._reset_place()
+
+    def _reset_place(self) -> None:
+        self._win: dict[str, Any] = {"n": 0, "start": None, "end": None, "first": None, "last": None}
+
+    def _reset_counts(self) -> None:
         self._num_counts = self.tests.num.empty()
         self._num_type = np.zeros(len(self.tests.num), np.int64)
         self._num_domain = np.zeros(len(self.tests.num), np.int64)
         self._cat_counts = self.tests.cat.empty()
-        self._win: dict[str, Any] = {"n": 0, "start": None, "end": None, "first": None, "last": None}
 
     def _h(self, monitor: str, feature: str | None) -> Hysteresis:
         h = self._hyst.get((monitor, feature))
@@ -181,10 +187,11 @@ class ModelMonitor:
                 pos += take
                 filled = 0 if filled + take >= self.config.window else filled + take
             seg, fold = self._segments(num, cat, bounds), FoldColumns(num)
+            evaluations = iter(self._fold_counts(fold, seg, bounds))
             for s, (a, b) in enumerate(bounds):
-                self._accumulate(fold, seg, s, a, b, ts, parts, offs)
+                self._place(s, a, b, ts, parts, offs)
                 if self._win["n"] >= self.config.window:
-                    alerts.extend(self._close())
+                    alerts.extend(self._close(next(evaluations)))
             return alerts
         raw = ts // self.config.window_ms
         keys = np.maximum.accumulate(raw if self._key is None else np.maximum(raw, self._key))
@@ -212,12 +219,42 @@ class ModelMonitor:
         return (self.tests.cat.segment_counts(cat, starts, ends),
                 count_outside_segments(num, *self.tests.domain, starts, ends))
 
-    def _accumulate(self, fold: FoldColumns, seg: tuple[np.ndarray, np.ndarray], s: int, a: int,
-                    b: int, ts: np.ndarray, parts: np.ndarray, offs: np.ndarray) -> None:
-        m = b - a
+    def _fold_counts(self, fold: FoldColumns, seg: tuple[np.ndarray, np.ndarray], bounds: list[tuple[int, int]]
+                     ) -> list[WindowEvaluation]:
+        """Count windows: add every slice's counts, and evaluate the windows they fill all at once (the open
+        window's counts stay); :meth:`_place` then follows the same slices for the rest of the windows' state."""
+        sealed, filled = [], self._win["n"]
+        for s, (a, b) in enumerate(bounds):
+            self._add_counts(fold, seg, s, a, b)
+            filled += b - a
+            if filled >= self.config.window:
+                sealed.append(self._seal(filled))
+                filled = 0
+        return self.tests.evaluate_windows(sealed) if sealed else []
+
+    def _seal(self, n: int) -> ClosedWindow:
+        """The open window's counts as a closed window of ``n`` events, with the longer horizons it completes
+        (pushed to the history); the counts start afresh."""
+        self._history.push(self._num_counts, self._cat_counts, n)
+        closed = ClosedWindow(self._num_counts, self._num_type, self._num_domain, self._cat_counts, n,
+                              self._history.merged())
+        self._reset_counts()
+        return closed
+
+    def _add_counts(self, fold: FoldColumns, seg: tuple[np.ndarray, np.ndarray], s: int, a: int, b: int) -> None:
         self.tests.num.add_slice(self._num_counts, self._num_type, fold, a, b)
         self._cat_counts += seg[0][s]
         self._num_domain += seg[1][s]
+
+    def _accumulate(self, fold: FoldColumns, seg: tuple[np.ndarray, np.ndarray], s: int, a: int,
+                    b: int, ts: np.ndarray, parts: np.ndarray, offs: np.ndarray) -> None:
+        self._add_counts(fold, seg, s, a, b)
+        self._place(s, a, b, ts, parts, offs)
+
+    def _place(self, s: int, a: int, b: int, ts: np.ndarray, parts: np.ndarray, offs: np.ndarray) -> None:
+        """Slice ``s`` (rows ``a:b``) into the open window's state besides its counts: estimation inputs, events,
+        times and source positions."""
+        m = b - a
         if self.estimation:
             self.estimation.add(self._est_cols, a, b)
         w = self._win
@@ -253,16 +290,18 @@ class ModelMonitor:
         self.events += counts.n
         return self._close()
 
-    def _close(self) -> list[dict[str, Any]]:
+    def _close(self, evaluation: WindowEvaluation | None = None) -> list[dict[str, Any]]:
+        """Close the open window: its tests (``evaluation``, else its counts are evaluated now), hysteresis,
+        alerts and records."""
         w = self._win
         n = int(w["n"])
         window = self._window_ref()
         cfg = self.config
         firing = {c: self._h("data_drift" if self.profile.columns[c].role == "feature" else "prediction_drift",
                              c).firing for c in self.profile.monitored} if cfg.threshold == "dynamic" else None
-        self._history.push(self._num_counts, self._cat_counts, n)
-        results = self.tests.evaluate(self._num_counts, self._num_type, self._num_domain, self._cat_counts, n,
-                                      firing, self._history.merged())
+        if evaluation is None:
+            [evaluation] = self.tests.evaluate_windows([self._seal(n)])
+        results = evaluation.results(firing)
         testable = cfg.window_ms is None or n >= cfg.min_window_events
         src = (w["last"][0], w["first"][1], w["last"][1])
         drifted = sorted((v for v in results if v.drift), key=lambda v: -v.effect)
@@ -297,7 +336,7 @@ class ModelMonitor:
             self._drain_estimation()
         self.windows += 1
         self._index += 1
-        self._reset_window()
+        self._reset_place()  # the counts started afresh when the window was sealed
         return alerts
 
     def _drift_alert(self, monitor: str, status: str, r: dict[str, Any], window: dict[str, Any],

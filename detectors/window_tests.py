@@ -275,6 +275,20 @@ class WindowResults(list[Verdict]):
         return [v.result for v in self]
 
 
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A closed window's counts as :meth:`WindowTests.evaluate` takes them: numeric bin counts, type errors and
+    values outside the valid domain per numeric column, categorical counts, its events, and the merged counts
+    of the longer horizons reached (:meth:`detectors.horizons.WindowHistory.merged`)."""
+
+    num_counts: np.ndarray
+    num_type: np.ndarray
+    num_domain: np.ndarray
+    cat_counts: np.ndarray
+    n: int
+    longer: Sequence[Merged] = ()
+
+
 class WindowTests:
     """Everything needed to test one closed window of a model's prediction stream."""
 
@@ -412,17 +426,6 @@ class WindowTests:
                 cv[rows] = categorical_stat(stat, cat, pres[rows], rows)
         return nv, cv
 
-    def _horizons(self, longer: Sequence[Merged]) -> tuple[list[int], list[int], np.ndarray, np.ndarray,
-                                                             list[Limits]]:
-        """``(windows, events, numeric values, categorical values, limits)`` of the longer horizons that some
-        column's reference supports (see :attr:`longest`); values are ``(columns, horizons)``."""
-        tested = [m for m in longer if m[3] <= self.longest]
-        if not tested:
-            return [], [], np.zeros((len(self.num), 0)), np.zeros((len(self.cat), 0)), []
-        nv, cv = self.decision_values(np.stack([m[1] for m in tested], axis=1),
-                                      np.stack([m[2] for m in tested], axis=1))
-        return ([m[0] for m in tested], [m[3] for m in tested], nv, cv, [self.limits(m[3]) for m in tested])
-
     def _thresholds(self, lim: Limits) -> tuple[list[float], list[float]]:
         """The limits' decision thresholds on the statistics' own scales (numeric, categorical), once per size."""
         key = id(lim)
@@ -455,16 +458,17 @@ class WindowTests:
         return Steps(windows, events, values, thresholds, effects)
 
     def _numeric_stats(self, pres: np.ndarray, npres: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Wasserstein, KS distance and p-value, PSI and Jensen-Shannon of every numeric column, with the shared
-        steps done once (each value is what :func:`numeric_stat` gives)."""
+        """Wasserstein, KS distance and p-value, PSI and Jensen-Shannon of every numeric column (rows) in every
+        window (columns), with the shared steps done once (each value is what :func:`numeric_stat` gives)."""
         num = self.num
-        q = pres / np.maximum(npres[:, None], 1)
-        diff = np.abs(np.cumsum(q, axis=-1) - self._num_cdf)
-        w = np.sum(diff * num.weights, axis=-1) / num.norm
+        q = pres / np.maximum(npres[..., None], 1)
+        diff = np.abs(np.cumsum(q, axis=-1) - self._num_cdf[:, None])
+        w = np.sum(diff * num.weights[:, None], axis=-1) / num.norm[:, None]
         d = np.max(diff, axis=-1)
-        pv = ks_pvalue(d, npres, self._num_n_ref)
-        coarse = np.einsum("...b,...bg->...g", pres, num.groups)
-        return w, d, pv, psi(num.ref_coarse, coarse), jensenshannon(num.ref_coarse, coarse)
+        pv = ks_pvalue(d, npres, self._num_n_ref[:, None])
+        coarse = np.einsum("...b,...bg->...g", pres, num.groups[:, None])
+        ref = num.ref_coarse[:, None]
+        return w, d, pv, psi(ref, coarse), jensenshannon(ref, coarse)
 
     def evaluate(self, num_counts: np.ndarray, num_type: np.ndarray, num_domain: np.ndarray,
                  cat_counts: np.ndarray, n: int, firing: dict[str, bool] | None = None,
@@ -475,82 +479,26 @@ class WindowTests:
         ``h > 1`` already reached. ``firing`` (column -> currently firing) is only needed by dynamic thresholds.
         The verdicts are decided at once; a column's full result dict is built when it is first read.
         """
-        lim = self.limits(n)
-        windows, events, hnv, hcv, hlim = (
-            self._horizons(longer) if self.config.threshold == "calibrated" else self._horizons(()))
-        hz = ([1, *windows], [n, *events], hnv, hcv, None)
-        limits = [lim, *hlim]
-        out: dict[str, Verdict] = {}
-        if len(self.num):
-            self._numeric_verdicts(out, num_counts, num_type, num_domain, n, lim, limits, hz, firing)
-        if len(self.cat):
-            self._categorical_verdicts(out, cat_counts, n, lim, limits, hz, firing)
-        return WindowResults([out[name] for name in self.profile.monitored])
+        [one] = self.evaluate_windows([ClosedWindow(num_counts, num_type, num_domain, cat_counts, n, longer)])
+        return one.results(firing)
 
-    def _numeric_verdicts(self, out: dict[str, Verdict], num_counts: np.ndarray, num_type: np.ndarray,
-                          num_domain: np.ndarray, n: int, lim: Limits, limits: list[Limits], hz: tuple,
-                          firing: dict[str, bool] | None) -> None:
-        num = self.num
-        pres = num.present(num_counts)
-        npres = pres.sum(axis=-1)
-        w, d, pv, ps, js = self._numeric_stats(pres, npres)
-        values = {"wasserstein": w, "ks": pv, "psi": ps, "jensenshannon": js}
-        value = np.zeros(len(num))
-        for stat, rows in self._num_groups:
-            value[rows] = (values[stat] if stat in values else numeric_stat(stat, num, pres))[rows]
-        miss = num.missing(num_counts) / max(n, 1)
-        oor = num.out_of_range(pres) / np.maximum(npres, 1)
-        dom = num_domain / np.maximum(npres, 1)
-        typ = num_type / max(n, 1)
-        steps = self._steps(value, limits, True, hz)
-        quality = ((miss > lim.num_missing) | (dom > lim.num_domain) | (typ > lim.num_type)).tolist()
+    def evaluate_windows(self, windows: Sequence[ClosedWindow]) -> list[WindowEvaluation]:
+        """Test several closed windows at once: their statistics are computed together (a few numpy calls for
+        all of them, not per window), each window's verdicts when :meth:`WindowEvaluation.results` is called,
+        in window order (dynamic thresholds learn from every window). The same results as :meth:`evaluate` of
+        each window alone."""
+        return WindowBatch(self, windows).evaluations()
 
-        def num_result(j: int) -> dict[str, Any]:
-            c = self.num_cols[j]
-            np_j, m_j, dom_j, t_j = int(npres[j]), float(miss[j]), float(dom[j]), float(typ[j])
-            stats = {"wasserstein": float(w[j]), "ks": float(d[j]), "ks_pvalue": float(pv[j]),
-                     "psi": float(ps[j]), "jensenshannon": float(js[j]), "missing_rate": m_j,
-                     "out_of_range_rate": float(oor[j]), "domain_rate": dom_j, "type_error_rate": t_j,
-                     "events": np_j}
-            checks = [("missing_rate", m_j, float(lim.num_missing[j])),
-                      ("domain_rate", dom_j, float(lim.num_domain[j])),
-                      ("type_error_rate", t_j, float(lim.num_type[j]))]
-            null = (float(lim.num_null_mean[j]), float(lim.num_null_sd[j]))
-            return self._result(c, self.num_stat[j], steps.column(j, c.count), null, stats, checks, np_j,
-                                firing)
-
-        self._verdicts(out, self.num_cols, num_result, steps, self._num_counts_ref, npres, quality)
-
-    def _categorical_verdicts(self, out: dict[str, Verdict], cat_counts: np.ndarray, n: int, lim: Limits,
-                              limits: list[Limits], hz: tuple, firing: dict[str, bool] | None) -> None:
-        cat = self.cat
-        pres = cat.present(cat_counts)
-        npres = pres.sum(axis=-1)
-        ps = categorical_stat("psi", cat, pres)
-        js = categorical_stat("jensenshannon", cat, pres)
-        pv = categorical_stat("chisquare", cat, pres)
-        values = {"psi": ps, "jensenshannon": js, "chisquare": pv}
-        value = np.zeros(len(cat))
-        for stat, rows in self._cat_groups:
-            value[rows] = values[stat][rows]
-        miss = cat.missing(cat_counts) / max(n, 1)
-        uns = cat.unseen(pres) / np.maximum(npres, 1)
-        steps = self._steps(value, limits, False, hz)
-        quality = ((miss > lim.cat_missing) | (~cat.truncated & (uns > lim.cat_unseen))).tolist()
-
-        def cat_result(j: int) -> dict[str, Any]:
-            c = self.cat_cols[j]
-            np_j, m_j, u_j = int(npres[j]), float(miss[j]), float(uns[j])
-            stats = {"psi": float(ps[j]), "jensenshannon": float(js[j]), "chisquare_pvalue": float(pv[j]),
-                     "missing_rate": m_j, "unseen_rate": u_j, "events": np_j}
-            checks = [("missing_rate", m_j, float(lim.cat_missing[j]))]
-            if not cat.truncated[j]:
-                checks.append(("unseen_rate", u_j, float(lim.cat_unseen[j])))
-            null = (float(lim.cat_null_mean[j]), float(lim.cat_null_sd[j]))
-            return self._result(c, self.cat_stat[j], steps.column(j, c.count), null, stats, checks, np_j,
-                                firing)
-
-        self._verdicts(out, self.cat_cols, cat_result, steps, self._cat_counts_ref, npres, quality)
+    def _horizon_values(self, windows: Sequence[ClosedWindow]) -> tuple[list[list[Merged]], np.ndarray, np.ndarray]:
+        """Each window's longer horizons that some column's reference supports (see :attr:`longest`), and the
+        decision values of all of them, ``(columns, horizons)`` in window order (none without calibration)."""
+        calibrated = self.config.threshold == "calibrated"
+        tested = [[m for m in w.longer if m[3] <= self.longest] if calibrated else [] for w in windows]
+        flat = [m for t in tested for m in t]
+        if not flat:
+            return tested, np.zeros((len(self.num), 0)), np.zeros((len(self.cat), 0))
+        nv, cv = self.decision_values(np.stack([m[1] for m in flat], axis=1), np.stack([m[2] for m in flat], axis=1))
+        return tested, nv, cv
 
     def _verdicts(self, out: dict[str, Verdict], cols: Sequence[NumericColumn | CategoricalColumn],
                   result: Callable[[int], dict[str, Any]], steps: Steps, counts: np.ndarray, npres: np.ndarray,
@@ -602,3 +550,122 @@ class WindowTests:
             "stats": stats,
             "quality": failed,
         }
+
+
+class WindowEvaluation:
+    """One window of a :class:`WindowBatch`: :meth:`results` gives its verdicts."""
+
+    __slots__ = ("batch", "k")
+
+    def __init__(self, batch: WindowBatch, k: int):
+        self.batch, self.k = batch, k
+
+    def results(self, firing: dict[str, bool] | None = None) -> WindowResults:
+        """The window's verdicts, one per monitored column in profile order (``firing``: dynamic thresholds)."""
+        return self.batch.results(self.k, firing)
+
+
+class WindowBatch:
+    """The statistics of several closed windows, computed together as ``(columns, windows)`` arrays, and each
+    window's verdicts from them (see :meth:`WindowTests.evaluate_windows`)."""
+
+    def __init__(self, tests: WindowTests, windows: Sequence[ClosedWindow]):
+        self.tests = tests
+        self.n = [int(w.n) for w in windows]
+        ns = np.maximum(np.array(self.n, np.int64), 1)
+        self.tested, self.hnv, self.hcv = tests._horizon_values(windows)
+        self.hcuts = np.cumsum([0] + [len(t) for t in self.tested]).tolist()
+        num, cat = tests.num, tests.cat
+        if len(num):
+            counts = np.stack([w.num_counts for w in windows], axis=1)  # (columns, windows, bins)
+            pres = np.where(num.real[:, None], counts, 0)
+            npres = pres.sum(axis=-1)
+            w, d, pv, ps, js = tests._numeric_stats(pres, npres)
+            values = {"wasserstein": w, "ks": pv, "psi": ps, "jensenshannon": js}
+            value = np.zeros(npres.shape)
+            for stat, rows in tests._num_groups:
+                value[rows] = (values[stat] if stat in values else numeric_stat(stat, num, pres))[rows]
+            self.num = {"npres": npres, "wasserstein": w, "ks": d, "ks_pvalue": pv, "psi": ps, "jensenshannon": js,
+                        "value": value, "missing_rate": counts[num._rows, :, num.nb] / ns,
+                        "out_of_range_rate": np.sum(np.where(num.oor[:, None], pres, 0), axis=-1)
+                        / np.maximum(npres, 1),
+                        "domain_rate": np.stack([w.num_domain for w in windows], axis=1) / np.maximum(npres, 1),
+                        "type_error_rate": np.stack([w.num_type for w in windows], axis=1) / ns}
+        if len(cat):
+            counts = np.stack([w.cat_counts for w in windows], axis=1)
+            pres = np.where(cat.real[:, None], counts, 0)
+            npres = pres.sum(axis=-1)
+            ps = categorical_stat("psi", cat, pres)
+            js = categorical_stat("jensenshannon", cat, pres)
+            pv = categorical_stat("chisquare", cat, pres)
+            values = {"psi": ps, "jensenshannon": js, "chisquare": pv}
+            value = np.zeros(npres.shape)
+            for stat, rows in tests._cat_groups:
+                value[rows] = values[stat][rows]
+            self.cat = {"npres": npres, "psi": ps, "jensenshannon": js, "chisquare_pvalue": pv, "value": value,
+                        "missing_rate": counts[cat._rows, :, cat.nb] / ns,
+                        "unseen_rate": pres[cat._rows, :, cat.kc + 1] / np.maximum(npres, 1)}
+
+    def evaluations(self) -> list[WindowEvaluation]:
+        return [WindowEvaluation(self, k) for k in range(len(self.n))]
+
+    def results(self, k: int, firing: dict[str, bool] | None) -> WindowResults:
+        t = self.tests
+        n = self.n[k]
+        lim = t.limits(n)
+        tested = self.tested[k]
+        a, b = self.hcuts[k], self.hcuts[k + 1]
+        hz = ([1, *(m[0] for m in tested)], [n, *(m[3] for m in tested)], self.hnv[:, a:b], self.hcv[:, a:b], None)
+        limits = [lim, *(t.limits(m[3]) for m in tested)]
+        out: dict[str, Verdict] = {}
+        if len(t.num):
+            self._numeric(out, k, lim, limits, hz, firing)
+        if len(t.cat):
+            self._categorical(out, k, lim, limits, hz, firing)
+        return WindowResults([out[name] for name in t.profile.monitored])
+
+    def _numeric(self, out: dict[str, Verdict], k: int, lim: Limits, limits: list[Limits], hz: tuple,
+                 firing: dict[str, bool] | None) -> None:
+        t = self.tests
+        col = {name: v[:, k] for name, v in self.num.items()}
+        npres, miss, dom, typ = col["npres"], col["missing_rate"], col["domain_rate"], col["type_error_rate"]
+        steps = t._steps(col["value"], limits, True, hz)
+        quality = ((miss > lim.num_missing) | (dom > lim.num_domain) | (typ > lim.num_type)).tolist()
+
+        def num_result(j: int) -> dict[str, Any]:
+            c = t.num_cols[j]
+            np_j, m_j, dom_j, t_j = int(npres[j]), float(miss[j]), float(dom[j]), float(typ[j])
+            stats = {"wasserstein": float(col["wasserstein"][j]), "ks": float(col["ks"][j]),
+                     "ks_pvalue": float(col["ks_pvalue"][j]), "psi": float(col["psi"][j]),
+                     "jensenshannon": float(col["jensenshannon"][j]), "missing_rate": m_j,
+                     "out_of_range_rate": float(col["out_of_range_rate"][j]), "domain_rate": dom_j,
+                     "type_error_rate": t_j, "events": np_j}
+            checks = [("missing_rate", m_j, float(lim.num_missing[j])),
+                      ("domain_rate", dom_j, float(lim.num_domain[j])),
+                      ("type_error_rate", t_j, float(lim.num_type[j]))]
+            null = (float(lim.num_null_mean[j]), float(lim.num_null_sd[j]))
+            return t._result(c, t.num_stat[j], steps.column(j, c.count), null, stats, checks, np_j, firing)
+
+        t._verdicts(out, t.num_cols, num_result, steps, t._num_counts_ref, npres, quality)
+
+    def _categorical(self, out: dict[str, Verdict], k: int, lim: Limits, limits: list[Limits], hz: tuple,
+                     firing: dict[str, bool] | None) -> None:
+        t, cat = self.tests, self.tests.cat
+        col = {name: v[:, k] for name, v in self.cat.items()}
+        npres, miss, uns = col["npres"], col["missing_rate"], col["unseen_rate"]
+        steps = t._steps(col["value"], limits, False, hz)
+        quality = ((miss > lim.cat_missing) | (~cat.truncated & (uns > lim.cat_unseen))).tolist()
+
+        def cat_result(j: int) -> dict[str, Any]:
+            c = t.cat_cols[j]
+            np_j, m_j, u_j = int(npres[j]), float(miss[j]), float(uns[j])
+            stats = {"psi": float(col["psi"][j]), "jensenshannon": float(col["jensenshannon"][j]),
+                     "chisquare_pvalue": float(col["chisquare_pvalue"][j]), "missing_rate": m_j,
+                     "unseen_rate": u_j, "events": np_j}
+            checks = [("missing_rate", m_j, float(lim.cat_missing[j]))]
+            if not cat.truncated[j]:
+                checks.append(("unseen_rate", u_j, float(lim.cat_unseen[j])))
+            null = (float(lim.cat_null_mean[j]), float(lim.cat_null_sd[j]))
+            return t._result(c, t.cat_stat[j], steps.column(j, c.count), null, stats, checks, np_j, firing)
+
+        t._verdicts(out, t.cat_cols, cat_result, steps, t._cat_counts_ref, npres, quality)

@@ -35,6 +35,7 @@ class ArrowChunk:
         self.batch = batch
         self.columns = batch.schema.names
         self._values: dict[str, np.ndarray] = {}
+        self._categoricals: dict[str, pd.Categorical | bool] = {}  # False: not a string dictionary
 
     def __len__(self) -> int:
         return self.batch.num_rows
@@ -50,6 +51,14 @@ class ArrowChunk:
             self._values[name] = v = column_values(self.series(name)) if v is None else v
         return v
 
+    def categorical(self, name: str) -> pd.Categorical | None:
+        """Strings read as a dictionary as a :class:`pandas.Categorical` (codes into the distinct values, which
+        the core looks up once each, not once per event); None for other columns."""
+        c = self._categoricals.get(name)
+        if c is None:
+            c = self._categoricals[name] = _categorical(self.batch.column(name))
+        return c or None
+
     def prefetch(self, max_dictionary: int = 1024) -> ArrowChunk:
         """Convert the columns with a fast path now (numbers; strings with at most ``max_dictionary``
         distinct values): the reader thread does it, mostly without the GIL, while the replay detects."""
@@ -58,6 +67,7 @@ class ArrowChunk:
                 v = _core_values(col)
                 if v is not None:
                     self._values[name] = v
+                self._categoricals[name] = _categorical(col)
         return self
 
     def series(self, name: str) -> pd.Series:
@@ -86,6 +96,20 @@ class ArrowChunk:
         """The column's only non-missing value, or ``None`` when it has none or several."""
         u = pc.unique(pc.drop_null(self.batch.column(name))).to_pylist()
         return u[0] if len(u) == 1 else None
+
+
+def _categorical(col: pa.Array) -> pd.Categorical | bool:
+    """A string dictionary column as a Categorical (its dictionary's values unique and not null), else False."""
+    if not pa.types.is_dictionary(col.type):
+        return False
+    d = col.dictionary
+    if not (pa.types.is_string(d.type) or pa.types.is_large_string(d.type)) or d.null_count:
+        return False
+    values = d.to_numpy(zero_copy_only=False).astype(object)
+    if len(set(values)) != len(values):
+        return False
+    return pd.Categorical.from_codes(col.indices.fill_null(-1).to_numpy().astype(np.int64, copy=False),
+                                     categories=pd.Index(values, dtype=object), validate=False)
 
 
 def _core_values(col: pa.Array) -> np.ndarray | None:

@@ -116,6 +116,7 @@ class Replayer:
         self._carry: dict[str, np.ndarray] | None = None  # delayed labels not yet arrived
         self._last_ts = 0
         self._cat = set(opts.categorical or [])
+        self._cat_profiled = {c for c in roles.features if monitor.profile.columns[c].kind == "categorical"}
 
     def _keep(self, alerts: list[dict[str, Any]], side: int) -> None:
         links = self.opts.links
@@ -144,6 +145,10 @@ class Replayer:
         ids = rows if not r.id else (chunk.series(r.id) if arrow else chunk[r.id]).to_numpy(dtype=object)
         feats = {}
         for f in r.features:
+            codes = chunk.categorical(f) if arrow and f in self._cat_profiled else None
+            if codes is not None:  # strings stay codes into their dictionary
+                feats[f] = codes
+                continue
             v = values(f)
             if f in self._cat and v.dtype.kind == "f":
                 v = (chunk.series(f) if arrow else chunk[f]).to_numpy(dtype=object, na_value=None)
