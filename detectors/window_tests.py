@@ -448,15 +448,6 @@ class WindowTests:
             out[rows] = np.where(ok[rows], e, 0.0)
         return out
 
-    def _steps(self, value: np.ndarray, limits: list[Limits], numeric: bool, hz: tuple) -> Steps:
-        """Every column's value, threshold and effect at every horizon (the window itself first)."""
-        windows, events, nv, cv, _ = hz
-        values = np.concatenate([value[:, None], nv if numeric else cv], axis=1)
-        scores = np.stack([lim.num_score if numeric else lim.cat_score for lim in limits], axis=1)
-        effects = self._effects(self._num_groups if numeric else self._cat_groups, values, scores)
-        thresholds = [self._thresholds(lim)[0 if numeric else 1] for lim in limits]
-        return Steps(windows, events, values, thresholds, effects)
-
     def _numeric_stats(self, pres: np.ndarray, npres: np.ndarray) -> tuple[np.ndarray, ...]:
         """Wasserstein, KS distance and p-value, PSI and Jensen-Shannon of every numeric column (rows) in every
         window (columns), with the shared steps done once (each value is what :func:`numeric_stat` gives)."""
@@ -576,6 +567,8 @@ class WindowBatch:
         self.tested, self.hnv, self.hcv = tests._horizon_values(windows)
         self.hcuts = np.cumsum([0] + [len(t) for t in self.tested]).tolist()
         num, cat = tests.num, tests.cat
+        self.limits = [tests.limits(n) for n in self.n]
+        every = self.limits + [tests.limits(m[3]) for t in self.tested for m in t]  # windows, then horizons
         if len(num):
             counts = np.stack([w.num_counts for w in windows], axis=1)  # (columns, windows, bins)
             pres = np.where(num.real[:, None], counts, 0)
@@ -591,6 +584,7 @@ class WindowBatch:
                         / np.maximum(npres, 1),
                         "domain_rate": np.stack([w.num_domain for w in windows], axis=1) / np.maximum(npres, 1),
                         "type_error_rate": np.stack([w.num_type for w in windows], axis=1) / ns}
+            self.num_steps = self._effects(True, value, self.hnv, every)
         if len(cat):
             counts = np.stack([w.cat_counts for w in windows], axis=1)
             pres = np.where(cat.real[:, None], counts, 0)
@@ -605,31 +599,45 @@ class WindowBatch:
             self.cat = {"npres": npres, "psi": ps, "jensenshannon": js, "chisquare_pvalue": pv, "value": value,
                         "missing_rate": counts[cat._rows, :, cat.nb] / ns,
                         "unseen_rate": pres[cat._rows, :, cat.kc + 1] / np.maximum(npres, 1)}
+            self.cat_steps = self._effects(False, value, self.hcv, every)
+
+    def _effects(self, numeric: bool, value: np.ndarray, horizons: np.ndarray, limits: list[Limits]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Values and effects of every column at every window, then every horizon: ``(columns, windows +
+        horizons)``; ``limits``: each column's limits in that order."""
+        t = self.tests
+        values = np.concatenate([value, horizons], axis=1)
+        scores = np.stack([lim.num_score if numeric else lim.cat_score for lim in limits], axis=1)
+        return values, t._effects(t._num_groups if numeric else t._cat_groups, values, scores)
+
+    def _steps(self, k: int, numeric: bool, limits: list[Limits]) -> Steps:
+        """Window ``k``'s columns at every horizon (the window itself first)."""
+        a, b = self.hcuts[k], self.hcuts[k + 1]
+        at = [k, *range(len(self.n) + a, len(self.n) + b)]
+        values, effects = self.num_steps if numeric else self.cat_steps
+        tested = self.tested[k]
+        return Steps([1, *(m[0] for m in tested)], [self.n[k], *(m[3] for m in tested)], values[:, at],
+                     [self.tests._thresholds(lim)[0 if numeric else 1] for lim in limits], effects[:, at])
 
     def evaluations(self) -> list[WindowEvaluation]:
         return [WindowEvaluation(self, k) for k in range(len(self.n))]
 
     def results(self, k: int, firing: dict[str, bool] | None) -> WindowResults:
         t = self.tests
-        n = self.n[k]
-        lim = t.limits(n)
-        tested = self.tested[k]
-        a, b = self.hcuts[k], self.hcuts[k + 1]
-        hz = ([1, *(m[0] for m in tested)], [n, *(m[3] for m in tested)], self.hnv[:, a:b], self.hcv[:, a:b], None)
-        limits = [lim, *(t.limits(m[3]) for m in tested)]
+        lim = self.limits[k]
+        limits = [lim, *(t.limits(m[3]) for m in self.tested[k])]
         out: dict[str, Verdict] = {}
         if len(t.num):
-            self._numeric(out, k, lim, limits, hz, firing)
+            self._numeric(out, k, lim, self._steps(k, True, limits), firing)
         if len(t.cat):
-            self._categorical(out, k, lim, limits, hz, firing)
+            self._categorical(out, k, lim, self._steps(k, False, limits), firing)
         return WindowResults([out[name] for name in t.profile.monitored])
 
-    def _numeric(self, out: dict[str, Verdict], k: int, lim: Limits, limits: list[Limits], hz: tuple,
+    def _numeric(self, out: dict[str, Verdict], k: int, lim: Limits, steps: Steps,
                  firing: dict[str, bool] | None) -> None:
         t = self.tests
         col = {name: v[:, k] for name, v in self.num.items()}
         npres, miss, dom, typ = col["npres"], col["missing_rate"], col["domain_rate"], col["type_error_rate"]
-        steps = t._steps(col["value"], limits, True, hz)
         quality = ((miss > lim.num_missing) | (dom > lim.num_domain) | (typ > lim.num_type)).tolist()
 
         def num_result(j: int) -> dict[str, Any]:
@@ -648,12 +656,11 @@ class WindowBatch:
 
         t._verdicts(out, t.num_cols, num_result, steps, t._num_counts_ref, npres, quality)
 
-    def _categorical(self, out: dict[str, Verdict], k: int, lim: Limits, limits: list[Limits], hz: tuple,
+    def _categorical(self, out: dict[str, Verdict], k: int, lim: Limits, steps: Steps,
                      firing: dict[str, bool] | None) -> None:
         t, cat = self.tests, self.tests.cat
         col = {name: v[:, k] for name, v in self.cat.items()}
         npres, miss, uns = col["npres"], col["missing_rate"], col["unseen_rate"]
-        steps = t._steps(col["value"], limits, False, hz)
         quality = ((miss > lim.cat_missing) | (~cat.truncated & (uns > lim.cat_unseen))).tolist()
 
         def cat_result(j: int) -> dict[str, Any]:
