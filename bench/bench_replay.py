@@ -8,8 +8,9 @@
 - Estimation: the same replay with the ``estimated_performance`` monitor on (the default) and off
   (``estimation_metrics=[]``), interleaved. Target: on / off <= 1.10 (issue 18).
 - Floor: the least work a replay must do, measured in the same run: read the file's columns with Arrow and
-  count every value into the reference bins (``searchsorted`` + ``bincount`` per numeric column, dictionary
-  codes + ``bincount`` per string column), one thread. Target: replay >= 0.5x the floor.
+  count every value into the reference bins, one thread: numbers by ``searchsorted`` + ``bincount`` and by
+  sorting blocks of 1,024 values then searching the cuts (the faster is the floor), strings by dictionary codes
+  + ``bincount``. Target: replay >= 0.5x the floor.
 - Baseline: Evidently's ``DataDriftPreset`` on the same windows (1,000 rows vs the 20,000-row reference),
   measured on a few windows in this run and scaled to the same number of windows. Target: >= 100x.
 - Memory: one replay of 5,000,000 events (the 1M file read 5 times in a row, as one stream); RSS sampled
@@ -104,39 +105,59 @@ def bench_estimation(events: Path, reference: Path, repeats: int) -> tuple[float
     return min(on), min(off)
 
 
-def bench_floor(events: Path, reference: Path, repeats: int) -> tuple[float, float, int]:
-    """(best wall seconds, best CPU seconds, values counted): read every feature, prediction and score column
-    of ``events`` with Arrow and count its values into the reference profile's bins."""
+def _count_search(cuts: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Counts per bin by a binary search per value."""
+    return np.bincount(np.searchsorted(cuts, x, side="right"), minlength=len(cuts) + 1)
+
+
+def _count_block_sort(cuts: np.ndarray, x: np.ndarray, block: int = 1024) -> np.ndarray:
+    """Counts per bin by sorting blocks of ``block`` values (cache-sized, branch-free) and searching the cuts
+    in each: about twice as fast as a search per value on fresh data."""
+    full = len(x) // block * block
+    srt = np.sort(x[:full].reshape(-1, block), axis=1)
+    below = sum((row.searchsorted(cuts, side="right") for row in srt), np.zeros(len(cuts), np.int64))
+    below = below + np.searchsorted(np.sort(x[full:]), cuts, side="right")
+    return np.diff(below, prepend=0, append=len(x))
+
+
+FLOOR_METHODS = {"searchsorted + bincount": _count_search, "block sort + searchsorted": _count_block_sort}
+
+
+def bench_floor(events: Path, reference: Path, repeats: int) -> dict[str, tuple[float, float, int]]:
+    """Per way of counting numbers, ``(best wall seconds, best CPU seconds, values counted)``: read every feature,
+    prediction and score column of ``events`` with Arrow and count its values into the reference profile's bins
+    (strings: dictionary codes + ``bincount``, the dictionary mapped to the categories once). One thread."""
     prof = build_profile(pd.read_parquet(reference), label="label", scores=["score"])
     num = {c.name: np.asarray(c.cuts, np.float64) for c in prof.columns.values() if isinstance(c, NumericColumn)}
     cat = {c.name: c.categories for c in prof.columns.values()
            if isinstance(c, CategoricalColumn) and c.role != "label"}  # labels are not binned per window
     cols = list(num) + list(cat)
-    best, best_cpu, counted = float("inf"), float("inf"), 0
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        counted = 0
-        pf = pq.ParquetFile(events, read_dictionary=list(cat))
-        for rb in pf.iter_batches(batch_size=65_536, columns=cols):
-            for name, col in zip(rb.schema.names, rb.columns, strict=True):
-                if name in num:
-                    x = col.to_numpy(zero_copy_only=False)
-                    cuts = num[name]
-                    counts = np.bincount(np.searchsorted(cuts, x, side="right"), minlength=len(cuts) + 1)
-                elif pa.types.is_dictionary(col.type):  # codes, then the dictionary mapped to the categories once
-                    idx = col.indices.fill_null(len(col.dictionary)).to_numpy()
-                    per_code = np.bincount(idx, minlength=len(col.dictionary) + 1)
-                    lookup = {v: i for i, v in enumerate(cat[name])}
-                    codes = [lookup.get(v, len(lookup)) for v in col.dictionary.to_pylist()] + [len(lookup) + 1]
-                    counts = np.bincount(codes, weights=per_code, minlength=len(lookup) + 2)
-                else:  # numbers as categories (a class prediction): sorted category values
-                    vals = np.sort(np.asarray(cat[name], np.float64))
-                    x = col.to_numpy(zero_copy_only=False).astype(np.float64)
-                    pos = np.minimum(np.searchsorted(vals, x), len(vals) - 1)
-                    counts = np.bincount(np.where(vals[pos] == x, pos, len(vals)), minlength=len(vals) + 1)
-                counted += int(counts.sum())
-        best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
-    return best, best_cpu, counted
+    out = {}
+    for method, count in FLOOR_METHODS.items():
+        best, best_cpu, counted = float("inf"), float("inf"), 0
+        for _ in range(repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            counted = 0
+            pf = pq.ParquetFile(events, read_dictionary=list(cat))
+            for rb in pf.iter_batches(batch_size=65_536, columns=cols):
+                for name, col in zip(rb.schema.names, rb.columns, strict=True):
+                    if name in num:
+                        counts = count(num[name], col.to_numpy(zero_copy_only=False))
+                    elif pa.types.is_dictionary(col.type):  # codes, then the dictionary mapped to the categories
+                        idx = col.indices.fill_null(len(col.dictionary)).to_numpy()
+                        per_code = np.bincount(idx, minlength=len(col.dictionary) + 1)
+                        lookup = {v: i for i, v in enumerate(cat[name])}
+                        codes = [lookup.get(v, len(lookup)) for v in col.dictionary.to_pylist()] + [len(lookup) + 1]
+                        counts = np.bincount(codes, weights=per_code, minlength=len(lookup) + 2)
+                    else:  # numbers as categories (a class prediction): sorted category values
+                        vals = np.sort(np.asarray(cat[name], np.float64))
+                        x = col.to_numpy(zero_copy_only=False).astype(np.float64)
+                        pos = np.minimum(np.searchsorted(vals, x), len(vals) - 1)
+                        counts = np.bincount(np.where(vals[pos] == x, pos, len(vals)), minlength=len(vals) + 1)
+                    counted += int(counts.sum())
+            best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
+        out[method] = (best, best_cpu, counted)
+    return out
 
 
 def bench_evidently(reference: Path, events: Path, windows: int) -> tuple[float, float]:
@@ -265,12 +286,15 @@ def main() -> None:
         print(f"ratio glassbox / evidently: {rate / ev_rate:,.0f}x wall clock, {cpu_rate / ev_cpu_rate:,.0f}x CPU "
               f"(target >= 100x)")
         load = os.getloadavg()[0]
-        floor_s, floor_cpu, counted = bench_floor(events, ref, args.repeats)
+        floors = bench_floor(events, ref, args.repeats)
+        for method, (secs, cpu, counted) in floors.items():
+            print(f"floor by {method}: {args.rows / secs:,.0f} events/s wall, {args.rows / cpu:,.0f} per CPU second "
+                  f"({secs * 1e9 / counted:.1f} ns per value, {counted:,} values, best of {args.repeats})")
+        method, (floor_s, floor_cpu, _) = min(floors.items(), key=lambda kv: kv[1][0])
         floor_rate = args.rows / floor_s
-        print(f"floor (Arrow read + searchsorted/bincount into the reference bins, one thread): {floor_rate:,.0f} "
-              f"events/s wall, {args.rows / floor_cpu:,.0f} per CPU second ({floor_s * 1e9 / counted:.1f} ns per "
-              f"value, {counted:,} values, best of {args.repeats}); replay / floor: {rate / floor_rate:.2f} wall "
-              f"(target >= 0.5), {cpu_rate * floor_cpu / args.rows:.2f} per CPU second; load average {load:.1f}")
+        print(f"floor (the fastest: Arrow read + {method} into the reference bins, one thread): {floor_rate:,.0f} "
+              f"events/s; replay / floor: {rate / floor_rate:.2f} wall (target >= 0.5), "
+              f"{cpu_rate * floor_cpu / args.rows:.2f} per CPU second; load average {load:.1f}")
         print(f"target >= 1,000,000 events/s: wall clock {'met' if rate >= 1_000_000 else 'NOT met'}, "
               f"per CPU second {'met' if cpu_rate >= 1_000_000 else 'NOT met'}")
 

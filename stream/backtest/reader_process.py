@@ -55,7 +55,7 @@ class ReaderProcess:
         self._waited = ctx.RawValue("d", 0.0)
         self._proc = ctx.Process(target=_reader_main, args=(self._q, self._waited, *self.args),
                                  name="glassbox-replay-reader", daemon=True)
-        with _main_script_hidden():
+        with main_script_hidden():
             self._proc.start()
         return self
 
@@ -91,7 +91,7 @@ class ReaderProcess:
 
 
 @contextlib.contextmanager
-def _main_script_hidden() -> Iterator[None]:
+def main_script_hidden() -> Iterator[None]:
     """While the reader process starts, hide the main script's path from multiprocessing: a forkserver child
     re-runs the main script (Python 3.11's fork server never preloads it), which costs 0.2-0.8 s when it
     imports pandas or scikit-learn (0.4 s for ``glassbox``'s own entry point), and the reader needs nothing
