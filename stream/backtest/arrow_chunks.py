@@ -59,10 +59,13 @@ class ArrowChunk:
             c = self._categoricals[name] = _categorical(self.batch.column(name))
         return c or None
 
-    def prefetch(self, max_dictionary: int = 1024) -> ArrowChunk:
+    def prefetch(self, skip: frozenset[str] = frozenset(), max_dictionary: int = 1024) -> ArrowChunk:
         """Convert the columns with a fast path now (numbers; strings with at most ``max_dictionary``
-        distinct values): the reader thread does it, mostly without the GIL, while the replay detects."""
+        distinct values; not those in ``skip``): the reader thread does it, mostly without the GIL, while the
+        replay detects."""
         for name, col in zip(self.columns, self.batch.columns, strict=True):
+            if name in skip:
+                continue
             if not pa.types.is_dictionary(col.type) or len(col.dictionary) <= max_dictionary:
                 v = _core_values(col)
                 if v is not None:
@@ -127,9 +130,10 @@ def _core_values(col: pa.Array) -> np.ndarray | None:
 
 
 def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int = 2,
-                      columns: list[str] | None = None) -> Iterator[ArrowChunk]:
+                      columns: list[str] | None = None, lazy: frozenset[str] = frozenset()) -> Iterator[ArrowChunk]:
     """The parquet file (``columns`` of it, default all) in chunks of at most ``chunk_rows`` rows, read up to
-    ``ahead`` chunks ahead in a thread; strings are read as dictionaries."""
+    ``ahead`` chunks ahead in a thread, which also converts the columns but those ``lazy`` (converted when
+    used: a replay whose counting process reads them too); strings are read as dictionaries."""
     try:
         pf = pq.ParquetFile(path)
         strings = [f.name for f in pf.schema_arrow
@@ -153,7 +157,7 @@ def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int 
     def read() -> None:
         try:
             for rb in pf.iter_batches(batch_size=chunk_rows, columns=columns):
-                if not put(ArrowChunk(rb).prefetch()):
+                if not put(ArrowChunk(rb).prefetch(lazy)):
                     return
             put(_DONE)
         except BaseException as err:  # handed to the consumer, raised there
@@ -176,12 +180,14 @@ def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int 
         reader.join()
 
 
-def parquet_rows(path: str | os.PathLike[str]) -> int:
-    """The parquet file's number of rows from its footer (0 when it cannot be read: the reader says why)."""
+def parquet_shape(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
+    """The parquet file's rows and column names from its footer (none when it cannot be read: the reader says
+    why)."""
     try:
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        pf = pq.ParquetFile(path)
+        return int(pf.metadata.num_rows), list(pf.schema_arrow.names)
     except (OSError, ValueError):
-        return 0
+        return 0, []
 
 
 def _table_error(path: str | os.PathLike[str], err: Exception) -> TableError:

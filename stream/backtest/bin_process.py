@@ -61,6 +61,7 @@ class BinProcess:
         self.failed: str | None = None
         self._proc: Any = None
         self._q: Any = None
+        self._next: Any = None
 
     def __enter__(self) -> BinProcess:
         import multiprocessing
@@ -68,8 +69,9 @@ class BinProcess:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["stream.backtest.bin_process"])
         self._q = ctx.Queue(maxsize=AHEAD)
-        self._proc = ctx.Process(target=_bin_main, args=(self._q, *self.args), name="glassbox-replay-binner",
-                                 daemon=True)
+        self._next = ctx.RawValue("q", 0)  # shared: the first row the replay has not passed
+        self._proc = ctx.Process(target=_bin_main, args=(self._q, self._next, *self.args),
+                                 name="glassbox-replay-binner", daemon=True)
         with main_script_hidden():
             self._proc.start()
         return self
@@ -77,6 +79,7 @@ class BinProcess:
     def take(self, first_row: int, n: int) -> SliceCounts | None:
         """The child's counts of rows ``first_row:first_row + n`` if it has them ready, else None (the replay
         counts them itself); counts of rows the replay has passed are dropped."""
+        self._next.value = first_row
         while self.failed is None:
             try:
                 kind, row, size, counts = self._q.get(timeout=self.patience) if self.patience else self._q.get_nowait()
@@ -92,6 +95,7 @@ class BinProcess:
             elif row >= first_row:  # the child's chunks are not the replay's: count here from now on
                 self._fail(f"its chunk at row {row} ({size} rows) is not the replay's ({first_row}, {n} rows)")
         self.missed += 1
+        self._next.value = first_row + n  # counted here: the child skips it
         return None
 
     def _fail(self, why: str) -> None:
@@ -115,9 +119,10 @@ class BinProcess:
         return {"chunks_counted": self.counted, "chunks_counted_by_replay": self.missed, "failed": self.failed}
 
 
-def _bin_main(q: Any, path: str, chunk_rows: int, columns: ChunkColumns, profile: ReferenceProfile,
+def _bin_main(q: Any, passed: Any, path: str, chunk_rows: int, columns: ChunkColumns, profile: ReferenceProfile,
               config: DetectionConfig) -> None:
-    """The child: every chunk's slice counts, in order, into ``q``; an error as one line."""
+    """The child: the slice counts of every chunk the replay has not passed (``passed.value``), in order, into
+    ``q``; an error as one line."""
     try:
         binner = Binner(WindowTests(profile, config))
         r = columns.roles
@@ -125,8 +130,9 @@ def _bin_main(q: Any, path: str, chunk_rows: int, columns: ChunkColumns, profile
         row = 0
         for chunk in iter_arrow_chunks(path, chunk_rows, columns=names):
             n = len(chunk)
-            batch = columns.batch(chunk, row, monitored_only=True)
-            q.put(("chunk", row, n, binner.batch_counts(batch, window_cuts(row, n, config.window))))
+            if row >= passed.value:
+                batch = columns.batch(chunk, row, monitored_only=True)
+                q.put(("chunk", row, n, binner.batch_counts(batch, window_cuts(row, n, config.window))))
             row += n
     except BaseException as err:  # noqa: BLE001 - the replay goes on without the child and says why
         with contextlib.suppress(Exception):

@@ -31,7 +31,7 @@ from detectors.config import DetectionConfig
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.window_tests import calibration_key
-from stream.backtest.arrow_chunks import ArrowChunk, iter_arrow_chunks, parquet_rows
+from stream.backtest.arrow_chunks import ArrowChunk, iter_arrow_chunks, parquet_shape
 from stream.backtest.bin_process import MIN_CHUNKS, BinProcess
 from stream.backtest.chunk_batches import ChunkColumns
 from stream.backtest.event_columns import (
@@ -301,8 +301,11 @@ def replay_file(events_path: str | os.PathLike[str], reference_path: str | os.Pa
         reference = ReferenceFile(Path(reference_path))
         ref_name = Path(reference_path).name
     parquet = table_format(events_path) == "parquet"
-    chunks = iter_arrow_chunks(events_path, opts.chunk_rows) if parquet else iter_table(events_path, opts.chunk_rows)
-    ahead = Path(events_path) if parquet and parquet_rows(events_path) >= MIN_CHUNKS * opts.chunk_rows else None
+    rows, names = parquet_shape(events_path) if parquet else (0, [])
+    ahead = Path(events_path) if rows >= MIN_CHUNKS * opts.chunk_rows else None
+    lazy = frozenset(resolve_roles(names, opts).features) if ahead else frozenset()  # the counting process's
+    chunks = (iter_arrow_chunks(events_path, opts.chunk_rows, lazy=lazy) if parquet
+              else iter_table(events_path, opts.chunk_rows))
     return replay_frames(chunks, reference, opts, model_default=Path(events_path).stem, reference_name=ref_name,
                          count_ahead=ahead)
 
