@@ -61,6 +61,11 @@ class SliceCounts:
         return cls(cuts, *(np.concatenate([getattr(p, f) for p in parts])
                            for f in ("num", "num_type", "num_domain", "cat")))
 
+    def astype(self, dtype: np.dtype | type) -> SliceCounts:
+        """The same counts in integers of ``dtype`` (a narrow type to send them, ``int64`` to add them up)."""
+        return SliceCounts(self.cuts, *(getattr(self, f).astype(dtype) for f in ("num", "num_type", "num_domain",
+                                                                                   "cat")))
+
     def merge(self, bounds: Sequence[tuple[int, int]]) -> SliceCounts | None:
         """The counts of the consecutive slices ``bounds`` (covering all rows), each the sum of the slices it
         holds; None when a bound falls inside a slice."""

@@ -91,7 +91,7 @@ class BinProcess:
                 self._fail(counts)
             elif row == first_row and size == n:
                 self.counted += 1
-                return counts
+                return counts.astype(np.int64)
             elif row >= first_row:  # the child's chunks are not the replay's: count here from now on
                 self._fail(f"its chunk at row {row} ({size} rows) is not the replay's ({first_row}, {n} rows)")
         self.missed += 1
@@ -132,7 +132,9 @@ def _bin_main(q: Any, passed: Any, path: str, chunk_rows: int, columns: ChunkCol
             n = len(chunk)
             if row >= passed.value:
                 batch = columns.batch(chunk, row, monitored_only=True)
-                q.put(("chunk", row, n, binner.batch_counts(batch, window_cuts(row, n, config.window))))
+                counts = binner.batch_counts(batch, window_cuts(row, n, config.window))
+                most = int(np.diff(counts.cuts).max())  # no count exceeds its slice's rows
+                q.put(("chunk", row, n, counts.astype(np.min_scalar_type(most))))
             row += n
     except BaseException as err:  # noqa: BLE001 - the replay goes on without the child and says why
         with contextlib.suppress(Exception):
