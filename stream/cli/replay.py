@@ -144,7 +144,7 @@ def run_replay(req: ReplayRequest, outputs: ReplayOutputs) -> list[Outcome]:
     _validate(req, outputs, kafka)
     changes = load_truth(outputs.truth) if outputs.truth is not None else []
     keep = bool(changes or outputs.plots or outputs.mlflow)
-    req = replace(req, keep_windows=keep)
+    req = replace(req, keep_windows=keep, record=outputs.mlflow)
     if kafka:
         show = sys.stderr.isatty() if outputs.progress is None else outputs.progress
         outs = replay_kafka_outcomes(req, ProgressBar if show else None)
@@ -168,7 +168,8 @@ def run_replay(req: ReplayRequest, outputs: ReplayOutputs) -> list[Outcome]:
 
 def _request_record(req: ReplayRequest, outputs: ReplayOutputs) -> dict[str, Any]:
     """The replay's options as plain JSON values (the run's ``config.replay``)."""
-    return orjson.loads(orjson.dumps({**asdict(req), "alerts_out": outputs.alerts_out, "truth": outputs.truth},
+    options = {k: v for k, v in asdict(req).items() if k != "record"}
+    return orjson.loads(orjson.dumps({**options, "alerts_out": outputs.alerts_out, "truth": outputs.truth},
                                      default=str))
 
 
