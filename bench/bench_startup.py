@@ -14,8 +14,10 @@ Baseline, measured in the same run: a bare ``python -c "import numpy, pyarrow"``
 imports no replay can avoid). Target (issue 17): the replay with labels in < 1 s of wall time (best of N on an
 idle machine with bytecode compiled).
 
-Run: ``uv run python bench/bench_startup.py [--repeats 7] [--rows 60000]``. The last line is
-``startup: labels_best_s=B labels_median_s=M nolabels_best_s=B nolabels_median_s=M baseline_best_s=B``.
+Run: ``uv run python bench/bench_startup.py [--repeats 7] [--rows 60000]``; with ``PYTHONPATH=DIR`` (``stream/`` and
+``detectors/`` of another commit, e.g. from ``git archive``) it measures that version the same way. The last line is
+``startup: labels_best_s=B labels_median_s=M nolabels_best_s=B nolabels_median_s=M baseline_best_s=B
+labels_cpu_median_s=C nolabels_cpu_median_s=C``.
 """
 
 from __future__ import annotations
@@ -105,8 +107,10 @@ def main() -> None:
     verdict = "met" if lab < TARGET_S and nol < TARGET_S else "NOT met"
     print(f"target < {TARGET_S:.0f} s (best, with and without labels): {verdict}")
     med = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
     print(f"startup: labels_best_s={lab:.3f} labels_median_s={med['replay, labels']:.3f} "
-          f"nolabels_best_s={nol:.3f} nolabels_median_s={med['replay, no labels']:.3f} baseline_best_s={bare:.3f}")
+          f"nolabels_best_s={nol:.3f} nolabels_median_s={med['replay, no labels']:.3f} baseline_best_s={bare:.3f} "
+          f"labels_cpu_median_s={cpu['replay, labels']:.3f} nolabels_cpu_median_s={cpu['replay, no labels']:.3f}")
 
 
 if __name__ == "__main__":
