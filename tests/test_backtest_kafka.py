@@ -30,7 +30,6 @@ N, BATCH, AT, STEP_MS, LABEL_DELAY_MS = 24_000, 200, 12_000, 100, 60_000
 def glassbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """Run the real ``glassbox`` entry point."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GLASSBOX_MLFLOW__ENABLED", "false")  # quick runs: --mlflow records one
     monkeypatch.delenv("GLASSBOX_CONFIG", raising=False)
 
     def run(*args: Any) -> int:

@@ -93,7 +93,6 @@ def test_malformed_truth_is_named(doc: Any, message: str) -> None:
 @pytest.fixture
 def glassbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GLASSBOX_MLFLOW__ENABLED", "false")  # quick runs: --mlflow records one
 
     def run(*args: Any) -> int:
         try:

@@ -43,7 +43,6 @@ def stream(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def glassbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GLASSBOX_MLFLOW__ENABLED", "false")  # quick runs: --mlflow records one
 
     def run(*args: Any) -> int:
         try:

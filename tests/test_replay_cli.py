@@ -46,10 +46,10 @@ class Result:
         return self.stdout + self.stderr
 
 
-def invoke(*args: str, mlflow: bool = False) -> Result:
-    """``glassbox replay ARGS`` in this process (``--no-mlflow`` unless ``mlflow``)."""
+def invoke(*args: str) -> Result:
+    """``glassbox replay ARGS`` in this process (no MLflow run unless ARGS say ``--mlflow``)."""
     out, err = io.StringIO(), io.StringIO()
-    argv = ["replay", *map(str, args), *([] if mlflow else ["--no-mlflow"])]
+    argv = ["replay", *map(str, args)]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             main(argv)
@@ -68,6 +68,7 @@ def test_replay_writes_alerts_and_is_byte_identical(files):
     r = invoke(files["ev"], "--reference", files["ref"], "--score-col", "score", "--alerts-out", out1)
     assert r.exit_code == 0, r.output
     assert "30,000 events" in r.output and "alert transitions" in r.output and "concept_drift" in r.output
+    assert "MLflow run" not in r.output  # only when asked (--mlflow)
     assert invoke(files["ev"], "--reference", files["ref"], "--score-col", "score", "--alerts-out",
                   out2).exit_code == 0
     assert out1.read_bytes() == out2.read_bytes() and out1.stat().st_size > 0
@@ -179,8 +180,8 @@ def test_replay_against_a_built_profile_and_event_time_windows(files):
 
 @pytest.mark.system
 def test_replay_records_an_mlflow_run_quietly(files, tmp_path):
-    """A replay is an MLflow run of kind ``replay``: the input file and its digest, the reference, the config,
-    the alerts and the window metrics, with lineage; the command prints its id and no MLflow log line."""
+    """``--mlflow``: the replay is an MLflow run of kind ``replay``: the input file and its digest, the reference,
+    the config, the alerts and the window metrics, with lineage; the command prints its id and no MLflow log line."""
     import hashlib
     import os
     import subprocess
@@ -194,7 +195,7 @@ def test_replay_records_an_mlflow_run_quietly(files, tmp_path):
     glassbox = Path(sys.executable).with_name("glassbox")
     env = {**os.environ, "GLASSBOX_HOME": str(tmp_path / "home"), "MLFLOW_DISABLE_TELEMETRY": "true"}
     r = subprocess.run([str(glassbox), "replay", str(files["ev"]), "--reference", str(files["ref"]),
-                        "--score-col", "score", "--alerts-out", str(out)],
+                        "--score-col", "score", "--alerts-out", str(out), "--mlflow"],
                        capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1], timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stderr == "", r.stderr  # no "Creating initial MLflow database tables" / "Updating database tables"

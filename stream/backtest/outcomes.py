@@ -3,21 +3,20 @@
 A file goes through :mod:`stream.backtest.file_replay`, a ``kafka://`` topic through
 :mod:`stream.backtest.topic_replay` (one read, the same steps to every rule set's pipeline). Whatever the source,
 an outcome holds the alerts, the window records, a summary, and what the replay read (``inputs``) and compared
-against (``references``) for the monitoring run.
+against (``references``) for the monitoring run (a file replay: when the request says ``record``, for the file
+digests cost a pass over both files).
 """
 
 from __future__ import annotations
 
-import asyncio
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from detectors.scoring import BacktestScore, ChangePoint, EventClock, score
 from stream.backtest.rule_sets import (
     BacktestError,
     compare_settings,
@@ -25,6 +24,9 @@ from stream.backtest.rule_sets import (
     overlay_detection,
     settings_for,
 )
+
+if TYPE_CHECKING:
+    from detectors.scoring import BacktestScore, ChangePoint
 
 ProgressFactory = Callable[[str], Any]  # what -> an object with update(stats, events) and close()
 
@@ -76,6 +78,7 @@ class ReplayRequest:
     compare: Path | None = None
     window: int | None = None
     keep_windows: bool = False
+    record: bool = False  # the outcomes carry what a monitoring run records (a file's digest)
     topic: TopicRange = field(default_factory=TopicRange)
     columns: FileColumns = field(default_factory=FileColumns)
 
@@ -101,6 +104,8 @@ def file_digest(path: Path) -> str:
 
 def score_outcome(o: Outcome, changes: list[ChangePoint]) -> BacktestScore:
     """The outcome's alerts scored against known change points."""
+    from detectors.scoring import EventClock, score
+
     clock = EventClock.from_windows(o.windows)
     rows = o.summary.get("rows") if o.summary.get("rows") else None
     return score(o.alerts, changes, clock=clock, span_rows=rows)
@@ -148,6 +153,13 @@ def replay_file_outcomes(req: ReplayRequest) -> list[Outcome]:
         except OSError as err:
             raise BacktestError(f"{getattr(err, 'filename', None) or ''} {err.strerror or err}".strip()) from None
         outs.append(Outcome(str(cfg_path or "defaults"), res.alerts, res.windows, res.summary))
+    if req.record:
+        _file_record(outs, events, reference)
+    return outs
+
+
+def _file_record(outs: list[Outcome], events: Path, reference: Path) -> None:
+    """What the monitoring run of a file replay records: the files (path, digest) and the reference's profile."""
     inputs = {"file": str(events.resolve()), "digest": file_digest(events), "bytes": events.stat().st_size,
               "rows": outs[0].summary.get("rows")}
     refs = {outs[0].summary.get("model", "model"): {
@@ -155,11 +167,12 @@ def replay_file_outcomes(req: ReplayRequest) -> list[Outcome]:
         "file_digest": file_digest(reference)}}
     for o in outs:
         o.inputs, o.references = inputs, refs
-    return outs
 
 
 # kafka ------------------------------------------------------------------------------------------------------
 async def _list_topics(bootstrap: str, kafka: Any) -> set[str]:
+    import asyncio
+
     from aiokafka import AIOKafkaClient
 
     from stream.kafka.clients import aiokafka_kwargs
@@ -209,6 +222,8 @@ def _references(pipe: Any) -> dict[str, dict[str, Any]]:
 
 def replay_kafka_outcomes(req: ReplayRequest, progress: ProgressFactory | None = None) -> list[Outcome]:
     """Replay a topic under one or two rule sets (one read, the same steps to each pipeline)."""
+    import asyncio
+
     from stream.backtest.topic_replay import ReplayRange, parse_kafka_uri, parse_offsets, parse_time, replay_topic
     from stream.kafka.broker import check_reachable
 

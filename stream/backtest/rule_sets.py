@@ -7,13 +7,15 @@ Anything the user can fix here is a :class:`BacktestError` (a :class:`~stream.er
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from detectors.scoring import ChangePoint, TruthError, parse_truth
 from stream.errors import UserError
 from stream.pipeline.monitors import MonitorRegistry
+
+if TYPE_CHECKING:
+    from detectors.scoring import ChangePoint
 
 
 class BacktestError(UserError, ValueError):
@@ -22,6 +24,8 @@ class BacktestError(UserError, ValueError):
 
 def load_truth(path: Path) -> list[ChangePoint]:
     """Change points from a JSON file; one-line :class:`BacktestError` when it cannot be used."""
+    from detectors.scoring import TruthError, parse_truth
+
     try:
         doc = orjson.loads(path.read_bytes())
     except FileNotFoundError:

@@ -9,9 +9,10 @@ On top of either:
 - ``--truth truth.json``: scores the alerts against known change points (:mod:`detectors.scoring`); prints
   the table and writes it as JSON (``--score-out``, default next to the alerts file).
 - ``--plot out.html`` / ``--plot out.png``: the timeline (:mod:`stream.backtest.timeline`).
-- ``--mlflow`` (the default when ``mlflow.enabled``): an MLflow monitoring run of ``kind=replay`` records the input
-  (file and digest, or topic and offsets), the reference, the configuration, the alerts and the window metrics
-  (:mod:`stream.evidence.replay_run`); ``--no-mlflow`` skips it for quick runs.
+- ``--mlflow``: an MLflow monitoring run of ``kind=replay`` records the input (file and digest, or topic and
+  offsets), the reference, the configuration, the alerts and the window metrics (:mod:`stream.evidence.replay_run`)
+  in ``[mlflow]``'s store. Only when asked (``--no-mlflow``, the default, records none): a quick backtest imports
+  and pays for no MLflow.
 
 The options become one :class:`~stream.backtest.outcomes.ReplayRequest` (what to replay) and one
 :class:`ReplayOutputs` (what to write). Anything the user can fix (a path, a flag, a topic, an empty range, a
@@ -44,7 +45,7 @@ class ReplayOutputs:
     score_out: Path | None = None
     plots: tuple[Path, ...] = ()
     progress: bool | None = None  # topic replays: None = when stderr is a terminal
-    mlflow: bool | None = None  # None = settings.mlflow.enabled
+    mlflow: bool = False  # record an MLflow monitoring run
 
 
 def _split(value: str | None) -> tuple[str, ...] | None:
@@ -92,8 +93,8 @@ def replay_command(
     task: Annotated[str | None, typer.Option("--task", help="file: binary | multiclass | regression")] = None,
     features: Annotated[str | None, typer.Option("--features", help="file: A,B,...: feature columns")] = None,
     categorical: Annotated[str | None, typer.Option("--categorical", help="file: A,B,...: categorical")] = None,
-    mlflow: Annotated[bool | None, typer.Option(
-        "--mlflow/--no-mlflow", help="record an MLflow monitoring run (default: mlflow.enabled)")] = None,
+    mlflow: Annotated[bool, typer.Option(
+        "--mlflow/--no-mlflow", help="record an MLflow monitoring run (default: none)")] = False,
 ) -> None:
     """Replay a file or a Kafka topic through the detection core; what-if, score, plot and record the result."""
     scores = tuple(x for s in score_col or [] for x in (_split(s) or ()))
@@ -131,14 +132,6 @@ def _validate(req: ReplayRequest, outputs: ReplayOutputs, kafka: bool) -> None:
         raise BacktestError("--label-delay must be >= 0")
 
 
-def _mlflow_settings(req: ReplayRequest, outputs: ReplayOutputs) -> Any | None:
-    """The settings whose ``[mlflow]`` receives the run, or None when no run is recorded."""
-    if outputs.mlflow is False:
-        return None
-    from stream.cli.options import settings_from
-
-    settings = settings_from(req.config)
-    return settings if outputs.mlflow or settings.mlflow.enabled else None
 
 
 def run_replay(req: ReplayRequest, outputs: ReplayOutputs) -> list[Outcome]:
@@ -150,8 +143,8 @@ def run_replay(req: ReplayRequest, outputs: ReplayOutputs) -> list[Outcome]:
     kafka = is_kafka_uri(req.events)
     _validate(req, outputs, kafka)
     changes = load_truth(outputs.truth) if outputs.truth is not None else []
-    keep = bool(changes or outputs.plots or outputs.mlflow is not False)
-    req = replace(req, keep_windows=keep)
+    keep = bool(changes or outputs.plots or outputs.mlflow)
+    req = replace(req, keep_windows=keep, record=outputs.mlflow)
     if kafka:
         show = sys.stderr.isatty() if outputs.progress is None else outputs.progress
         outs = replay_kafka_outcomes(req, ProgressBar if show else None)
@@ -163,11 +156,11 @@ def run_replay(req: ReplayRequest, outputs: ReplayOutputs) -> list[Outcome]:
         console().print(f"[bold]{s['model']}[/] ({s['task']}, {s['features']} features): {s['rows']:,} events, "
                         f"{s['windows']:,} windows of {s['window']}" + (f", {rate:,.0f} events/s" if rate else ""))
     _report(req, outputs, outs, changes)
-    settings = _mlflow_settings(req, outputs)  # after the replay, which reports a bad config in its own words
-    if settings is not None:
+    if outputs.mlflow:  # the settings after the replay, which reports a bad config in its own words
+        from stream.cli.options import settings_from
         from stream.evidence.replay_run import record_replay
 
-        run = record_replay(settings, outs[0], request=_request_record(req, outputs),
+        run = record_replay(settings_from(req.config), outs[0], request=_request_record(req, outputs),
                             compare=outs[1] if len(outs) > 1 else None)
         console().print(f"MLflow run {run.run_id}: {run.link}")
     return outs
@@ -175,7 +168,8 @@ def run_replay(req: ReplayRequest, outputs: ReplayOutputs) -> list[Outcome]:
 
 def _request_record(req: ReplayRequest, outputs: ReplayOutputs) -> dict[str, Any]:
     """The replay's options as plain JSON values (the run's ``config.replay``)."""
-    return orjson.loads(orjson.dumps({**asdict(req), "alerts_out": outputs.alerts_out, "truth": outputs.truth},
+    options = {k: v for k, v in asdict(req).items() if k != "record"}
+    return orjson.loads(orjson.dumps({**options, "alerts_out": outputs.alerts_out, "truth": outputs.truth},
                                      default=str))
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from detectors.scoring import BacktestScore
 from stream.backtest.outcomes import Outcome
+
+if TYPE_CHECKING:
+    from detectors.scoring import BacktestScore
 
 
 class ProgressBar:
