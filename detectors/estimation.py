@@ -72,6 +72,7 @@ class EstimationMonitor:
         self.hyst = {m: Hysteresis(config.fire_after, config.resolve_after) for m in self.metrics}
         self.rng = np.random.default_rng(config.seed + 18)
         self._limits: dict[int, dict[str, tuple[float, float, float]]] = {}
+        self._limits_of_n: dict[int, dict[str, tuple[float, float, float]]] = {}  # by size, of cached bands
         self._tracked: deque[dict[str, Any]] = deque()
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._errors: deque[tuple[float, float, int]] = deque(maxlen=config.estimation_gap_windows)
@@ -107,17 +108,22 @@ class EstimationMonitor:
         cols = cal.score_columns
         if not any(b.scores and cols[0] in b.scores for b in batches):
             return None
-        parts = [np.column_stack([b.scores[c] if b.scores and c in b.scores else np.full(len(b), np.nan)
-                                  for c in cols]) for b in batches]
         pred = np.concatenate([b.prediction for b in batches]) if len(batches) > 1 else batches[0].prediction
         codes, _ = self.index.lookup(pred)
+        if cal.binary:  # one score column: its bin is the cell's
+            parts = [b.scores[cols[0]] if b.scores and cols[0] in b.scores else np.full(len(b), np.nan)
+                     for b in batches]
+            s1 = np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0], np.float64)
+            ok = (codes >= 0) & np.isfinite(s1)
+            b1 = np.searchsorted(cal.edges[0], np.where(ok, s1, 0.0), side="right")
+            return np.where(ok, codes * cal.n_primary + b1, -1), np.empty((0, 0))
+        parts = [np.column_stack([b.scores[c] if b.scores and c in b.scores else np.full(len(b), np.nan)
+                                  for c in cols]) for b in batches]
         s = np.concatenate(parts) if len(parts) > 1 else parts[0]
         ok = (codes >= 0) & (np.isfinite(s[:, 0]) if s.shape[1] == 1 else np.isfinite(s).all(axis=1))
         s = np.where(ok[:, None], s, 0.0)
         bins = cal.bins(s)
         cells = np.where(ok, codes * cal.n_primary + cal.primary_bins(s, np.maximum(codes, 0), bins), -1)
-        if cal.binary:
-            return cells, np.empty((0, 0))
         return cells, np.column_stack([cal.probabilities(s, bins), *bins])
 
     def add(self, cols: tuple[np.ndarray, np.ndarray] | None, a: int, b: int) -> None:
@@ -127,7 +133,7 @@ class EstimationMonitor:
         cells, extra = cols[0][a:b], cols[1][a:b]
         if (cells < 0).any():
             ok = cells >= 0
-            cells, extra = cells[ok], extra[ok]
+            cells, extra = cells[ok], extra[ok] if len(extra) else extra
         if not len(cells):
             return
         cal = self.cal
@@ -160,9 +166,13 @@ class EstimationMonitor:
         """Per metric, the alert band ``(lo, hi)`` of the estimate on windows of ``n`` scored events under no
         change, and the realized metric's sampling error on such windows (NannyML's confidence band is the
         estimate plus or minus three of them)."""
+        lim = self._limits_of_n.get(n)
+        if lim is not None:
+            return lim
         key = int(float(f"{n:.2g}"))  # event-time windows vary in size: two significant digits are enough
         lim = self._limits.get(key)
         if lim is not None:
+            self._limits_of_n[n] = lim
             return lim
         cal = self.cal
         p = cal.cells / cal.cells.sum()
@@ -197,7 +207,7 @@ class EstimationMonitor:
             r = np.asarray(real[m])
             lim[m] = (min(lo, ref - d), max(hi, ref + d), float(np.std(r[np.isfinite(r)])))
         if len(self._limits) < 64:
-            self._limits[key] = lim
+            self._limits[key] = self._limits_of_n[n] = lim
         return lim
 
     def close(self, window: dict[str, Any], src: tuple[int, int, int], testable: bool) -> list[dict[str, Any]]:

@@ -96,21 +96,24 @@ def window_auc(scores: np.ndarray, positive: np.ndarray) -> list[float | None]:
     pos = positive & ok
     n_pos = pos.sum(axis=1).tolist()
     n_ok = ok.sum(axis=1).tolist()
-    order = np.argsort(scores, axis=1)  # NaN last: the finite scores keep their ranks among themselves
-    s = np.take_along_axis(scores, order, axis=1).ravel()
-    p = np.take_along_axis(pos, order, axis=1).ravel()
-    new = np.ones(w * n, bool)
-    new[1:] = s[1:] != s[:-1]
-    new[::n] = True  # runs never cross windows
-    starts = np.flatnonzero(new)
-    ends = np.r_[starts[1:], w * n]
-    first = starts % n
-    mid = (2 * first + (ends - starts) + 1) / 2.0  # 1-based midrank of each run of equal scores
-    ranks = np.repeat(mid, ends - starts)
-    # half-integer ranks: their sums are exact in any order
-    rank_sum = np.where(p, ranks, 0.0).reshape(w, n).sum(axis=1).tolist()
+    # sorted rows (NaN last: the finite scores keep their ranks among themselves)
+    flat = (np.argsort(scores, axis=1) + (np.arange(w) * n)[:, None]).ravel()
+    s = scores.ravel()[flat].reshape(w, n)
+    p = pos.ravel()[flat].reshape(w, n)
+    # rank sums are integers (half-integers with ties): exact in any order of summation
+    rank_sum = (p * np.arange(1, n + 1)).sum(axis=1).astype(np.float64)
+    tied = np.flatnonzero((s[:, 1:] == s[:, :-1]).any(axis=1)) if n > 1 else np.zeros(0, np.int64)
+    if len(tied):  # midranks: each run of equal scores gets the mean of its 1-based positions
+        st, pt = s[tied].ravel(), p[tied].ravel()
+        new = np.ones(len(st), bool)
+        new[1:] = st[1:] != st[:-1]
+        new[::n] = True  # runs never cross windows
+        starts = np.flatnonzero(new)
+        ends = np.r_[starts[1:], len(st)]
+        mid = (2 * (starts % n) + (ends - starts) + 1) / 2.0
+        rank_sum[tied] = np.where(pt, np.repeat(mid, ends - starts), 0.0).reshape(len(tied), n).sum(axis=1)
     out: list[float | None] = []
-    for r, k, m in zip(rank_sum, n_pos, n_ok, strict=True):
+    for r, k, m in zip(rank_sum.tolist(), n_pos, n_ok, strict=True):
         n_neg = m - k
         out.append(None if k == 0 or n_neg == 0 else float((r - k * (k + 1) / 2.0) / (k * n_neg)))
     return out
