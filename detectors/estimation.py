@@ -243,7 +243,7 @@ class EstimationMonitor:
         while len(self._tracked) > TRACKED:
             old = self._tracked.popleft()
             if not old["done"] and old["labelled"] >= MIN_REALIZED:
-                self._realize(old)
+                self._realize([old])
         if self._pending:
             pend, self._pending = self._pending, []
             for ts, pred, lab, b in pend:
@@ -300,14 +300,26 @@ class EstimationMonitor:
             t["conf"] += conf[i]
             if hist is not None:
                 t["hist"] += hist[i]
-        realize_complete(self._tracked, self._realize)
+        complete: list[dict[str, Any]] = []
+        realize_complete(self._tracked, complete.append)
+        self._realize(complete)
 
-    def _realize(self, t: dict[str, Any]) -> None:
-        t["done"] = True
+    def _realize(self, ts: list[dict[str, Any]]) -> None:
+        """Realized records of the fully labelled windows ``ts``, in order (their metrics computed at once)."""
+        if not ts:
+            return
+        if self.cal.binary:
+            reals = _realized_binary(np.stack([t["conf"] for t in ts]), np.stack([t["hist"] for t in ts]),
+                                     self.cal.positive)
+        else:
+            reals = [metrics(t["conf"].astype(np.float64), None, self.cal.positive) for t in ts]
+        for t, real in zip(ts, reals, strict=True):
+            t["done"] = True
+            self._realized(t, {k: _num(v) for k, v in real.items()})
+
+    def _realized(self, t: dict[str, Any], real: dict[str, float | None]) -> None:
         rec = t["rec"]
-        conf = t["conf"].astype(np.float64)
-        hist = t["hist"] if self.cal.binary and t["hist"].sum() >= conf.sum() > 0 else None
-        real = {k: _num(v) for k, v in metrics(conf, hist, self.cal.positive).items()}
+        conf = t["conf"]
         est = rec["estimated"]
         err = {m: est[m] - real[m] for m in METRICS if est.get(m) is not None and real.get(m) is not None}
         labelled = int(conf.sum())
@@ -356,3 +368,29 @@ class EstimationMonitor:
                                "done": bool(t["done"])} for t in st["tracked"])
         self._pending = [tuple(np.asarray(x, np.int64) for x in p) for p in st["pending"]]  # type: ignore[misc]
         self._errors.extend((float(a), float(b), int(c)) for a, b, c in st["errors"])
+
+
+def _realized_binary(conf: np.ndarray, hist: np.ndarray, positive: int) -> list[dict[str, Any]]:
+    """:func:`~detectors.estimation_fit.metrics` of realized binary windows (integer counts: confusion
+    ``(windows, pred, true)``, positives/negatives per score bin ``(windows, bins, 2)``; the AUC only where
+    every labelled outcome has its bin). Sums of counts and half-counts are exact, so these are the same
+    floats as one window at a time."""
+    neg = 1 - positive
+    tp, fp = conf[:, positive, positive].tolist(), conf[:, positive, neg].tolist()
+    fn, tn = conf[:, neg, positive].tolist(), conf[:, neg, neg].tolist()
+    e, f = hist[..., 0], hist[..., 1]
+    below = (e * (np.cumsum(f, axis=1) - 0.5 * f)).sum(axis=1).tolist()
+    pairs = (e.sum(axis=1) * f.sum(axis=1)).tolist()
+    binned = hist.sum(axis=(1, 2)).tolist()
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else math.nan
+
+    out = []
+    for i in range(len(conf)):
+        a, b, c, d = float(tp[i]), float(fp[i]), float(fn[i]), float(tn[i])
+        n = a + b + c + d
+        auc = ratio(below[i], pairs[i]) if binned[i] >= n > 0 else None
+        out.append({"accuracy": ratio(a + d, n), "precision": ratio(a, a + b), "recall": ratio(a, a + c),
+                    "f1": ratio(2 * a, 2 * a + b + c), "roc_auc": auc})
+    return out
