@@ -46,7 +46,7 @@ from detectors.calibration import normal_quantile, tail_quantile
 from detectors.class_codes import ClassCodes
 from detectors.config import DetectionConfig
 from detectors.estimation_common import estimate_alert, realize_complete
-from detectors.estimation_fit import METRICS, Calibration, metrics
+from detectors.estimation_fit import METRICS, Calibration, binary_estimates, metrics
 from detectors.estimation_regression import RegressionEstimationMonitor
 from detectors.hysteresis import Hysteresis
 from detectors.profile import ReferenceProfile
@@ -77,6 +77,7 @@ class EstimationMonitor:
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._errors: deque[tuple[float, float, int]] = deque(maxlen=config.estimation_gap_windows)
         self.records: list[dict[str, Any]] = []
+        self._plan: dict[str, Any] | None = None  # binary, count windows: the estimates of a fold's full windows
         self._reset()
 
     @classmethod
@@ -97,6 +98,8 @@ class EstimationMonitor:
         self.hist = np.zeros((cal.k, cal.n_primary, 2)) if not cal.binary else np.zeros((cal.n_primary, 2))
         self.cells = np.zeros(2 * cal.n_primary, np.int64)  # binary: events per (predicted class, score bin)
         self.scored = 0
+        self._fresh = True  # nothing added to the window yet
+        self._est: dict[str, float | None] | None = None  # the window's estimate, when planned
 
     # windows ----------------------------------------------------------------------------------------------
     def columns(self, batches: list[EventBatch]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -130,6 +133,10 @@ class EstimationMonitor:
         """Add rows ``a:b`` of :meth:`columns` to the open window."""
         if cols is None:
             return
+        fresh, self._fresh, self._est = self._fresh, False, None
+        if fresh and self.cal.binary and self.config.window_ms is None and b - a == self.config.window:
+            self._planned(cols, a)
+            return
         cells, extra = cols[0][a:b], cols[1][a:b]
         if (cells < 0).any():
             ok = cells >= 0
@@ -149,6 +156,29 @@ class EstimationMonitor:
                 self.hist[c, :, 0] += e
                 self.hist[c, :, 1] += np.bincount(bins[:, c], minlength=cal.n_primary) - e
         self.scored += len(cells)
+
+    def _planned(self, cols: tuple[np.ndarray, np.ndarray], a: int) -> None:
+        """Rows ``a:a + window`` are a whole window: its counts and estimate from the plan of the batch's
+        whole windows from ``a`` on (made here on first use: the windows of a batch after the first are
+        whole, back to back)."""
+        size = self.config.window
+        plan = self._plan
+        if plan is None or plan["cols"] is not cols or a < plan["start"] or (a - plan["start"]) % size \
+                or (a - plan["start"]) // size >= len(plan["counts"]):
+            cal = self.cal
+            width = 2 * cal.n_primary
+            nw = (len(cols[0]) - a) // size
+            cells = cols[0][a: a + nw * size]
+            ok = cells >= 0
+            slot = np.repeat(np.arange(nw) * width, size)
+            counts = np.bincount((slot + cells)[ok], minlength=nw * width).reshape(nw, width)
+            plan = self._plan = {"cols": cols, "start": a, "counts": counts, "scored": counts.sum(axis=1).tolist(),
+                                 "est": [{k: _num(v) for k, v in est.items()}
+                                         for est in binary_estimates(cal, counts)]}
+        i = (a - plan["start"]) // size
+        self.cells = plan["counts"][i].copy()
+        self.scored = plan["scored"][i]
+        self._est = plan["est"][i]
 
     def _binary_sums(self) -> None:
         """Expected confusion and positives/negatives per bin of the window's cell counts."""
@@ -215,9 +245,11 @@ class EstimationMonitor:
         n = self.scored
         if n == 0:  # the model published no scores in this window: nothing to estimate or to record
             return []
-        if self.cal.binary:
-            self._binary_sums()
-        est = {k: _num(v) for k, v in metrics(self.conf, self.hist if n else None, self.cal.positive).items()}
+        est = self._est
+        if est is None:
+            if self.cal.binary:
+                self._binary_sums()
+            est = {k: _num(v) for k, v in metrics(self.conf, self.hist, self.cal.positive).items()}
         band = self.limits(n) if n else {}
         out: list[dict[str, Any]] = []
         tested = testable and n >= min(self.config.min_window_events, window["events"])
