@@ -78,6 +78,7 @@ class EstimationMonitor:
         self._errors: deque[tuple[float, float, int]] = deque(maxlen=config.estimation_gap_windows)
         self.records: list[dict[str, Any]] = []
         self._plan: dict[str, Any] | None = None  # binary, count windows: the estimates of a fold's full windows
+        self._bins_of: list[tuple[np.ndarray, np.ndarray]] = []  # binary: the last fold's score arrays, binned
         self._reset()
 
     @classmethod
@@ -118,7 +119,13 @@ class EstimationMonitor:
                      for b in batches]
             s1 = np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0], np.float64)
             ok = (codes >= 0) & np.isfinite(s1)
-            b1 = np.searchsorted(cal.edges[0], np.where(ok, s1, 0.0), side="right")
+            b1 = np.searchsorted(cal.edges[0], s1, side="right")
+            # the outcomes of these predictions often come with the same score arrays: bin them once
+            self._bins_of, off = [], 0
+            for bt, x in zip(batches, parts, strict=True):
+                if bt.scores is not None and bt.scores.get(cols[0]) is x:
+                    self._bins_of.append((x, b1[off: off + len(x)]))
+                off += len(x)
             return np.where(ok, codes * cal.n_primary + b1, -1), np.empty((0, 0))
         parts = [np.column_stack([b.scores[c] if b.scores and c in b.scores else np.full(len(b), np.nan)
                                   for c in cols]) for b in batches]
@@ -298,8 +305,12 @@ class EstimationMonitor:
         lab, _ = self.index.lookup(batch.label)
         b = np.full(len(batch), -1, np.int64)
         if self.cal.binary and batch.scores and self.cal.score_columns[0] in batch.scores:
-            s = np.asarray(batch.scores[self.cal.score_columns[0]], np.float64)
-            b = np.where(np.isfinite(s), self.cal.bins(s[:, None])[0], -1)
+            raw = batch.scores[self.cal.score_columns[0]]
+            s = np.asarray(raw, np.float64)
+            bins = next((b for x, b in self._bins_of if x is raw and len(b) == len(s)), None)
+            if bins is None:
+                bins = self.cal.bins(s[:, None])[0]
+            b = np.where(np.isfinite(s), bins, -1)
         self._assign(np.asarray(batch.timestamps, np.int64), pred, lab, b)
 
     def _assign(self, ts: np.ndarray, pred: np.ndarray, lab: np.ndarray, b: np.ndarray) -> None:
@@ -315,20 +326,25 @@ class EstimationMonitor:
             if sum(len(p[0]) for p in self._pending) > 4 * max(self.config.window, 1000):
                 self._pending.pop(0)  # labels far ahead of their predictions: keep the buffer bounded
         keep = ~later & (ts >= start)
-        if not keep.any():
-            return
+        if not keep.all():
+            if not keep.any():
+                return
+            w, pred, lab, b = w[keep], pred[keep], lab[keep], b[keep]
         k, nb, nw = self.cal.k, self.cal.n_primary, len(ends)
-        w, pred, lab, b = w[keep], pred[keep], lab[keep], b[keep]
         labelled = np.bincount(w, minlength=nw)
         ok = (pred >= 0) & (lab >= 0)
-        conf = np.bincount((w[ok] * k + pred[ok]) * k + lab[ok], minlength=nw * k * k).reshape(nw, k, k)
+        cells = (w * k + pred) * k + lab
+        conf = np.bincount(cells if ok.all() else cells[ok], minlength=nw * k * k).reshape(nw, k, k)
         okb = ok & (b >= 0)
-        hist = np.bincount((w[okb] * nb + b[okb]) * 2 + (lab[okb] != self.cal.positive),
-                           minlength=nw * nb * 2).reshape(nw, nb, 2) if okb.any() else None
+        hist = None
+        if okb.any():
+            bins = (w * nb + b) * 2 + (lab != self.cal.positive)
+            hist = np.bincount(bins if okb.all() else bins[okb], minlength=nw * nb * 2).reshape(nw, nb, 2)
         hit = np.flatnonzero(labelled).tolist()
+        counts = labelled.tolist()
         for i in hit:
             t = self._tracked[i]
-            t["labelled"] += int(labelled[i])
+            t["labelled"] += counts[i]
             t["conf"] += conf[i]
             if hist is not None:
                 t["hist"] += hist[i]
