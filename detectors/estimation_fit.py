@@ -240,7 +240,7 @@ def binary_estimates(cal: Calibration, counts: np.ndarray) -> list[dict[str, Any
     >>> fit = {"classes": ["0", "1"], "positive": 1, "score_columns": ["1"], "edges": [[0.5]],
     ...        "probs": [[0.2, 0.9]], "rows": 100}
     >>> [round(v, 3) for v in binary_estimates(Calibration(fit), np.array([[3, 0, 0, 7]]))[0].values()]
-    [0.87, 0.9, 0.926, 0.913, 0.85]
+    [0.87, 0.9, 0.913, 0.906, 0.844]
     """
     pos = cal.positive
     assert cal.binary and pos is not None
