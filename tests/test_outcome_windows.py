@@ -96,7 +96,8 @@ def test_outcome_records_do_not_depend_on_batch_sizes() -> None:
             b = slice(pos, min(n, pos + sizes[i % len(sizes)]))
             out += mon.observe(OutcomeBatch(ids=t[b].astype(str).astype(object), timestamps=t[b],
                                             label_timestamps=t[b], prediction=pred[b], label=label[b],
-                                            scores={"1": score[b]}))
+                                            scores={"1": score[b]}, partitions=np.full(b.stop - b.start, -1),
+                                            offsets=t[b]))
             pos, i = b.stop, i + 1
         return out, mon.records
 
