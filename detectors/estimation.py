@@ -43,10 +43,10 @@ import numpy as np
 
 from detectors.batch import EventBatch, OutcomeBatch
 from detectors.calibration import normal_quantile, tail_quantile
+from detectors.class_codes import ClassCodes
 from detectors.config import DetectionConfig
-from detectors.encoding import CategoryIndex
 from detectors.estimation_common import estimate_alert, realize_complete
-from detectors.estimation_fit import METRICS, Calibration, metrics
+from detectors.estimation_fit import METRICS, Calibration, binary_estimates, metrics
 from detectors.estimation_regression import RegressionEstimationMonitor
 from detectors.hysteresis import Hysteresis
 from detectors.profile import ReferenceProfile
@@ -68,14 +68,17 @@ class EstimationMonitor:
         self.metrics = list(config.estimation_metrics)
         self.alpha = alpha / 2 / max(len(self.metrics), 1)  # two-sided, split over the alerting metrics
         self._z = normal_quantile(self.alpha)
-        self.index = CategoryIndex(cal.classes)
+        self.index = ClassCodes(cal.classes)
         self.hyst = {m: Hysteresis(config.fire_after, config.resolve_after) for m in self.metrics}
         self.rng = np.random.default_rng(config.seed + 18)
         self._limits: dict[int, dict[str, tuple[float, float, float]]] = {}
+        self._limits_of_n: dict[int, dict[str, tuple[float, float, float]]] = {}  # by size, of cached bands
         self._tracked: deque[dict[str, Any]] = deque()
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._errors: deque[tuple[float, float, int]] = deque(maxlen=config.estimation_gap_windows)
         self.records: list[dict[str, Any]] = []
+        self._plan: dict[str, Any] | None = None  # binary, count windows: the estimates of a fold's full windows
+        self._bins_of: list[tuple[np.ndarray, np.ndarray]] = []  # binary: the last fold's score arrays, binned
         self._reset()
 
     @classmethod
@@ -96,6 +99,8 @@ class EstimationMonitor:
         self.hist = np.zeros((cal.k, cal.n_primary, 2)) if not cal.binary else np.zeros((cal.n_primary, 2))
         self.cells = np.zeros(2 * cal.n_primary, np.int64)  # binary: events per (predicted class, score bin)
         self.scored = 0
+        self._fresh = True  # nothing added to the window yet
+        self._est: dict[str, float | None] | None = None  # the window's estimate, when planned
 
     # windows ----------------------------------------------------------------------------------------------
     def columns(self, batches: list[EventBatch]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -107,27 +112,42 @@ class EstimationMonitor:
         cols = cal.score_columns
         if not any(b.scores and cols[0] in b.scores for b in batches):
             return None
-        parts = [np.column_stack([b.scores[c] if b.scores and c in b.scores else np.full(len(b), np.nan)
-                                  for c in cols]) for b in batches]
         pred = np.concatenate([b.prediction for b in batches]) if len(batches) > 1 else batches[0].prediction
         codes, _ = self.index.lookup(pred)
+        if cal.binary:  # one score column: its bin is the cell's
+            parts = [b.scores[cols[0]] if b.scores and cols[0] in b.scores else np.full(len(b), np.nan)
+                     for b in batches]
+            s1 = np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0], np.float64)
+            ok = (codes >= 0) & np.isfinite(s1)
+            b1 = np.searchsorted(cal.edges[0], s1, side="right")
+            # the outcomes of these predictions often come with the same score arrays: bin them once
+            self._bins_of, off = [], 0
+            for bt, x in zip(batches, parts, strict=True):
+                if bt.scores is not None and bt.scores.get(cols[0]) is x:
+                    self._bins_of.append((x, b1[off: off + len(x)]))
+                off += len(x)
+            return np.where(ok, codes * cal.n_primary + b1, -1), np.empty((0, 0))
+        parts = [np.column_stack([b.scores[c] if b.scores and c in b.scores else np.full(len(b), np.nan)
+                                  for c in cols]) for b in batches]
         s = np.concatenate(parts) if len(parts) > 1 else parts[0]
         ok = (codes >= 0) & (np.isfinite(s[:, 0]) if s.shape[1] == 1 else np.isfinite(s).all(axis=1))
         s = np.where(ok[:, None], s, 0.0)
         bins = cal.bins(s)
         cells = np.where(ok, codes * cal.n_primary + cal.primary_bins(s, np.maximum(codes, 0), bins), -1)
-        if cal.binary:
-            return cells, np.empty((0, 0))
         return cells, np.column_stack([cal.probabilities(s, bins), *bins])
 
     def add(self, cols: tuple[np.ndarray, np.ndarray] | None, a: int, b: int) -> None:
         """Add rows ``a:b`` of :meth:`columns` to the open window."""
         if cols is None:
             return
+        fresh, self._fresh, self._est = self._fresh, False, None
+        if fresh and self.cal.binary and self.config.window_ms is None and b - a == self.config.window:
+            self._planned(cols, a)
+            return
         cells, extra = cols[0][a:b], cols[1][a:b]
         if (cells < 0).any():
             ok = cells >= 0
-            cells, extra = cells[ok], extra[ok]
+            cells, extra = cells[ok], extra[ok] if len(extra) else extra
         if not len(cells):
             return
         cal = self.cal
@@ -143,6 +163,29 @@ class EstimationMonitor:
                 self.hist[c, :, 0] += e
                 self.hist[c, :, 1] += np.bincount(bins[:, c], minlength=cal.n_primary) - e
         self.scored += len(cells)
+
+    def _planned(self, cols: tuple[np.ndarray, np.ndarray], a: int) -> None:
+        """Rows ``a:a + window`` are a whole window: its counts and estimate from the plan of the batch's
+        whole windows from ``a`` on (made here on first use: the windows of a batch after the first are
+        whole, back to back)."""
+        size = self.config.window
+        plan = self._plan
+        if plan is None or plan["cols"] is not cols or a < plan["start"] or (a - plan["start"]) % size \
+                or (a - plan["start"]) // size >= len(plan["counts"]):
+            cal = self.cal
+            width = 2 * cal.n_primary
+            nw = (len(cols[0]) - a) // size
+            cells = cols[0][a: a + nw * size]
+            ok = cells >= 0
+            slot = np.repeat(np.arange(nw) * width, size)
+            counts = np.bincount((slot + cells)[ok], minlength=nw * width).reshape(nw, width)
+            plan = self._plan = {"cols": cols, "start": a, "counts": counts, "scored": counts.sum(axis=1).tolist(),
+                                 "est": [{k: _num(v) for k, v in est.items()}
+                                         for est in binary_estimates(cal, counts)]}
+        i = (a - plan["start"]) // size
+        self.cells = plan["counts"][i].copy()
+        self.scored = plan["scored"][i]
+        self._est = plan["est"][i]
 
     def _binary_sums(self) -> None:
         """Expected confusion and positives/negatives per bin of the window's cell counts."""
@@ -160,9 +203,13 @@ class EstimationMonitor:
         """Per metric, the alert band ``(lo, hi)`` of the estimate on windows of ``n`` scored events under no
         change, and the realized metric's sampling error on such windows (NannyML's confidence band is the
         estimate plus or minus three of them)."""
+        lim = self._limits_of_n.get(n)
+        if lim is not None:
+            return lim
         key = int(float(f"{n:.2g}"))  # event-time windows vary in size: two significant digits are enough
         lim = self._limits.get(key)
         if lim is not None:
+            self._limits_of_n[n] = lim
             return lim
         cal = self.cal
         p = cal.cells / cal.cells.sum()
@@ -197,7 +244,7 @@ class EstimationMonitor:
             r = np.asarray(real[m])
             lim[m] = (min(lo, ref - d), max(hi, ref + d), float(np.std(r[np.isfinite(r)])))
         if len(self._limits) < 64:
-            self._limits[key] = lim
+            self._limits[key] = self._limits_of_n[n] = lim
         return lim
 
     def close(self, window: dict[str, Any], src: tuple[int, int, int], testable: bool) -> list[dict[str, Any]]:
@@ -205,9 +252,11 @@ class EstimationMonitor:
         n = self.scored
         if n == 0:  # the model published no scores in this window: nothing to estimate or to record
             return []
-        if self.cal.binary:
-            self._binary_sums()
-        est = {k: _num(v) for k, v in metrics(self.conf, self.hist if n else None, self.cal.positive).items()}
+        est = self._est
+        if est is None:
+            if self.cal.binary:
+                self._binary_sums()
+            est = {k: _num(v) for k, v in metrics(self.conf, self.hist, self.cal.positive).items()}
         band = self.limits(n) if n else {}
         out: list[dict[str, Any]] = []
         tested = testable and n >= min(self.config.min_window_events, window["events"])
@@ -233,7 +282,7 @@ class EstimationMonitor:
         while len(self._tracked) > TRACKED:
             old = self._tracked.popleft()
             if not old["done"] and old["labelled"] >= MIN_REALIZED:
-                self._realize(old)
+                self._realize([old])
         if self._pending:
             pend, self._pending = self._pending, []
             for ts, pred, lab, b in pend:
@@ -256,8 +305,12 @@ class EstimationMonitor:
         lab, _ = self.index.lookup(batch.label)
         b = np.full(len(batch), -1, np.int64)
         if self.cal.binary and batch.scores and self.cal.score_columns[0] in batch.scores:
-            s = np.asarray(batch.scores[self.cal.score_columns[0]], np.float64)
-            b = np.where(np.isfinite(s), self.cal.bins(s[:, None])[0], -1)
+            raw = batch.scores[self.cal.score_columns[0]]
+            s = np.asarray(raw, np.float64)
+            bins = next((b for x, b in self._bins_of if x is raw and len(b) == len(s)), None)
+            if bins is None:
+                bins = self.cal.bins(s[:, None])[0]
+            b = np.where(np.isfinite(s), bins, -1)
         self._assign(np.asarray(batch.timestamps, np.int64), pred, lab, b)
 
     def _assign(self, ts: np.ndarray, pred: np.ndarray, lab: np.ndarray, b: np.ndarray) -> None:
@@ -273,31 +326,48 @@ class EstimationMonitor:
             if sum(len(p[0]) for p in self._pending) > 4 * max(self.config.window, 1000):
                 self._pending.pop(0)  # labels far ahead of their predictions: keep the buffer bounded
         keep = ~later & (ts >= start)
-        if not keep.any():
-            return
+        if not keep.all():
+            if not keep.any():
+                return
+            w, pred, lab, b = w[keep], pred[keep], lab[keep], b[keep]
         k, nb, nw = self.cal.k, self.cal.n_primary, len(ends)
-        w, pred, lab, b = w[keep], pred[keep], lab[keep], b[keep]
         labelled = np.bincount(w, minlength=nw)
         ok = (pred >= 0) & (lab >= 0)
-        conf = np.bincount((w[ok] * k + pred[ok]) * k + lab[ok], minlength=nw * k * k).reshape(nw, k, k)
+        cells = (w * k + pred) * k + lab
+        conf = np.bincount(cells if ok.all() else cells[ok], minlength=nw * k * k).reshape(nw, k, k)
         okb = ok & (b >= 0)
-        hist = np.bincount((w[okb] * nb + b[okb]) * 2 + (lab[okb] != self.cal.positive),
-                           minlength=nw * nb * 2).reshape(nw, nb, 2) if okb.any() else None
+        hist = None
+        if okb.any():
+            bins = (w * nb + b) * 2 + (lab != self.cal.positive)
+            hist = np.bincount(bins if okb.all() else bins[okb], minlength=nw * nb * 2).reshape(nw, nb, 2)
         hit = np.flatnonzero(labelled).tolist()
+        counts = labelled.tolist()
         for i in hit:
             t = self._tracked[i]
-            t["labelled"] += int(labelled[i])
+            t["labelled"] += counts[i]
             t["conf"] += conf[i]
             if hist is not None:
                 t["hist"] += hist[i]
-        realize_complete(self._tracked, self._realize)
+        complete: list[dict[str, Any]] = []
+        realize_complete(self._tracked, complete.append)
+        self._realize(complete)
 
-    def _realize(self, t: dict[str, Any]) -> None:
-        t["done"] = True
+    def _realize(self, ts: list[dict[str, Any]]) -> None:
+        """Realized records of the fully labelled windows ``ts``, in order (their metrics computed at once)."""
+        if not ts:
+            return
+        if self.cal.binary:
+            reals = _realized_binary(np.stack([t["conf"] for t in ts]), np.stack([t["hist"] for t in ts]),
+                                     self.cal.positive)
+        else:
+            reals = [metrics(t["conf"].astype(np.float64), None, self.cal.positive) for t in ts]
+        for t, real in zip(ts, reals, strict=True):
+            t["done"] = True
+            self._realized(t, {k: _num(v) for k, v in real.items()})
+
+    def _realized(self, t: dict[str, Any], real: dict[str, float | None]) -> None:
         rec = t["rec"]
-        conf = t["conf"].astype(np.float64)
-        hist = t["hist"] if self.cal.binary and t["hist"].sum() >= conf.sum() > 0 else None
-        real = {k: _num(v) for k, v in metrics(conf, hist, self.cal.positive).items()}
+        conf = t["conf"]
         est = rec["estimated"]
         err = {m: est[m] - real[m] for m in METRICS if est.get(m) is not None and real.get(m) is not None}
         labelled = int(conf.sum())
@@ -346,3 +416,29 @@ class EstimationMonitor:
                                "done": bool(t["done"])} for t in st["tracked"])
         self._pending = [tuple(np.asarray(x, np.int64) for x in p) for p in st["pending"]]  # type: ignore[misc]
         self._errors.extend((float(a), float(b), int(c)) for a, b, c in st["errors"])
+
+
+def _realized_binary(conf: np.ndarray, hist: np.ndarray, positive: int) -> list[dict[str, Any]]:
+    """:func:`~detectors.estimation_fit.metrics` of realized binary windows (integer counts: confusion
+    ``(windows, pred, true)``, positives/negatives per score bin ``(windows, bins, 2)``; the AUC only where
+    every labelled outcome has its bin). Sums of counts and half-counts are exact, so these are the same
+    floats as one window at a time."""
+    neg = 1 - positive
+    tp, fp = conf[:, positive, positive].tolist(), conf[:, positive, neg].tolist()
+    fn, tn = conf[:, neg, positive].tolist(), conf[:, neg, neg].tolist()
+    e, f = hist[..., 0], hist[..., 1]
+    below = (e * (np.cumsum(f, axis=1) - 0.5 * f)).sum(axis=1).tolist()
+    pairs = (e.sum(axis=1) * f.sum(axis=1)).tolist()
+    binned = hist.sum(axis=(1, 2)).tolist()
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else math.nan
+
+    out = []
+    for i in range(len(conf)):
+        a, b, c, d = float(tp[i]), float(fp[i]), float(fn[i]), float(tn[i])
+        n = a + b + c + d
+        auc = ratio(below[i], pairs[i]) if binned[i] >= n > 0 else None
+        out.append({"accuracy": ratio(a + d, n), "precision": ratio(a, a + b), "recall": ratio(a, a + c),
+                    "f1": ratio(2 * a, 2 * a + b + c), "roc_auc": auc})
+    return out

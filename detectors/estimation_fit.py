@@ -209,17 +209,53 @@ def metrics(conf: np.ndarray, hist: np.ndarray | None, positive: int | None) -> 
 
 def _binary_metrics(conf: np.ndarray, hist: np.ndarray | None, positive: int) -> dict[str, Any]:
     """:func:`metrics` of one binary window in plain floats (the per-window hot path)."""
-    c = conf.tolist()
+    if hist is None:
+        return _binary_metrics_of(conf.tolist(), None, None, positive)
+    e, f = hist[:, 0], hist[:, 1]
+    return _binary_metrics_of(conf.tolist(), float(e @ (np.cumsum(f) - 0.5 * f)), float(e.sum()) * float(f.sum()),
+                              positive)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+def _binary_metrics_of(c: list[list[float]], below: float | None, pairs: float | None,
+                       positive: int) -> dict[str, Any]:
+    """The binary metrics of a confusion matrix (nested lists) and, for the AUC, the positive-negative pairs
+    ranked right (ties half) and all pairs."""
     neg = 1 - positive
     tp, fp, fn, tn = c[positive][positive], c[positive][neg], c[neg][positive], c[neg][neg]
     n = tp + fp + fn + tn
+    auc = None if below is None or pairs is None else _ratio(below, pairs)
+    return {"accuracy": _ratio(tp + tn, n), "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
+            "f1": _ratio(2 * tp, 2 * tp + fp + fn), "roc_auc": auc}
 
-    def ratio(a: float, b: float) -> float:
-        return a / b if b else math.nan
 
-    auc = None
-    if hist is not None:
-        e, f = hist[:, 0], hist[:, 1]
-        auc = ratio(float(e @ (np.cumsum(f) - 0.5 * f)), float(e.sum()) * float(f.sum()))
-    return {"accuracy": ratio(tp + tn, n), "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
-            "f1": ratio(2 * tp, 2 * tp + fp + fn), "roc_auc": auc}
+def binary_estimates(cal: Calibration, counts: np.ndarray) -> list[dict[str, Any]]:
+    """:func:`metrics` of binary windows given as cell counts (windows x cells), each window's expected
+    confusion and per-bin positives/negatives formed as for one window alone: products by the stacked matrix
+    product (one BLAS call per window, as for one window), sums of counts, the bins' columns kept strided.
+
+    >>> fit = {"classes": ["0", "1"], "positive": 1, "score_columns": ["1"], "edges": [[0.5]],
+    ...        "probs": [[0.2, 0.9]], "rows": 100}
+    >>> [round(v, 3) for v in binary_estimates(Calibration(fit), np.array([[3, 0, 0, 7]]))[0].values()]
+    [0.87, 0.9, 0.913, 0.906, 0.844]
+    """
+    pos = cal.positive
+    assert cal.binary and pos is not None
+    m, nb = len(counts), cal.n_primary
+    c = counts.reshape(m, 2, nb).astype(np.float64)
+    p = cal.probs[0]
+    e_pred = c @ p
+    conf = np.empty((m, 2, 2))
+    conf[:, :, pos] = e_pred
+    conf[:, :, 1 - pos] = c.sum(axis=2) - e_pred
+    per_bin = c.sum(axis=1)
+    hist = np.empty((m, nb, 2))
+    hist[:, :, 0] = per_bin * p
+    hist[:, :, 1] = per_bin - hist[:, :, 0]
+    e, f = hist[:, :, 0], hist[:, :, 1]
+    below = (e[:, None, :] @ (np.cumsum(f, axis=1) - 0.5 * f)[:, :, None])[:, 0, 0].tolist()
+    pairs = [float(a) * float(b) for a, b in zip(e.sum(axis=1).tolist(), f.sum(axis=1).tolist(), strict=True)]
+    return [_binary_metrics_of(cw, below[i], pairs[i], pos) for i, cw in enumerate(conf.tolist())]

@@ -7,8 +7,9 @@ that stream event by event; a detected change fires ``concept_drift`` at once, w
 window's accuracy / F1 / AUC (or MAE / RMSE) is compared with the reference performance: a significant
 change beyond a minimum effect fires ``performance``, again with its direction.
 
-Per-window buffers hold at most one window of outcomes, and metrics are computed once per closed window
-from them, so results do not depend on how outcomes were chunked.
+Buffers hold at most one window of outcomes; the windows a batch closes get their metrics all at once (row-wise
+over the windows, the same floats as one window at a time), so results do not depend on how outcomes were
+chunked.
 
 >>> import pandas as pd
 >>> from detectors.profile import build_profile
@@ -37,10 +38,10 @@ import numpy as np
 from detectors import river_state
 from detectors.batch import OutcomeBatch
 from detectors.calibration import binomial_floor, binomial_limit, normal_quantile
+from detectors.class_codes import ClassCodes
 from detectors.config import DetectionConfig
-from detectors.encoding import CategoryIndex
 from detectors.hysteresis import Hysteresis
-from detectors.performance_metrics import classification_metrics, regression_metrics
+from detectors.performance_metrics import window_classification_metrics, window_regression_metrics
 from detectors.profile import ReferenceProfile
 from detectors.river_drift import detector_class
 from detectors.values import canon
@@ -72,7 +73,7 @@ class OutcomeMonitor:
         self.alpha = alpha
         self.window = config.outcome_window or config.window
         self.regression = profile.task == "regression"
-        self.classes = CategoryIndex(profile.classes)
+        self.classes = ClassCodes(profile.classes)
         self.positive = profile.classes.index(profile.positive_class) if profile.positive_class else None
         perf = profile.performance or {}
         self.reference = {k: v for k, v in perf.items() if v is not None}
@@ -152,61 +153,100 @@ class OutcomeMonitor:
 
     # feeding ----------------------------------------------------------------------------------------------
     def observe(self, batch: OutcomeBatch) -> list[dict[str, Any]]:
-        """Feed joined outcomes; returns transition records (turned into alerts by the caller)."""
+        """Feed joined outcomes; returns transition records (turned into alerts by the caller).
+
+        The whole batch is handled at once: errors, the detector's scan, and the metrics of every outcome
+        window it closes (row-wise over the windows); detections and window closes then run in order."""
         out: list[dict[str, Any]] = []
         n = len(batch)
-        pos = 0
-        while pos < n:
-            take = min(n - pos, self.window - self.win["n"])
-            sl = slice(pos, pos + take)
-            pos += take
-            self._segment(batch, sl, out)
+        ev = self._errors(batch, slice(0, n))
+        ok = ev["ok"]
+        idx = np.flatnonzero(ok)
+        m = len(idx)
+        self.dropped += n - m
+        if m == 0:
+            return out
+        cols = {k: v if m == n else v[idx] for k, v in ev.items() if k != "ok"}
+        errs = cols["err"]
+        ts = batch.label_timestamps
+        parts = batch.partitions if len(batch.partitions) else np.full(n, -1, np.int64)
+        offs = batch.offsets if len(batch.offsets) else np.arange(n, dtype=np.int64)
+        size, base, done = self.window, self.win["n"], self.outcomes
+        hits = self._scan(errs)
+        recent = np.concatenate([self._ring, errs])
+        lag = len(self._ring)
+        closing = (base + m) // size
+        stats = self._window_stats(cols, closing) if closing else []
+        h = 0
+        for r in range(closing + 1):
+            lo, hi = max(r * size - base, 0), min((r + 1) * size - base, m)
+            if lo >= hi:
+                break
+            w = self.win
+            if w["n"] == 0:
+                w["start"] = int(ts[idx[lo]])
+                w["first"] = (int(parts[idx[lo]]), int(offs[idx[lo]]))
+            while h < len(hits) and hits[h][0] < hi:
+                i, s_i, k_i = hits[h]
+                h += 1
+                j = int(idx[i])
+                last = recent[max(lag + i + 1 - RECENT, 0): lag + i + 1]
+                after = float(last.mean())
+                rest = k_i - len(last)
+                before = float((s_i - last.sum()) / rest) if rest > 0 else float(s_i / k_i)
+                self.detections += 1
+                w["detections"] += 1
+                direction = "degradation" if after >= before else "improvement"
+                status = self.concept.update(True, direction)
+                if status is not None:
+                    out.append(self._concept_record(status, direction, before, after, j, ts, parts, offs,
+                                                    w["n"] + i - lo + 1, done + i + 1))
+            w["n"] += hi - lo
+            w["end"] = int(ts[idx[hi - 1]])
+            w["last"] = (int(parts[idx[hi - 1]]), int(offs[idx[hi - 1]]))
+            if r < closing:
+                out.extend(self._close(*stats[r]))
+        self._ring = recent[-RECENT:].copy()
+        self.outcomes += m
+        rest_at = closing * size - base
+        if rest_at < m:
+            for k, v in cols.items():
+                if closing:
+                    self.buf[k] = [v[rest_at:]]
+                else:
+                    self.buf[k].append(v)
         return out
 
-    def _segment(self, batch: OutcomeBatch, sl: slice, out: list[dict[str, Any]]) -> None:
-        ev = self._errors(batch, sl)
-        ok = ev["ok"]
-        idx = np.flatnonzero(ok) + sl.start
-        self.dropped += int(len(ok) - len(idx))
-        if len(idx) == 0:
-            return
-        ts = batch.label_timestamps
-        parts = batch.partitions if len(batch.partitions) else np.full(len(batch), -1, np.int64)
-        offs = batch.offsets if len(batch.offsets) else np.arange(len(batch), dtype=np.int64)
-        if self.win["n"] == 0:
-            self.win["start"] = int(ts[idx[0]])
-            self.win["first"] = (int(parts[idx[0]]), int(offs[idx[0]]))
-        errs = ev["err"][ok]
-        base_n = self.win["n"]
-        for i, s_i, k_i in self._scan(errs.tolist()):
-            j = int(idx[i])
-            recent = np.concatenate([self._ring, errs[: i + 1]])[-RECENT:]
-            after = float(recent.mean())
-            rest = k_i - len(recent)
-            before = float((s_i - recent.sum()) / rest) if rest > 0 else float(s_i / k_i)
-            self.detections += 1
-            self.win["detections"] += 1
-            direction = "degradation" if after >= before else "improvement"
-            status = self.concept.update(True, direction)
-            if status is not None:
-                out.append(self._concept_record(status, direction, before, after, j, ts, parts, offs,
-                                                base_n + i + 1))
-        self._ring = np.concatenate([self._ring, errs])[-RECENT:]
-        m = len(idx)
-        self.win["n"] += m
-        self.outcomes += m
-        self.win["end"] = int(ts[idx[-1]])
-        self.win["last"] = (int(parts[idx[-1]]), int(offs[idx[-1]]))
-        self.buf["err"].append(errs)
+    def _window_stats(self, cols: dict[str, np.ndarray], closing: int) -> list[tuple[dict[str, Any], float]]:
+        """Metrics and mean error of the ``closing`` outcome windows made of the buffered outcomes followed
+        by ``cols`` (the batch's joined outcomes), computed for all windows at once."""
+        size = self.window
+        take = closing * size - self.win["n"]
+
+        def rows(k: str) -> np.ndarray:
+            return np.concatenate([*self.buf[k], cols[k][:take]]).reshape(closing, size)
+
+        err = rows("err")
+        err_mean = np.mean(err, axis=1).tolist()
         if self.regression:
-            self.buf["e"].append(ev["e"][ok])
-        else:
-            self.buf["pred"].append(ev["pred"][ok])
-            self.buf["label"].append(ev["label"][ok])
-            if "score" in ev:
-                self.buf["score"].append(ev["score"][ok])
-        if self.win["n"] >= self.window:
-            out.extend(self._close())
+            metrics = window_regression_metrics(rows("e"))
+            return list(zip(metrics, err_mean, strict=True))
+        scores, scored = None, None
+        if "score" in cols:  # a window's AUC needs every outcome's score (earlier batches may have had none)
+            scored = np.ones(closing, bool)
+            buffered = sum(len(x) for x in self.buf["score"])
+            if buffered != self.win["n"]:
+                scored[0] = False
+                head = np.full(self.win["n"], np.nan)
+            else:
+                head = np.concatenate(self.buf["score"]) if buffered else np.zeros(0)
+            scores = np.concatenate([head, cols["score"][:take]]).reshape(closing, size)
+        metrics = window_classification_metrics(rows("pred"), rows("label"), n_classes=len(self.profile.classes),
+                                                positive=self.positive, scores=scores, scored=scored)
+        for met, e in zip(metrics, err_mean, strict=True):
+            met["accuracy"] = float(1.0 - e)
+            met["error_rate"] = float(e)
+        return list(zip(metrics, err_mean, strict=True))
 
     @property
     def detector(self) -> Any:
@@ -215,11 +255,12 @@ class OutcomeMonitor:
             self._detector = make_detector(self.config)
         return self._detector
 
-    def _scan(self, xs: list[float]) -> list[tuple[int, float, int]]:
+    def _scan(self, errs: np.ndarray) -> list[tuple[int, float, int]]:
         """Run the River detector over the errors: ``(position, error sum, count)`` since the detector's
         last restart at each detection. This loop is the only per-event Python of the core."""
         det = self.detector
         s, k = self._sum, self._k
+        xs = errs.tolist()
         hits: list[tuple[int, float, int]] = []
         if isinstance(det, detector_class("ADWIN")) and hasattr(det, "_helper") and hasattr(det, "_reset"):
             # ADWIN's Rust core directly (River's wrapper adds ~0.3 us per event); River restarts ADWIN
@@ -231,7 +272,7 @@ class OutcomeMonitor:
             while pos < n:
                 hit = next(itertools.compress(itertools.count(pos), map(det._helper.update, xs[pos:])), None)
                 end = n if hit is None else hit + 1
-                s = float(np.cumsum(np.array([s, *xs[pos:end]]))[-1])
+                s = float(np.cumsum(np.concatenate(([s], errs[pos:end])))[-1])
                 k += end - pos
                 if hit is not None:
                     hits.append((hit, s, k))
@@ -256,7 +297,8 @@ class OutcomeMonitor:
                 "events": self.win["n"] if events is None else events}
 
     def _concept_record(self, status: str, direction: str, before: float, after: float, j: int,
-                        ts: np.ndarray, parts: np.ndarray, offs: np.ndarray, events: int) -> dict[str, Any]:
+                        ts: np.ndarray, parts: np.ndarray, offs: np.ndarray, events: int,
+                        outcomes: int) -> dict[str, Any]:
         stat = "scaled_abs_error" if self.regression else "error_rate"
         name = self.config.concept_detector.upper()
         if status == "firing":
@@ -272,25 +314,13 @@ class OutcomeMonitor:
             "event_time": int(ts[j]), "src": (int(parts[j]), first[1], int(offs[j])),
             "summary": summary,
             "evidence": {"level_before": before, "level_after": after, "detector": self.config.concept_detector,
-                         "outcomes": self.outcomes + events - self.win["n"]},
+                         "outcomes": outcomes},
         }
 
-    def _close(self) -> list[dict[str, Any]]:
+    def _close(self, metrics: dict[str, Any], err_mean: float) -> list[dict[str, Any]]:
+        """Close the full outcome window, given its metrics and mean error (see :meth:`_window_stats`)."""
         out: list[dict[str, Any]] = []
-        err = np.concatenate(self.buf["err"])
-        n = len(err)
-        if self.regression:
-            metrics = regression_metrics(np.concatenate(self.buf["e"]))
-        else:
-            pred = np.concatenate(self.buf["pred"])
-            label = np.concatenate(self.buf["label"])
-            score = np.concatenate(self.buf["score"]) if self.buf["score"] else None
-            if score is not None and len(score) != n:
-                score = None
-            metrics = classification_metrics(pred, label, n_classes=len(self.profile.classes),
-                                              positive=self.positive, scores=score)
-            metrics["accuracy"] = float(1.0 - err.mean())
-            metrics["error_rate"] = float(err.mean())
+        n = self.win["n"]
         lim = self._limits if n == self.window else self._performance_limits(n)
         cond, direction, stat, value, thr = False, None, None, None, None
         if lim is not None:
@@ -337,10 +367,10 @@ class OutcomeMonitor:
                 "monitor": "concept_drift", "feature": None, "status": "resolved",
                 "direction": self.concept.direction, "detector": self.config.concept_detector,
                 "statistic": "scaled_abs_error" if self.regression else "error_rate",
-                "value": float(err.mean()), "threshold": None, "threshold_kind": "dynamic", "window": win,
+                "value": err_mean, "threshold": None, "threshold_kind": "dynamic", "window": win,
                 "event_time": self.win["end"], "src": src,
                 "summary": f"concept drift resolved: no change detected in {self.config.resolve_after} outcome windows",
-                "evidence": {"level": float(err.mean())},
+                "evidence": {"level": err_mean},
             }
             out.append(rec)
         self.records.append({
