@@ -26,7 +26,7 @@ from detectors.profile import ReferenceProfile
 from detectors.window_tests import WindowTests
 from stream.backtest.arrow_chunks import iter_arrow_chunks
 from stream.backtest.chunk_batches import ChunkColumns
-from stream.backtest.reader_process import main_script_hidden
+from stream.backtest.main_script import main_script_hidden
 
 AHEAD = 4  # chunks the child may count ahead of the replay
 MIN_CHUNKS = 4  # files with fewer chunks are counted in the replaying process (the child takes ~0.5 s to start)
