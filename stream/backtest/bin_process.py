@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ def window_cuts(first_row: int, n: int, window: int) -> np.ndarray:
 class BinProcess:
     """A child process counting the slices of a parquet file's chunks (rows cut at multiples of ``window``) for
     a replay reading the same file in chunks of ``chunk_rows``; a context manager (the child is killed on exit).
-    :attr:`counted` and :attr:`missed` say how many chunks came from the child and how many the replay counted;
+    :attr:`counted` and :attr:`missed` say how many chunks came from the child and how many the replay counted,
+    :attr:`cpu` the child's CPU seconds;
     :attr:`patience` is how long :meth:`take` waits for the child (0: not at all; tests wait)."""
 
     patience = 0.0
@@ -57,6 +59,7 @@ class BinProcess:
         assert config.window_ms is None, "count windows only"
         self.args = (str(path), chunk_rows, columns, profile, config)
         self.counted = 0
+        self.cpu = 0.0  # the child's CPU seconds, as of its last message
         self.missed = 0
         self.failed: str | None = None
         self._proc: Any = None
@@ -82,7 +85,8 @@ class BinProcess:
         self._next.value = first_row
         while self.failed is None:
             try:
-                kind, row, size, counts = self._q.get(timeout=self.patience) if self.patience else self._q.get_nowait()
+                kind, row, size, counts, self.cpu = (self._q.get(timeout=self.patience) if self.patience
+                                                     else self._q.get_nowait())
             except queue.Empty:
                 if not self._proc.is_alive():
                     self._fail(f"exited with code {self._proc.exitcode}")
@@ -115,9 +119,6 @@ class BinProcess:
             self._q.cancel_join_thread()
             self._q.close()
 
-    def summary(self) -> dict[str, Any]:
-        return {"chunks_counted": self.counted, "chunks_counted_by_replay": self.missed, "failed": self.failed}
-
 
 def _bin_main(q: Any, passed: Any, path: str, chunk_rows: int, columns: ChunkColumns, profile: ReferenceProfile,
               config: DetectionConfig) -> None:
@@ -134,10 +135,10 @@ def _bin_main(q: Any, passed: Any, path: str, chunk_rows: int, columns: ChunkCol
                 batch = columns.batch(chunk, row, monitored_only=True)
                 counts = binner.batch_counts(batch, window_cuts(row, n, config.window))
                 most = int(np.diff(counts.cuts).max())  # no count exceeds its slice's rows
-                q.put(("chunk", row, n, counts.astype(np.min_scalar_type(most))))
+                q.put(("chunk", row, n, counts.astype(np.min_scalar_type(most)), time.process_time()))
             row += n
     except BaseException as err:  # noqa: BLE001 - the replay goes on without the child and says why
         with contextlib.suppress(Exception):
-            q.put(("error", -1, 0, f"{type(err).__name__}: {err}"))
+            q.put(("error", -1, 0, f"{type(err).__name__}: {err}", time.process_time()))
     q.close()
     q.join_thread()

@@ -220,6 +220,7 @@ class Replayer:
             "alpha_per_test": mon.tests.alpha,
             "reference_digest": mon.digest,
             "chunks_counted_ahead": 0 if self.binning is None else self.binning.counted,
+            "counting_cpu_seconds": 0.0 if self.binning is None else self.binning.cpu,
             "seconds": elapsed,
             "events_per_second": (self.rows / elapsed) if elapsed else None,
         }
