@@ -187,13 +187,23 @@ class ModelMonitor:
         return alerts
 
     def _slice_counts(self, batches: list[EventBatch], bounds: list[tuple[int, int]]) -> SliceCounts:
-        """The counts of the folded events' slices ``bounds``: added up from the batches' own (``binned``, when
-        every batch has them and they are cut at least as finely), else counted now."""
-        if all(b.binned is not None for b in batches):
-            counts = SliceCounts.join([b.binned for b in batches]).merge(bounds)  # type: ignore[misc]
-            if counts is not None:
-                return counts
-        return self.binner.counts(batches, bounds)
+        """The counts of the folded events' slices ``bounds``: a batch's own counts (``binned``, cut at least as
+        finely as the windows) added up, the other batches counted now."""
+        if all(b.binned is None for b in batches):
+            return self.binner.counts(batches, bounds)
+        parts, start = [], 0
+        for b in batches:
+            end = start + len(b)
+            if b.binned is not None:
+                parts.append(b.binned)
+            else:  # cut where the fold's slices are
+                inner = [a - start for a, _ in bounds if start < a < end]
+                parts.append(self.binner.batch_counts(b, np.array([0, *inner, end - start], np.int64)))
+            start = end
+        counts = SliceCounts.join(parts).merge(bounds)
+        if counts is None:
+            raise ValueError("a batch's counts are not cut at the monitor's window boundaries")
+        return counts
 
     def _fold_counts(self, counts: SliceCounts) -> list[WindowEvaluation]:
         """Count windows: add every slice's counts, and evaluate the windows they fill all at once (the open

@@ -91,3 +91,39 @@ def test_window_cuts_follow_the_rows_not_the_chunks() -> None:
     cuts = [window_cuts(a, 3_000, 1_000) + a for a in range(0, 9_000, 3_000)]
     assert np.unique(np.concatenate(cuts)).tolist() == list(range(0, 9_001, 1_000))
     assert window_cuts(2_500, 3_000, 1_000).tolist() == [0, 500, 1_500, 2_500, 3_000]
+
+
+def test_a_fold_of_counted_and_uncounted_batches_gives_the_same_alerts(files) -> None:
+    from detectors.batch import EventBatch
+    from detectors.binning import Binner
+    from detectors.monitor import ModelMonitor
+    from stream.backtest.bin_process import window_cuts
+
+    ref, ev = files
+    frame = pd.read_parquet(ev)
+    prof = build_profile(pd.read_parquet(ref), label="label", scores=["score"])
+    cfg = DetectionConfig(window=1_000)
+    feats = [c for c in frame.columns if c.startswith(("num_", "cat_"))]
+
+    def batches(counted: bool) -> list[EventBatch]:
+        binner, out = Binner(ModelMonitor(prof, cfg).tests), []
+        for i, a in enumerate(range(0, len(frame), 300)):  # 300-event batches: folds of several
+            part = frame.iloc[a:a + 300]
+            rows = range(a, a + len(part))
+            b = EventBatch.from_columns(ids=[str(r) for r in rows], timestamps=rows,
+                                        features={f: part[f].to_numpy() for f in feats},
+                                        prediction=part["prediction"].to_numpy(),
+                                        scores={"score": part["score"].to_numpy()})
+            if counted and i % 3:  # two batches in three counted elsewhere, without their features
+                b.binned = binner.batch_counts(b, window_cuts(a, len(part), 1_000))
+                b.features = {}
+            out.append(b)
+        return out
+
+    def alerts(bs: list[EventBatch]) -> bytes:
+        mon = ModelMonitor(prof, cfg)
+        return dumps_alerts([a for b in bs for a in mon.observe(b)])
+
+    plain = alerts(batches(False))
+    assert b'"data_drift"' in plain
+    assert alerts(batches(True)) == plain

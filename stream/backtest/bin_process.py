@@ -132,7 +132,7 @@ def _bin_main(q: Any, passed: Any, path: str, chunk_rows: int, columns: ChunkCol
         for chunk in iter_arrow_chunks(path, chunk_rows, columns=names):
             n = len(chunk)
             if row >= passed.value:
-                batch = columns.batch(chunk, row, monitored_only=True)
+                batch = columns.batch(chunk, row, events=False)
                 counts = binner.batch_counts(batch, window_cuts(row, n, config.window))
                 most = int(np.diff(counts.cuts).max())  # no count exceeds its slice's rows
                 q.put(("chunk", row, n, counts.astype(np.min_scalar_type(most)), time.process_time()))

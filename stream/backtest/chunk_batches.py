@@ -40,20 +40,20 @@ class ChunkColumns:
         if missing:
             raise ReplayError(f"rows {first_row}..{first_row + len(chunk) - 1} lack columns: {', '.join(missing)}")
 
-    def batch(self, chunk: Chunk, first_row: int, *, monitored_only: bool = False) -> EventBatch:
-        """The chunk's events, rows ``first_row...`` (``monitored_only``: without ids and event times, for
-        counting)."""
+    def batch(self, chunk: Chunk, first_row: int, *, events: bool = True, features: bool = True) -> EventBatch:
+        """The chunk's events, rows ``first_row...``; without ids and event times (``events=False``: for counting),
+        without features (``features=False``: counted elsewhere)."""
         r, n = self.roles, len(chunk)
         arrow = isinstance(chunk, ArrowChunk)
         values = self.values(chunk)
         rows = np.arange(first_row, first_row + n, dtype=np.int64)
-        if monitored_only:
+        if not events:
             ts, ids = rows, rows
         else:
             ts = chunk.times(r.timestamp, first_row) if arrow else event_times(chunk, r.timestamp, first_row)
             ids = rows if not r.id else (chunk.series(r.id) if arrow else chunk[r.id]).to_numpy(dtype=object)
         feats = {}
-        for f in r.features:
+        for f in r.features if features else ():
             codes = chunk.categorical(f) if arrow and f in self.coded else None
             if codes is not None:  # strings stay codes into their dictionary
                 feats[f] = codes

@@ -137,9 +137,9 @@ class Replayer:
             return
         a = self.rows
         self.columns.check(chunk, a)
-        batch = self.columns.batch(chunk, a)
-        if self.binning is not None:
-            batch.binned = self.binning.take(a, n)
+        counted = self.binning.take(a, n) if self.binning is not None else None
+        batch = self.columns.batch(chunk, a, features=counted is None)  # counted: its features are not needed
+        batch.binned = counted
         self._keep(self.monitor.observe(batch), 0)
         if r.label:
             label = as_column(self.columns.values(chunk)(r.label))
