@@ -39,48 +39,6 @@ def as_column(values: Sequence[Any] | np.ndarray) -> np.ndarray:
         return np.array(values, dtype=object)
 
 
-@dataclass
-class SliceCounts:
-    """Counts of the slices ``cuts[s]:cuts[s + 1]`` of some events (row offsets from 0 to their number):
-    numeric bins ``(slices, columns, bins)``, numeric type errors and values outside the valid domain
-    ``(slices, columns)``, categorical counts ``(slices, columns, bins)``."""
-
-    cuts: np.ndarray
-    num: np.ndarray
-    num_type: np.ndarray
-    num_domain: np.ndarray
-    cat: np.ndarray
-
-    @classmethod
-    def join(cls, parts: Sequence[SliceCounts]) -> SliceCounts:
-        """The slices of consecutive batches, one after the other."""
-        if len(parts) == 1:
-            return parts[0]
-        offsets = np.cumsum([0] + [int(p.cuts[-1]) for p in parts[:-1]])
-        cuts = np.concatenate([[0]] + [p.cuts[1:] + o for p, o in zip(parts, offsets, strict=True)])
-        return cls(cuts, *(np.concatenate([getattr(p, f) for p in parts])
-                           for f in ("num", "num_type", "num_domain", "cat")))
-
-    def astype(self, dtype: np.dtype | type) -> SliceCounts:
-        """The same counts in integers of ``dtype`` (a narrow type to send them, ``int64`` to add them up)."""
-        return SliceCounts(self.cuts, *(getattr(self, f).astype(dtype) for f in ("num", "num_type", "num_domain",
-                                                                                   "cat")))
-
-    def merge(self, bounds: Sequence[tuple[int, int]]) -> SliceCounts | None:
-        """The counts of the consecutive slices ``bounds`` (covering all rows), each the sum of the slices it
-        holds; None when a bound falls inside a slice."""
-        starts = np.array([a for a, _ in bounds], np.int64)
-        at = np.searchsorted(self.cuts, starts)
-        if (bounds[-1][1] != self.cuts[-1] or starts[0] != 0 or (at >= len(self.cuts) - 1).any()
-                or (self.cuts[at] != starts).any()):
-            return None
-        if len(at) == len(self.cuts) - 1:
-            return self
-        cuts = np.append(starts, bounds[-1][1])
-        return SliceCounts(cuts, *(np.add.reduceat(getattr(self, f), at, axis=0)
-                                   for f in ("num", "num_type", "num_domain", "cat")))
-
-
 @dataclass(slots=True)
 class EventBatch:
     """Prediction events of one model, in event order.
@@ -96,7 +54,6 @@ class EventBatch:
     scores: dict[str, np.ndarray] | None = None  # class -> probability, float64
     partitions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # int64, -1 for files
     offsets: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # int64 offset or file row
-    binned: SliceCounts | None = None  # its slices' counts, when counted ahead (:mod:`detectors.binning`)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from detectors.alert import make_alert
-from detectors.batch import EventBatch, OutcomeBatch, SliceCounts
-from detectors.binning import Binner
+from detectors.batch import EventBatch, OutcomeBatch
 from detectors.config import DetectionConfig
+from detectors.domains import count_outside_segments
+from detectors.encoding import FoldColumns
 from detectors.estimation import EstimationMonitor
 from detectors.horizons import WindowHistory
 from detectors.hysteresis import Hysteresis
@@ -61,7 +62,8 @@ class ModelMonitor:
         self.estimation = EstimationMonitor.create(profile, config, self.tests.alpha)
         self._est_cols: tuple[np.ndarray, np.ndarray] | None = None
         self.digest = profile.digest
-        self.binner = Binner(self.tests)
+        self._num_specs = [(c.role, c.name) for c in self.tests.num_cols]
+        self._cat_specs = [(c.role, c.name) for c in self.tests.cat_cols]
         self._hyst: dict[tuple[str, str | None], Hysteresis] = {}
         self._pending: list[EventBatch] = []
         self._pending_n = 0
@@ -141,8 +143,30 @@ class ModelMonitor:
             return self._fold()
         return []
 
+    def _column(self, b: EventBatch, role: str, name: str) -> np.ndarray | None:
+        if role == "feature":
+            return b.features.get(name)
+        if role == "prediction":
+            return b.prediction
+        return b.scores.get(name) if b.scores else None
+
+    def _gather(self, specs: list[tuple[str, str]], batches: list[EventBatch]) -> list[np.ndarray | None]:
+        out: list[np.ndarray | None] = []
+        for role, name in specs:
+            parts = [self._column(b, role, name) for b in batches]
+            if all(p is None for p in parts):
+                out.append(None)
+            elif len(parts) == 1:
+                out.append(parts[0])
+            else:
+                out.append(np.concatenate([p if p is not None else np.full(len(b), np.nan)
+                                           for p, b in zip(parts, batches, strict=True)]))
+        return out
+
     def _fold(self) -> list[dict[str, Any]]:
         batches, self._pending, self._pending_n = self._pending, [], 0
+        num = self._gather(self._num_specs, batches)
+        cat = self._gather(self._cat_specs, batches)
         ts = np.concatenate([b.timestamps for b in batches]) if len(batches) > 1 else batches[0].timestamps
         n = len(ts)
         parts_l, offs_l, base = [], [], self.events
@@ -162,7 +186,8 @@ class ModelMonitor:
                 bounds.append((pos, pos + take))
                 pos += take
                 filled = 0 if filled + take >= self.config.window else filled + take
-            evaluations = iter(self._fold_counts(self._slice_counts(batches, bounds)))
+            seg, fold = self._segments(num, cat, bounds), FoldColumns(num)
+            evaluations = iter(self._fold_counts(fold, seg, bounds))
             for s, (a, b) in enumerate(bounds):
                 self._place(s, a, b, ts, parts, offs)
                 if self._win["n"] >= self.config.window:
@@ -173,7 +198,7 @@ class ModelMonitor:
         self.late += int(np.sum(keys > raw))  # late events count into the open window
         cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
         bounds = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, n].tolist(), strict=True))
-        counts = self._slice_counts(batches, bounds)
+        seg, fold = self._segments(num, cat, bounds), FoldColumns(num)
         for s, (a, b) in enumerate(bounds):
             k = int(keys[a])
             if self._key is None:
@@ -182,36 +207,26 @@ class ModelMonitor:
                 if self._win["n"]:
                     alerts.extend(self._window_done())
                 self._key = k
-            self._add_counts(counts, s)
-            self._place(s, a, b, ts, parts, offs)
+            self._accumulate(fold, seg, s, a, b, ts, parts, offs)
         return alerts
 
-    def _slice_counts(self, batches: list[EventBatch], bounds: list[tuple[int, int]]) -> SliceCounts:
-        """The counts of the folded events' slices ``bounds``: a batch's own counts (``binned``, cut at least as
-        finely as the windows) added up, the other batches counted now."""
-        if all(b.binned is None for b in batches):
-            return self.binner.counts(batches, bounds)
-        parts, start = [], 0
-        for b in batches:
-            end = start + len(b)
-            if b.binned is not None:
-                parts.append(b.binned)
-            else:  # cut where the fold's slices are
-                inner = [a - start for a, _ in bounds if start < a < end]
-                parts.append(self.binner.batch_counts(b, np.array([0, *inner, end - start], np.int64)))
-            start = end
-        counts = SliceCounts.join(parts).merge(bounds)
-        if counts is None:
-            raise ValueError("a batch's counts are not cut at the monitor's window boundaries")
-        return counts
+    def _segments(self, num: list[np.ndarray | None], cat: list[np.ndarray | None], bounds: list[tuple[int, int]]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Categorical counts ``(slices, columns, bins)`` and numeric values outside the valid domain
+        ``(slices, columns)`` of each slice of the folded events, counted for all slices at once."""
+        starts = np.array([a for a, _ in bounds], np.int64)
+        ends = np.array([b for _, b in bounds], np.int64)
+        return (self.tests.cat.segment_counts(cat, starts, ends),
+                count_outside_segments(num, *self.tests.domain, starts, ends))
 
-    def _fold_counts(self, counts: SliceCounts) -> list[WindowEvaluation]:
+    def _fold_counts(self, fold: FoldColumns, seg: tuple[np.ndarray, np.ndarray], bounds: list[tuple[int, int]]
+                     ) -> list[WindowEvaluation]:
         """Count windows: add every slice's counts, and evaluate the windows they fill all at once (the open
         window's counts stay); :meth:`_place` then follows the same slices for the rest of the windows' state."""
         sealed, filled = [], self._win["n"]
-        for s, size in enumerate(np.diff(counts.cuts).tolist()):
-            self._add_counts(counts, s)
-            filled += size
+        for s, (a, b) in enumerate(bounds):
+            self._add_counts(fold, seg, s, a, b)
+            filled += b - a
             if filled >= self.config.window:
                 sealed.append(self._seal(filled))
                 filled = 0
@@ -226,11 +241,15 @@ class ModelMonitor:
         self._reset_counts()
         return closed
 
-    def _add_counts(self, counts: SliceCounts, s: int) -> None:
-        self._num_counts += counts.num[s]
-        self._num_type += counts.num_type[s]
-        self._num_domain += counts.num_domain[s]
-        self._cat_counts += counts.cat[s]
+    def _add_counts(self, fold: FoldColumns, seg: tuple[np.ndarray, np.ndarray], s: int, a: int, b: int) -> None:
+        self.tests.num.add_slice(self._num_counts, self._num_type, fold, a, b)
+        self._cat_counts += seg[0][s]
+        self._num_domain += seg[1][s]
+
+    def _accumulate(self, fold: FoldColumns, seg: tuple[np.ndarray, np.ndarray], s: int, a: int,
+                    b: int, ts: np.ndarray, parts: np.ndarray, offs: np.ndarray) -> None:
+        self._add_counts(fold, seg, s, a, b)
+        self._place(s, a, b, ts, parts, offs)
 
     def _place(self, s: int, a: int, b: int, ts: np.ndarray, parts: np.ndarray, offs: np.ndarray) -> None:
         """Slice ``s`` (rows ``a:b``) into the open window's state besides its counts: estimation inputs, events,

@@ -59,13 +59,10 @@ class ArrowChunk:
             c = self._categoricals[name] = _categorical(self.batch.column(name))
         return c or None
 
-    def prefetch(self, skip: frozenset[str] = frozenset(), max_dictionary: int = 1024) -> ArrowChunk:
+    def prefetch(self, max_dictionary: int = 1024) -> ArrowChunk:
         """Convert the columns with a fast path now (numbers; strings with at most ``max_dictionary``
-        distinct values; not those in ``skip``): the reader thread does it, mostly without the GIL, while the
-        replay detects."""
+        distinct values): the reader thread does it, mostly without the GIL, while the replay detects."""
         for name, col in zip(self.columns, self.batch.columns, strict=True):
-            if name in skip:
-                continue
             if not pa.types.is_dictionary(col.type) or len(col.dictionary) <= max_dictionary:
                 v = _core_values(col)
                 if v is not None:
@@ -129,11 +126,9 @@ def _core_values(col: pa.Array) -> np.ndarray | None:
     return None  # booleans with nulls (objects in pandas), dates, nested values...
 
 
-def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int = 2,
-                      columns: list[str] | None = None, lazy: frozenset[str] = frozenset()) -> Iterator[ArrowChunk]:
-    """The parquet file (``columns`` of it, default all) in chunks of at most ``chunk_rows`` rows, read up to
-    ``ahead`` chunks ahead in a thread, which also converts the columns but those ``lazy`` (converted when
-    used: a replay whose counting process reads them too); strings are read as dictionaries."""
+def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int = 2) -> Iterator[ArrowChunk]:
+    """The parquet file in chunks of at most ``chunk_rows`` rows, read up to ``ahead`` chunks ahead in a
+    thread; strings are read as dictionaries."""
     try:
         pf = pq.ParquetFile(path)
         strings = [f.name for f in pf.schema_arrow
@@ -156,8 +151,8 @@ def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int 
 
     def read() -> None:
         try:
-            for rb in pf.iter_batches(batch_size=chunk_rows, columns=columns):
-                if not put(ArrowChunk(rb).prefetch(lazy)):
+            for rb in pf.iter_batches(batch_size=chunk_rows):
+                if not put(ArrowChunk(rb).prefetch()):
                     return
             put(_DONE)
         except BaseException as err:  # handed to the consumer, raised there
@@ -178,16 +173,6 @@ def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int 
     finally:
         stop.set()
         reader.join()
-
-
-def parquet_shape(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
-    """The parquet file's rows and column names from its footer (none when it cannot be read: the reader says
-    why)."""
-    try:
-        pf = pq.ParquetFile(path)
-        return int(pf.metadata.num_rows), list(pf.schema_arrow.names)
-    except (OSError, ValueError):
-        return 0, []
 
 
 def _table_error(path: str | os.PathLike[str], err: Exception) -> TableError:

@@ -11,7 +11,6 @@ the same file twice gives byte-identical alert files (:func:`write_alerts`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import tomllib
@@ -26,19 +25,19 @@ import orjson
 import pandas as pd
 from pydantic import ValidationError
 
-from detectors.batch import OutcomeBatch, as_column
+from detectors.batch import EventBatch, OutcomeBatch, as_column
 from detectors.config import DetectionConfig
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.window_tests import calibration_key
-from stream.backtest.arrow_chunks import ArrowChunk, iter_arrow_chunks, parquet_shape
-from stream.backtest.bin_process import MIN_CHUNKS, BinProcess
-from stream.backtest.chunk_batches import ChunkColumns
+from stream.backtest.arrow_chunks import ArrowChunk, iter_arrow_chunks
 from stream.backtest.event_columns import (
     DEFAULT_ROLES,
     ReplayError,
     ReplayOptions,
     Roles,
+    column_values,
+    event_times,
     resolve_roles,
 )
 from stream.backtest.replay_cache import CalibrationCache, ProfileCache, sha256_file
@@ -104,7 +103,7 @@ class ReferenceFile:
 class Replayer:
     """Feeds chunks of an events table to one model monitor; :meth:`finish` returns the result."""
 
-    def __init__(self, monitor: ModelMonitor, roles: Roles, opts: ReplayOptions, binning: BinProcess | None = None):
+    def __init__(self, monitor: ModelMonitor, roles: Roles, opts: ReplayOptions):
         self.monitor = monitor
         self.roles = roles
         self.opts = opts
@@ -116,8 +115,8 @@ class Replayer:
         monitor.keep_records = opts.keep_windows
         self._carry: dict[str, np.ndarray] | None = None  # delayed labels not yet arrived
         self._last_ts = 0
-        self.columns = ChunkColumns.of(roles, opts.categorical, monitor.profile)
-        self.binning = binning  # counts the monitored columns' slices ahead, in a process of its own
+        self._cat = set(opts.categorical or [])
+        self._cat_profiled = {c for c in roles.features if monitor.profile.columns[c].kind == "categorical"}
 
     def _keep(self, alerts: list[dict[str, Any]], side: int) -> None:
         links = self.opts.links
@@ -136,16 +135,35 @@ class Replayer:
         if n == 0:
             return
         a = self.rows
-        self.columns.check(chunk, a)
-        counted = self.binning.take(a, n) if self.binning is not None else None
-        batch = self.columns.batch(chunk, a, features=counted is None)  # counted: its features are not needed
-        batch.binned = counted
+        missing = [c for c in r.features + r.scores + [x for x in (r.prediction, r.label) if x] if c not in chunk]
+        if missing:
+            raise ReplayError(f"rows {a}..{a + n - 1} lack columns: {', '.join(missing)}")
+        arrow = isinstance(chunk, ArrowChunk)
+        values = chunk.values if arrow else (lambda c: column_values(chunk[c]))
+        ts = chunk.times(r.timestamp, a) if arrow else event_times(chunk, r.timestamp, a)
+        rows = np.arange(a, a + n, dtype=np.int64)
+        ids = rows if not r.id else (chunk.series(r.id) if arrow else chunk[r.id]).to_numpy(dtype=object)
+        feats = {}
+        for f in r.features:
+            codes = chunk.categorical(f) if arrow and f in self._cat_profiled else None
+            if codes is not None:  # strings stay codes into their dictionary
+                feats[f] = codes
+                continue
+            v = values(f)
+            if f in self._cat and v.dtype.kind == "f":
+                v = (chunk.series(f) if arrow else chunk[f]).to_numpy(dtype=object, na_value=None)
+            feats[f] = v
+        pred = values(r.prediction) if r.prediction else np.full(n, np.nan)
+        scores = {s: _floats(values(s)) for s in r.scores} or None
+        parts = np.full(n, -1, np.int64)
+        batch = EventBatch(ids=ids, timestamps=ts, features=feats, prediction=pred, scores=scores,
+                           partitions=parts, offsets=rows)
         self._keep(self.monitor.observe(batch), 0)
         if r.label:
-            label = as_column(self.columns.values(chunk)(r.label))
-            self._outcomes(batch.ids, batch.timestamps, batch.prediction, label, batch.scores, batch.offsets)
+            label = as_column(values(r.label))
+            self._outcomes(ids, ts, pred, label, scores, rows)
         self.rows += n
-        self._last_ts = int(batch.timestamps[-1])
+        self._last_ts = int(ts[-1])
         self._drain()
         if self.opts.progress is not None:
             self.opts.progress(self.rows)
@@ -219,11 +237,14 @@ class Replayer:
             "tests_per_window": mon.tests.n_tests,
             "alpha_per_test": mon.tests.alpha,
             "reference_digest": mon.digest,
-            "chunks_counted_ahead": 0 if self.binning is None else self.binning.counted,
-            "counting_cpu_seconds": 0.0 if self.binning is None else self.binning.cpu,
             "seconds": elapsed,
             "events_per_second": (self.rows / elapsed) if elapsed else None,
         }
+
+
+def _floats(x: np.ndarray) -> np.ndarray:
+    """A score column as float64 (``None`` -> NaN)."""
+    return x if x.dtype.kind == "f" else np.array([np.nan if v is None else v for v in x], np.float64)
 
 
 def _concat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -252,13 +273,10 @@ def _single_model(chunk: pd.DataFrame | ArrowChunk) -> str | None:
 
 def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
                   reference: pd.DataFrame | ReferenceProfile | ReferenceFile, options: ReplayOptions | None = None, *,
-                  model_default: str = "model", reference_name: str | None = None,
-                  count_ahead: Path | None = None) -> ReplayResult:
+                  model_default: str = "model", reference_name: str | None = None) -> ReplayResult:
     """Replay an events table (a DataFrame or an iterable of chunks) against a reference table or profile.
 
     The model name is ``options.model``, else the table's single ``model`` value, else ``model_default``.
-    ``count_ahead``: the parquet file the chunks come from, whose slices a child process may count ahead
-    (:mod:`stream.backtest.bin_process`; count windows only).
     """
     opts = options or ReplayOptions()
     cfg = opts.config or DetectionConfig()
@@ -275,25 +293,19 @@ def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
     cache = CalibrationCache.default()
     cache.load(calibration_key(profile, cfg), profile)
     monitor = ModelMonitor(profile, cfg, model=model, model_version=opts.model_version)
-    with contextlib.ExitStack() as stack:
-        binning = None
-        if count_ahead is not None and cfg.window_ms is None:
-            columns = ChunkColumns.of(roles, opts.categorical, profile)
-            binning = stack.enter_context(BinProcess(count_ahead, opts.chunk_rows, columns, profile, cfg))
-        rep = Replayer(monitor, roles, opts, binning)
-        t0 = time.perf_counter()
-        rep.feed(first)
-        for chunk in it:
-            rep.feed(chunk)
-        result = rep.finish(time.perf_counter() - t0)
+    rep = Replayer(monitor, roles, opts)
+    t0 = time.perf_counter()
+    rep.feed(first)
+    for chunk in it:
+        rep.feed(chunk)
+    result = rep.finish(time.perf_counter() - t0)
     cache.save(monitor.tests.key)
     return result
 
 
 def replay_file(events_path: str | os.PathLike[str], reference_path: str | os.PathLike[str] | ReferenceProfile,
                 options: ReplayOptions | None = None) -> ReplayResult:
-    """Replay the events file against the reference file (.parquet, .csv, .jsonl) or a built profile. A parquet
-    file of at least :data:`~stream.backtest.bin_process.MIN_CHUNKS` chunks is counted on a second core."""
+    """Replay the events file against the reference file (.parquet, .csv, .jsonl) or a built profile."""
     opts = options or ReplayOptions()
     if isinstance(reference_path, ReferenceProfile):
         reference: ReferenceProfile | ReferenceFile = reference_path
@@ -301,14 +313,10 @@ def replay_file(events_path: str | os.PathLike[str], reference_path: str | os.Pa
     else:
         reference = ReferenceFile(Path(reference_path))
         ref_name = Path(reference_path).name
-    parquet = table_format(events_path) == "parquet"
-    rows, names = parquet_shape(events_path) if parquet else (0, [])
-    ahead = Path(events_path) if rows >= MIN_CHUNKS * opts.chunk_rows else None
-    lazy = frozenset(resolve_roles(names, opts).features) if ahead else frozenset()  # the counting process's
-    chunks = (iter_arrow_chunks(events_path, opts.chunk_rows, lazy=lazy) if parquet
+    chunks = (iter_arrow_chunks(events_path, opts.chunk_rows) if table_format(events_path) == "parquet"
               else iter_table(events_path, opts.chunk_rows))
-    return replay_frames(chunks, reference, opts, model_default=Path(events_path).stem, reference_name=ref_name,
-                         count_ahead=ahead)
+    return replay_frames(chunks, reference, opts,
+                         model_default=Path(events_path).stem, reference_name=ref_name)
 
 
 def dumps_alerts(alerts: Iterable[dict[str, Any]]) -> bytes:
