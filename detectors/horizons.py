@@ -24,9 +24,22 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Horizons:
+    """The longer horizons of consecutive closed windows, stacked: per window the ``(windows, events)`` of each
+    horizon it reached, and the merged counts of all of them in that order along axis 1 (numeric
+    ``(columns, horizons, bins)``, categorical likewise): what :meth:`WindowHistory.merged` gives window by
+    window, in one array."""
+
+    reached: list[list[tuple[int, int]]]
+    num: np.ndarray
+    cat: np.ndarray
 
 
 class WindowHistory:
@@ -61,6 +74,48 @@ class WindowHistory:
         n = len(self._windows)
         return [(h, acc[0].copy(), acc[1].copy(), acc[2])
                 for h, acc in zip(self.horizons, self._sums, strict=True) if h <= n]
+
+    def push_many(self, num_counts: Sequence[np.ndarray], cat_counts: Sequence[np.ndarray], events: Sequence[int]
+                  ) -> Horizons:
+        """Add the counts of several windows that just closed, in order, and return their horizons stacked (the
+        same integers as :meth:`push` and :meth:`merged` after each, summed from one cumulative sum).
+
+        >>> hist, one = WindowHistory([1, 2, 4]), WindowHistory([1, 2, 4])
+        >>> wins = [np.full((1, 2), k) for k in range(6)]
+        >>> merged = []
+        >>> for w in wins:
+        ...     one.push(w, np.zeros((0, 1), np.int64), 10)
+        ...     merged += [m[1] for m in one.merged()]
+        >>> h = hist.push_many(wins[:3], [np.zeros((0, 1), np.int64)] * 3, [10] * 3)
+        >>> h2 = hist.push_many(wins[3:], [np.zeros((0, 1), np.int64)] * 3, [10] * 3)
+        >>> h.reached + h2.reached
+        [[], [(2, 20)], [(2, 20)], [(2, 20), (4, 40)], [(2, 20), (4, 40)], [(2, 20), (4, 40)]]
+        >>> np.concatenate([h.num, h2.num], axis=1)[0].tolist() == [m[0].tolist() for m in merged]
+        True
+        """
+        if not self.horizons:
+            for nc, cc, e in zip(num_counts, cat_counts, events, strict=True):
+                self.push(nc, cc, e)
+            return Horizons([[] for _ in events], np.zeros((*num_counts[0].shape[:1], 0, num_counts[0].shape[1])),
+                            np.zeros((*cat_counts[0].shape[:1], 0, cat_counts[0].shape[1])))
+        before = list(self._windows)
+        p = len(before)
+        num = np.stack([w[0] for w in before] + list(num_counts))
+        cat = np.stack([w[1] for w in before] + list(cat_counts))
+        ev = np.array([w[2] for w in before] + [int(e) for e in events], np.int64)
+        cnum, ccat = (np.concatenate([np.zeros((1, *x.shape[1:]), x.dtype), np.cumsum(x, axis=0)]) for x in (num, cat))
+        cev = np.r_[0, np.cumsum(ev)]
+        reached, hi, lo = [], [], []
+        for k in range(len(events)):
+            end = p + k + 1  # the windows up to this one in the stack: all of them, or more than any horizon
+            mine = [h for h in self.horizons if h <= end]
+            reached.append([(h, int(cev[end] - cev[end - h])) for h in mine])
+            hi += [end] * len(mine)
+            lo += [end - h for h in mine]
+        for nc, cc, e in zip(num_counts, cat_counts, events, strict=True):
+            self.push(nc, cc, e)
+        return Horizons(reached, np.ascontiguousarray((cnum[hi] - cnum[lo]).transpose(1, 0, 2)),
+                        np.ascontiguousarray((ccat[hi] - ccat[lo]).transpose(1, 0, 2)))
 
     def to_state(self) -> list[dict[str, Any]]:
         return [{"num": nc.tolist(), "cat": cc.tolist(), "events": e} for nc, cc, e in self._windows]

@@ -228,9 +228,15 @@ class ModelMonitor:
             self._add_counts(fold, seg, s, a, b)
             filled += b - a
             if filled >= self.config.window:
-                sealed.append(self._seal(filled))
+                sealed.append(ClosedWindow(self._num_counts, self._num_type, self._num_domain, self._cat_counts,
+                                           filled))
+                self._reset_counts()
                 filled = 0
-        return self.tests.evaluate_windows(sealed) if sealed else []
+        if not sealed:
+            return []
+        horizons = self._history.push_many([w.num_counts for w in sealed], [w.cat_counts for w in sealed],
+                                           [w.n for w in sealed])
+        return self.tests.evaluate_windows(sealed, horizons)
 
     def _seal(self, n: int) -> ClosedWindow:
         """The open window's counts as a closed window of ``n`` events, with the longer horizons it completes

@@ -37,6 +37,7 @@ from detectors.config import DetectionConfig
 from detectors.domains import valid_domains
 from detectors.dynamic import DynamicThresholds
 from detectors.encoding import CategoricalBins, NumericBins
+from detectors.horizons import Horizons
 from detectors.profile import CategoricalColumn, NumericColumn, ReferenceProfile
 from detectors.stats import chisquare, jensenshannon, ks, ks_pvalue, psi, wasserstein
 
@@ -473,23 +474,35 @@ class WindowTests:
         [one] = self.evaluate_windows([ClosedWindow(num_counts, num_type, num_domain, cat_counts, n, longer)])
         return one.results(firing)
 
-    def evaluate_windows(self, windows: Sequence[ClosedWindow]) -> list[WindowEvaluation]:
+    def evaluate_windows(self, windows: Sequence[ClosedWindow], horizons: Horizons | None = None
+                         ) -> list[WindowEvaluation]:
         """Test several closed windows at once: their statistics are computed together (a few numpy calls for
         all of them, not per window), each window's verdicts when :meth:`WindowEvaluation.results` is called,
         in window order (dynamic thresholds learn from every window). The same results as :meth:`evaluate` of
         each window alone."""
-        return WindowBatch(self, windows).evaluations()
+        return WindowBatch(self, windows, horizons).evaluations()
 
-    def _horizon_values(self, windows: Sequence[ClosedWindow]) -> tuple[list[list[Merged]], np.ndarray, np.ndarray]:
-        """Each window's longer horizons that some column's reference supports (see :attr:`longest`), and the
-        decision values of all of them, ``(columns, horizons)`` in window order (none without calibration)."""
-        calibrated = self.config.threshold == "calibrated"
-        tested = [[m for m in w.longer if m[3] <= self.longest] if calibrated else [] for w in windows]
-        flat = [m for t in tested for m in t]
-        if not flat:
-            return tested, np.zeros((len(self.num), 0)), np.zeros((len(self.cat), 0))
-        nv, cv = self.decision_values(np.stack([m[1] for m in flat], axis=1), np.stack([m[2] for m in flat], axis=1))
-        return tested, nv, cv
+    def _horizon_values(self, windows: Sequence[ClosedWindow], horizons: Horizons | None
+                        ) -> tuple[list[list[tuple[int, int]]], np.ndarray, np.ndarray]:
+        """Each window's longer horizons that some column's reference supports (see :attr:`longest`) as
+        ``(windows, events)``, and the decision values of all of them, ``(columns, horizons)`` in window order
+        (none without calibration). ``horizons``: the windows' horizons stacked, else those of ``windows``."""
+        none = np.zeros((len(self.num), 0)), np.zeros((len(self.cat), 0))
+        if self.config.threshold != "calibrated":
+            return [[] for _ in windows], *none
+        if horizons is None:
+            flat = [m for w in windows for m in w.longer]
+            if not flat:
+                return [[] for _ in windows], *none
+            horizons = Horizons([[(m[0], m[3]) for m in w.longer] for w in windows],
+                                np.stack([m[1] for m in flat], axis=1), np.stack([m[2] for m in flat], axis=1))
+        keep = [e <= self.longest for r in horizons.reached for _, e in r]
+        tested = [[(h, e) for h, e in r if e <= self.longest] for r in horizons.reached]
+        if not any(keep):
+            return tested, *none
+        if all(keep):
+            return tested, *self.decision_values(horizons.num, horizons.cat)
+        return tested, *self.decision_values(horizons.num[:, keep], horizons.cat[:, keep])
 
     def _verdicts(self, out: dict[str, Verdict], cols: Sequence[NumericColumn | CategoricalColumn],
                   result: Callable[[int], dict[str, Any]], steps: Steps, counts: np.ndarray, npres: np.ndarray,
@@ -560,15 +573,15 @@ class WindowBatch:
     """The statistics of several closed windows, computed together as ``(columns, windows)`` arrays, and each
     window's verdicts from them (see :meth:`WindowTests.evaluate_windows`)."""
 
-    def __init__(self, tests: WindowTests, windows: Sequence[ClosedWindow]):
+    def __init__(self, tests: WindowTests, windows: Sequence[ClosedWindow], horizons: Horizons | None = None):
         self.tests = tests
         self.n = [int(w.n) for w in windows]
         ns = np.maximum(np.array(self.n, np.int64), 1)
-        self.tested, self.hnv, self.hcv = tests._horizon_values(windows)
+        self.tested, self.hnv, self.hcv = tests._horizon_values(windows, horizons)
         self.hcuts = np.cumsum([0] + [len(t) for t in self.tested]).tolist()
         num, cat = tests.num, tests.cat
         self.limits = [tests.limits(n) for n in self.n]
-        every = self.limits + [tests.limits(m[3]) for t in self.tested for m in t]  # windows, then horizons
+        every = self.limits + [tests.limits(e) for t in self.tested for _, e in t]  # windows, then horizons
         if len(num):
             counts = np.stack([w.num_counts for w in windows], axis=1)  # (columns, windows, bins)
             pres = np.where(num.real[:, None], counts, 0)
@@ -616,7 +629,7 @@ class WindowBatch:
         at = [k, *range(len(self.n) + a, len(self.n) + b)]
         values, effects = self.num_steps if numeric else self.cat_steps
         tested = self.tested[k]
-        return Steps([1, *(m[0] for m in tested)], [self.n[k], *(m[3] for m in tested)], values[:, at],
+        return Steps([1, *(h for h, _ in tested)], [self.n[k], *(e for _, e in tested)], values[:, at],
                      [self.tests._thresholds(lim)[0 if numeric else 1] for lim in limits], effects[:, at])
 
     def evaluations(self) -> list[WindowEvaluation]:
@@ -625,7 +638,7 @@ class WindowBatch:
     def results(self, k: int, firing: dict[str, bool] | None) -> WindowResults:
         t = self.tests
         lim = self.limits[k]
-        limits = [lim, *(t.limits(m[3]) for m in self.tested[k])]
+        limits = [lim, *(t.limits(e) for _, e in self.tested[k])]
         out: dict[str, Verdict] = {}
         if len(t.num):
             self._numeric(out, k, lim, self._steps(k, True, limits), firing)
