@@ -43,8 +43,8 @@ import numpy as np
 
 from detectors.batch import EventBatch, OutcomeBatch
 from detectors.calibration import normal_quantile, tail_quantile
-from detectors.class_codes import ClassCodes
 from detectors.config import DetectionConfig
+from detectors.encoding import CategoryIndex
 from detectors.estimation_common import estimate_alert, realize_complete
 from detectors.estimation_fit import METRICS, Calibration, binary_estimates, metrics
 from detectors.estimation_regression import RegressionEstimationMonitor
@@ -68,7 +68,7 @@ class EstimationMonitor:
         self.metrics = list(config.estimation_metrics)
         self.alpha = alpha / 2 / max(len(self.metrics), 1)  # two-sided, split over the alerting metrics
         self._z = normal_quantile(self.alpha)
-        self.index = ClassCodes(cal.classes)
+        self.index = CategoryIndex(cal.classes)
         self.hyst = {m: Hysteresis(config.fire_after, config.resolve_after) for m in self.metrics}
         self.rng = np.random.default_rng(config.seed + 18)
         self._limits: dict[int, dict[str, tuple[float, float, float]]] = {}

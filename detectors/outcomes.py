@@ -38,8 +38,8 @@ import numpy as np
 from detectors import river_state
 from detectors.batch import OutcomeBatch
 from detectors.calibration import binomial_floor, binomial_limit, normal_quantile
-from detectors.class_codes import ClassCodes
 from detectors.config import DetectionConfig
+from detectors.encoding import CategoryIndex
 from detectors.hysteresis import Hysteresis
 from detectors.performance_metrics import window_classification_metrics, window_regression_metrics
 from detectors.profile import ReferenceProfile
@@ -73,7 +73,7 @@ class OutcomeMonitor:
         self.alpha = alpha
         self.window = config.outcome_window or config.window
         self.regression = profile.task == "regression"
-        self.classes = ClassCodes(profile.classes)
+        self.classes = CategoryIndex(profile.classes)
         self.positive = profile.classes.index(profile.positive_class) if profile.positive_class else None
         perf = profile.performance or {}
         self.reference = {k: v for k, v in perf.items() if v is not None}
