@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -169,6 +170,19 @@ def test_a_long_replay_logs_metrics_within_its_budget_and_every_record(tmp_path)
     assert [r["index"] for r in read_window_records(local_path(run.artifact_uri), "m")] == list(range(n))
 
 
+QUICK = {"GLASSBOX_EVIDENTLY__ENABLED": "false", "GLASSBOX_ATTRIBUTION__ENABLED": "false",
+         "GLASSBOX_MLFLOW__WINDOW_ARTIFACT_INTERVAL_S": "0.5"}  # the offsets tests need no reports
+
+
+def _offsets_setup(tmp_path: Path) -> tuple[Path, Path]:
+    """The worker's home and the model's reference (no score column) of the offsets tests."""
+    import synth
+
+    ref = tmp_path / "ref.parquet"
+    synth.frame(5000, seed=1).drop(columns=["score"]).to_parquet(ref)
+    return tmp_path / "home", ref
+
+
 @pytest.mark.system
 @pytest.mark.timeout(300)
 def test_worker_run_records_the_kafka_offsets_it_consumed(kafka_bootstrap: str, topic_prefix: str, tmp_path) -> None:
@@ -177,12 +191,8 @@ def test_worker_run_records_the_kafka_offsets_it_consumed(kafka_bootstrap: str, 
     import synth
     from mlflow import MlflowClient
 
-    home = tmp_path / "home"
-    ref = tmp_path / "ref.parquet"
-    synth.frame(5000, seed=1).drop(columns=["score"]).to_parquet(ref)
+    home, ref = _offsets_setup(tmp_path)
     df = synth.frame(4000, seed=2)
-    quick = {"GLASSBOX_EVIDENTLY__ENABLED": "false", "GLASSBOX_ATTRIBUTION__ENABLED": "false",
-             "GLASSBOX_MLFLOW__WINDOW_ARTIFACT_INTERVAL_S": "0.5"}
     uri = f"sqlite:///{home}/mlflow.db"
 
     def produce(prod: Producer, lo: int, hi: int) -> None:
@@ -195,7 +205,7 @@ def test_worker_run_records_the_kafka_offsets_it_consumed(kafka_bootstrap: str, 
                 predictions=c["prediction"].tolist())
 
     with WorkerProcess(kafka_bootstrap, topic_prefix, app_id=f"{topic_prefix}offsets", home=home,
-                       models={"m": str(ref)}, audit=False, extra_env=quick) as worker:
+                       models={"m": str(ref)}, audit=False, extra_env=QUICK) as worker:
         worker.wait_ready(timeout_s=90)
         with Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
             produce(prod, 0, 2000)
@@ -236,14 +246,10 @@ def test_worker_run_records_the_labels_offsets_it_consumed(kafka_bootstrap: str,
 
     from tests.kafka_util import read_topic
 
-    home = tmp_path / "home"
-    ref = tmp_path / "ref.parquet"
-    synth.frame(5000, seed=1).drop(columns=["score"]).to_parquet(ref)
+    home, ref = _offsets_setup(tmp_path)
     df = synth.frame(1000, seed=2)
-    quick = {"GLASSBOX_EVIDENTLY__ENABLED": "false", "GLASSBOX_ATTRIBUTION__ENABLED": "false",
-             "GLASSBOX_MLFLOW__WINDOW_ARTIFACT_INTERVAL_S": "0.5"}
     with WorkerProcess(kafka_bootstrap, topic_prefix, app_id=f"{topic_prefix}labeloffsets", home=home,
-                       models={"m": str(ref)}, audit=False, extra_env=quick) as worker:
+                       models={"m": str(ref)}, audit=False, extra_env=QUICK) as worker:
         worker.wait_ready(timeout_s=90)
         with Producer(kafka_bootstrap, topic_prefix=topic_prefix) as prod:
             prod.send_prediction_batch(
