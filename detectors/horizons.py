@@ -3,7 +3,7 @@
 A window's state is integer counts per bin and category; the counts of ``h`` consecutive windows are their
 sum, which is exactly the state of one window ``h`` times as long. :class:`WindowHistory` keeps the last
 ``max(horizons)`` closed windows and returns, for every horizon already reached, the merged counts that
-:meth:`detectors.window_tests.WindowTests.evaluate` tests against the reference (each horizon with its own
+:meth:`detectors.window_tests.WindowTests.evaluate_windows` tests against the reference (each horizon with its own
 calibrated threshold for its number of events).
 
 >>> import numpy as np

@@ -1,6 +1,6 @@
 """Per-window drift and data-quality tests of every monitored column against the reference profile.
 
-For each closed window, :meth:`WindowTests.evaluate` takes the window's bin counts and returns, per column,
+For each closed window, :meth:`WindowTests.evaluate_windows` takes the window's bin counts and returns, per column,
 all drift statistics (PSI, normed Wasserstein, Jensen-Shannon, KS and chi-square p-values), the decision
 statistic with its threshold and verdict, and the data-quality checks (missing rate, values outside the
 column's valid domain, unseen categories, wrong types). Thresholds are static, calibrated (see
@@ -278,7 +278,7 @@ class WindowResults(list[Verdict]):
 
 @dataclass(frozen=True)
 class ClosedWindow:
-    """A closed window's counts as :meth:`WindowTests.evaluate` takes them: numeric bin counts, type errors and
+    """A closed window's counts as :meth:`WindowTests.evaluate_windows` takes them: numeric bin counts, type errors and
     values outside the valid domain per numeric column, categorical counts, its events, and the merged counts
     of the longer horizons reached (:meth:`detectors.horizons.WindowHistory.merged`)."""
 
@@ -462,24 +462,14 @@ class WindowTests:
         ref = num.ref_coarse[:, None]
         return w, d, pv, psi(ref, coarse), jensenshannon(ref, coarse)
 
-    def evaluate(self, num_counts: np.ndarray, num_type: np.ndarray, num_domain: np.ndarray,
-                 cat_counts: np.ndarray, n: int, firing: dict[str, bool] | None = None,
-                 longer: Sequence[Merged] = ()) -> WindowResults:
-        """Test one closed window of ``n`` events; one result per monitored column, in profile order.
-
-        ``longer``: the merged counts of the last ``h`` windows (this one included) for the horizons
-        ``h > 1`` already reached. ``firing`` (column -> currently firing) is only needed by dynamic thresholds.
-        The verdicts are decided at once; a column's full result dict is built when it is first read.
-        """
-        [one] = self.evaluate_windows([ClosedWindow(num_counts, num_type, num_domain, cat_counts, n, longer)])
-        return one.results(firing)
-
     def evaluate_windows(self, windows: Sequence[ClosedWindow], horizons: Horizons | None = None
                          ) -> list[WindowEvaluation]:
-        """Test several closed windows at once: their statistics are computed together (a few numpy calls for
-        all of them, not per window), each window's verdicts when :meth:`WindowEvaluation.results` is called,
-        in window order (dynamic thresholds learn from every window). The same results as :meth:`evaluate` of
-        each window alone."""
+        """Test closed windows (one or several) at once: their statistics are computed together (a few numpy calls
+        for all of them, not per window), each window's verdicts when :meth:`WindowEvaluation.results` is called,
+        in window order (``firing``, column -> currently firing, only matters to dynamic thresholds, which learn
+        from every window): one result per monitored column, in profile order, its full dict built when first
+        read. The same results however the windows are grouped. ``horizons``: the windows' longer horizons
+        stacked (:meth:`detectors.horizons.WindowHistory.push_many`), else each window's ``longer``."""
         return WindowBatch(self, windows, horizons).evaluations()
 
     def _horizon_values(self, windows: Sequence[ClosedWindow], horizons: Horizons | None
@@ -577,7 +567,7 @@ class WindowBatch:
         self.tests = tests
         self.n = [int(w.n) for w in windows]
         ns = np.maximum(np.array(self.n, np.int64), 1)
-        self.tested, self.hnv, self.hcv = tests._horizon_values(windows, horizons)
+        self.tested, hnv, hcv = tests._horizon_values(windows, horizons)
         self.hcuts = np.cumsum([0] + [len(t) for t in self.tested]).tolist()
         num, cat = tests.num, tests.cat
         self.limits = [tests.limits(n) for n in self.n]
@@ -597,7 +587,7 @@ class WindowBatch:
                         / np.maximum(npres, 1),
                         "domain_rate": np.stack([w.num_domain for w in windows], axis=1) / np.maximum(npres, 1),
                         "type_error_rate": np.stack([w.num_type for w in windows], axis=1) / ns}
-            self.num_steps = self._effects(True, value, self.hnv, every)
+            self.num_steps = self._effects(True, value, hnv, every)
         if len(cat):
             counts = np.stack([w.cat_counts for w in windows], axis=1)
             pres = np.where(cat.real[:, None], counts, 0)
@@ -612,7 +602,7 @@ class WindowBatch:
             self.cat = {"npres": npres, "psi": ps, "jensenshannon": js, "chisquare_pvalue": pv, "value": value,
                         "missing_rate": counts[cat._rows, :, cat.nb] / ns,
                         "unseen_rate": pres[cat._rows, :, cat.kc + 1] / np.maximum(npres, 1)}
-            self.cat_steps = self._effects(False, value, self.hcv, every)
+            self.cat_steps = self._effects(False, value, hcv, every)
 
     def _effects(self, numeric: bool, value: np.ndarray, horizons: np.ndarray, limits: list[Limits]
                  ) -> tuple[np.ndarray, np.ndarray]:
