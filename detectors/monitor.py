@@ -26,7 +26,7 @@ combiner of a sharded model, :mod:`detectors.partials`), with the same tests, ho
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -34,7 +34,6 @@ from detectors.alert import make_alert
 from detectors.batch import EventBatch, OutcomeBatch
 from detectors.config import DetectionConfig
 from detectors.domains import count_outside_segments
-from detectors.encoding import FoldColumns
 from detectors.estimation import EstimationMonitor
 from detectors.horizons import WindowHistory
 from detectors.hysteresis import Hysteresis
@@ -46,6 +45,16 @@ from detectors.window_tests import ClosedWindow, WindowEvaluation, WindowTests
 STATE_VERSION = 2  # 2: window history of the longer horizons, counts outside the valid domain
 READABLE_STATES = (1, 2)  # a version-1 state continues with an empty history
 FLUSH_EVENTS = 4096  # buffered events are binned at least this often
+
+
+class SliceCounts(NamedTuple):
+    """Counts of each slice of a fold (the windows it fills), first axis the slice: numeric bins, numeric
+    values of the wrong type, numeric values outside the valid domain, categorical bins."""
+
+    num: np.ndarray
+    num_type: np.ndarray
+    num_domain: np.ndarray
+    cat: np.ndarray
 
 
 class ModelMonitor:
@@ -186,8 +195,8 @@ class ModelMonitor:
                 bounds.append((pos, pos + take))
                 pos += take
                 filled = 0 if filled + take >= self.config.window else filled + take
-            seg, fold = self._segments(num, cat, bounds), FoldColumns(num)
-            evaluations = iter(self._fold_counts(fold, seg, bounds))
+            seg = self._segments(num, cat, bounds)
+            evaluations = iter(self._fold_counts(seg, bounds))
             for s, (a, b) in enumerate(bounds):
                 self._place(s, a, b, ts, parts, offs)
                 if self._win["n"] >= self.config.window:
@@ -198,7 +207,7 @@ class ModelMonitor:
         self.late += int(np.sum(keys > raw))  # late events count into the open window
         cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
         bounds = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, n].tolist(), strict=True))
-        seg, fold = self._segments(num, cat, bounds), FoldColumns(num)
+        seg = self._segments(num, cat, bounds)
         for s, (a, b) in enumerate(bounds):
             k = int(keys[a])
             if self._key is None:
@@ -207,25 +216,25 @@ class ModelMonitor:
                 if self._win["n"]:
                     alerts.extend(self._window_done())
                 self._key = k
-            self._accumulate(fold, seg, s, a, b, ts, parts, offs)
+            self._add_counts(seg, s)
+            self._place(s, a, b, ts, parts, offs)
         return alerts
 
     def _segments(self, num: list[np.ndarray | None], cat: list[np.ndarray | None], bounds: list[tuple[int, int]]
-                  ) -> tuple[np.ndarray, np.ndarray]:
-        """Categorical counts ``(slices, columns, bins)`` and numeric values outside the valid domain
-        ``(slices, columns)`` of each slice of the folded events, counted for all slices at once."""
+                  ) -> SliceCounts:
+        """The counts of each slice of the folded events, counted for all slices at once."""
         starts = np.array([a for a, _ in bounds], np.int64)
         ends = np.array([b for _, b in bounds], np.int64)
-        return (self.tests.cat.segment_counts(cat, starts, ends),
-                count_outside_segments(num, *self.tests.domain, starts, ends))
+        num_counts, num_type = self.tests.num.segment_counts(num, starts, ends)
+        return SliceCounts(num_counts, num_type, count_outside_segments(num, *self.tests.domain, starts, ends),
+                           self.tests.cat.segment_counts(cat, starts, ends))
 
-    def _fold_counts(self, fold: FoldColumns, seg: tuple[np.ndarray, np.ndarray], bounds: list[tuple[int, int]]
-                     ) -> list[WindowEvaluation]:
+    def _fold_counts(self, seg: SliceCounts, bounds: list[tuple[int, int]]) -> list[WindowEvaluation]:
         """Count windows: add every slice's counts, and evaluate the windows they fill all at once (the open
         window's counts stay); :meth:`_place` then follows the same slices for the rest of the windows' state."""
         sealed, filled = [], self._win["n"]
         for s, (a, b) in enumerate(bounds):
-            self._add_counts(fold, seg, s, a, b)
+            self._add_counts(seg, s)
             filled += b - a
             if filled >= self.config.window:
                 sealed.append(ClosedWindow(self._num_counts, self._num_type, self._num_domain, self._cat_counts,
@@ -247,15 +256,11 @@ class ModelMonitor:
         self._reset_counts()
         return closed
 
-    def _add_counts(self, fold: FoldColumns, seg: tuple[np.ndarray, np.ndarray], s: int, a: int, b: int) -> None:
-        self.tests.num.add_slice(self._num_counts, self._num_type, fold, a, b)
-        self._cat_counts += seg[0][s]
-        self._num_domain += seg[1][s]
-
-    def _accumulate(self, fold: FoldColumns, seg: tuple[np.ndarray, np.ndarray], s: int, a: int,
-                    b: int, ts: np.ndarray, parts: np.ndarray, offs: np.ndarray) -> None:
-        self._add_counts(fold, seg, s, a, b)
-        self._place(s, a, b, ts, parts, offs)
+    def _add_counts(self, seg: SliceCounts, s: int) -> None:
+        self._num_counts += seg.num[s]
+        self._num_type += seg.num_type[s]
+        self._num_domain += seg.num_domain[s]
+        self._cat_counts += seg.cat[s]
 
     def _place(self, s: int, a: int, b: int, ts: np.ndarray, parts: np.ndarray, offs: np.ndarray) -> None:
         """Slice ``s`` (rows ``a:b``) into the open window's state besides its counts: estimation inputs, events,
