@@ -33,6 +33,7 @@ import orjson
 import scipy
 
 from detectors.calibration import binomial_limit, tail_quantile, two_sample_null
+from detectors.column_halves import in_halves
 from detectors.config import DetectionConfig
 from detectors.domains import valid_domains
 from detectors.dynamic import DynamicThresholds
@@ -419,8 +420,14 @@ class WindowTests:
         cv = np.zeros(cat_counts.shape[:-1])
         if len(num):
             pres = np.where(num.real[(slice(None), *extra)], num_counts, 0)
-            for stat, rows in self._num_groups:
-                nv[rows] = numeric_stat(stat, num, pres[rows], rows)
+
+            def values(half: range) -> None:
+                for stat, rows in self._num_groups:
+                    rows = rows[(rows >= half.start) & (rows < half.stop)]
+                    if len(rows):
+                        nv[rows] = numeric_stat(stat, num, pres[rows], rows)
+
+            in_halves(values, len(num), pres.size)
         if len(cat):
             pres = np.where(cat.real[(slice(None), *extra)], cat_counts, 0)
             for stat, rows in self._cat_groups:
@@ -495,17 +502,16 @@ class WindowTests:
         return tested, *self.decision_values(horizons.num[:, keep], horizons.cat[:, keep])
 
     def _verdicts(self, out: dict[str, Verdict], cols: Sequence[NumericColumn | CategoricalColumn],
-                  result: Callable[[int], dict[str, Any]], steps: Steps, counts: np.ndarray, npres: np.ndarray,
+                  result: Callable[[int], dict[str, Any]], effects: list[float], drift: list[bool],
                   quality: list[bool]) -> None:
         """The columns' verdicts into ``out``; their result dicts (``result(j)``) at once with dynamic
-        thresholds (their detectors see every window), else when first read."""
+        thresholds (their detectors see every window), else when first read. ``effects``: each column's
+        decisive effect (:meth:`Steps.decisive`), ``drift``: whether it has values to drift."""
         if self.config.threshold == "dynamic":
             for j, c in enumerate(cols):
                 r = result(j)
                 out[c.name] = Verdict(c.name, c.role, r["drift"], quality[j], r["effect"], r)
             return
-        effects = steps.decisive(counts)
-        drift = (npres >= 1).tolist()
         for j, c in enumerate(cols):
             e = effects[j]
             out[c.name] = Verdict(c.name, c.role, drift[j] and e > 1.0, quality[j], float(e),
@@ -588,6 +594,10 @@ class WindowBatch:
                         "domain_rate": np.stack([w.num_domain for w in windows], axis=1) / np.maximum(npres, 1),
                         "type_error_rate": np.stack([w.num_type for w in windows], axis=1) / ns}
             self.num_steps = self._effects(True, value, hnv, every)
+            self.num_quality = ((self.num["missing_rate"] > self._limit("num_missing"))
+                                | (self.num["domain_rate"] > self._limit("num_domain"))
+                                | (self.num["type_error_rate"] > self._limit("num_type"))).T.tolist()
+            self.num_decisive = self._decisive(self.num_steps[1], tests._num_counts_ref)
         if len(cat):
             counts = np.stack([w.cat_counts for w in windows], axis=1)
             pres = np.where(cat.real[:, None], counts, 0)
@@ -603,6 +613,29 @@ class WindowBatch:
                         "missing_rate": counts[cat._rows, :, cat.nb] / ns,
                         "unseen_rate": pres[cat._rows, :, cat.kc + 1] / np.maximum(npres, 1)}
             self.cat_steps = self._effects(False, value, hcv, every)
+            self.cat_quality = ((self.cat["missing_rate"] > self._limit("cat_missing"))
+                                | (~cat.truncated[:, None] & (self.cat["unseen_rate"] > self._limit("cat_unseen")))
+                                ).T.tolist()
+            self.cat_decisive = self._decisive(self.cat_steps[1], tests._cat_counts_ref)
+
+    def _limit(self, name: str) -> np.ndarray:
+        """One limit of every column in every window, ``(columns, windows)``."""
+        return np.stack([getattr(lim, name) for lim in self.limits], axis=1)
+
+    def _decisive(self, effects: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`Steps.decisive` of every window at once, ``(columns, windows)``, and the windows where a NaN
+        effect is among the tested ones (there Python's ``max`` decides: ask :meth:`Steps.decisive`)."""
+        w, longest = len(self.n), max(len(t) for t in self.tested)
+        at = np.zeros((w, 1 + longest), np.int64)  # window k, then its horizons, padded
+        events = np.full((w, 1 + longest), np.iinfo(np.int64).max)
+        at[:, 0], events[:, 0] = np.arange(w), 0
+        for k, tested in enumerate(self.tested):
+            at[k, 1: 1 + len(tested)] = np.arange(w + self.hcuts[k], w + self.hcuts[k + 1])
+            events[k, 1: 1 + len(tested)] = [e for _, e in tested]
+        mask = events[None] <= counts[:, None, None]  # (columns, windows, horizons)
+        picked = effects[:, at]
+        best = np.where(mask, picked, -np.inf).max(axis=2)
+        return best, np.isnan(np.where(mask, picked, 0.0)).any(axis=(0, 2))
 
     def _effects(self, numeric: bool, value: np.ndarray, horizons: np.ndarray, limits: list[Limits]
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -613,69 +646,77 @@ class WindowBatch:
         scores = np.stack([lim.num_score if numeric else lim.cat_score for lim in limits], axis=1)
         return values, t._effects(t._num_groups if numeric else t._cat_groups, values, scores)
 
-    def _steps(self, k: int, numeric: bool, limits: list[Limits]) -> Steps:
+    def _steps(self, k: int, numeric: bool) -> Steps:
         """Window ``k``'s columns at every horizon (the window itself first)."""
+        t = self.tests
+        limits = [self.limits[k], *(t.limits(e) for _, e in self.tested[k])]
         a, b = self.hcuts[k], self.hcuts[k + 1]
         at = [k, *range(len(self.n) + a, len(self.n) + b)]
         values, effects = self.num_steps if numeric else self.cat_steps
         tested = self.tested[k]
         return Steps([1, *(h for h, _ in tested)], [self.n[k], *(e for _, e in tested)], values[:, at],
-                     [self.tests._thresholds(lim)[0 if numeric else 1] for lim in limits], effects[:, at])
+                     [t._thresholds(lim)[0 if numeric else 1] for lim in limits], effects[:, at])
+
+    def _decided(self, k: int, numeric: bool, steps: Callable[[], Steps]) -> list[float]:
+        """Window ``k``'s decisive effect per column (:meth:`Steps.decisive`)."""
+        best, nan = self.num_decisive if numeric else self.cat_decisive
+        if nan[k]:
+            return steps().decisive(self.tests._num_counts_ref if numeric else self.tests._cat_counts_ref)
+        return best[:, k].tolist()
 
     def evaluations(self) -> list[WindowEvaluation]:
         return [WindowEvaluation(self, k) for k in range(len(self.n))]
 
     def results(self, k: int, firing: dict[str, bool] | None) -> WindowResults:
         t = self.tests
-        lim = self.limits[k]
-        limits = [lim, *(t.limits(e) for _, e in self.tested[k])]
         out: dict[str, Verdict] = {}
         if len(t.num):
-            self._numeric(out, k, lim, self._steps(k, True, limits), firing)
+            self._numeric(out, k, firing)
         if len(t.cat):
-            self._categorical(out, k, lim, self._steps(k, False, limits), firing)
+            self._categorical(out, k, firing)
         return WindowResults([out[name] for name in t.profile.monitored])
 
-    def _numeric(self, out: dict[str, Verdict], k: int, lim: Limits, steps: Steps,
-                 firing: dict[str, bool] | None) -> None:
-        t = self.tests
-        col = {name: v[:, k] for name, v in self.num.items()}
-        npres, miss, dom, typ = col["npres"], col["missing_rate"], col["domain_rate"], col["type_error_rate"]
-        quality = ((miss > lim.num_missing) | (dom > lim.num_domain) | (typ > lim.num_type)).tolist()
+    def _numeric(self, out: dict[str, Verdict], k: int, firing: dict[str, bool] | None) -> None:
+        t, lim = self.tests, self.limits[k]
+        steps = functools.cache(lambda: self._steps(k, True))
+        npres = self.num["npres"][:, k]
 
         def num_result(j: int) -> dict[str, Any]:
+            col = {name: float(v[j, k]) for name, v in self.num.items()}
             c = t.num_cols[j]
-            np_j, m_j, dom_j, t_j = int(npres[j]), float(miss[j]), float(dom[j]), float(typ[j])
-            stats = {"wasserstein": float(col["wasserstein"][j]), "ks": float(col["ks"][j]),
-                     "ks_pvalue": float(col["ks_pvalue"][j]), "psi": float(col["psi"][j]),
-                     "jensenshannon": float(col["jensenshannon"][j]), "missing_rate": m_j,
-                     "out_of_range_rate": float(col["out_of_range_rate"][j]), "domain_rate": dom_j,
+            np_j, m_j, dom_j, t_j = int(npres[j]), col["missing_rate"], col["domain_rate"], col["type_error_rate"]
+            stats = {"wasserstein": col["wasserstein"], "ks": col["ks"], "ks_pvalue": col["ks_pvalue"],
+                     "psi": col["psi"], "jensenshannon": col["jensenshannon"], "missing_rate": m_j,
+                     "out_of_range_rate": col["out_of_range_rate"], "domain_rate": dom_j,
                      "type_error_rate": t_j, "events": np_j}
             checks = [("missing_rate", m_j, float(lim.num_missing[j])),
                       ("domain_rate", dom_j, float(lim.num_domain[j])),
                       ("type_error_rate", t_j, float(lim.num_type[j]))]
             null = (float(lim.num_null_mean[j]), float(lim.num_null_sd[j]))
-            return t._result(c, t.num_stat[j], steps.column(j, c.count), null, stats, checks, np_j, firing)
+            return t._result(c, t.num_stat[j], steps().column(j, c.count), null, stats, checks, np_j, firing)
 
-        t._verdicts(out, t.num_cols, num_result, steps, t._num_counts_ref, npres, quality)
+        dynamic = t.config.threshold == "dynamic"
+        t._verdicts(out, t.num_cols, num_result, [] if dynamic else self._decided(k, True, steps),
+                    (npres >= 1).tolist(), self.num_quality[k])
 
-    def _categorical(self, out: dict[str, Verdict], k: int, lim: Limits, steps: Steps,
-                     firing: dict[str, bool] | None) -> None:
-        t, cat = self.tests, self.tests.cat
-        col = {name: v[:, k] for name, v in self.cat.items()}
-        npres, miss, uns = col["npres"], col["missing_rate"], col["unseen_rate"]
-        quality = ((miss > lim.cat_missing) | (~cat.truncated & (uns > lim.cat_unseen))).tolist()
+    def _categorical(self, out: dict[str, Verdict], k: int, firing: dict[str, bool] | None) -> None:
+        t, lim, cat = self.tests, self.limits[k], self.tests.cat
+        steps = functools.cache(lambda: self._steps(k, False))
+        npres = self.cat["npres"][:, k]
 
         def cat_result(j: int) -> dict[str, Any]:
+            col = {name: float(v[j, k]) for name, v in self.cat.items()}
             c = t.cat_cols[j]
-            np_j, m_j, u_j = int(npres[j]), float(miss[j]), float(uns[j])
-            stats = {"psi": float(col["psi"][j]), "jensenshannon": float(col["jensenshannon"][j]),
-                     "chisquare_pvalue": float(col["chisquare_pvalue"][j]), "missing_rate": m_j,
-                     "unseen_rate": u_j, "events": np_j}
+            np_j, m_j, u_j = int(npres[j]), col["missing_rate"], col["unseen_rate"]
+            stats = {"psi": col["psi"], "jensenshannon": col["jensenshannon"],
+                     "chisquare_pvalue": col["chisquare_pvalue"], "missing_rate": m_j, "unseen_rate": u_j,
+                     "events": np_j}
             checks = [("missing_rate", m_j, float(lim.cat_missing[j]))]
             if not cat.truncated[j]:
                 checks.append(("unseen_rate", u_j, float(lim.cat_unseen[j])))
             null = (float(lim.cat_null_mean[j]), float(lim.cat_null_sd[j]))
-            return t._result(c, t.cat_stat[j], steps.column(j, c.count), null, stats, checks, np_j, firing)
+            return t._result(c, t.cat_stat[j], steps().column(j, c.count), null, stats, checks, np_j, firing)
 
-        t._verdicts(out, t.cat_cols, cat_result, steps, t._cat_counts_ref, npres, quality)
+        dynamic = t.config.threshold == "dynamic"
+        t._verdicts(out, t.cat_cols, cat_result, [] if dynamic else self._decided(k, False, steps),
+                    (npres >= 1).tolist(), self.cat_quality[k])
