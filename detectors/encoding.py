@@ -227,6 +227,19 @@ class CategoryIndex:
                     codes[i] = get(c, -1)
         return codes, missing
 
+    def bins(self, x: np.ndarray | Categorical, missing_bin: int, unknown_bin: int) -> np.ndarray:
+        """Each value's bin: its category's code, ``missing_bin`` if missing, ``unknown_bin`` if unknown (a
+        :class:`pandas.Categorical`: each distinct value once, then one gather).
+
+        >>> CategoryIndex(["a", "b"]).bins(Categorical(["b", None, "z", "b"]), 4, 3).tolist()
+        [1, 4, 3, 1]
+        """
+        if isinstance(x, Categorical):
+            per_value = self.bins(np.asarray(x.categories, dtype=object), missing_bin, unknown_bin)
+            return np.append(per_value, missing_bin)[x.codes]  # code -1: a missing value
+        codes, missing = self.lookup(x)
+        return np.where(codes < 0, np.where(missing, missing_bin, unknown_bin), codes)
+
 
 class CategoricalBins:
     """Bin layout of the categorical columns: categories, ``other``, ``unseen``, then the missing slot."""
@@ -263,9 +276,8 @@ class CategoricalBins:
             if x is None:
                 counts[j, nb] += n or 0
                 continue
-            codes, missing = self.index[j].lookup(x)
             unknown = int(self.kc[j]) if self.truncated[j] else int(self.kc[j]) + 1  # other / unseen
-            codes = np.where(codes < 0, np.where(missing, nb, unknown), codes)
+            codes = self.index[j].bins(x, nb, unknown)
             counts[j, : nb + 1] += np.bincount(codes, minlength=nb + 1)
 
     def segment_counts(self, values: Sequence[np.ndarray | None], starts: np.ndarray, ends: np.ndarray
@@ -288,9 +300,8 @@ class CategoricalBins:
                 out[:, j, nb] = lengths
                 continue
             x = x[starts[0]: ends[-1]]
-            codes, missing = self.index[j].lookup(x)
             unknown = int(self.kc[j]) if self.truncated[j] else int(self.kc[j]) + 1  # other / unseen
-            codes = np.where(codes < 0, np.where(missing, nb, unknown), codes)
+            codes = self.index[j].bins(x, nb, unknown)
             out[:, j, :] = np.bincount(seg + codes, minlength=len(lengths) * self.width).reshape(-1, self.width)
         return out
 
