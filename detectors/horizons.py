@@ -102,9 +102,8 @@ class WindowHistory:
         p = len(before)
         num = np.stack([w[0] for w in before] + list(num_counts))
         cat = np.stack([w[1] for w in before] + list(cat_counts))
-        ev = np.array([w[2] for w in before] + [int(e) for e in events], np.int64)
         cnum, ccat = (np.concatenate([np.zeros((1, *x.shape[1:]), x.dtype), np.cumsum(x, axis=0)]) for x in (num, cat))
-        cev = np.r_[0, np.cumsum(ev)]
+        cev = np.r_[0, np.cumsum([w[2] for w in before] + [int(e) for e in events])]
         reached, hi, lo = [], [], []
         for k in range(len(events)):
             end = p + k + 1  # the windows up to this one in the stack: all of them, or more than any horizon
@@ -113,7 +112,10 @@ class WindowHistory:
             hi += [end] * len(mine)
             lo += [end - h for h in mine]
         for nc, cc, e in zip(num_counts, cat_counts, events, strict=True):
-            self.push(nc, cc, e)
+            self._windows.append((nc.copy(), cc.copy(), int(e)))
+        end = p + len(events)
+        self._sums = [[cnum[end] - cnum[max(end - h, 0)], ccat[end] - ccat[max(end - h, 0)],
+                       int(cev[end] - cev[max(end - h, 0)])] for h in self.horizons]
         return Horizons(reached, np.ascontiguousarray((cnum[hi] - cnum[lo]).transpose(1, 0, 2)),
                         np.ascontiguousarray((ccat[hi] - ccat[lo]).transpose(1, 0, 2)))
 
