@@ -63,10 +63,12 @@ class ArrowChunk:
         """Convert the columns with a fast path now (numbers; strings with at most ``max_dictionary``
         distinct values): the reader thread does it, mostly without the GIL, while the replay detects."""
         for name, col in zip(self.columns, self.batch.columns, strict=True):
-            if not pa.types.is_dictionary(col.type) or len(col.dictionary) <= max_dictionary:
+            if not pa.types.is_dictionary(col.type):
                 v = _core_values(col)
                 if v is not None:
                     self._values[name] = v
+                self._categoricals[name] = False
+            elif len(col.dictionary) <= max_dictionary:  # objects per value only if asked: they need the GIL
                 self._categoricals[name] = _categorical(col)
         return self
 
