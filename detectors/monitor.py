@@ -40,7 +40,7 @@ from detectors.hysteresis import Hysteresis
 from detectors.outcomes import OutcomeMonitor
 from detectors.profile import ReferenceProfile
 from detectors.window_counts import WindowCounts
-from detectors.window_tests import ClosedWindow, WindowEvaluation, WindowTests
+from detectors.window_tests import ClosedWindow, WindowEvaluation, WindowResults, WindowTests
 
 STATE_VERSION = 2  # 2: window history of the longer horizons, counts outside the valid domain
 READABLE_STATES = (1, 2)  # a version-1 state continues with an empty history
@@ -74,6 +74,7 @@ class ModelMonitor:
         self._num_specs = [(c.role, c.name) for c in self.tests.num_cols]
         self._cat_specs = [(c.role, c.name) for c in self.tests.cat_cols]
         self._hyst: dict[tuple[str, str | None], Hysteresis] = {}
+        self._columns_h: tuple[list[tuple[str, Hysteresis]], list[Hysteresis]] | None = None
         self._pending: list[EventBatch] = []
         self._pending_n = 0
         self._records: deque[dict[str, Any]] = deque(maxlen=config.max_window_records)
@@ -114,6 +115,16 @@ class ModelMonitor:
                 h = Hysteresis(self.config.fire_after, self.config.resolve_after)
             self._hyst[(monitor, feature)] = h
         return h
+
+    def _column_hysteresis(self, results: WindowResults
+                           ) -> tuple[list[tuple[str, Hysteresis]], list[Hysteresis]]:
+        """Each monitored column's drift ``(monitor, hysteresis)`` and data-quality hysteresis, in results order
+        (looked up once: every window has the same columns)."""
+        if self._columns_h is None:
+            drift = [("data_drift" if v.role == "feature" else "prediction_drift", v.column) for v in results]
+            self._columns_h = ([(m, self._h(m, c)) for m, c in drift],
+                               [self._h("data_quality", v.column) for v in results])
+        return self._columns_h
 
     def _alert(self, *, monitor: str, feature: str | None, status: str, direction: str | None, detector: str,
                statistic: str, value: float | None, threshold: float | None, threshold_kind: str,
@@ -321,13 +332,13 @@ class ModelMonitor:
                for r in (v.result for v in drifted[: cfg.evidence_top_k])]
         alerts: list[dict[str, Any]] = []
         if testable:
-            for v in results:
-                monitor = "data_drift" if v.role == "feature" else "prediction_drift"
-                status = self._h(monitor, v.column).update(v.drift)
+            drift_h, quality_h = self._column_hysteresis(results)
+            for v, (monitor, h) in zip(results, drift_h, strict=True):
+                status = h.update(v.drift)
                 if status is not None:
                     alerts.append(self._drift_alert(monitor, status, v.result, window, src, top))
-            for v in results:
-                status = self._h("data_quality", v.column).update(v.quality)
+            for v, h in zip(results, quality_h, strict=True):
+                status = h.update(v.quality)
                 if status is not None:
                     alerts.append(self._quality_alert(status, v.result, window, src, top))
         if self.keep_records:
