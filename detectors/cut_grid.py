@@ -33,8 +33,8 @@ MAX_DEPTH = 4  # deeper (cuts crowded by a heavy tail): sorting each slice is fa
 class CutGrid:
     """Bins of values among sorted ``cuts`` (see the module docstring). ``depth`` is the most cuts one cell holds:
     the number of comparisons per value. Cuts a heavy tail crowds into a few cells of any uniform grid (a
-    lognormal with sigma 2 or more, a Pareto) make it deep: :meth:`slice_counts` then sorts each slice
-    (:func:`sorted_bin_counts`), the same counts."""
+    lognormal with sigma 2 or more, a Pareto) make it deep: :meth:`bins` then searches and :meth:`slice_counts`
+    sorts each slice (:func:`sorted_bin_counts`), the same bins and counts."""
 
     def __init__(self, cuts: np.ndarray):
         self.cuts = np.asarray(cuts, np.float64)
@@ -79,7 +79,9 @@ class CutGrid:
 
     def bins(self, x: np.ndarray) -> np.ndarray:
         """The bin of each value: the number of cuts at or below it, ``len(cuts)`` for NaN. ``depth + 6`` passes
-        over the values."""
+        over the values; a deep grid searches instead (``np.searchsorted``, the definition)."""
+        if self.depth > MAX_DEPTH:
+            return np.searchsorted(self.cuts, x, side="right")  # NaN sorts last
         cell = self.cells(x)
         out = self._through[cell]
         for inside in self._inside:

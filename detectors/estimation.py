@@ -119,7 +119,7 @@ class EstimationMonitor:
                      for b in batches]
             s1 = np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0], np.float64)
             ok = (codes >= 0) & np.isfinite(s1)
-            b1 = np.searchsorted(cal.edges[0], s1, side="right")
+            b1 = cal.bins(s1[:, None])[0]
             # the outcomes of these predictions often come with the same score arrays: bin them once
             self._bins_of, off = [], 0
             for bt, x in zip(batches, parts, strict=True):

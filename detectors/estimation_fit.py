@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from detectors.cut_grid import CutGrid
 from detectors.values import canon_series
 
 BINS = 50  # quantile bins per class score (fewer on small references: at least MIN_PER_BIN rows each)
@@ -124,6 +125,7 @@ class Calibration:
         self.positive: int | None = fit["positive"]
         self.score_columns: list[str] = list(fit["score_columns"])
         self.edges = [np.asarray(e, np.float64) for e in fit["edges"]]
+        self._grids = [CutGrid(e) for e in self.edges]
         self.probs = [np.asarray(p, np.float64) for p in fit["probs"]]
         self.rows = int(fit["rows"])
         self.binary = self.k == 2
@@ -138,7 +140,7 @@ class Calibration:
 
     def bins(self, s: np.ndarray) -> list[np.ndarray]:
         """Per calibrated score column, each row's bin (``s`` is rows x score columns)."""
-        return [np.searchsorted(e, s[:, j], side="right") for j, e in enumerate(self.edges)]
+        return [g.bins(s[:, j]) for j, g in enumerate(self._grids)]
 
     def probabilities(self, s: np.ndarray, bins: list[np.ndarray] | None = None) -> np.ndarray:
         """Calibrated class probabilities (rows x classes) of the score rows ``s``."""
