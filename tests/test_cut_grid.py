@@ -58,6 +58,7 @@ def test_slice_counts_are_the_binary_search_counts(cuts: list[float], seed: int,
     edges = np.sort(rng.choice(np.arange(1, len(x)), size=min(pieces - 1, len(x) - 1), replace=False))
     starts, ends = np.r_[0, edges], np.r_[edges, len(x)]
     grid = CutGrid(c)
+    assert (grid.bins(x) == np.searchsorted(c, x, side="right")).all()
     got = grid.slice_counts(x, starts, ends, len(c) + 3)
     assert (got == definition(c, x, starts.tolist(), ends.tolist(), len(c) + 3)).all()
 
@@ -78,8 +79,10 @@ def test_profile_bins_counted_as_defined(name: str, sample) -> None:
     cuts = np.asarray(col.cuts)
     x = np.r_[sample(rng, 5_000), values_around(cuts, rng, 100)]
     starts, ends = np.array([0, 1_000, 2_500]), np.array([1_000, 2_500, len(x)])
-    got = CutGrid(cuts).slice_counts(x, starts, ends, len(cuts) + 1)
+    grid = CutGrid(cuts)
+    got = grid.slice_counts(x, starts, ends, len(cuts) + 1)
     assert (got == definition(cuts, x, starts.tolist(), ends.tolist(), len(cuts) + 1)).all()
+    assert (grid.bins(x) == np.searchsorted(cuts, x, side="right")).all()
 
 
 def test_heavy_tails_make_deep_grids_that_sort_instead() -> None:
