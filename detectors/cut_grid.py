@@ -74,7 +74,7 @@ class CutGrid:
             t = x * self._scale
             t += self._offset
         np.fmin(t, self._top, out=t)  # fmin keeps the number: NaN -> top
-        np.fmax(t, 0.0, out=t)
+        np.maximum(t, 0.0, out=t)
         return t.astype(np.intp)
 
     def bins(self, x: np.ndarray) -> np.ndarray:
@@ -83,9 +83,9 @@ class CutGrid:
         if self.depth > MAX_DEPTH:
             return np.searchsorted(self.cuts, x, side="right")  # NaN sorts last
         cell = self.cells(x)
-        out = self._through[cell]
+        out = np.take(self._through, cell)  # take: faster than fancy indexing
         for inside in self._inside:
-            out -= x < inside[cell]
+            out -= x < np.take(inside, cell)
         return out
 
     def slice_counts(self, x: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
