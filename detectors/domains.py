@@ -91,7 +91,7 @@ def count_outside_segments(values: Sequence[np.ndarray | None], lo: np.ndarray, 
     for j, x in enumerate(values):
         if x is None or not (np.isfinite(lo[j]) or np.isfinite(hi[j])):
             continue
-        a, b = int(starts[0]), int(ends[-1])
-        below = np.concatenate([[0], np.cumsum(_outside_mask(x[a:b], float(lo[j]), float(hi[j])))])
-        out[:, j] = below[ends - a] - below[starts - a]
+        a = int(starts[0])
+        mask = _outside_mask(x[a: int(ends[-1])], float(lo[j]), float(hi[j]))
+        out[:, j] = np.add.reduceat(mask.view(np.uint8), starts - a, dtype=np.int64)  # slices are not empty
     return out
