@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 MIN_WORK = 200_000  # array elements touched below which one thread is faster
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = 0  # the process the pool's thread lives in (a forked child starts its own)
 
 
 def _cores() -> int:
@@ -29,9 +30,9 @@ def _cores() -> int:
 
 
 def _second() -> ThreadPoolExecutor | None:
-    global _pool
-    if _pool is None and _cores() > 1:
-        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glassbox-columns")
+    global _pool, _pool_pid
+    if (_pool is None or _pool_pid != os.getpid()) and _cores() > 1:
+        _pool, _pool_pid = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glassbox-columns"), os.getpid()
     return _pool
 
 

@@ -49,3 +49,24 @@ def test_horizon_statistics_split_over_threads_are_the_same(monkeypatch: pytest.
     one, two = _both(monkeypatch, lambda: tests.decision_values(merged, cat))
     assert one[0].shape == (len(tests.num), 30) and np.isfinite(one[0]).all()
     assert (one[0] == two[0]).all()
+
+
+def test_a_forked_child_gets_its_own_second_thread(tests_and_columns) -> None:
+    """A process forked after a replay used the pool (its thread is not in the child) still counts."""
+    import os
+    import signal
+
+    tests, cols = tests_and_columns
+    starts, ends = np.arange(0, 60_000, 1_000), np.arange(1_000, 60_001, 1_000)
+    expected = tests.num.segment_counts(cols, starts, ends)[0]
+    assert halves._pool is not None or halves._cores() == 1
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: count with the pool, report whether the counts match (killed if it hangs)
+        signal.alarm(60)
+        ok = (tests.num.segment_counts(cols, starts, ends)[0] == expected).all()
+        os.write(w, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"1" and status == 0
