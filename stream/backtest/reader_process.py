@@ -63,16 +63,19 @@ class ReaderProcess:
         """``(rank, (head, tail), stats)``: ``head`` the parsed first part of a prediction step (or None),
         ``tail`` the records of the rest as tuples (all of a labels step)."""
         while True:
-            t0 = time.perf_counter()
-            try:
-                kind, a, b, stats = self._q.get(timeout=1.0)
+            try:  # a step already there: no waiting (its transfer is not waiting on the child)
+                kind, a, b, stats = self._q.get_nowait()
             except queue.Empty:
-                if not self._proc.is_alive():
-                    raise KafkaReplayError(f"the replay reader process died (exit code {self._proc.exitcode})"
-                                           ) from None
-                continue
-            finally:
-                self._waited.value += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                try:
+                    kind, a, b, stats = self._q.get(timeout=1.0)
+                except queue.Empty:
+                    if not self._proc.is_alive():
+                        raise KafkaReplayError(f"the replay reader process died (exit code {self._proc.exitcode})"
+                                               ) from None
+                    continue
+                finally:
+                    self._waited.value += time.perf_counter() - t0
             if kind == _ERROR:
                 raise a
             self.stats = stats
