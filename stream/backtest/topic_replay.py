@@ -152,17 +152,13 @@ def replay_topic(
     with ReaderProcess(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
                        label_horizon_ms=label_horizon_ms,
                        max_bytes=pipelines[0].max_message_bytes if pipelines else kafka.max_message_bytes) as reader:
-        for rank, (head, tail), stats in reader.steps():
-            msgs = [RawMessage(*m) for m in tail]
-            if rank == PREDICTIONS:
-                steps = [head] if head is not None else []
-                if msgs:
-                    steps.append(parse_step(msgs, reader.max_bytes))
+        for rank, (parsed, records), stats in reader.steps():
+            msgs = [RawMessage(*m) for m in records]
+            if rank == PREDICTIONS and parsed is None:
+                parsed = parse_step(msgs, reader.max_bytes)
             labels_before = pipelines[0].counters.labels if pipelines else 0
             for pipe, run in zip(pipelines, runs, strict=True):
-                outs = [pipe.on_parsed(st) for st in steps] if rank == PREDICTIONS else [pipe.on_labels(msgs)]
-                for out in outs:
-                    _collect(run, out, keep_windows)
+                _collect(run, pipe.on_parsed(parsed) if rank == PREDICTIONS else pipe.on_labels(msgs), keep_windows)
             if rank != PREDICTIONS:  # labels, not messages: a label-batch message holds many
                 n_labels += pipelines[0].counters.labels - labels_before if pipelines else len(msgs)
             if progress is not None:

@@ -372,13 +372,19 @@ def _typed_column(col: list[Any], fld: str) -> np.ndarray:
         return np.frombuffer(array("d", col), np.float64)
     except TypeError:  # a null, a string or a wrong type: typed (or refused) below
         pass
-    types = set(map(type, col))
+    distinct: Any = None
+    if type(col[0]) is str:  # categories repeat: their types and lengths are checked once
+        try:
+            distinct = set(col)
+        except TypeError:  # an array or object among them: refused below
+            distinct = None
+    types = set(map(type, col if distinct is None else distinct))  # (equal values of two types are numbers)
     if types <= _NUMBERS:
         return np.array(col, dtype=np.float64)
     if not types <= _SCALARS:
         for x in col:
             _value(x, fld)  # raises with the offending type
-    distinct = set(col)  # categories repeat: their lengths are checked once (hashing strings is cheap)
+    distinct = set(col) if distinct is None else distinct
     if max((len(x) for x in distinct if type(x) is str), default=0) > MAX_STRING_VALUE:
         raise _fail("bad_value", fld, f"{fld} string longer than {MAX_STRING_VALUE} characters")
     return np.array(col, dtype=object)
