@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.backtest.reader_process import ReaderProcess
+from stream.backtest.reader_process import ReaderProcess, fewer_collections
 from stream.backtest.shard_replay import ShardReplay
 from stream.backtest.topic_range import (
     KAFKA_SCHEME,
@@ -149,9 +149,9 @@ def replay_topic(
     n_labels = 0
     stats = ReadStats()
     t0 = time.perf_counter()
-    with ReaderProcess(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
-                       label_horizon_ms=label_horizon_ms,
-                       max_bytes=pipelines[0].max_message_bytes if pipelines else kafka.max_message_bytes) as reader:
+    with fewer_collections(), ReaderProcess(
+            bootstrap, kafka, predictions, labels, rng, step_messages=step_messages, label_horizon_ms=label_horizon_ms,
+            max_bytes=pipelines[0].max_message_bytes if pipelines else kafka.max_message_bytes) as reader:
         for rank, (parsed, records), stats in reader.steps():
             msgs = [RawMessage(*m) for m in records]
             if rank == PREDICTIONS and parsed is None:
