@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import logging
 import queue
 import sys
@@ -20,18 +21,23 @@ if TYPE_CHECKING:
     from stream.settings import KafkaConfig
 
 _STEP, _END, _ERROR = "step", "end", "error"  # what the reader process sends
-SHARE_STEP = 0.05  # how fast the reader process's share of the parsing follows the side that waits
+#: Container allocations between young collections of the garbage collector during a replay (Python's
+#: default, 700, makes a collection every few messages: 5-10% of the CPU time of each process).
+GC_YOUNG = 20_000
+SHARE_STEP = 0.05  # how fast the reader process's share of the parsing follows the busier side
 
 
 class ReaderProcess:
     """A :class:`TopicReader` in a child process that hands its steps on, pickled, through a bounded queue.
 
     Parsing a prediction step (:func:`stream.pipeline.parse_step.parse_step`) costs about as much as reading it or
-    detecting on it, so the two processes share it: the child parses the first part of each step and sends
-    the rest as records, which the replaying process parses. The child's share follows whichever side
-    waits: when the replaying process sat waiting for input longer than the child sat blocked on a full
-    queue since the last step, the child parses less, otherwise more. ``parse_step`` is pure and a step can
-    be cut anywhere, so the split changes nothing in the results.
+    detecting on it, so the two processes share it: the child parses a share of the steps and sends the
+    others as records, which the replaying process parses (whole steps either way: the monitors work best
+    on big batches). The share balances the CPU time of the two: when the replaying process used less CPU
+    than the child since the last step, the child parses less, otherwise more (waits are no measure here:
+    handing a step over and the threads of the child sharing its interpreter make both sides wait,
+    whichever is the busier). ``parse_step`` is pure, so where a step is parsed changes nothing in the
+    results.
 
     The child comes from a fork server (forking beside MLflow's or aiokafka's threads is not safe), is
     killed when the replay stops early, and a child that dies is an error, never a silent end.
@@ -44,7 +50,7 @@ class ReaderProcess:
         self.stats = ReadStats()
         self._proc: Any = None
         self._q: Any = None
-        self._waited: Any = None  # shared: seconds the replaying process has spent waiting for steps
+        self._busy: Any = None  # shared: the replaying process's CPU seconds (``time.process_time``)
 
     def __enter__(self) -> ReaderProcess:
         import multiprocessing
@@ -52,18 +58,18 @@ class ReaderProcess:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["stream.backtest.reader_process", "stream.settings", "aiokafka"])  # imported once
         self._q = ctx.Queue(maxsize=8)
-        self._waited = ctx.RawValue("d", 0.0)
-        self._proc = ctx.Process(target=_reader_main, args=(self._q, self._waited, *self.args),
+        self._busy = ctx.RawValue("d", time.process_time())
+        self._proc = ctx.Process(target=_reader_main, args=(self._q, self._busy, *self.args),
                                  name="glassbox-replay-reader", daemon=True)
         with _main_script_hidden():
             self._proc.start()
         return self
 
     def steps(self) -> Iterator[tuple[int, Any, ReadStats]]:
-        """``(rank, (head, tail), stats)``: ``head`` the parsed first part of a prediction step (or None),
-        ``tail`` the records of the rest as tuples (all of a labels step)."""
+        """``(rank, (parsed, records), stats)``: ``parsed`` a prediction step parsed by the child (or None),
+        ``records`` the step's records as tuples when it was not (always for a labels step)."""
         while True:
-            t0 = time.perf_counter()
+            self._busy.value = time.process_time()
             try:
                 kind, a, b, stats = self._q.get(timeout=1.0)
             except queue.Empty:
@@ -71,8 +77,6 @@ class ReaderProcess:
                     raise KafkaReplayError(f"the replay reader process died (exit code {self._proc.exitcode})"
                                            ) from None
                 continue
-            finally:
-                self._waited.value += time.perf_counter() - t0
             if kind == _ERROR:
                 raise a
             self.stats = stats
@@ -91,6 +95,18 @@ class ReaderProcess:
 
 
 @contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Collect young objects every :data:`GC_YOUNG` allocations instead of every 700 while a replay runs (the
+    older generations as usual; the thresholds are restored after)."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], GC_YOUNG), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+@contextlib.contextmanager
 def _main_script_hidden() -> Iterator[None]:
     """While the reader process starts, hide the main script's path from multiprocessing: a forkserver child
     re-runs the main script (Python 3.11's fork server never preloads it), which costs 0.2-0.8 s when it
@@ -105,28 +121,29 @@ def _main_script_hidden() -> Iterator[None]:
             main.__dict__["__file__"] = path
 
 
-def _reader_main(q: Any, waited: Any, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
+def _reader_main(q: Any, busy: Any, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,
                  rng: ReplayRange, step_messages: int, label_horizon_ms: int | None, max_bytes: int) -> None:
-    """The reader process: read, merge, parse its share; every step, then the final stats (or the error),
-    into ``q``."""
+    """The reader process: read, merge, parse its share of the steps; every step, then the final stats (or
+    the error), into ``q``."""
+    gc.set_threshold(max(gc.get_threshold()[0], GC_YOUNG))  # this process only replays
     reader = TopicReader(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
                          label_horizon_ms=label_horizon_ms)
-    share, seen_waited = 0.5, 0.0
+    share, credit, seen_busy, seen_own = 0.5, 0.0, busy.value, time.process_time()
     try:
         for rank, msgs in reader.steps():
-            head = None
-            cut = round(share * len(msgs)) if rank == PREDICTIONS else 0
-            if cut:
-                head = parse_step(msgs[:cut], max_bytes).without_raw()  # a replay only counts dead letters
-            tail = [(m.topic, m.partition, m.offset, m.value, m.timestamp, m.key) for m in msgs[cut:]]
-            t0 = time.perf_counter()
-            q.put((_STEP, rank, (head, tail), copy.copy(reader.stats)))
-            t1 = time.perf_counter()
-            if rank == PREDICTIONS:  # follow the side that waits
-                blocked_now, waited_now = t1 - t0, waited.value - seen_waited
-                seen_waited += waited_now
-                if blocked_now != waited_now:  # (both zero: no news)
-                    share = min(1.0, max(0.0, share + (SHARE_STEP if blocked_now > waited_now else -SHARE_STEP)))
+            parsed, records = None, []
+            if rank == PREDICTIONS and (credit := credit + share) >= 0.5:  # this one is parsed here
+                credit -= 1.0
+                parsed = parse_step(msgs, max_bytes).without_raw()  # a replay only counts dead letters
+            else:
+                records = [(m.topic, m.partition, m.offset, m.value, m.timestamp, m.key) for m in msgs]
+            q.put((_STEP, rank, (parsed, records), copy.copy(reader.stats)))
+            if rank == PREDICTIONS:  # the busier side parses less
+                main_cpu, own_cpu = busy.value, time.process_time()
+                if main_cpu != seen_busy:  # (no news from the replaying process yet: no change)
+                    more = main_cpu - seen_busy > own_cpu - seen_own
+                    share = min(1.0, max(0.0, share + (SHARE_STEP if more else -SHARE_STEP)))
+                    seen_busy, seen_own = main_cpu, own_cpu
         q.put((_END, None, None, reader.stats))
     except KafkaReplayError as err:  # the user's to fix: handed on as it is
         q.put((_ERROR, err, None, None))

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.backtest.reader_process import ReaderProcess
+from stream.backtest.reader_process import ReaderProcess, fewer_collections
 from stream.backtest.shard_replay import ShardReplay
 from stream.backtest.topic_range import (
     KAFKA_SCHEME,
@@ -149,20 +149,16 @@ def replay_topic(
     n_labels = 0
     stats = ReadStats()
     t0 = time.perf_counter()
-    with ReaderProcess(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
-                       label_horizon_ms=label_horizon_ms,
-                       max_bytes=pipelines[0].max_message_bytes if pipelines else kafka.max_message_bytes) as reader:
-        for rank, (head, tail), stats in reader.steps():
-            msgs = [RawMessage(*m) for m in tail]
-            if rank == PREDICTIONS:
-                steps = [head] if head is not None else []
-                if msgs:
-                    steps.append(parse_step(msgs, reader.max_bytes))
+    with fewer_collections(), ReaderProcess(
+            bootstrap, kafka, predictions, labels, rng, step_messages=step_messages, label_horizon_ms=label_horizon_ms,
+            max_bytes=pipelines[0].max_message_bytes if pipelines else kafka.max_message_bytes) as reader:
+        for rank, (parsed, records), stats in reader.steps():
+            msgs = [RawMessage(*m) for m in records]
+            if rank == PREDICTIONS and parsed is None:
+                parsed = parse_step(msgs, reader.max_bytes)
             labels_before = pipelines[0].counters.labels if pipelines else 0
             for pipe, run in zip(pipelines, runs, strict=True):
-                outs = [pipe.on_parsed(st) for st in steps] if rank == PREDICTIONS else [pipe.on_labels(msgs)]
-                for out in outs:
-                    _collect(run, out, keep_windows)
+                _collect(run, pipe.on_parsed(parsed) if rank == PREDICTIONS else pipe.on_labels(msgs), keep_windows)
             if rank != PREDICTIONS:  # labels, not messages: a label-batch message holds many
                 n_labels += pipelines[0].counters.labels - labels_before if pipelines else len(msgs)
             if progress is not None:

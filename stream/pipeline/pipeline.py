@@ -81,19 +81,23 @@ class RecentIds:
     def admit(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """Which of ``ids`` are new (True) and not repeats of recent or earlier ones in ``ids``."""
         ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
-        seen = self._ids
+        seen, h = self._ids, self.horizon
+        keep = np.ones(len(ids), dtype=bool)
         if len(set(ids)) == len(ids) and seen.keys().isdisjoint(ids):  # the common case, at C speed
-            keep = np.ones(len(ids), dtype=bool)
-            seen.update(dict.fromkeys(ids[-self.horizon:]))
+            if len(ids) >= h:  # the last ``h`` of them are all that is kept
+                self._ids = dict.fromkeys(ids[len(ids) - h:])
+                return keep
+            seen.update(dict.fromkeys(ids))
         else:
-            keep = np.ones(len(ids), dtype=bool)
             for i, pid in enumerate(ids):
                 if pid in seen:
                     keep[i] = False
                 else:
                     seen[pid] = None
-        extra = len(seen) - self.horizon
-        if extra > 0:
+        extra = len(seen) - h
+        if extra > len(seen) // 2:  # most of them go: keep the rest in a new dict
+            self._ids = dict.fromkeys(islice(seen, extra, None))
+        elif extra > 0:
             for pid in list(islice(seen, extra)):
                 del seen[pid]
         return keep
