@@ -10,7 +10,8 @@
 - Floor: the least work a replay must do, measured in the same run: read the file's columns with Arrow and
   count every value into the reference bins, one thread: numbers by ``searchsorted`` + ``bincount``, by
   sorting blocks of 1,024 values then searching the cuts, and by the grid lookup of :mod:`detectors.cut_grid`
-  + ``bincount`` (the fastest is the floor), strings by dictionary codes + ``bincount``. Target: replay >= 0.5x the floor.
+  + ``bincount`` (the fastest is the floor), strings by dictionary codes + ``bincount``. Target: replay >= 0.5x
+  the floor.
 - Baseline: Evidently's ``DataDriftPreset`` on the same windows (1,000 rows vs the 20,000-row reference),
   measured on a few windows in this run and scaled to the same number of windows. Target: >= 100x.
 - Memory: one replay of 5,000,000 events (the 1M file read 5 times in a row, as one stream); RSS sampled
