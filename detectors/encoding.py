@@ -29,7 +29,6 @@ from collections.abc import Sequence
 import numpy as np
 from pandas import Categorical
 
-from detectors.column_halves import in_halves
 from detectors.cut_grid import CutGrid
 from detectors.profile import CategoricalColumn, NumericColumn
 from detectors.values import canon
@@ -114,24 +113,20 @@ class NumericBins:
         counts = np.zeros((len(lengths), len(self.names), self.width), np.int64)
         wrong = np.zeros((len(lengths), len(self.names)), np.int64)
         a, b = int(starts[0]), int(ends[-1])
-
-        def count(columns: range) -> None:
-            for j in columns:
-                x, nb = values[j], int(self.nb[j])
-                if x is None:
-                    counts[:, j, nb] = lengths
-                    continue
-                x = x[a:b]
-                if x.dtype.kind in "iub":
-                    x = x.astype(np.float64)
-                elif x.dtype.kind != "f":
-                    x, bad = _coerce_numeric(x)
-                    if bad.any():
-                        wrong[:, j] = np.add.reduceat(bad.astype(np.int64), starts - a)
-                counts[:, j, :] = self.grids[j].slice_counts(x, starts - a, ends - a, self.width)
-                counts[:, j, nb] -= wrong[:, j]
-
-        in_halves(count, len(values), (b - a) * len(values))
+        for j, x in enumerate(values):
+            nb = int(self.nb[j])
+            if x is None:
+                counts[:, j, nb] = lengths
+                continue
+            x = x[a:b]
+            if x.dtype.kind in "iub":
+                x = x.astype(np.float64)
+            elif x.dtype.kind != "f":
+                x, bad = _coerce_numeric(x)
+                if bad.any():
+                    wrong[:, j] = np.add.reduceat(bad.astype(np.int64), starts - a)
+            counts[:, j, :] = self.grids[j].slice_counts(x, starts - a, ends - a, self.width)
+            counts[:, j, nb] -= wrong[:, j]
         return counts, wrong
 
     def missing(self, counts: np.ndarray) -> np.ndarray:

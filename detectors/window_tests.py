@@ -33,7 +33,6 @@ import orjson
 import scipy
 
 from detectors.calibration import binomial_limit, tail_quantile, two_sample_null
-from detectors.column_halves import in_halves
 from detectors.config import DetectionConfig
 from detectors.domains import valid_domains
 from detectors.dynamic import DynamicThresholds
@@ -420,14 +419,8 @@ class WindowTests:
         cv = np.zeros(cat_counts.shape[:-1])
         if len(num):
             pres = np.where(num.real[(slice(None), *extra)], num_counts, 0)
-
-            def values(half: range) -> None:
-                for stat, rows in self._num_groups:
-                    rows = rows[(rows >= half.start) & (rows < half.stop)]
-                    if len(rows):
-                        nv[rows] = numeric_stat(stat, num, pres[rows], rows)
-
-            in_halves(values, len(num), pres.size)
+            for stat, rows in self._num_groups:
+                nv[rows] = numeric_stat(stat, num, pres[rows], rows)
         if len(cat):
             pres = np.where(cat.real[(slice(None), *extra)], cat_counts, 0)
             for stat, rows in self._cat_groups:
