@@ -77,7 +77,7 @@ def test_profile_bins_counted_as_defined(name: str, sample) -> None:
     rng = np.random.default_rng(3)
     col = build_profile(pd.DataFrame({"x": sample(rng, 20_000)}), prediction=None).columns["x"]
     cuts = np.asarray(col.cuts)
-    x = np.r_[sample(rng, 40_000), values_around(cuts, rng, 100)]  # more than a BLOCK
+    x = np.r_[sample(rng, 40_000), values_around(cuts, rng, 100)]
     starts, ends = np.array([0, 1_000, 20_500]), np.array([1_000, 20_500, len(x)])
     grid = CutGrid(cuts)
     got = grid.slice_counts(x, starts, ends, len(cuts) + 1)
