@@ -40,6 +40,7 @@ from stream.backtest.event_columns import (
     event_times,
     resolve_roles,
 )
+from stream.backtest.heap import keep_freed_memory
 from stream.backtest.replay_cache import CalibrationCache, ProfileCache, sha256_file
 from stream.backtest.table_files import iter_table, read_table, table_format
 
@@ -282,6 +283,7 @@ def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
     cfg = opts.config or DetectionConfig()
     if opts.window is not None:
         cfg = cfg.model_copy(update={"window": opts.window})
+    keep_freed_memory()  # chunk after chunk, the same arrays: reuse their pages
     it = _chunks(events, opts.chunk_rows)
     first = next(it, None)
     if first is None:
