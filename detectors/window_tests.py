@@ -590,7 +590,8 @@ class WindowBatch:
             self.num_quality = ((self.num["missing_rate"] > self._limit("num_missing"))
                                 | (self.num["domain_rate"] > self._limit("num_domain"))
                                 | (self.num["type_error_rate"] > self._limit("num_type"))).T.tolist()
-            self.num_decisive = self._decisive(self.num_steps[1], tests._num_counts_ref)
+            self.num_decisive = (None if tests.config.threshold == "dynamic"  # dynamic: each column's detector
+                                   else self._decisive(self.num_steps[1], tests._num_counts_ref))
         if len(cat):
             counts = np.stack([w.cat_counts for w in windows], axis=1)
             pres = np.where(cat.real[:, None], counts, 0)
@@ -609,7 +610,8 @@ class WindowBatch:
             self.cat_quality = ((self.cat["missing_rate"] > self._limit("cat_missing"))
                                 | (~cat.truncated[:, None] & (self.cat["unseen_rate"] > self._limit("cat_unseen")))
                                 ).T.tolist()
-            self.cat_decisive = self._decisive(self.cat_steps[1], tests._cat_counts_ref)
+            self.cat_decisive = (None if tests.config.threshold == "dynamic"  # dynamic: each column's detector
+                                   else self._decisive(self.cat_steps[1], tests._cat_counts_ref))
 
     def _limit(self, name: str) -> np.ndarray:
         """One limit of every column in every window, ``(columns, windows)``."""
@@ -651,8 +653,11 @@ class WindowBatch:
                      [t._thresholds(lim)[0 if numeric else 1] for lim in limits], effects[:, at])
 
     def _decided(self, k: int, numeric: bool, steps: Callable[[], Steps]) -> list[float]:
-        """Window ``k``'s decisive effect per column (:meth:`Steps.decisive`)."""
-        best, nan = self.num_decisive if numeric else self.cat_decisive
+        """Window ``k``'s decisive effect per column (:meth:`Steps.decisive`; none with dynamic thresholds)."""
+        decisive = self.num_decisive if numeric else self.cat_decisive
+        if decisive is None:
+            return []
+        best, nan = decisive
         if nan[k]:
             return steps().decisive(self.tests._num_counts_ref if numeric else self.tests._cat_counts_ref)
         return best[:, k].tolist()
@@ -688,9 +693,8 @@ class WindowBatch:
             null = (float(lim.num_null_mean[j]), float(lim.num_null_sd[j]))
             return t._result(c, t.num_stat[j], steps().column(j, c.count), null, stats, checks, np_j, firing)
 
-        dynamic = t.config.threshold == "dynamic"
-        t._verdicts(out, t.num_cols, num_result, [] if dynamic else self._decided(k, True, steps),
-                    (npres >= 1).tolist(), self.num_quality[k])
+        t._verdicts(out, t.num_cols, num_result, self._decided(k, True, steps), (npres >= 1).tolist(),
+                    self.num_quality[k])
 
     def _categorical(self, out: dict[str, Verdict], k: int, firing: dict[str, bool] | None) -> None:
         t, lim, cat = self.tests, self.limits[k], self.tests.cat
@@ -710,6 +714,5 @@ class WindowBatch:
             null = (float(lim.cat_null_mean[j]), float(lim.cat_null_sd[j]))
             return t._result(c, t.cat_stat[j], steps().column(j, c.count), null, stats, checks, np_j, firing)
 
-        dynamic = t.config.threshold == "dynamic"
-        t._verdicts(out, t.cat_cols, cat_result, [] if dynamic else self._decided(k, False, steps),
-                    (npres >= 1).tolist(), self.cat_quality[k])
+        t._verdicts(out, t.cat_cols, cat_result, self._decided(k, False, steps), (npres >= 1).tolist(),
+                    self.cat_quality[k])
