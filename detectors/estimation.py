@@ -35,16 +35,18 @@ and labels interleave, and alerts must not (``concept_drift`` and ``performance`
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
 
 import numpy as np
+import orjson
 
 from detectors.batch import EventBatch, OutcomeBatch
 from detectors.calibration import normal_quantile, tail_quantile
 from detectors.config import DetectionConfig
-from detectors.encoding import CategoryIndex
+from detectors.encoding import class_index
 from detectors.estimation_common import estimate_alert, realize_complete
 from detectors.estimation_fit import METRICS, Calibration, binary_estimates, metrics
 from detectors.estimation_regression import RegressionEstimationMonitor
@@ -53,6 +55,9 @@ from detectors.profile import ReferenceProfile
 
 TRACKED = 128  # closed windows kept waiting for their labels
 MIN_REALIZED = 30  # labelled outcomes a window needs for a realized record when it leaves tracking
+BANDS_SIZE = 256  # (calibration, window size) bands remembered per process
+
+_BANDS: OrderedDict[tuple[str, int], dict[str, tuple[float, float, float]]] = OrderedDict()
 
 
 def _num(x: Any) -> float | None:
@@ -68,11 +73,13 @@ class EstimationMonitor:
         self.metrics = list(config.estimation_metrics)
         self.alpha = alpha / 2 / max(len(self.metrics), 1)  # two-sided, split over the alerting metrics
         self._z = normal_quantile(self.alpha)
-        self.index = CategoryIndex(cal.classes)
+        self.index = class_index(tuple(cal.classes))
         self.hyst = {m: Hysteresis(config.fire_after, config.resolve_after) for m in self.metrics}
-        self.rng = np.random.default_rng(config.seed + 18)
-        self._limits: dict[int, dict[str, tuple[float, float, float]]] = {}
-        self._limits_of_n: dict[int, dict[str, tuple[float, float, float]]] = {}  # by size, of cached bands
+        # what a band depends on besides the window size: monitors of the same calibration share bands
+        self._band_key = hashlib.sha256(orjson.dumps(
+            [profile.estimation, self.alpha, config.calibration_resamples, config.performance_min_delta,
+             config.seed], option=orjson.OPT_SORT_KEYS)).hexdigest()
+        self._limits_of_n: dict[int, dict[str, tuple[float, float, float]]] = {}  # by size, of remembered bands
         self._tracked: deque[dict[str, Any]] = deque()
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._errors: deque[tuple[float, float, int]] = deque(maxlen=config.estimation_gap_windows)
@@ -202,31 +209,40 @@ class EstimationMonitor:
     def limits(self, n: int) -> dict[str, tuple[float, float, float]]:
         """Per metric, the alert band ``(lo, hi)`` of the estimate on windows of ``n`` scored events under no
         change, and the realized metric's sampling error on such windows (NannyML's confidence band is the
-        estimate plus or minus three of them)."""
+        estimate plus or minus three of them). Drawn from the seed afresh for each size (the same band whatever
+        sizes came before, after a restart too) and remembered in the process."""
         lim = self._limits_of_n.get(n)
         if lim is not None:
             return lim
         key = int(float(f"{n:.2g}"))  # event-time windows vary in size: two significant digits are enough
-        lim = self._limits.get(key)
-        if lim is not None:
+        lim = _BANDS.get((self._band_key, key))
+        if lim is None:
+            lim = _BANDS[(self._band_key, key)] = self._band(key)
+            while len(_BANDS) > BANDS_SIZE:
+                _BANDS.popitem(last=False)
+        if len(self._limits_of_n) < 64:
             self._limits_of_n[n] = lim
-            return lim
+        return lim
+
+    def _band(self, n: int) -> dict[str, tuple[float, float, float]]:
+        """:meth:`limits` of windows of ``n`` scored events, drawn."""
         cal = self.cal
+        rng = np.random.default_rng(self.config.seed + 18)
         p = cal.cells / cal.cells.sum()
         # the reference's own sampling error is folded in by drawing n * n_ref / (n + n_ref) events: the estimate
         # minus the reference's metric then has the spread of the real comparison
-        n_eff = max(round(key * cal.rows / (key + cal.rows)), 1)
-        draws = self.rng.multinomial(n_eff, p, size=self.config.calibration_resamples).astype(np.float64)
+        n_eff = max(round(n * cal.rows / (n + cal.rows)), 1)
+        draws = rng.multinomial(n_eff, p, size=self.config.calibration_resamples).astype(np.float64)
         conf, hist = cal.cell_sums(draws)
         null = metrics(conf, hist, cal.positive)
         # realized windows of the same cells: true classes drawn from each cell's calibrated probabilities
         counts = draws.astype(np.int64)
         if cal.binary:  # one binomial per cell is ~20x faster than a multinomial of two
-            pos = self.rng.binomial(counts, np.clip(cal.cell_probs[:, cal.positive], 0.0, 1.0))
+            pos = rng.binomial(counts, np.clip(cal.cell_probs[:, cal.positive], 0.0, 1.0))
             truth = np.stack([counts - pos, pos] if cal.positive == 1 else [pos, counts - pos], axis=-1)
         else:
             cp = np.where(cal.cells[:, None] > 0, cal.cell_probs, 1.0)
-            truth = self.rng.multinomial(counts, cp / cp.sum(-1, keepdims=True))
+            truth = rng.multinomial(counts, cp / cp.sum(-1, keepdims=True))
         real_conf = truth.reshape(len(draws), cal.k, cal.n_primary, cal.k).sum(axis=2).astype(np.float64)
         real_hist = None
         if cal.binary:
@@ -243,8 +259,6 @@ class EstimationMonitor:
             lo, hi = -tail_quantile(-x, self.alpha), tail_quantile(x, self.alpha)
             r = np.asarray(real[m])
             lim[m] = (min(lo, ref - d), max(hi, ref + d), float(np.std(r[np.isfinite(r)])))
-        if len(self._limits) < 64:
-            self._limits[key] = self._limits_of_n[n] = lim
         return lim
 
     def close(self, window: dict[str, Any], src: tuple[int, int, int], testable: bool) -> list[dict[str, Any]]:
@@ -314,24 +328,36 @@ class EstimationMonitor:
         self._assign(np.asarray(batch.timestamps, np.int64), pred, lab, b)
 
     def _assign(self, ts: np.ndarray, pred: np.ndarray, lab: np.ndarray, b: np.ndarray) -> None:
+        """Count labelled outcomes (prediction times ``ts``, class codes, score bins) into the tracked windows
+        they belong to; outcomes of windows not closed yet wait, those of windows no longer tracked go."""
         if not self._tracked:
             self._pending.append((ts, pred, lab, b))
             return
         ends = np.array([t["rec"]["end"] for t in self._tracked], np.int64)
         start = self._tracked[0]["rec"]["start"]
-        w = np.searchsorted(ends, ts, side="left")
-        later = w >= len(ends)
-        if later.any():
-            self._pending.append((ts[later], pred[later], lab[later], b[later]))
-            if sum(len(p[0]) for p in self._pending) > 4 * max(self.config.window, 1000):
-                self._pending.pop(0)  # labels far ahead of their predictions: keep the buffer bounded
-        keep = ~later & (ts >= start)
-        if not keep.all():
-            if not keep.any():
+        nw = len(ends)
+        if len(ts) > 1 and bool(np.all(ts[1:] >= ts[:-1])):  # in prediction order (a replay): search the ends
+            last = np.searchsorted(ts, ends, side="right")  # outcomes up to each window's end
+            lo, hi = int(np.searchsorted(ts, start, side="left")), int(last[-1])
+            if hi < len(ts):
+                self._wait(ts[hi:], pred[hi:], lab[hi:], b[hi:])
+            if lo >= hi:
                 return
-            w, pred, lab, b = w[keep], pred[keep], lab[keep], b[keep]
-        k, nb, nw = self.cal.k, self.cal.n_primary, len(ends)
-        labelled = np.bincount(w, minlength=nw)
+            labelled = np.diff(np.clip(last, lo, hi), prepend=lo)
+            w = np.repeat(np.arange(nw), labelled)
+            pred, lab, b = pred[lo:hi], lab[lo:hi], b[lo:hi]
+        else:
+            w = np.searchsorted(ends, ts, side="left")
+            later = w >= nw
+            if later.any():
+                self._wait(ts[later], pred[later], lab[later], b[later])
+            keep = ~later & (ts >= start)
+            if not keep.all():
+                if not keep.any():
+                    return
+                w, pred, lab, b = w[keep], pred[keep], lab[keep], b[keep]
+            labelled = np.bincount(w, minlength=nw)
+        k, nb = self.cal.k, self.cal.n_primary
         ok = (pred >= 0) & (lab >= 0)
         cells = (w * k + pred) * k + lab
         conf = np.bincount(cells if ok.all() else cells[ok], minlength=nw * k * k).reshape(nw, k, k)
@@ -351,6 +377,13 @@ class EstimationMonitor:
         complete: list[dict[str, Any]] = []
         realize_complete(self._tracked, complete.append)
         self._realize(complete)
+
+    def _wait(self, ts: np.ndarray, pred: np.ndarray, lab: np.ndarray, b: np.ndarray) -> None:
+        """Outcomes of windows not closed yet wait for them (a bounded buffer: labels far ahead of their
+        predictions go)."""
+        self._pending.append((ts, pred, lab, b))
+        if sum(len(p[0]) for p in self._pending) > 4 * max(self.config.window, 1000):
+            self._pending.pop(0)
 
     def _realize(self, ts: list[dict[str, Any]]) -> None:
         """Realized records of the fully labelled windows ``ts``, in order (their metrics computed at once)."""

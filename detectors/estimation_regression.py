@@ -65,7 +65,6 @@ class RegressionEstimationMonitor:
         self.alpha = alpha / 2  # two-sided
         self._z = normal_quantile(self.alpha)
         self.hyst = Hysteresis(config.fire_after, config.resolve_after)
-        self.rng = np.random.default_rng(config.seed + 18)
         self._limits: dict[int, tuple[float, float]] = {}
         self._tracked: deque[dict[str, Any]] = deque()
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
@@ -101,7 +100,8 @@ class RegressionEstimationMonitor:
             return lim
         m = self.model
         n_eff = max(round(key * m.rows / (key + m.rows)), 1)  # the reference's own error folded in
-        draws = self.rng.multinomial(n_eff, m.counts / m.counts.sum(), size=self.config.calibration_resamples)
+        rng = np.random.default_rng(self.config.seed + 18)  # afresh per size: the same band after a restart
+        draws = rng.multinomial(n_eff, m.counts / m.counts.sum(), size=self.config.calibration_resamples)
         null = draws @ m.leaf_mae / n_eff
         d = self.config.performance_min_relative * m.reference
         lim = (min(-tail_quantile(-null, self.alpha), m.reference - d), max(tail_quantile(null, self.alpha),

@@ -39,7 +39,7 @@ from detectors import river_state
 from detectors.batch import OutcomeBatch
 from detectors.calibration import binomial_floor, binomial_limit, normal_quantile
 from detectors.config import DetectionConfig
-from detectors.encoding import CategoryIndex
+from detectors.encoding import class_index
 from detectors.hysteresis import Hysteresis
 from detectors.performance_metrics import window_classification_metrics, window_regression_metrics
 from detectors.profile import ReferenceProfile
@@ -73,7 +73,7 @@ class OutcomeMonitor:
         self.alpha = alpha
         self.window = config.outcome_window or config.window
         self.regression = profile.task == "regression"
-        self.classes = CategoryIndex(profile.classes)
+        self.classes = class_index(tuple(profile.classes))
         self.positive = profile.classes.index(profile.positive_class) if profile.positive_class else None
         perf = profile.performance or {}
         self.reference = {k: v for k, v in perf.items() if v is not None}
@@ -130,8 +130,8 @@ class OutcomeMonitor:
         return {"acc_lo": 1.0 - hi, "acc_hi": 1.0 - lo, "reference": 1.0 - ref["error_rate"]}
 
     # errors -----------------------------------------------------------------------------------------------
-    def _errors(self, batch: OutcomeBatch, sl: slice) -> dict[str, np.ndarray]:
-        pred, label = batch.prediction[sl], batch.label[sl]
+    def _errors(self, batch: OutcomeBatch) -> dict[str, np.ndarray]:
+        pred, label = batch.prediction, batch.label
         if self.regression:
             p = _floats(pred)
             y = _floats(label)
@@ -148,7 +148,7 @@ class OutcomeMonitor:
             err[i] = float(canon(pred[i]) != canon(label[i]))
         out = {"ok": ok, "err": err, "pred": pc, "label": lc}
         if self.score_col is not None and batch.scores and self.score_col in batch.scores:
-            out["score"] = np.asarray(batch.scores[self.score_col][sl], np.float64)
+            out["score"] = np.asarray(batch.scores[self.score_col], np.float64)
         return out
 
     # feeding ----------------------------------------------------------------------------------------------
@@ -159,7 +159,7 @@ class OutcomeMonitor:
         window it closes (row-wise over the windows); detections and window closes then run in order."""
         out: list[dict[str, Any]] = []
         n = len(batch)
-        ev = self._errors(batch, slice(0, n))
+        ev = self._errors(batch)
         ok = ev["ok"]
         idx = np.flatnonzero(ok)
         m = len(idx)

@@ -158,6 +158,55 @@ def test_state_round_trip_continues_exactly() -> None:
     assert key(records) == key(whole[1])
 
 
+def test_labels_in_any_order_realize_the_same_windows() -> None:
+    """Labels in prediction order (a replay: the ends are searched in the times) and shuffled (a live join:
+    each time searched among the ends) land in the same windows; so do labels that come before their windows
+    close (they wait, up to a bound)."""
+    n = 8_000
+    runs = []
+    for order in ("sorted", "shuffled", "early"):
+        rng = np.random.default_rng(7)
+        mon = _monitor(rng)
+        x1 = rng.normal(size=n)
+        s, p, y = _model(x1, rng)
+        ids, t = np.arange(n).astype(str).astype(object), np.arange(n)
+        perm = np.random.default_rng(8).permutation(n) if order == "shuffled" else np.arange(n)
+        scores = {"0": 1 - s, "1": s}
+        labels = [OutcomeBatch(ids=ids[rows], timestamps=t[rows], label_timestamps=t[rows],
+                               prediction=p[rows].astype(float), label=y[rows].astype(float),
+                               scores={k: v[rows] for k, v in scores.items()})
+                  for rows in np.split(perm, [3_000 if order == "early" else 0])]
+        mon.observe_outcomes(labels[0])  # "early": the first labels come before their predictions (they wait)
+        mon.observe(EventBatch.from_columns(ids=ids, timestamps=t, features={"x1": x1, "x2": rng.normal(size=n)},
+                                            prediction=p, scores=scores))
+        mon.observe_outcomes(labels[1])
+        mon.observe(EventBatch.from_columns(ids=ids[:1], timestamps=[n], features={"x1": x1[:1], "x2": x1[:1]},
+                                            prediction=p[:1], scores={k: v[:1] for k, v in scores.items()}))
+        runs.append([(r["index"], r["labelled"], r["realized"]) for r in mon.drain_windows()
+                     if r["kind"] == "estimation_realized"])
+    assert len(runs[0]) == n // WINDOW
+    assert all(r[1] == WINDOW for r in runs[0])
+    assert runs[1] == runs[0]
+    assert runs[2] == runs[0]
+
+
+def test_bands_do_not_depend_on_the_sizes_drawn_before() -> None:
+    """A band is drawn from the seed afresh for each window size, so a restarted worker (or another replay in
+    the process, which shares remembered bands) gets the same band whatever sizes came before."""
+    from detectors.estimation import _BANDS
+
+    _BANDS.clear()
+    first = _monitor(np.random.default_rng(9)).estimation
+    assert first is not None
+    alone = first.limits(1000)
+    _BANDS.clear()
+    second = _monitor(np.random.default_rng(9)).estimation
+    assert second is not None
+    assert second.limits(500) != alone
+    assert second.limits(1000) == alone
+    assert _monitor(np.random.default_rng(9)).estimation.limits(1000) is second.limits(1000)  # remembered
+
+
 def test_multiclass_estimate_tracks_realized() -> None:
     rng = np.random.default_rng(6)
 
