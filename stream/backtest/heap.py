@@ -4,7 +4,8 @@ A replay allocates and frees arrays of a few hundred kB to a few MB for every ch
 counts of every window and horizon). By default glibc gives the top of the heap back to the kernel as soon as
 128 kB of it are free, so the next chunk faults the same pages in again: on the 1M-event benchmark that was a
 fifth of the replay's CPU time. :func:`keep_freed_memory` raises the trim threshold (and pads each heap growth)
-so the memory is reused instead; the process keeps up to the threshold of freed memory. Elsewhere (macOS, musl)
+so the memory is reused instead; the process keeps up to the threshold of freed memory. File replays and both
+processes of a topic replay call it. Elsewhere (macOS, musl)
 it does nothing. Tested in ``tests/test_replay_heap.py``.
 """
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream.backtest.heap import keep_freed_memory
 from stream.backtest.reader_process import ReaderProcess, fewer_collections
 from stream.backtest.shard_replay import ShardReplay
 from stream.backtest.topic_range import (
@@ -146,6 +147,7 @@ def replay_topic(
     rng = rng or ReplayRange()
     rng.validate()
     runs = [PipelineRun() for _ in pipelines]
+    keep_freed_memory()
     n_labels = 0
     stats = ReadStats()
     t0 = time.perf_counter()
