@@ -117,6 +117,7 @@ class ReadOnly:
 
     max_message_bytes = 8 << 20
     counters = SimpleNamespace(labels=0)  # what replay_topic reads of a pipeline's counters
+    monitors = SimpleNamespace(keep_records=lambda keep: None)  # and asks of its monitors
 
     def on_parsed(self, step: object) -> StepOutput:
         return StepOutput()
@@ -144,6 +145,7 @@ def pipeline_only(settings: Settings, bootstrap: str, topic: str) -> float:
     msgs = [RawMessage(r.topic, r.partition, r.offset, r.value, r.timestamp, r.key)
             for r in read_topic(bootstrap, topic, idle_s=1.0)]
     pipe = build_pipeline(settings)
+    pipe.monitors.keep_records(False)  # as the replay: no window records kept
     pipe.monitors.get("m")
     step = settings.worker.batch_max
     t0 = time.perf_counter()

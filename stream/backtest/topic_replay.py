@@ -147,6 +147,8 @@ def replay_topic(
     rng = rng or ReplayRange()
     rng.validate()
     runs = [PipelineRun() for _ in pipelines]
+    for pipe in pipelines:
+        pipe.monitors.keep_records(keep_windows)
     keep_freed_memory()
     n_labels = 0
     stats = ReadStats()

@@ -37,6 +37,7 @@ class MonitorRegistry:
         self._warned: set[str] = set()
         self.max_discovered = max_discovered
         self._discovered: set[str] = set()
+        self._keep_records = True
 
     def reference(self, model: str) -> Any | None:
         """The model's loaded :class:`stream.evidence.reference.Reference` (None when unmonitored)."""
@@ -63,6 +64,18 @@ class MonitorRegistry:
             return True
         return False
 
+    def keep_records(self, keep: bool) -> None:
+        """Whether the monitors, made and to come, leave records of their closed windows (the worker hands them
+        on; a replay that keeps no windows saves building them)."""
+        self._keep_records = keep
+        for mon in self._monitors.values():
+            mon.keep_records = keep
+
+    def _add(self, key: str, mon: Any) -> Any:
+        mon.keep_records = self._keep_records
+        self._monitors[key] = mon
+        return mon
+
     def get(self, model: str, model_version: str | None = None) -> Any | None:
         mon = self._monitors.get(model)
         if mon is not None:
@@ -75,16 +88,15 @@ class MonitorRegistry:
             return None
         from detectors.monitor import ModelMonitor
 
-        mon = ModelMonitor(self.reference(model).profile, self.config, model=model, model_version=model_version)
-        self._monitors[model] = mon
-        return mon
+        return self._add(model, ModelMonitor(self.reference(model).profile, self.config, model=model,
+                                             model_version=model_version))
 
     def restore(self, model: str, state: dict[str, Any], model_version: str | None = None) -> None:
         """Rebuild a model's monitor from state recovered from the changelog."""
         from detectors.monitor import ModelMonitor
 
         profile = self.reference(model).profile
-        self._monitors[model] = ModelMonitor.from_state(profile, self.config, model, model_version, state)
+        self._add(model, ModelMonitor.from_state(profile, self.config, model, model_version, state))
 
     def forget(self, model: str) -> None:
         self._monitors.pop(model, None)

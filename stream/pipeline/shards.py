@@ -60,16 +60,16 @@ class ShardedMonitors(MonitorRegistry):
             return super().get(model, model_version)
         mon = self._monitors.get(model)
         if mon is None and self.references.get(shard[0]) is not None:
-            mon = self._monitors[model] = ShardMonitor(self.reference(shard[0]).profile, self.config, model=shard[0],
-                                                       model_version=model_version, shard=shard[1])
+            mon = self._add(model, ShardMonitor(self.reference(shard[0]).profile, self.config, model=shard[0],
+                                                model_version=model_version, shard=shard[1]))
         return mon
 
     def restore(self, model: str, state: dict[str, Any], model_version: str | None = None) -> None:
         shard = self._shards.get(model)
         if shard is None:
             return super().restore(model, state, model_version)
-        self._monitors[model] = ShardMonitor.from_state(self.reference(shard[0]).profile, self.config, shard[0],
-                                                        model_version, state)
+        self._add(model, ShardMonitor.from_state(self.reference(shard[0]).profile, self.config, shard[0], model_version,
+                                                 state))
 
     def outboxes(self) -> list[tuple[str, list[dict[str, Any]]]]:
         """``(shard key, partials)`` of every shard with partials not acknowledged yet."""
