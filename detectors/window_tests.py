@@ -24,7 +24,7 @@ import functools
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,8 @@ from detectors.profile import CategoricalColumn, NumericColumn, ReferenceProfile
 from detectors.stats import chisquare, jensenshannon, ks, ks_pvalue, psi, wasserstein
 
 PVALUE_STATS = {"ks", "chisquare"}
+NUMERIC_SHOWN = ("wasserstein", "ks", "ks_pvalue", "psi", "jensenshannon")  # a numeric result's statistics
+DECISION_KEY = {"ks": "ks_pvalue"}  # the shown statistic a decision statistic is, where the names differ
 SCALE_CONFIDENCE = 0.95  # drift thresholds use this upper bound of the fitted null tail's scale
 SMALL_REFERENCE = 1000  # Evidently: up to this many reference rows, p-value tests; above, distances
 Merged = tuple[int, np.ndarray, np.ndarray, int]  # (windows, numeric counts, categorical counts, events)
@@ -449,18 +451,28 @@ class WindowTests:
             out[rows] = np.where(ok[rows], e, 0.0)
         return out
 
-    def _numeric_stats(self, pres: np.ndarray, npres: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Wasserstein, KS distance and p-value, PSI and Jensen-Shannon of every numeric column (rows) in every
-        window (columns), with the shared steps done once (each value is what :func:`numeric_stat` gives)."""
-        num = self.num
-        q = pres / np.maximum(npres[..., None], 1)
-        diff = np.abs(np.cumsum(q, axis=-1) - self._num_cdf[:, None])
-        w = np.sum(diff * num.weights[:, None], axis=-1) / num.norm[:, None]
-        d = np.max(diff, axis=-1)
-        pv = ks_pvalue(d, npres, self._num_n_ref[:, None])
-        coarse = np.einsum("...b,...bg->...g", pres, num.groups[:, None])
-        ref = num.ref_coarse[:, None]
-        return w, d, pv, psi(ref, coarse), jensenshannon(ref, coarse)
+    def _numeric_stats(self, pres: np.ndarray, npres: np.ndarray, names: Collection[str] = NUMERIC_SHOWN
+                       ) -> dict[str, np.ndarray]:
+        """The statistics ``names`` (of :data:`NUMERIC_SHOWN`: Wasserstein, KS distance and p-value, PSI,
+        Jensen-Shannon) of every numeric column (rows) in every window (columns), the shared steps done once and
+        only for what is asked (each value is what :func:`numeric_stat` gives)."""
+        num, out = self.num, {}
+        if {"wasserstein", "ks", "ks_pvalue"} & set(names):
+            q = pres / np.maximum(npres[..., None], 1)
+            diff = np.abs(np.cumsum(q, axis=-1) - self._num_cdf[:, None])
+            if "wasserstein" in names:
+                out["wasserstein"] = np.sum(diff * num.weights[:, None], axis=-1) / num.norm[:, None]
+            if {"ks", "ks_pvalue"} & set(names):
+                out["ks"] = d = np.max(diff, axis=-1)
+                out["ks_pvalue"] = ks_pvalue(d, npres, self._num_n_ref[:, None])
+        if {"psi", "jensenshannon"} & set(names):
+            coarse = np.einsum("...b,...bg->...g", pres, num.groups[:, None])
+            ref = num.ref_coarse[:, None]
+            if "psi" in names:
+                out["psi"] = psi(ref, coarse)
+            if "jensenshannon" in names:
+                out["jensenshannon"] = jensenshannon(ref, coarse)
+        return out
 
     def evaluate_windows(self, windows: Sequence[ClosedWindow], horizons: Horizons | None = None
                          ) -> list[WindowEvaluation]:
@@ -573,17 +585,14 @@ class WindowBatch:
         every = self.limits + [tests.limits(e) for t in self.tested for _, e in t]  # windows, then horizons
         if len(num):
             counts = np.stack([w.num_counts for w in windows], axis=1)  # (columns, windows, bins)
-            pres = np.where(num.real[:, None], counts, 0)
+            self._num_pres = pres = np.where(num.real[:, None], counts, 0)
             npres = pres.sum(axis=-1)
-            w, d, pv, ps, js = tests._numeric_stats(pres, npres)
-            values = {"wasserstein": w, "ks": pv, "psi": ps, "jensenshannon": js}
+            decided = tests._numeric_stats(pres, npres, {DECISION_KEY.get(s, s) for s, _ in tests._num_groups})
             value = np.zeros(npres.shape)
             for stat, rows in tests._num_groups:
-                value[rows] = (values[stat] if stat in values else numeric_stat(stat, num, pres))[rows]
-            self.num = {"npres": npres, "wasserstein": w, "ks": d, "ks_pvalue": pv, "psi": ps, "jensenshannon": js,
-                        "value": value, "missing_rate": counts[num._rows, :, num.nb] / ns,
-                        "out_of_range_rate": np.sum(np.where(num.oor[:, None], pres, 0), axis=-1)
-                        / np.maximum(npres, 1),
+                key = DECISION_KEY.get(stat, stat)
+                value[rows] = (decided[key] if key in decided else numeric_stat(stat, num, pres))[rows]
+            self.num = {"npres": npres, "value": value, "missing_rate": counts[num._rows, :, num.nb] / ns,
                         "domain_rate": np.stack([w.num_domain for w in windows], axis=1) / np.maximum(npres, 1),
                         "type_error_rate": np.stack([w.num_type for w in windows], axis=1) / ns}
             self.num_steps = self._effects(True, value, hnv, every)
@@ -594,17 +603,14 @@ class WindowBatch:
                                    else self._decisive(self.num_steps[1], tests._num_counts_ref))
         if len(cat):
             counts = np.stack([w.cat_counts for w in windows], axis=1)
-            pres = np.where(cat.real[:, None], counts, 0)
+            self._cat_pres = pres = np.where(cat.real[:, None], counts, 0)
             npres = pres.sum(axis=-1)
-            ps = categorical_stat("psi", cat, pres)
-            js = categorical_stat("jensenshannon", cat, pres)
-            pv = categorical_stat("chisquare", cat, pres)
-            values = {"psi": ps, "jensenshannon": js, "chisquare": pv}
+            decided = {stat: categorical_stat(stat, cat, pres) for stat, _ in tests._cat_groups}
             value = np.zeros(npres.shape)
             for stat, rows in tests._cat_groups:
-                value[rows] = values[stat][rows]
-            self.cat = {"npres": npres, "psi": ps, "jensenshannon": js, "chisquare_pvalue": pv, "value": value,
-                        "missing_rate": counts[cat._rows, :, cat.nb] / ns,
+                value[rows] = decided[stat][rows]
+            self._cat_decided = decided
+            self.cat = {"npres": npres, "value": value, "missing_rate": counts[cat._rows, :, cat.nb] / ns,
                         "unseen_rate": pres[cat._rows, :, cat.kc + 1] / np.maximum(npres, 1)}
             self.cat_steps = self._effects(False, value, hcv, every)
             self.cat_quality = ((self.cat["missing_rate"] > self._limit("cat_missing"))
@@ -612,6 +618,23 @@ class WindowBatch:
                                 ).T.tolist()
             self.cat_decisive = (None if tests.config.threshold == "dynamic"  # dynamic: each column's detector
                                    else self._decisive(self.cat_steps[1], tests._cat_counts_ref))
+
+    @functools.cached_property
+    def _num_shown(self) -> dict[str, np.ndarray]:
+        """The numeric statistics a result dict shows besides those deciding, of every window: computed when a
+        result is first read (alerts, window records, dynamic thresholds), not for every window."""
+        pres, npres = self._num_pres, self.num["npres"]
+        shown = self.tests._numeric_stats(pres, npres)
+        shown["out_of_range_rate"] = (np.sum(np.where(self.tests.num.oor[:, None], pres, 0), axis=-1)
+                                      / np.maximum(npres, 1))
+        return shown
+
+    @functools.cached_property
+    def _cat_shown(self) -> dict[str, np.ndarray]:
+        """The categorical statistics a result dict shows (see :attr:`_num_shown`)."""
+        t = self.tests
+        return {s: self._cat_decided[s] if s in self._cat_decided else categorical_stat(s, t.cat, self._cat_pres)
+                for s in ("psi", "jensenshannon", "chisquare")}
 
     def _limit(self, name: str) -> np.ndarray:
         """One limit of every column in every window, ``(columns, windows)``."""
@@ -680,7 +703,7 @@ class WindowBatch:
         npres = self.num["npres"][:, k]
 
         def num_result(j: int) -> dict[str, Any]:
-            col = {name: float(v[j, k]) for name, v in self.num.items()}
+            col = {name: float(v[j, k]) for name, v in (self.num | self._num_shown).items()}
             c = t.num_cols[j]
             np_j, m_j, dom_j, t_j = int(npres[j]), col["missing_rate"], col["domain_rate"], col["type_error_rate"]
             stats = {"wasserstein": col["wasserstein"], "ks": col["ks"], "ks_pvalue": col["ks_pvalue"],
@@ -702,7 +725,10 @@ class WindowBatch:
         npres = self.cat["npres"][:, k]
 
         def cat_result(j: int) -> dict[str, Any]:
+            shown = self._cat_shown
             col = {name: float(v[j, k]) for name, v in self.cat.items()}
+            col |= {"psi": float(shown["psi"][j, k]), "jensenshannon": float(shown["jensenshannon"][j, k]),
+                    "chisquare_pvalue": float(shown["chisquare"][j, k])}
             c = t.cat_cols[j]
             np_j, m_j, u_j = int(npres[j]), col["missing_rate"], col["unseen_rate"]
             stats = {"psi": col["psi"], "jensenshannon": col["jensenshannon"],
