@@ -88,9 +88,11 @@ class CutGrid:
             out -= x < np.take(inside, cell)
         return out
 
-    def slice_counts(self, x: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
+    def slice_counts(self, x: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int,
+                     slots: np.ndarray | None = None) -> np.ndarray:
         """Counts over the bins of each consecutive slice ``x[starts[s]:ends[s]]`` (covering ``x``), ``(slices,
-        width)``; ``width`` pads past the ``len(cuts) + 1`` bins.
+        width)``; ``width`` pads past the ``len(cuts) + 1`` bins. ``slots``: each value's slice times ``width``
+        (:func:`slice_slots`), when the caller counts several columns over the same slices.
 
         >>> g = CutGrid(np.array([0.0, 1.0]))
         >>> g.slice_counts(np.array([-1.0, 0.5, 2.0, np.nan, 0.0]), np.array([0, 2]), np.array([2, 5]), 4).tolist()
@@ -102,8 +104,17 @@ class CutGrid:
                 out[s, : len(self.cuts) + 1] = sorted_bin_counts(self.cuts, x[a:b])
             return out
         keys = self.bins(x)
-        keys += np.repeat(np.arange(len(starts)) * width, ends - starts)
+        keys += slice_slots(starts, ends, width) if slots is None else slots
         return np.bincount(keys, minlength=len(starts) * width).reshape(-1, width)
+
+
+def slice_slots(starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
+    """Each value's slice number times ``width``, for consecutive slices ``starts[s]:ends[s]``.
+
+    >>> slice_slots(np.array([0, 2]), np.array([2, 5]), 4).tolist()
+    [0, 0, 4, 4, 4]
+    """
+    return np.repeat(np.arange(len(starts)) * width, ends - starts)
 
 
 def sorted_bin_counts(cuts: np.ndarray, x: np.ndarray) -> np.ndarray:

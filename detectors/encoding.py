@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 from pandas import Categorical
 
-from detectors.cut_grid import CutGrid
+from detectors.cut_grid import CutGrid, slice_slots
 from detectors.profile import CategoricalColumn, NumericColumn
 from detectors.values import canon
 
@@ -114,6 +114,7 @@ class NumericBins:
         counts = np.zeros((len(lengths), len(self.names), self.width), np.int64)
         wrong = np.zeros((len(lengths), len(self.names)), np.int64)
         a, b = int(starts[0]), int(ends[-1])
+        slots = slice_slots(starts, ends, self.width)  # the same for every column
         for j, x in enumerate(values):
             nb = int(self.nb[j])
             if x is None:
@@ -126,7 +127,7 @@ class NumericBins:
                 x, bad = _coerce_numeric(x)
                 if bad.any():
                     wrong[:, j] = np.add.reduceat(bad.astype(np.int64), starts - a)
-            counts[:, j, :] = self.grids[j].slice_counts(x, starts - a, ends - a, self.width)
+            counts[:, j, :] = self.grids[j].slice_counts(x, starts - a, ends - a, self.width, slots)
             counts[:, j, nb] -= wrong[:, j]
         return counts, wrong
 
@@ -317,7 +318,7 @@ class CategoricalBins:
         """
         lengths = ends - starts
         out = np.zeros((len(lengths), len(self.names), self.width), np.int64)
-        seg = np.repeat(np.arange(len(lengths)) * self.width, lengths)
+        seg = slice_slots(starts, ends, self.width)
         for j, x in enumerate(values):
             nb = int(self.nb[j])
             if x is None:
