@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+
 import numpy as np
 import orjson
 import pandas as pd
@@ -39,6 +42,10 @@ def test_profile_infers_types_task_and_round_trips_exactly():
     s = p.to_json()
     q = ReferenceProfile.from_json(s)
     assert q == p and q.to_json() == s and q.digest == p.digest
+    # the digest is the sha256 of the profile's JSON with keys sorted at every level, as it has always been
+    # (stored states, alerts and MLflow tags carry it)
+    canonical = orjson.dumps(dataclasses.asdict(p), option=orjson.OPT_SORT_KEYS)
+    assert p.digest == hashlib.sha256(canonical).hexdigest()[:16]
 
 
 def test_profile_overrides_and_errors():
