@@ -47,6 +47,8 @@ def fit_error_model(df: pd.DataFrame, *, features: list[str], prediction: str, l
     fill = np.nanmedian(x, axis=0)
     fill = np.where(np.isfinite(fill), fill, 0.0)
     x = np.where(np.isnan(x), fill, x)
+    big = float(np.finfo(np.float32).max)  # the tree splits in float32: infinities and beyond are its extremes
+    x = np.clip(x, -big, big)
     fit_rows = np.random.default_rng(0).permutation(len(err))[:FIT_ROWS]  # the leaves' statistics use every row
     tree = DecisionTreeRegressor(max_leaf_nodes=LEAVES, min_samples_leaf=max(20, int(MIN_LEAF_SHARE * len(fit_rows))),
                                  random_state=0).fit(x[fit_rows], err[fit_rows]).tree_

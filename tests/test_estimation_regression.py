@@ -103,3 +103,21 @@ def test_regression_replay_without_labels_estimates_and_the_timeline_marks_the_r
     assert est == [("firing", "degradation", "mae")]
     panel = next(p for p in build_timeline(res.windows, res.alerts).panels if p.name == ESTIMATED)
     assert panel.drift == [False] * 6 + [True] * 6  # above the band's top after the shift
+
+
+def test_infinite_and_huge_reference_values_are_the_trees_extremes() -> None:
+    """A reference feature with infinities and values past float32 (where the error tree splits) still fits:
+    they are its extremes, on the same side of every split as they fall when estimating."""
+    rng = np.random.default_rng(3)
+    ref = _frame(rng.normal(size=(5000, 3)), rng)
+    ref.loc[::50, "x2"] = np.inf
+    ref.loc[1::50, "x2"] = -1e300
+    profile = build_profile(ref, label="label", task="regression")
+    assert profile.estimation["kind"] == "regression"
+    mon = ModelMonitor(profile, DetectionConfig(window=WINDOW), model="m")
+    x = rng.normal(size=(3000, 3))
+    x[::7, 1] = np.inf
+    mon.observe(EventBatch.from_columns(ids=np.arange(3000).astype(str), timestamps=np.arange(3000),
+                                        features={"x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2]}, prediction=x[:, 0]))
+    estimates = [r for r in mon.drain_windows() if r["kind"] == "estimation"]
+    assert len(estimates) == 3 and all(np.isfinite(r["estimated"]["mae"]) for r in estimates)
