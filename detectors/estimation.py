@@ -84,6 +84,7 @@ class EstimationMonitor:
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._errors: deque[tuple[float, float, int]] = deque(maxlen=config.estimation_gap_windows)
         self.records: list[dict[str, Any]] = []
+        self.keep_records = True  # False: closed and realized windows leave no record (their state is kept)
         self._plan: dict[str, Any] | None = None  # binary, count windows: the estimates of a fold's full windows
         self._bins_of: list[tuple[np.ndarray, np.ndarray]] = []  # binary: the last fold's score arrays, binned
         self._reset()
@@ -282,14 +283,15 @@ class EstimationMonitor:
             status = self.hyst[m].update(direction is not None, direction)
             if status is not None:
                 out.append(self._alert(m, status, v, lim, window, src, n))
-        rec = {"kind": "estimation", **window, "scored": n, "tested": tested, "estimated": est,
-               "band": {m: {"lo": lo, "hi": hi} for m, (lo, hi, _) in band.items() if m in self.hyst},
-               "interval": {m: {"lo": est[m] - 3 * se, "hi": est[m] + 3 * se} for m, (_, _, se) in band.items()
-                            if est.get(m) is not None}}
-        self.records.append(rec)
+        interval = {m: {"lo": est[m] - 3 * se, "hi": est[m] + 3 * se} for m, (_, _, se) in band.items()
+                    if est.get(m) is not None}
+        if self.keep_records:
+            self.records.append({"kind": "estimation", **window, "scored": n, "tested": tested, "estimated": est,
+                                 "band": {m: {"lo": lo, "hi": hi} for m, (lo, hi, _) in band.items() if m in self.hyst},
+                                 "interval": interval})
         k = self.cal.k
-        slim = {"index": rec["index"], "start": rec["start"], "end": rec["end"], "events": rec["events"],
-                "estimated": est, "interval": rec["interval"], "src": list(src)}  # what realizing needs (in state)
+        slim = {"index": window["index"], "start": window["start"], "end": window["end"], "events": window["events"],
+                "estimated": est, "interval": interval, "src": list(src)}  # what realizing needs (in state)
         self._tracked.append({"rec": slim, "conf": np.zeros((k, k), np.int64),
                               "hist": np.zeros((self.cal.n_primary, 2)), "labelled": 0, "done": False})
         self._reset()
@@ -407,7 +409,9 @@ class EstimationMonitor:
         gap = None
         if "accuracy" in err and labelled:
             self._errors.append((err["accuracy"], real["accuracy"], labelled))
-            gap = self._gap()
+            gap = self._gap() if self.keep_records else None
+        if not self.keep_records:
+            return
         self.records.append({"kind": "estimation_realized", "index": rec["index"], "start": rec["start"],
                              "end": rec["end"], "events": rec["events"], "labelled": labelled, "estimated": est,
                              "realized": real, "error": err, "interval": rec["interval"],

@@ -70,6 +70,7 @@ class RegressionEstimationMonitor:
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._errors: deque[tuple[float, float]] = deque(maxlen=config.estimation_gap_windows)
         self.records: list[dict[str, Any]] = []
+        self.keep_records = True  # False: closed and realized windows leave no record (their state is kept)
         self.counts = np.zeros(len(self.model.leaf_mae), np.int64)
 
     # windows ----------------------------------------------------------------------------------------------
@@ -127,9 +128,10 @@ class RegressionEstimationMonitor:
             if status is not None:
                 out.append(self._alert(status, est, (lo, hi), window, src, n))
         interval = {METRIC: {"lo": est - 3 * se, "hi": est + 3 * se}}
-        self.records.append({"kind": "estimation", **window, "scored": n, "tested": tested,
-                             "estimated": {METRIC: est}, "band": {METRIC: {"lo": lo, "hi": hi}},
-                             "interval": interval})
+        if self.keep_records:
+            self.records.append({"kind": "estimation", **window, "scored": n, "tested": tested,
+                                 "estimated": {METRIC: est}, "band": {METRIC: {"lo": lo, "hi": hi}},
+                                 "interval": interval})
         self._tracked.append({"rec": {"index": window["index"], "start": window["start"], "end": window["end"],
                                       "events": window["events"], "estimated": {METRIC: est}, "se": se},
                               "abs": 0.0, "labelled": 0, "done": False})
@@ -190,6 +192,8 @@ class RegressionEstimationMonitor:
         real = t["abs"] / t["labelled"]
         est = rec["estimated"][METRIC]
         self._errors.append((est - real, rec["se"]))
+        if not self.keep_records:
+            return
         self.records.append({"kind": "estimation_realized", "index": rec["index"], "start": rec["start"],
                              "end": rec["end"], "events": rec["events"], "labelled": t["labelled"],
                              "estimated": {METRIC: est}, "realized": {METRIC: _num(real)},

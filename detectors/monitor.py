@@ -78,7 +78,7 @@ class ModelMonitor:
         self._pending: list[EventBatch] = []
         self._pending_n = 0
         self._records: deque[dict[str, Any]] = deque(maxlen=config.max_window_records)
-        self.keep_records = True  # False: prediction windows leave no record (a replay that keeps none)
+        self._keep_records = True
         self._history = WindowHistory(self.tests.horizons)
         self.events = 0  # prediction events binned so far
         self.windows = 0  # prediction windows closed
@@ -89,6 +89,18 @@ class ModelMonitor:
         self._reset_window()
         if config.window_ms is None:  # calibrate full windows now, not when the first one closes
             self.tests.limits(config.window)
+
+    @property
+    def keep_records(self) -> bool:
+        """Whether closed windows (predictions, outcomes, estimates) leave records for :meth:`drain_windows`; a
+        replay that keeps none turns them off and saves building them."""
+        return self._keep_records
+
+    @keep_records.setter
+    def keep_records(self, keep: bool) -> None:
+        self._keep_records = self.outcomes.keep_records = keep
+        if self.estimation:
+            self.estimation.keep_records = keep
 
     # helpers ----------------------------------------------------------------------------------------------
     def _reset_window(self) -> None:

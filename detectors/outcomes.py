@@ -94,6 +94,7 @@ class OutcomeMonitor:
         self.dropped = 0  # outcomes without a usable label or prediction
         self.detections = 0
         self.records: list[dict[str, Any]] = []  # closed outcome windows, drained by the model monitor
+        self.keep_records = True  # False: closed windows leave no record
         self._sum = 0.0  # error sum and count since the detector last restarted (for the level before)
         self._k = 0
         self._ring = np.zeros(0)  # the last RECENT errors (for the level after a change)
@@ -373,13 +374,14 @@ class OutcomeMonitor:
                 "evidence": {"level": err_mean},
             }
             out.append(rec)
-        self.records.append({
-            "kind": "outcomes", "index": self.index, "start": self.win["start"], "end": self.win["end"],
-            "events": n, "metrics": metrics, "reference": dict(self.reference),
-            "decision": {"statistic": stat, "value": value, "threshold": thr, "condition": cond,
-                         "direction": direction},
-            "concept_detections": self.win["detections"],
-        })
+        if self.keep_records:
+            self.records.append({
+                "kind": "outcomes", "index": self.index, "start": self.win["start"], "end": self.win["end"],
+                "events": n, "metrics": metrics, "reference": dict(self.reference),
+                "decision": {"statistic": stat, "value": value, "threshold": thr, "condition": cond,
+                             "direction": direction},
+                "concept_detections": self.win["detections"],
+            })
         self.index += 1
         self._reset_window()
         return out

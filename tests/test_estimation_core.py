@@ -207,6 +207,33 @@ def test_bands_do_not_depend_on_the_sizes_drawn_before() -> None:
     assert _monitor(np.random.default_rng(9)).estimation.limits(1000) is second.limits(1000)  # remembered
 
 
+def test_windows_not_kept_leave_no_record_and_decide_the_same() -> None:
+    """``keep_records = False`` (a replay that keeps no windows): no record of any kind, the same alerts and the
+    same state as with records."""
+    out = []
+    for keep in (True, False):
+        rng = np.random.default_rng(12)
+        mon = _monitor(rng)
+        mon.keep_records = keep
+        n = 12_000
+        x1 = np.r_[rng.normal(size=6000), rng.normal(0, 0.3, size=6000)]
+        s, p, y = _model(x1, rng)
+        y[8000:] = 1 - y[8000:]  # concept drift too: performance and gap records
+        ids, t = np.arange(n).astype(str).astype(object), np.arange(n)
+        scores = {"0": 1 - s, "1": s}
+        alerts = mon.observe(EventBatch.from_columns(ids=ids, timestamps=t, features={"x1": x1, "x2": x1},
+                                                     prediction=p, scores=scores))
+        alerts += mon.observe_outcomes(OutcomeBatch(ids=ids, timestamps=t, label_timestamps=t,
+                                                    prediction=p.astype(float), label=y.astype(float),
+                                                    scores=scores))
+        out.append((alerts, mon.drain_windows(), mon.to_state()))
+    (alerts, records, state), (alerts_off, records_off, state_off) = out
+    assert {r["kind"] for r in records} == {"predictions", "outcomes", "estimation", "estimation_realized"}
+    assert {a["monitor"] for a in alerts} >= {"estimated_performance", "performance"}
+    assert records_off == []
+    assert alerts_off == alerts and state_off == state
+
+
 def test_multiclass_estimate_tracks_realized() -> None:
     rng = np.random.default_rng(6)
 
