@@ -24,7 +24,6 @@ however the events were chunked.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -143,21 +142,15 @@ class NumericBins:
 
 
 MAX_TABLE = 4096  # largest class number a direct table covers
-RECENT = 2  # lookups an index remembers (the prediction and label columns of a batch)
 
 
 class CategoryIndex:
     """Category string -> code lookup that also accepts numbers (``1.0`` finds category ``"1"``). Numbers go
     through a direct table when every category that reads as a number is an integer in ``[0, MAX_TABLE)`` (classes
-    named ``"0"``, ``"1"``, ...: about ten times faster than the binary search, and its own answers).
-
-    An index remembers its last :data:`RECENT` lookups by the identity of the column: the model's classes
-    (:func:`class_index`) look up a batch's predictions for estimation and again with its labels for outcomes
-    and estimation; the answers are read-only arrays."""
+    named ``"0"``, ``"1"``, ...: about ten times faster than the binary search, and its own answers)."""
 
     def __init__(self, categories: Sequence[str]):
         self.categories = list(categories)
-        self._recent: tuple[tuple[object, tuple[np.ndarray, np.ndarray]], ...] = ()
         self._dict = {c: i for i, c in enumerate(self.categories)}
         self._table = None
         if _HashTable is not None:
@@ -191,22 +184,11 @@ class CategoryIndex:
         per distinct value: the same result as looking up every value.
 
         >>> ix = CategoryIndex(["a", "b"])
-        >>> x = Categorical(["b", None, "z", "b"])
-        >>> [c.tolist() for c in ix.lookup(x)], ix.lookup(x) is ix.lookup(x)
-        ([[1, -1, -1, 1], [False, True, False, False]], True)
+        >>> [c.tolist() for c in ix.lookup(Categorical(["b", None, "z", "b"]))]
+        [[1, -1, -1, 1], [False, True, False, False]]
         """
-        for seen, found in self._recent:
-            if seen is x:
-                return found
-        found = self._lookup(x)
-        for a in found:
-            a.flags.writeable = False  # shared by whoever looks the same column up
-        self._recent = ((x, found), *self._recent[: RECENT - 1])  # one assignment: safe across threads
-        return found
-
-    def _lookup(self, x: np.ndarray | Categorical) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(x, Categorical):
-            codes, missing = self._lookup(np.asarray(x.categories, dtype=object))
+            codes, missing = self.lookup(np.asarray(x.categories, dtype=object))
             at = x.codes  # -1: a missing value, the sentinel appended last
             return np.append(codes, -1)[at], np.append(missing, True)[at]
         if x.dtype.kind in "fiub":
@@ -253,17 +235,6 @@ class CategoryIndex:
             return np.append(per_value, missing_bin)[x.codes]  # code -1: a missing value
         codes, missing = self.lookup(x)
         return np.where(codes < 0, np.where(missing, missing_bin, unknown_bin), codes)
-
-
-@functools.lru_cache(maxsize=64)
-def class_index(classes: tuple[str, ...]) -> CategoryIndex:
-    """The :class:`CategoryIndex` of a model's classes, one per distinct classes in the process: the outcome and
-    estimation monitors share it (and its remembered lookups).
-
-    >>> class_index(("0", "1")) is class_index(("0", "1"))
-    True
-    """
-    return CategoryIndex(classes)
 
 
 class CategoricalBins:

@@ -46,11 +46,12 @@ import orjson
 from detectors.batch import EventBatch, OutcomeBatch
 from detectors.calibration import normal_quantile, tail_quantile
 from detectors.config import DetectionConfig
-from detectors.encoding import class_index
+from detectors.encoding import CategoryIndex
 from detectors.estimation_common import estimate_alert, realize_complete
 from detectors.estimation_fit import METRICS, Calibration, binary_estimates, metrics
 from detectors.estimation_regression import RegressionEstimationMonitor
 from detectors.hysteresis import Hysteresis
+from detectors.outcomes import ClassCodes
 from detectors.profile import ReferenceProfile
 
 TRACKED = 128  # closed windows kept waiting for their labels
@@ -73,7 +74,7 @@ class EstimationMonitor:
         self.metrics = list(config.estimation_metrics)
         self.alpha = alpha / 2 / max(len(self.metrics), 1)  # two-sided, split over the alerting metrics
         self._z = normal_quantile(self.alpha)
-        self.index = class_index(tuple(cal.classes))
+        self.index = CategoryIndex(cal.classes)
         self.hyst = {m: Hysteresis(config.fire_after, config.resolve_after) for m in self.metrics}
         # what a band depends on besides the window size: monitors of the same calibration share bands
         self._band_key = hashlib.sha256(orjson.dumps(
@@ -314,11 +315,14 @@ class EstimationMonitor:
                               src=src, events=n, unit="scored events", resolve_after=self.config.resolve_after)
 
     # labels -----------------------------------------------------------------------------------------------
-    def observe_outcomes(self, batch: OutcomeBatch) -> None:
+    def observe_outcomes(self, batch: OutcomeBatch, codes: ClassCodes | None = None) -> None:
         """Count labelled outcomes into the prediction windows they belong to (by prediction event time);
-        a fully labelled window gets its realized record."""
-        pred, _ = self.index.lookup(batch.prediction)
-        lab, _ = self.index.lookup(batch.label)
+        a fully labelled window gets its realized record. ``codes``: the batch looked up among the same classes
+        (:meth:`detectors.outcomes.OutcomeMonitor.codes`), else looked up here."""
+        if codes is not None and codes.classes == self.cal.classes:
+            pred, lab = codes.pred, codes.label
+        else:
+            pred, lab = self.index.lookup(batch.prediction)[0], self.index.lookup(batch.label)[0]
         b = np.full(len(batch), -1, np.int64)
         if self.cal.binary and batch.scores and self.cal.score_columns[0] in batch.scores:
             raw = batch.scores[self.cal.score_columns[0]]

@@ -155,9 +155,9 @@ class RegressionEstimationMonitor:
                               src=src, events=n, unit="events", resolve_after=self.config.resolve_after)
 
     # labels -----------------------------------------------------------------------------------------------
-    def observe_outcomes(self, batch: OutcomeBatch) -> None:
+    def observe_outcomes(self, batch: OutcomeBatch, codes: None = None) -> None:
         """Add the absolute errors of labelled outcomes to their prediction windows (by prediction event time);
-        a fully labelled window gets its realized record."""
+        a fully labelled window gets its realized record (``codes``: none, a regression has no classes)."""
         pred = np.asarray(batch.prediction, np.float64) if batch.prediction.dtype.kind in "fiub" else None
         lab = np.asarray(batch.label, np.float64) if batch.label.dtype.kind in "fiub" else None
         if pred is None or lab is None:

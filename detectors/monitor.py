@@ -429,12 +429,13 @@ class ModelMonitor:
         """Feed predictions joined with their labels, in arrival order; returns alert transitions."""
         if len(batch) == 0:
             return []
-        recs = self.outcomes.observe(batch)
+        codes = self.outcomes.codes(batch)  # looked up once for outcomes and estimation
+        recs = self.outcomes.observe(batch, codes)
         for r in self.outcomes.records:
             self._record(r)
         self.outcomes.records.clear()
         if self.estimation:
-            self.estimation.observe_outcomes(batch)
+            self.estimation.observe_outcomes(batch, codes)
             self._drain_estimation()
         return [self._alert(**r) for r in recs]
 

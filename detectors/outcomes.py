@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from detectors import river_state
 from detectors.batch import OutcomeBatch
 from detectors.calibration import binomial_floor, binomial_limit, normal_quantile
 from detectors.config import DetectionConfig
-from detectors.encoding import class_index
+from detectors.encoding import CategoryIndex
 from detectors.hysteresis import Hysteresis
 from detectors.performance_metrics import window_classification_metrics, window_regression_metrics
 from detectors.profile import ReferenceProfile
@@ -47,6 +47,17 @@ from detectors.river_drift import detector_class
 from detectors.values import canon
 
 RECENT = 64  # errors averaged for the level after a detected change
+
+
+class ClassCodes(NamedTuple):
+    """A batch of outcomes looked up among ``classes``: codes (-1: unknown or missing) and missing masks of the
+    predictions and of the labels; the outcome and estimation monitors share them."""
+
+    pred: np.ndarray
+    pred_missing: np.ndarray
+    label: np.ndarray
+    label_missing: np.ndarray
+    classes: list[str]
 
 
 def make_detector(config: DetectionConfig) -> Any:
@@ -73,7 +84,7 @@ class OutcomeMonitor:
         self.alpha = alpha
         self.window = config.outcome_window or config.window
         self.regression = profile.task == "regression"
-        self.classes = class_index(tuple(profile.classes))
+        self.classes = CategoryIndex(profile.classes)
         self.positive = profile.classes.index(profile.positive_class) if profile.positive_class else None
         perf = profile.performance or {}
         self.reference = {k: v for k, v in perf.items() if v is not None}
@@ -131,7 +142,14 @@ class OutcomeMonitor:
         return {"acc_lo": 1.0 - hi, "acc_hi": 1.0 - lo, "reference": 1.0 - ref["error_rate"]}
 
     # errors -----------------------------------------------------------------------------------------------
-    def _errors(self, batch: OutcomeBatch) -> dict[str, np.ndarray]:
+    def codes(self, batch: OutcomeBatch) -> ClassCodes | None:
+        """The class codes (and missing masks) of the batch's predictions and labels; None for regression."""
+        if self.regression:
+            return None
+        return ClassCodes(*self.classes.lookup(batch.prediction), *self.classes.lookup(batch.label),
+                          self.classes.categories)
+
+    def _errors(self, batch: OutcomeBatch, codes: ClassCodes | None) -> dict[str, np.ndarray]:
         pred, label = batch.prediction, batch.label
         if self.regression:
             p = _floats(pred)
@@ -140,8 +158,7 @@ class OutcomeMonitor:
             ok = ~np.isnan(e)
             err = np.minimum(np.abs(e) / self.scale, 1.0)
             return {"ok": ok, "err": err, "e": e}
-        pc, pmiss = self.classes.lookup(pred)
-        lc, lmiss = self.classes.lookup(label)
+        pc, pmiss, lc, lmiss, _ = codes or self.codes(batch)  # type: ignore[misc]
         ok = ~(pmiss | lmiss)
         err = (pc != lc).astype(np.float64)
         unknown = np.flatnonzero(ok & ((pc < 0) | (lc < 0)))
@@ -153,14 +170,15 @@ class OutcomeMonitor:
         return out
 
     # feeding ----------------------------------------------------------------------------------------------
-    def observe(self, batch: OutcomeBatch) -> list[dict[str, Any]]:
-        """Feed joined outcomes; returns transition records (turned into alerts by the caller).
+    def observe(self, batch: OutcomeBatch, codes: ClassCodes | None = None) -> list[dict[str, Any]]:
+        """Feed joined outcomes; returns transition records (turned into alerts by the caller). ``codes``: the
+        batch's :meth:`codes` when the caller looked them up already.
 
         The whole batch is handled at once: errors, the detector's scan, and the metrics of every outcome
         window it closes (row-wise over the windows); detections and window closes then run in order."""
         out: list[dict[str, Any]] = []
         n = len(batch)
-        ev = self._errors(batch)
+        ev = self._errors(batch, codes)
         ok = ev["ok"]
         idx = np.flatnonzero(ok)
         m = len(idx)
