@@ -337,7 +337,7 @@ class EstimationMonitor:
         """Count labelled outcomes (prediction times ``ts``, class codes, score bins) into the tracked windows
         they belong to; outcomes of windows not closed yet wait, those of windows no longer tracked go."""
         if not self._tracked:
-            self._pending.append((ts, pred, lab, b))
+            self._pending.append((ts.copy(), pred, lab, b))  # the times may be the caller's array
             return
         ends = np.array([t["rec"]["end"] for t in self._tracked], np.int64)
         start = self._tracked[0]["rec"]["start"]
@@ -346,7 +346,7 @@ class EstimationMonitor:
             last = np.searchsorted(ts, ends, side="right")  # outcomes up to each window's end
             lo, hi = int(np.searchsorted(ts, start, side="left")), int(last[-1])
             if hi < len(ts):
-                self._wait(ts[hi:], pred[hi:], lab[hi:], b[hi:])
+                self._wait(ts[hi:].copy(), pred[hi:], lab[hi:], b[hi:])  # the times may be the caller's array
             if lo >= hi:
                 return
             labelled = np.diff(np.clip(last, lo, hi), prepend=lo)
