@@ -87,7 +87,6 @@ class EstimationMonitor:
         self.records: list[dict[str, Any]] = []
         self.keep_records = True  # False: closed and realized windows leave no record (their state is kept)
         self._plan: dict[str, Any] | None = None  # binary, count windows: the estimates of a fold's full windows
-        self._bins_of: list[tuple[np.ndarray, np.ndarray]] = []  # binary: the last fold's score arrays, binned
         self._reset()
 
     @classmethod
@@ -129,12 +128,6 @@ class EstimationMonitor:
             s1 = np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0], np.float64)
             ok = (codes >= 0) & np.isfinite(s1)
             b1 = cal.bins(s1[:, None])[0]
-            # the outcomes of these predictions often come with the same score arrays: bin them once
-            self._bins_of, off = [], 0
-            for bt, x in zip(batches, parts, strict=True):
-                if bt.scores is not None and bt.scores.get(cols[0]) is x:
-                    self._bins_of.append((x, b1[off: off + len(x)]))
-                off += len(x)
             return np.where(ok, codes * cal.n_primary + b1, -1), np.empty((0, 0))
         parts = [np.column_stack([b.scores[c] if b.scores and c in b.scores else np.full(len(b), np.nan)
                                   for c in cols]) for b in batches]
@@ -325,12 +318,8 @@ class EstimationMonitor:
             pred, lab = self.index.lookup(batch.prediction)[0], self.index.lookup(batch.label)[0]
         b = np.full(len(batch), -1, np.int64)
         if self.cal.binary and batch.scores and self.cal.score_columns[0] in batch.scores:
-            raw = batch.scores[self.cal.score_columns[0]]
-            s = np.asarray(raw, np.float64)
-            bins = next((b for x, b in self._bins_of if x is raw and len(b) == len(s)), None)
-            if bins is None:
-                bins = self.cal.bins(s[:, None])[0]
-            b = np.where(np.isfinite(s), bins, -1)
+            s = np.asarray(batch.scores[self.cal.score_columns[0]], np.float64)
+            b = np.where(np.isfinite(s), self.cal.bins(s[:, None])[0], -1)
         self._assign(np.asarray(batch.timestamps, np.int64), pred, lab, b)
 
     def _assign(self, ts: np.ndarray, pred: np.ndarray, lab: np.ndarray, b: np.ndarray) -> None:
