@@ -37,7 +37,7 @@ from detectors.domains import count_outside_segments
 from detectors.estimation import EstimationMonitor
 from detectors.horizons import WindowHistory
 from detectors.hysteresis import Hysteresis
-from detectors.outcomes import OutcomeMonitor
+from detectors.outcomes import ClassCodes, OutcomeMonitor
 from detectors.profile import ReferenceProfile
 from detectors.window_counts import WindowCounts
 from detectors.window_tests import ClosedWindow, WindowEvaluation, WindowResults, WindowTests
@@ -434,10 +434,18 @@ class ModelMonitor:
         for r in self.outcomes.records:
             self._record(r)
         self.outcomes.records.clear()
+        self.realize_estimates(batch, codes)
+        return self.outcome_alerts(recs)
+
+    def outcome_alerts(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The alerts of the outcome monitor's transition records (:meth:`OutcomeMonitor.observe`)."""
+        return [self._alert(**r) for r in records]
+
+    def realize_estimates(self, batch: OutcomeBatch, codes: ClassCodes | None) -> None:
+        """The estimation side of :meth:`observe_outcomes`: the labels realize the estimated windows."""
         if self.estimation:
             self.estimation.observe_outcomes(batch, codes)
             self._drain_estimation()
-        return [self._alert(**r) for r in recs]
 
     def _drain_estimation(self) -> None:
         assert self.estimation is not None

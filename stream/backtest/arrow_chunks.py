@@ -128,9 +128,10 @@ def _core_values(col: pa.Array) -> np.ndarray | None:
     return None  # booleans with nulls (objects in pandas), dates, nested values...
 
 
-def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int = 2) -> Iterator[ArrowChunk]:
-    """The parquet file in chunks of at most ``chunk_rows`` rows, read up to ``ahead`` chunks ahead in a
-    thread; strings are read as dictionaries."""
+def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int = 2,
+                      columns: list[str] | None = None) -> Iterator[ArrowChunk]:
+    """The parquet file (its ``columns``, default all) in chunks of at most ``chunk_rows`` rows, read up to
+    ``ahead`` chunks ahead in a thread; strings are read as dictionaries."""
     try:
         pf = pq.ParquetFile(path)
         strings = [f.name for f in pf.schema_arrow
@@ -153,7 +154,7 @@ def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int 
 
     def read() -> None:
         try:
-            for rb in pf.iter_batches(batch_size=chunk_rows):
+            for rb in pf.iter_batches(batch_size=chunk_rows, columns=columns, use_threads=False):
                 if not put(ArrowChunk(rb).prefetch()):
                     return
             put(_DONE)
@@ -175,6 +176,14 @@ def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int 
     finally:
         stop.set()
         reader.join()
+
+
+def parquet_rows(path: str | os.PathLike[str]) -> int | None:
+    """The parquet file's number of rows from its footer (None if it cannot be read: the replay says why)."""
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, ValueError):
+        return None
 
 
 def _table_error(path: str | os.PathLike[str], err: Exception) -> TableError:

@@ -25,7 +25,7 @@ import orjson
 import pandas as pd
 from pydantic import ValidationError
 
-from detectors.batch import EventBatch, OutcomeBatch, as_column
+from detectors.batch import EventBatch, OutcomeBatch
 from detectors.config import DetectionConfig
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile, build_profile
@@ -37,10 +37,11 @@ from stream.backtest.event_columns import (
     ReplayOptions,
     Roles,
     column_values,
-    event_times,
     resolve_roles,
 )
 from stream.backtest.heap import keep_freed_memory
+from stream.backtest.outcome_feed import OutcomeFeed, label_side
+from stream.backtest.outcome_process import OutcomeProcess, OutcomeTotals
 from stream.backtest.replay_cache import CalibrationCache, ProfileCache, sha256_file
 from stream.backtest.table_files import iter_table, read_table, table_format
 
@@ -102,9 +103,13 @@ class ReferenceFile:
 
 
 class Replayer:
-    """Feeds chunks of an events table to one model monitor; :meth:`finish` returns the result."""
+    """Feeds chunks of an events table to one model monitor; :meth:`finish` returns the result.
 
-    def __init__(self, monitor: ModelMonitor, roles: Roles, opts: ReplayOptions):
+    With ``outcomes`` (an :class:`OutcomeProcess` reading the same table), the outcome monitor runs there and
+    this process keeps the rest (estimation included); the alerts are the same."""
+
+    def __init__(self, monitor: ModelMonitor, roles: Roles, opts: ReplayOptions,
+                 outcomes: OutcomeProcess | None = None):
         self.monitor = monitor
         self.roles = roles
         self.opts = opts
@@ -114,10 +119,11 @@ class Replayer:
         self._alerts: list[tuple[int, int, int, dict[str, Any]]] = []
         self.windows: list[dict[str, Any]] = []
         monitor.keep_records = opts.keep_windows
-        self._carry: dict[str, np.ndarray] | None = None  # delayed labels not yet arrived
-        self._last_ts = 0
+        self._feed = OutcomeFeed(opts.label_delay)
         self._cat = set(opts.categorical or [])
         self._cat_profiled = {c for c in roles.features if monitor.profile.columns[c].kind == "categorical"}
+        self._outcomes = outcomes
+        self._totals: OutcomeTotals | None = None
 
     def _keep(self, alerts: list[dict[str, Any]], side: int) -> None:
         links = self.opts.links
@@ -141,9 +147,7 @@ class Replayer:
             raise ReplayError(f"rows {a}..{a + n - 1} lack columns: {', '.join(missing)}")
         arrow = isinstance(chunk, ArrowChunk)
         values = chunk.values if arrow else (lambda c: column_values(chunk[c]))
-        ts = chunk.times(r.timestamp, a) if arrow else event_times(chunk, r.timestamp, a)
-        rows = np.arange(a, a + n, dtype=np.int64)
-        ids = rows if not r.id else (chunk.series(r.id) if arrow else chunk[r.id]).to_numpy(dtype=object)
+        side = label_side(chunk, r, a)
         feats = {}
         for f in r.features:
             codes = chunk.categorical(f) if arrow and f in self._cat_profiled else None
@@ -154,59 +158,36 @@ class Replayer:
             if f in self._cat and v.dtype.kind == "f":
                 v = (chunk.series(f) if arrow else chunk[f]).to_numpy(dtype=object, na_value=None)
             feats[f] = v
-        pred = values(r.prediction) if r.prediction else np.full(n, np.nan)
-        scores = {s: _floats(values(s)) for s in r.scores} or None
-        parts = np.full(n, -1, np.int64)
-        batch = EventBatch(ids=ids, timestamps=ts, features=feats, prediction=pred, scores=scores,
-                           partitions=parts, offsets=rows)
+        batch = EventBatch(ids=side.ids, timestamps=side.ts, features=feats, prediction=side.pred,
+                           scores=side.scores, partitions=np.full(n, -1, np.int64), offsets=side.rows)
         self._keep(self.monitor.observe(batch), 0)
         if r.label:
-            label = as_column(values(r.label))
-            self._outcomes(ids, ts, pred, label, scores, rows)
+            for ob in self._feed.add(side):
+                self._observe_outcomes(ob)
         self.rows += n
-        self._last_ts = int(ts[-1])
         self._drain()
         if self.opts.progress is not None:
             self.opts.progress(self.rows)
 
-    def _outcomes(self, ids: np.ndarray, ts: np.ndarray, pred: np.ndarray, label: np.ndarray,
-                  scores: dict[str, np.ndarray] | None, rows: np.ndarray) -> None:
-        d = self.opts.label_delay
-        cur = {"ids": ids, "ts": ts, "pred": pred, "label": label, "rows": rows}
-        if scores:
-            cur |= {f"s:{k}": v for k, v in scores.items()}
-        if d == 0:
-            self._emit(cur, rows, ts)
-            return
-        if self._carry is not None:
-            cur = {k: _concat(self._carry[k], v) for k, v in cur.items()}
-        # labels of source rows i arrive at row i + d: those arriving inside this chunk go now
-        last_row = int(rows[-1])
-        k = int(np.searchsorted(cur["rows"], last_row - d, side="right"))
-        if k:
-            arrive = cur["rows"][:k] + d
-            arrive_ts = ts[arrive - int(rows[0])]
-            self._emit({kk: v[:k] for kk, v in cur.items()}, arrive, arrive_ts)
-        self._carry = {kk: v[k:] for kk, v in cur.items()}
+    def _observe_outcomes(self, batch: OutcomeBatch) -> None:
+        if self._outcomes is None:
+            self._keep(self.monitor.observe_outcomes(batch), 1)
+        else:  # the outcome process has the same batch: only estimation here
+            self.monitor.realize_estimates(batch, self.monitor.outcomes.codes(batch))
+        self.labels += len(batch)
 
-    def _emit(self, cur: dict[str, np.ndarray], arrive_rows: np.ndarray, arrive_ts: np.ndarray) -> None:
-        m = len(cur["ids"])
-        if m == 0:
-            return
-        scores = {k[2:]: v for k, v in cur.items() if k.startswith("s:")} or None
-        ob = OutcomeBatch(ids=cur["ids"], timestamps=cur["ts"], label_timestamps=np.asarray(arrive_ts, np.int64),
-                          prediction=cur["pred"], label=cur["label"], scores=scores,
-                          partitions=np.full(m, -1, np.int64), offsets=np.asarray(arrive_rows, np.int64))
-        self._keep(self.monitor.observe_outcomes(ob), 1)
-        self.labels += m
+    def close(self) -> None:
+        """Stop the outcome process, if any (after :meth:`finish`, or when the replay failed)."""
+        if self._outcomes is not None:
+            self._outcomes.close()
 
     def finish(self, elapsed: float | None = None) -> ReplayResult:
-        if self._carry is not None and len(self._carry["ids"]):
-            m = len(self._carry["ids"])
-            last = max(self.rows - 1, 0)
-            self._emit(self._carry, np.full(m, last, np.int64), np.full(m, self._last_ts, np.int64))
-            self._carry = None
+        for ob in self._feed.finish():
+            self._observe_outcomes(ob)
         self._drain()
+        if self._outcomes is not None:
+            records, self._totals = self._outcomes.finish()
+            self._keep(self.monitor.outcome_alerts(records), 1)
         alerts = [a for *_, a in sorted(self._alerts, key=lambda t: t[:3])]
         return ReplayResult(alerts=alerts, windows=self.windows, summary=self._summary(alerts, elapsed))
 
@@ -218,7 +199,7 @@ class Replayer:
             if a["status"] == "firing":
                 key = a["monitor"] + (f":{a['feature']}" if a["feature"] else "")
                 first.setdefault(key, a["row"])
-        out = mon.outcomes
+        out = self._totals or OutcomeTotals.of(mon.outcomes)
         return {
             "model": mon.model,
             "rows": self.rows,
@@ -243,17 +224,6 @@ class Replayer:
         }
 
 
-def _floats(x: np.ndarray) -> np.ndarray:
-    """A score column as float64 (``None`` -> NaN)."""
-    return x if x.dtype.kind == "f" else np.array([np.nan if v is None else v for v in x], np.float64)
-
-
-def _concat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if a.dtype != b.dtype:
-        return np.concatenate([a.astype(object), b.astype(object)])
-    return np.concatenate([a, b])
-
-
 def _chunks(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk], size: int
             ) -> Iterator[pd.DataFrame | ArrowChunk]:
     if isinstance(events, pd.DataFrame):
@@ -274,10 +244,13 @@ def _single_model(chunk: pd.DataFrame | ArrowChunk) -> str | None:
 
 def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
                   reference: pd.DataFrame | ReferenceProfile | ReferenceFile, options: ReplayOptions | None = None, *,
-                  model_default: str = "model", reference_name: str | None = None) -> ReplayResult:
+                  model_default: str = "model", reference_name: str | None = None,
+                  source: Path | None = None) -> ReplayResult:
     """Replay an events table (a DataFrame or an iterable of chunks) against a reference table or profile.
 
     The model name is ``options.model``, else the table's single ``model`` value, else ``model_default``.
+    ``source``: the parquet file the chunks come from, if they do (a second process may replay its outcomes:
+    :mod:`stream.backtest.outcome_process`).
     """
     opts = options or ReplayOptions()
     cfg = opts.config or DetectionConfig()
@@ -295,12 +268,15 @@ def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
     cache = CalibrationCache.default()
     cache.load(calibration_key(profile, cfg), profile)
     monitor = ModelMonitor(profile, cfg, model=model, model_version=opts.model_version)
-    rep = Replayer(monitor, roles, opts)
     t0 = time.perf_counter()
-    rep.feed(first)
-    for chunk in it:
-        rep.feed(chunk)
-    result = rep.finish(time.perf_counter() - t0)
+    rep = Replayer(monitor, roles, opts, OutcomeProcess.start(source, roles, opts, monitor))
+    try:
+        rep.feed(first)
+        for chunk in it:
+            rep.feed(chunk)
+        result = rep.finish(time.perf_counter() - t0)
+    finally:
+        rep.close()
     cache.save(monitor.tests.key)
     return result
 
@@ -315,10 +291,10 @@ def replay_file(events_path: str | os.PathLike[str], reference_path: str | os.Pa
     else:
         reference = ReferenceFile(Path(reference_path))
         ref_name = Path(reference_path).name
-    chunks = (iter_arrow_chunks(events_path, opts.chunk_rows) if table_format(events_path) == "parquet"
-              else iter_table(events_path, opts.chunk_rows))
-    return replay_frames(chunks, reference, opts,
-                         model_default=Path(events_path).stem, reference_name=ref_name)
+    parquet = table_format(events_path) == "parquet"
+    chunks = iter_arrow_chunks(events_path, opts.chunk_rows) if parquet else iter_table(events_path, opts.chunk_rows)
+    return replay_frames(chunks, reference, opts, model_default=Path(events_path).stem, reference_name=ref_name,
+                         source=Path(events_path) if parquet else None)
 
 
 def dumps_alerts(alerts: Iterable[dict[str, Any]]) -> bytes:

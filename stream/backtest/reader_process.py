@@ -3,17 +3,16 @@ the replaying process (:class:`ReaderProcess`)."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import gc
 import logging
 import queue
-import sys
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from stream.backtest.heap import keep_freed_memory
+from stream.backtest.processes import GC_YOUNG, forkserver_context, main_script_hidden
 from stream.backtest.topic_range import PREDICTIONS, KafkaReplayError, ReadStats, ReplayRange
 from stream.backtest.topic_reader import TopicReader
 from stream.pipeline.parse_step import parse_step
@@ -22,9 +21,6 @@ if TYPE_CHECKING:
     from stream.settings import KafkaConfig
 
 _STEP, _END, _ERROR = "step", "end", "error"  # what the reader process sends
-#: Container allocations between young collections of the garbage collector during a replay (Python's
-#: default, 700, makes a collection every few messages: 5-10% of the CPU time of each process).
-GC_YOUNG = 20_000
 SHARE_STEP = 0.05  # how fast the reader process's share of the parsing follows the busier side
 
 
@@ -54,15 +50,12 @@ class ReaderProcess:
         self._busy: Any = None  # shared: the replaying process's CPU seconds (``time.process_time``)
 
     def __enter__(self) -> ReaderProcess:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["stream.backtest.reader_process", "stream.settings", "aiokafka"])  # imported once
+        ctx = forkserver_context()
         self._q = ctx.Queue(maxsize=8)
         self._busy = ctx.RawValue("d", time.process_time())
         self._proc = ctx.Process(target=_reader_main, args=(self._q, self._busy, *self.args),
                                  name="glassbox-replay-reader", daemon=True)
-        with _main_script_hidden():
+        with main_script_hidden():
             self._proc.start()
         return self
 
@@ -93,33 +86,6 @@ class ReaderProcess:
         if self._q is not None:
             self._q.cancel_join_thread()
             self._q.close()
-
-
-@contextlib.contextmanager
-def fewer_collections() -> Iterator[None]:
-    """Collect young objects every :data:`GC_YOUNG` allocations instead of every 700 while a replay runs (the
-    older generations as usual; the thresholds are restored after)."""
-    before = gc.get_threshold()
-    gc.set_threshold(max(before[0], GC_YOUNG), *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
-
-
-@contextlib.contextmanager
-def _main_script_hidden() -> Iterator[None]:
-    """While the reader process starts, hide the main script's path from multiprocessing: a forkserver child
-    re-runs the main script (Python 3.11's fork server never preloads it), which costs 0.2-0.8 s when it
-    imports pandas or scikit-learn (0.4 s for ``glassbox``'s own entry point), and the reader needs nothing
-    from it."""
-    main = sys.modules.get("__main__")
-    path = main.__dict__.pop("__file__", None) if main is not None else None
-    try:
-        yield
-    finally:
-        if path is not None:
-            main.__dict__["__file__"] = path
 
 
 def _reader_main(q: Any, busy: Any, bootstrap: str, kafka: KafkaConfig, predictions: str, labels: str | None,

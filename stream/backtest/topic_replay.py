@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream.backtest.heap import keep_freed_memory
-from stream.backtest.reader_process import ReaderProcess, fewer_collections
+from stream.backtest.processes import fewer_collections
+from stream.backtest.reader_process import ReaderProcess
 from stream.backtest.shard_replay import ShardReplay
 from stream.backtest.topic_range import (
     KAFKA_SCHEME,

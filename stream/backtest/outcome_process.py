@@ -1,0 +1,154 @@
+"""The outcome side of a large parquet replay in a second process (:class:`OutcomeProcess`), on the other core.
+
+A model's outcome monitor (concept drift, performance: :class:`detectors.outcomes.OutcomeMonitor`) depends on
+nothing the prediction side computes, and costs about a quarter of a labelled replay (River's ADWIN is called
+once per outcome and holds the GIL, so a thread would not run beside the prediction side). The child reads
+the label-side columns of the same file itself (handing the batches over would cost as much as it saves: a
+pipe, and a pickling thread fighting the replay for the GIL) and makes the same outcome batches
+(:mod:`stream.backtest.outcome_feed`); the replaying process keeps everything else, estimation included, and
+turns the child's transition records into alerts at the end, in their order: the same alerts as one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from detectors.config import DetectionConfig
+from detectors.outcomes import OutcomeMonitor
+from detectors.profile import ReferenceProfile
+from stream.backtest.arrow_chunks import iter_arrow_chunks, parquet_rows
+from stream.backtest.event_columns import ReplayError, ReplayOptions, Roles
+from stream.backtest.heap import keep_freed_memory
+from stream.backtest.outcome_feed import OutcomeFeed, label_columns, label_side
+from stream.backtest.processes import GC_YOUNG, forkserver_context, main_script_hidden
+from stream.errors import UserError
+
+if TYPE_CHECKING:
+    from detectors.monitor import ModelMonitor
+
+_END, _ERROR = "end", "error"
+#: Rows from which a parquet replay runs its outcome side in a second process: the child costs ~0.1 s to
+#: start once its fork server runs (which takes ~1 s of the other core, once per process).
+MIN_ROWS = 300_000
+
+
+@dataclass(frozen=True)
+class OutcomeTotals:
+    """What a replay's summary reads from the outcome monitor once the replay ends."""
+
+    dropped: int  # outcomes without a usable label or prediction
+    index: int  # outcome windows closed
+
+    @classmethod
+    def of(cls, monitor: OutcomeMonitor) -> OutcomeTotals:
+        return cls(dropped=monitor.dropped, index=monitor.index)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class OutcomeProcess:
+    """An :class:`OutcomeMonitor` replaying the outcomes of a parquet file in a child process; :meth:`finish`
+    returns its transition records (in order) and totals.
+
+    The child comes from the fork server (forking beside MLflow's or Arrow's threads is not safe), starts in
+    the background while the replay goes on, is killed if the replay stops early, and a child that dies or
+    fails is an error, never a silent end.
+    """
+
+    def __init__(self, path: Path, roles: Roles, opts: ReplayOptions, profile: ReferenceProfile,
+                 config: DetectionConfig, alpha: float):
+        ctx = forkserver_context()
+        self._out = ctx.Queue()
+        self._proc = ctx.Process(target=_outcome_main,
+                                 args=(self._out, path, roles, opts.label_delay, opts.chunk_rows, profile, config,
+                                       alpha),
+                                 name="glassbox-replay-outcomes", daemon=True)
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        threading.Thread(target=self._start, name="glassbox-outcomes-start", daemon=True).start()
+
+    @classmethod
+    def start(cls, source: Path | None, roles: Roles, opts: ReplayOptions, monitor: ModelMonitor
+              ) -> OutcomeProcess | None:
+        """The outcome process for a replay of ``source``, or None where one process does as well: no parquet
+        source or no labels, window records kept (their order is one process's), fewer than
+        :data:`MIN_ROWS` rows, one core."""
+        if source is None or not roles.label or opts.keep_windows or _cores() < 2:
+            return None
+        if (parquet_rows(source) or 0) < MIN_ROWS:
+            return None
+        return cls(source, roles, opts, monitor.profile, monitor.config, monitor.tests.alpha)
+
+    def _start(self) -> None:
+        try:
+            with main_script_hidden():
+                self._proc.start()
+        except BaseException as err:  # noqa: BLE001 - raised in the replaying thread by finish
+            self._start_error = err
+        finally:
+            self._started.set()
+
+    def finish(self) -> tuple[list[dict[str, Any]], OutcomeTotals]:
+        """The monitor's transition records (turned into alerts by the model monitor) and its totals."""
+        self._started.wait()
+        if self._start_error is not None:
+            raise ReplayError(f"the outcome process did not start: {self._start_error}") from self._start_error
+        while True:
+            try:
+                kind, a, b = self._out.get(timeout=1.0)
+            except queue.Empty:
+                if not self._proc.is_alive():
+                    raise ReplayError(f"the outcome process died (exit code {self._proc.exitcode})") from None
+                continue
+            if kind == _ERROR:
+                raise a
+            return a, b
+
+    def close(self) -> None:
+        """Stop the child (done already after :meth:`finish`)."""
+        self._started.wait()
+        if self._proc.is_alive():
+            self._proc.kill()
+        if self._proc.pid is not None:
+            self._proc.join(5)
+        self._out.cancel_join_thread()
+        self._out.close()
+
+
+def _outcome_main(outq: Any, path: Path, roles: Roles, delay: int, chunk_rows: int, profile: ReferenceProfile,
+                  config: DetectionConfig, alpha: float) -> None:
+    """The child: the file's outcomes through the monitor, then all records and the totals (or the error)."""
+    import gc
+
+    gc.set_threshold(max(gc.get_threshold()[0], GC_YOUNG))
+    keep_freed_memory()
+    try:
+        monitor = OutcomeMonitor(profile, config, alpha)
+        monitor.keep_records = False
+        feed = OutcomeFeed(delay)
+        records: list[dict[str, Any]] = []
+        rows = 0
+        for chunk in iter_arrow_chunks(path, chunk_rows, columns=label_columns(roles)):
+            if not len(chunk):
+                continue
+            for batch in feed.add(label_side(chunk, roles, rows)):
+                records += monitor.observe(batch)
+            rows += len(chunk)
+        for batch in feed.finish():
+            records += monitor.observe(batch)
+        outq.put((_END, records, OutcomeTotals.of(monitor)))
+    except UserError as err:  # the user's to fix (the replaying process reads the same rows and says so too)
+        outq.put((_ERROR, err, None))
+    except BaseException as err:  # noqa: BLE001 - a defect: its traceback here, one line there
+        logging.getLogger("glassbox.replay").exception("the outcome process failed")
+        outq.put((_ERROR, ReplayError(f"the outcome process failed: {type(err).__name__}: {err}"), None))
+    outq.close()
+    outq.join_thread()
