@@ -15,6 +15,7 @@ from stream.backtest import outcome_process
 from stream.backtest.event_columns import ReplayError, ReplayOptions, resolve_roles
 from stream.backtest.file_replay import dumps_alerts, replay_file
 from stream.backtest.outcome_process import OutcomeProcess
+from stream.backtest.processes import boot_forkserver
 from stream.backtest.table_files import TableError
 
 NO_TIMING = ("seconds", "events_per_second")
@@ -37,6 +38,7 @@ def _replay(events: Path, ref: Path, monkeypatch: pytest.MonkeyPatch, *, child: 
             ) -> tuple[bytes, dict, int]:
     """(alerts file, summary without timings, outcome processes that finished) of a replay keeping no windows."""
     monkeypatch.setattr(outcome_process, "MIN_ROWS", 0 if child else 10**12)
+    boot_forkserver(outcome_process.PRELOAD)  # as an earlier replay in this process would have
     finished = []
     finish = OutcomeProcess.finish
 
@@ -71,6 +73,20 @@ def test_same_alerts_for_a_regression_model(files: dict[str, Path], monkeypatch:
     assert used == 1
     assert b'"performance"' in one or b'"concept_drift"' in one
     assert (two, two_summary) == (one, one_summary)
+
+
+def test_the_first_replay_boots_the_fork_server_and_the_next_use_it(files: dict[str, Path],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream.backtest import processes
+
+    monkeypatch.setattr(processes, "_booted", False)  # a fresh process
+    monkeypatch.setattr(outcome_process, "MIN_ROWS", 0)
+    opts = ReplayOptions(score_cols=["score"], keep_windows=False)
+    assert outcome_process.ready(files["flip"], opts) is False  # would wait for the server's imports
+    assert processes.forkserver_booted()
+    assert outcome_process.ready(files["flip"], opts) is True
+    assert outcome_process.ready(files["flip"], ReplayOptions(score_cols=["score"])) is False  # records kept
+    assert outcome_process.ready(files["ref"].parent / "missing.parquet", opts) is False  # the replay says why
 
 
 def test_no_outcome_process_where_one_process_does_as_well(files: dict[str, Path]) -> None:

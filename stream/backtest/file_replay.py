@@ -30,6 +30,7 @@ from detectors.config import DetectionConfig
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.window_tests import calibration_key
+from stream.backtest import outcome_process
 from stream.backtest.arrow_chunks import ArrowChunk, iter_arrow_chunks
 from stream.backtest.event_columns import (
     DEFAULT_ROLES,
@@ -181,13 +182,15 @@ class Replayer:
         if self._outcomes is not None:
             self._outcomes.close()
 
-    def finish(self, elapsed: float | None = None) -> ReplayResult:
+    def finish(self, started: float | None = None) -> ReplayResult:
+        """The result; ``started``: when the replay started (``time.perf_counter``), for its speed."""
         for ob in self._feed.finish():
             self._observe_outcomes(ob)
         self._drain()
         if self._outcomes is not None:
             records, self._totals = self._outcomes.finish()
             self._keep(self.monitor.outcome_alerts(records), 1)
+        elapsed = None if started is None else time.perf_counter() - started
         alerts = [a for *_, a in sorted(self._alerts, key=lambda t: t[:3])]
         return ReplayResult(alerts=alerts, windows=self.windows, summary=self._summary(alerts, elapsed))
 
@@ -245,12 +248,12 @@ def _single_model(chunk: pd.DataFrame | ArrowChunk) -> str | None:
 def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
                   reference: pd.DataFrame | ReferenceProfile | ReferenceFile, options: ReplayOptions | None = None, *,
                   model_default: str = "model", reference_name: str | None = None,
-                  source: Path | None = None) -> ReplayResult:
+                  outcomes_from: Path | None = None) -> ReplayResult:
     """Replay an events table (a DataFrame or an iterable of chunks) against a reference table or profile.
 
     The model name is ``options.model``, else the table's single ``model`` value, else ``model_default``.
-    ``source``: the parquet file the chunks come from, if they do (a second process may replay its outcomes:
-    :mod:`stream.backtest.outcome_process`).
+    ``outcomes_from``: the parquet file the chunks come from, whose outcomes a second process replays
+    (:mod:`stream.backtest.outcome_process`) when it is :func:`~stream.backtest.outcome_process.wanted`.
     """
     opts = options or ReplayOptions()
     cfg = opts.config or DetectionConfig()
@@ -269,12 +272,12 @@ def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
     cache.load(calibration_key(profile, cfg), profile)
     monitor = ModelMonitor(profile, cfg, model=model, model_version=opts.model_version)
     t0 = time.perf_counter()
-    rep = Replayer(monitor, roles, opts, OutcomeProcess.start(source, roles, opts, monitor))
+    rep = Replayer(monitor, roles, opts, OutcomeProcess.start(outcomes_from, roles, opts, monitor))
     try:
         rep.feed(first)
         for chunk in it:
             rep.feed(chunk)
-        result = rep.finish(time.perf_counter() - t0)
+        result = rep.finish(t0)
     finally:
         rep.close()
     cache.save(monitor.tests.key)
@@ -293,8 +296,9 @@ def replay_file(events_path: str | os.PathLike[str], reference_path: str | os.Pa
         ref_name = Path(reference_path).name
     parquet = table_format(events_path) == "parquet"
     chunks = iter_arrow_chunks(events_path, opts.chunk_rows) if parquet else iter_table(events_path, opts.chunk_rows)
+    second = parquet and outcome_process.ready(Path(events_path), opts)
     return replay_frames(chunks, reference, opts, model_default=Path(events_path).stem, reference_name=ref_name,
-                         source=Path(events_path) if parquet else None)
+                         outcomes_from=Path(events_path) if second else None)
 
 
 def dumps_alerts(alerts: Iterable[dict[str, Any]]) -> bytes:

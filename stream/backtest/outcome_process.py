@@ -19,20 +19,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow.parquet as pq
+
 from detectors.config import DetectionConfig
 from detectors.outcomes import OutcomeMonitor
 from detectors.profile import ReferenceProfile
 from stream.backtest.arrow_chunks import iter_arrow_chunks, parquet_rows
-from stream.backtest.event_columns import ReplayError, ReplayOptions, Roles
+from stream.backtest.event_columns import ReplayError, ReplayOptions, Roles, resolve_roles
 from stream.backtest.heap import keep_freed_memory
 from stream.backtest.outcome_feed import OutcomeFeed, label_columns, label_side
-from stream.backtest.processes import GC_YOUNG, forkserver_context, main_script_hidden
+from stream.backtest.processes import (
+    GC_YOUNG,
+    boot_forkserver,
+    forkserver_booted,
+    forkserver_context,
+    main_script_hidden,
+)
 from stream.errors import UserError
 
 if TYPE_CHECKING:
     from detectors.monitor import ModelMonitor
 
 _END, _ERROR = "end", "error"
+PRELOAD = ["stream.backtest.outcome_process"]  # what the child imports (see forkserver_context)
 #: Rows from which a parquet replay runs its outcome side in a second process: the child costs ~0.1 s to
 #: start once its fork server runs (which takes ~1 s of the other core, once per process).
 MIN_ROWS = 300_000
@@ -54,6 +63,30 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def wanted(source: Path | None, roles: Roles, opts: ReplayOptions) -> bool:
+    """Whether a replay of ``source`` runs its outcomes in a second process: a parquet source with labels, no
+    window records kept (their order is one process's), at least :data:`MIN_ROWS` rows, two cores."""
+    if source is None or not roles.label or opts.keep_windows or _cores() < 2:
+        return False
+    return (parquet_rows(source) or 0) >= MIN_ROWS
+
+
+def ready(source: Path, opts: ReplayOptions) -> bool:
+    """Whether a replay of ``source`` runs its outcomes in the outcome process: when it is :func:`wanted` and an
+    earlier replay in this process booted the fork server. A first replay that wants it boots the server for
+    the next ones and runs in one process: it would wait for the server's imports (~0.8 s of the other core,
+    about what the second process saves on 1M events)."""
+    try:
+        want = wanted(source, resolve_roles(pq.read_schema(source).names, opts), opts)
+    except Exception:  # noqa: BLE001 - the replay reads the file and says what is wrong with it
+        return False
+    if not want:
+        return False
+    warm = forkserver_booted()
+    boot_forkserver(PRELOAD)
+    return warm
+
+
 class OutcomeProcess:
     """An :class:`OutcomeMonitor` replaying the outcomes of a parquet file in a child process; :meth:`finish`
     returns its transition records (in order) and totals.
@@ -65,7 +98,8 @@ class OutcomeProcess:
 
     def __init__(self, path: Path, roles: Roles, opts: ReplayOptions, profile: ReferenceProfile,
                  config: DetectionConfig, alpha: float):
-        ctx = forkserver_context()
+        boot_forkserver(PRELOAD)
+        ctx = forkserver_context(PRELOAD)
         self._out = ctx.Queue()
         self._proc = ctx.Process(target=_outcome_main,
                                  args=(self._out, path, roles, opts.label_delay, opts.chunk_rows, profile, config,
@@ -78,13 +112,11 @@ class OutcomeProcess:
     @classmethod
     def start(cls, source: Path | None, roles: Roles, opts: ReplayOptions, monitor: ModelMonitor
               ) -> OutcomeProcess | None:
-        """The outcome process for a replay of ``source``, or None where one process does as well: no parquet
-        source or no labels, window records kept (their order is one process's), fewer than
-        :data:`MIN_ROWS` rows, one core."""
-        if source is None or not roles.label or opts.keep_windows or _cores() < 2:
+        """The outcome process for a replay of ``source``, or None where one process does as well
+        (:func:`wanted`)."""
+        if not wanted(source, roles, opts):
             return None
-        if (parquet_rows(source) or 0) < MIN_ROWS:
-            return None
+        assert source is not None
         return cls(source, roles, opts, monitor.profile, monitor.config, monitor.tests.alpha)
 
     def _start(self) -> None:

@@ -6,23 +6,44 @@ from __future__ import annotations
 import contextlib
 import gc
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 #: Container allocations between young collections of the garbage collector during a replay (Python's
 #: default, 700, makes a collection every few messages: 5-10% of the CPU time of each process).
 GC_YOUNG = 20_000
-#: Imported once by the fork server, not by every child: the two replay children and what they read.
-PRELOAD = ["stream.backtest.reader_process", "stream.backtest.outcome_process", "stream.settings", "aiokafka"]
 
 
-def forkserver_context() -> Any:
-    """multiprocessing's fork server context, preloading :data:`PRELOAD` when it starts (forking beside
-    MLflow's, Arrow's or aiokafka's threads is not safe)."""
+_booted = False
+
+
+def boot_forkserver(preload: list[str]) -> None:
+    """Start the fork server in the background (once per process), importing ``preload`` (see
+    :func:`forkserver_context`): its imports then run on the other core while this process goes on."""
+    global _booted
+    if _booted:
+        return
+    _booted = True
+    from multiprocessing import forkserver
+
+    forkserver_context(preload)
+    threading.Thread(target=forkserver.ensure_running, name="glassbox-forkserver-boot", daemon=True).start()
+
+
+def forkserver_booted() -> bool:
+    """Whether :func:`boot_forkserver` ran in this process."""
+    return _booted
+
+
+def forkserver_context(preload: list[str]) -> Any:
+    """multiprocessing's fork server context (forking beside MLflow's, Arrow's or aiokafka's threads is not
+    safe). The server imports ``preload`` once when it starts, not every child: the modules of the first kind of
+    child started in this process (a later kind imports its own in each child)."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
+    ctx.set_forkserver_preload(preload)
     return ctx
 
 

@@ -50,7 +50,7 @@ class ReaderProcess:
         self._busy: Any = None  # shared: the replaying process's CPU seconds (``time.process_time``)
 
     def __enter__(self) -> ReaderProcess:
-        ctx = forkserver_context()
+        ctx = forkserver_context(["stream.backtest.reader_process", "stream.settings", "aiokafka"])
         self._q = ctx.Queue(maxsize=8)
         self._busy = ctx.RawValue("d", time.process_time())
         self._proc = ctx.Process(target=_reader_main, args=(self._q, self._busy, *self.args),
