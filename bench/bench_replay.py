@@ -4,12 +4,16 @@
   label joined at once; default settings: windows of 1,000 events, calibrated thresholds) through
   :func:`stream.backtest.file_replay.replay_file`. Target: >= 1,000,000 events/s. The first replay starts
   with an empty cache (:mod:`stream.backtest.replay_cache`, in a temporary directory): it profiles the
-  reference and calibrates; the repeats find both cached, as a user's second backtest does. Both are printed.
+  reference and calibrates, and boots the fork server of the outcome process
+  (:mod:`stream.backtest.outcome_process`); the repeats find all three ready, as a user's second backtest in
+  the same process does (a notebook, ``glassbox replay --compare``), and replay their outcomes in that second
+  process. Both are printed; CPU seconds count both processes.
 - Estimation: the same replay with the ``estimated_performance`` monitor on (the default) and off
   (``estimation_metrics=[]``), in back-to-back pairs: the ratio of the best of each, and the median of the
   pairs' ratios (robust to a host whose speed drifts between runs). Target: on / off <= 1.10 (issue 18).
 - Floor: the least work a replay must do, measured in the same run: read the file's columns with Arrow and
-  count every value into the reference bins, one thread: numbers by ``searchsorted`` + ``bincount``, by
+  count every value into the reference bins, one Python thread (Arrow decodes the columns with its own thread
+  pool, its fastest read): numbers by ``searchsorted`` + ``bincount``, by
   sorting blocks of 1,024 values then searching the cuts, and by the grid lookup of :mod:`detectors.cut_grid`
   + ``bincount`` (the fastest is the floor), strings by dictionary codes + ``bincount``. Target: replay >= 0.5x
   the floor.
@@ -76,12 +80,13 @@ def write_events(path: Path, rows: int, chunk: int = 100_000) -> None:
 
 
 def _replay(events: Path, reference: Path, estimation: bool = True) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds, alerts) of one replay."""
+    """(wall seconds, CPU seconds of this process and of the outcome process if the replay had one, alerts)."""
     cfg = None if estimation else DetectionConfig(estimation_metrics=[])
     opts = ReplayOptions(score_cols=["score"], keep_windows=False, config=cfg)
     t0, c0 = time.perf_counter(), time.process_time()
     res = replay_file(events, reference, opts)
-    return time.perf_counter() - t0, time.process_time() - c0, len(res.alerts)
+    cpu = time.process_time() - c0 + (res.summary["outcome_process_cpu_seconds"] or 0.0)
+    return time.perf_counter() - t0, cpu, len(res.alerts)
 
 
 def bench_throughput(events: Path, reference: Path, cache: Path, rows: int, repeats: int

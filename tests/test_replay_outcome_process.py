@@ -18,7 +18,7 @@ from stream.backtest.outcome_process import OutcomeProcess
 from stream.backtest.processes import boot_forkserver
 from stream.backtest.table_files import TableError
 
-NO_TIMING = ("seconds", "events_per_second")
+NO_TIMING = ("seconds", "events_per_second", "outcome_process_cpu_seconds")
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _replay(events: Path, ref: Path, monkeypatch: pytest.MonkeyPatch, *, child: bool, **kw: object
-            ) -> tuple[bytes, dict, int]:
-    """(alerts file, summary without timings, outcome processes that finished) of a replay keeping no windows."""
+            ) -> tuple[bytes, dict, int, float | None]:
+    """(alerts file, summary without timings, outcome processes that finished, the outcome process's CPU
+    seconds) of a replay keeping no windows."""
     monkeypatch.setattr(outcome_process, "MIN_ROWS", 0 if child else 10**12)
     boot_forkserver(outcome_process.PRELOAD)  # as an earlier replay in this process would have
     finished = []
@@ -48,7 +49,8 @@ def _replay(events: Path, ref: Path, monkeypatch: pytest.MonkeyPatch, *, child: 
 
     monkeypatch.setattr(OutcomeProcess, "finish", counted)
     res = replay_file(events, ref, ReplayOptions(keep_windows=False, **kw))  # type: ignore[arg-type]
-    return dumps_alerts(res.alerts), {k: v for k, v in res.summary.items() if k not in NO_TIMING}, len(finished)
+    summary = {k: v for k, v in res.summary.items() if k not in NO_TIMING}
+    return dumps_alerts(res.alerts), summary, len(finished), res.summary["outcome_process_cpu_seconds"]
 
 
 @pytest.mark.parametrize("case", [
@@ -58,9 +60,10 @@ def _replay(events: Path, ref: Path, monkeypatch: pytest.MonkeyPatch, *, child: 
 ], ids=["joined", "delayed-labels", "event-time"])
 def test_same_alerts_and_summary_with_the_outcome_process(files: dict[str, Path], case: dict,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    one, one_summary, none = _replay(files["flip"], files["ref"], monkeypatch, child=False, **case)
-    two, two_summary, used = _replay(files["flip"], files["ref"], monkeypatch, child=True, **case)
+    one, one_summary, none, no_cpu = _replay(files["flip"], files["ref"], monkeypatch, child=False, **case)
+    two, two_summary, used, cpu = _replay(files["flip"], files["ref"], monkeypatch, child=True, **case)
     assert (none, used) == (0, 1)
+    assert no_cpu is None and cpu is not None and 0 < cpu < 30  # the second process's CPU time is reported
     assert b'"concept_drift"' in one  # the case has outcome alerts to get right
     assert two == one
     assert two_summary == one_summary
@@ -68,8 +71,8 @@ def test_same_alerts_and_summary_with_the_outcome_process(files: dict[str, Path]
 
 
 def test_same_alerts_for_a_regression_model(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    one, one_summary, _ = _replay(files["reg"], files["rref"], monkeypatch, child=False)
-    two, two_summary, used = _replay(files["reg"], files["rref"], monkeypatch, child=True)
+    one, one_summary, _, _ = _replay(files["reg"], files["rref"], monkeypatch, child=False)
+    two, two_summary, used, _ = _replay(files["reg"], files["rref"], monkeypatch, child=True)
     assert used == 1
     assert b'"performance"' in one or b'"concept_drift"' in one
     assert (two, two_summary) == (one, one_summary)

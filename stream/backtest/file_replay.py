@@ -224,6 +224,7 @@ class Replayer:
             "reference_digest": mon.digest,
             "seconds": elapsed,
             "events_per_second": (self.rows / elapsed) if elapsed else None,
+            "outcome_process_cpu_seconds": out.cpu_seconds,  # CPU of the second process (None: one process)
         }
 
 

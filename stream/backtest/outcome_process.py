@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,10 +54,11 @@ class OutcomeTotals:
 
     dropped: int  # outcomes without a usable label or prediction
     index: int  # outcome windows closed
+    cpu_seconds: float | None = None  # the outcome process's CPU time, when there was one
 
     @classmethod
-    def of(cls, monitor: OutcomeMonitor) -> OutcomeTotals:
-        return cls(dropped=monitor.dropped, index=monitor.index)
+    def of(cls, monitor: OutcomeMonitor, cpu_seconds: float | None = None) -> OutcomeTotals:
+        return cls(dropped=monitor.dropped, index=monitor.index, cpu_seconds=cpu_seconds)
 
 
 def _cores() -> int:
@@ -160,6 +162,7 @@ def _outcome_main(outq: Any, path: Path, roles: Roles, delay: int, chunk_rows: i
     """The child: the file's outcomes through the monitor, then all records and the totals (or the error)."""
     import gc
 
+    cpu0 = time.process_time()
     gc.set_threshold(max(gc.get_threshold()[0], GC_YOUNG))
     keep_freed_memory()
     try:
@@ -176,7 +179,7 @@ def _outcome_main(outq: Any, path: Path, roles: Roles, delay: int, chunk_rows: i
             rows += len(chunk)
         for batch in feed.finish():
             records += monitor.observe(batch)
-        outq.put((_END, records, OutcomeTotals.of(monitor)))
+        outq.put((_END, records, OutcomeTotals.of(monitor, time.process_time() - cpu0)))
     except UserError as err:  # the user's to fix (the replaying process reads the same rows and says so too)
         outq.put((_ERROR, err, None))
     except BaseException as err:  # noqa: BLE001 - a defect: its traceback here, one line there
