@@ -61,14 +61,21 @@ class OutcomeTotals:
         return cls(dropped=monitor.dropped, index=monitor.index, cpu_seconds=cpu_seconds)
 
 
+def _forkserver_here() -> bool:
+    import multiprocessing
+
+    return "forkserver" in multiprocessing.get_all_start_methods()  # not on Windows
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def wanted(source: Path | None, roles: Roles, opts: ReplayOptions) -> bool:
     """Whether a replay of ``source`` runs its outcomes in a second process: a parquet source with labels, no
-    window records kept (their order is one process's), at least :data:`MIN_ROWS` rows, two cores."""
-    if source is None or not roles.label or opts.keep_windows or _cores() < 2:
+    window records kept (their order is one process's), at least :data:`MIN_ROWS` rows, two cores, a fork
+    server."""
+    if source is None or not roles.label or opts.keep_windows or _cores() < 2 or not _forkserver_here():
         return False
     return (parquet_rows(source) or 0) >= MIN_ROWS
 
