@@ -27,11 +27,10 @@ from detectors.outcomes import OutcomeMonitor
 from detectors.profile import ReferenceProfile
 from stream.backtest.arrow_chunks import iter_arrow_chunks, parquet_rows
 from stream.backtest.event_columns import ReplayError, ReplayOptions, Roles, resolve_roles
-from stream.backtest.heap import keep_freed_memory
 from stream.backtest.outcome_feed import OutcomeFeed, label_columns, label_side
 from stream.backtest.processes import (
-    GC_YOUNG,
     boot_forkserver,
+    child_setup,
     forkserver_booted,
     forkserver_context,
     main_script_hidden,
@@ -167,11 +166,8 @@ class OutcomeProcess:
 def _outcome_main(outq: Any, path: Path, roles: Roles, delay: int, chunk_rows: int, profile: ReferenceProfile,
                   config: DetectionConfig, alpha: float) -> None:
     """The child: the file's outcomes through the monitor, then all records and the totals (or the error)."""
-    import gc
-
     cpu0 = time.process_time()
-    gc.set_threshold(max(gc.get_threshold()[0], GC_YOUNG))
-    keep_freed_memory()
+    child_setup()
     try:
         monitor = OutcomeMonitor(profile, config, alpha)
         monitor.keep_records = False

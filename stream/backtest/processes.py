@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import signal
 import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
+
+from stream.backtest.heap import keep_freed_memory
 
 #: Container allocations between young collections of the garbage collector during a replay (Python's
 #: default, 700, makes a collection every few messages: 5-10% of the CPU time of each process).
@@ -45,6 +48,15 @@ def forkserver_context(preload: list[str]) -> Any:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(preload)
     return ctx
+
+
+def child_setup() -> None:
+    """What a replay's child process does first: ignore Ctrl-C (it reaches the whole process group; the replaying
+    process stops its children itself, and an interrupted child would only print a traceback), collect young
+    objects every :data:`GC_YOUNG` allocations (the process only replays) and keep freed memory in the heap."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.set_threshold(max(gc.get_threshold()[0], GC_YOUNG))
+    keep_freed_memory()
 
 
 @contextlib.contextmanager

@@ -4,15 +4,13 @@ the replaying process (:class:`ReaderProcess`)."""
 from __future__ import annotations
 
 import copy
-import gc
 import logging
 import queue
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from stream.backtest.heap import keep_freed_memory
-from stream.backtest.processes import GC_YOUNG, forkserver_context, main_script_hidden
+from stream.backtest.processes import child_setup, forkserver_context, main_script_hidden
 from stream.backtest.topic_range import PREDICTIONS, KafkaReplayError, ReadStats, ReplayRange
 from stream.backtest.topic_reader import TopicReader
 from stream.pipeline.parse_step import parse_step
@@ -92,8 +90,7 @@ def _reader_main(q: Any, busy: Any, bootstrap: str, kafka: KafkaConfig, predicti
                  rng: ReplayRange, step_messages: int, label_horizon_ms: int | None, max_bytes: int) -> None:
     """The reader process: read, merge, parse its share of the steps; every step, then the final stats (or
     the error), into ``q``."""
-    gc.set_threshold(max(gc.get_threshold()[0], GC_YOUNG))  # this process only replays
-    keep_freed_memory()
+    child_setup()
     reader = TopicReader(bootstrap, kafka, predictions, labels, rng, step_messages=step_messages,
                          label_horizon_ms=label_horizon_ms)
     share, credit, seen_busy, seen_own = 0.5, 0.0, busy.value, time.process_time()
