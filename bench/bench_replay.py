@@ -315,8 +315,8 @@ def main() -> None:
                   f"({secs * 1e9 / counted:.1f} ns per value, {counted:,} values, best of {args.repeats})")
         method, (floor_s, floor_cpu, _) = min(floors.items(), key=lambda kv: kv[1][0])
         floor_rate = args.rows / floor_s
-        print(f"floor (the fastest: Arrow read + {method} into the reference bins, one Python thread): {floor_rate:,.0f} "
-              f"events/s; replay / floor: {rate / floor_rate:.2f} wall (target >= 0.5), "
+        print(f"floor (the fastest: Arrow read + {method} into the reference bins, one Python thread): "
+              f"{floor_rate:,.0f} events/s; replay / floor: {rate / floor_rate:.2f} wall (target >= 0.5), "
               f"{cpu_rate * floor_cpu / args.rows:.2f} per CPU second; load average {load:.1f}")
         print(f"target >= 1,000,000 events/s: wall clock {'met' if rate >= 1_000_000 else 'NOT met'}, "
               f"per CPU second {'met' if cpu_rate >= 1_000_000 else 'NOT met'}")

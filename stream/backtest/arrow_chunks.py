@@ -154,7 +154,7 @@ def iter_arrow_chunks(path: str | os.PathLike[str], chunk_rows: int, ahead: int 
 
     def read() -> None:
         try:
-            for rb in pf.iter_batches(batch_size=chunk_rows, columns=columns, use_threads=False):
+            for rb in pf.iter_batches(batch_size=chunk_rows, columns=columns):
                 if not put(ArrowChunk(rb).prefetch()):
                     return
             put(_DONE)
