@@ -29,14 +29,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import special
 
-try:  # what scipy.stats.binom.isf/ppf run, without importing scipy.stats (~0.4 s)
-    from scipy.special._ufuncs import _binom_isf, _binom_ppf
-except ImportError:  # a SciPy that moved them: the public path (tests/test_detect_units.py compares both)
-    from scipy.stats import binom
-
-    _binom_isf, _binom_ppf = binom.isf, binom.ppf
+from detectors.special import binom_isf, binom_ppf, chdtri, ndtri
 
 TAIL_FROM = 0.9  # exceedances above this null quantile model the tail
 
@@ -58,7 +52,7 @@ def tail_quantile(null: np.ndarray, alpha: float, scale_confidence: float | None
     scale = float(excess.mean()) if len(excess) else 0.0
     if scale_confidence is not None and len(excess):
         k = len(excess)
-        scale *= 2 * k / float(special.chdtri(2 * k, scale_confidence))  # chi2.ppf(1 - c, 2k)
+        scale *= 2 * k / float(chdtri(2 * k, scale_confidence))  # chi2.ppf(1 - c, 2k)
     if scale <= 0.0:  # a lumpy (discrete) null: fall back to a tenth of the spread, at least a tiny step
         scale = max(float(x[-1] - x[0]) / 10.0, 1e-12)
     q = u + scale * math.log((1.0 - TAIL_FROM) / alpha)
@@ -92,14 +86,14 @@ def two_sample_null(
 def binomial_limit(n: int | np.ndarray, p0: np.ndarray | float, alpha: float) -> np.ndarray:
     """Largest count still consistent with rate ``p0`` in ``n`` trials at level ``alpha`` (upper tail):
     a count above it has probability at most ``alpha``."""
-    return np.asarray(_binom_isf(alpha, n, np.clip(p0, 1e-12, 1.0)), np.float64)
+    return np.asarray(binom_isf(alpha, n, np.clip(p0, 1e-12, 1.0)), np.float64)
 
 
 def binomial_floor(n: int | np.ndarray, p0: np.ndarray | float, alpha: float) -> np.ndarray:
     """Smallest count still consistent with rate ``p0`` in ``n`` trials at level ``alpha`` (lower tail)."""
-    return np.asarray(_binom_ppf(alpha, n, np.clip(p0, 1e-12, 1.0)), np.float64)
+    return np.asarray(binom_ppf(alpha, n, np.clip(p0, 1e-12, 1.0)), np.float64)
 
 
 def normal_quantile(alpha: float) -> float:
     """``z`` with ``P(Z > z) = alpha``."""
-    return float(-special.ndtri(alpha))
+    return float(-ndtri(alpha))

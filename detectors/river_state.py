@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import orjson  # noqa: F401  (used in the doctest)
 
-from detectors.river_drift import bare_package
+from detectors.bare_import import bare_package
+from detectors.river_drift import PACKAGE
 
 
 def dumps(obj: Any) -> Any:
@@ -71,7 +72,7 @@ def _class(name: str) -> type:
     module, _, qual = name.partition(":")
     if not _river(module) or not qual:
         raise ValueError(f"refusing to rebuild {name}: not a River class")
-    with bare_package():  # a detector's module without all of river.drift (see detectors.river_drift)
+    with bare_package(PACKAGE):  # a detector's module without all of river.drift (see detectors.river_drift)
         obj: Any = importlib.import_module(module)
     for part in qual.split("."):
         obj = getattr(obj, part, None)

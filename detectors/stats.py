@@ -13,7 +13,8 @@ call scores all columns of a window or all null windows of a column.
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
+
+from detectors.special import chdtrc, kolmogorov
 
 EPS = 1e-4  # Evidently's floor for empty bins in PSI
 
@@ -52,7 +53,7 @@ def ks_pvalue(d: np.ndarray, n: np.ndarray | float, n_ref: float) -> np.ndarray:
     """Asymptotic two-sample KS p-value for distance ``d`` between ``n`` and ``n_ref`` values."""
     n = np.asarray(n, np.float64)
     n_eff = n * n_ref / np.maximum(n + n_ref, 1.0)
-    return special.kolmogorov(np.sqrt(n_eff) * d)
+    return kolmogorov(np.sqrt(n_eff) * d)
 
 
 def wasserstein(p: np.ndarray, counts: np.ndarray, weights: np.ndarray, norm: np.ndarray | float) -> np.ndarray:
@@ -70,7 +71,7 @@ def chisquare(p: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray
     expected = np.maximum(p, EPS) * n[..., None]
     stat = np.sum(np.where(used, (counts - expected) ** 2 / np.maximum(expected, 1e-12), 0.0), axis=-1)
     dof = np.maximum(np.sum(p > 0, axis=-1) - 1, 1)
-    return stat, special.chdtrc(dof, stat)
+    return stat, chdtrc(dof, stat)
 
 
 def wasserstein_weights(cuts: np.ndarray) -> np.ndarray:
