@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import importlib.machinery
 import importlib.util
 import sys
@@ -27,8 +26,7 @@ from collections.abc import Iterator
 
 @functools.cache
 def _spec(name: str) -> importlib.machinery.ModuleSpec:
-    parent, _, _ = name.rpartition(".")
-    spec = importlib.machinery.PathFinder.find_spec(name, list(importlib.import_module(parent).__path__))
+    spec = importlib.util.find_spec(name)  # imports the parent package, not this one
     assert spec is not None and spec.submodule_search_locations is not None, f"{name} is a package"
     return spec
 
