@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,31 @@ def test_a_child_that_dies_is_an_error(files: dict[str, Path], tmp_path: Path) -
             proc.finish()
     finally:
         proc.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the child's signal mask in /proc")
+def test_the_child_ignores_ctrl_c(files: dict[str, Path], tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group; the replaying process stops its children itself, so a child
+    ignores it rather than print a traceback."""
+    fifo = tmp_path / "events.parquet"
+    os.mkfifo(fifo)  # the child blocks opening it, after its setup
+    proc = _process(files, fifo)
+    try:
+        proc._started.wait()
+        pid = proc._proc.pid
+        deadline = time.monotonic() + 30
+        while not _ignores_sigint(pid):
+            assert time.monotonic() < deadline, "the child never ignored SIGINT"
+            time.sleep(0.02)
+        os.kill(pid, signal.SIGINT)
+        time.sleep(0.3)
+        assert proc._proc.is_alive()
+    finally:
+        proc.close()
+    assert proc._proc.exitcode == -signal.SIGKILL  # stopped by the replaying process
+
+
+def _ignores_sigint(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    ignored = int(next(line for line in status.splitlines() if line.startswith("SigIgn:")).split()[1], 16)
+    return bool(ignored >> (signal.SIGINT - 1) & 1)
