@@ -441,8 +441,9 @@ class ModelMonitor:
         """The alerts of the outcome monitor's transition records (:meth:`OutcomeMonitor.observe`)."""
         return [self._alert(**r) for r in records]
 
-    def realize_estimates(self, batch: OutcomeBatch, codes: ClassCodes | None) -> None:
-        """The estimation side of :meth:`observe_outcomes`: the labels realize the estimated windows."""
+    def realize_estimates(self, batch: OutcomeBatch, codes: ClassCodes | None = None) -> None:
+        """The estimation side of :meth:`observe_outcomes`: the labels realize the estimated windows (``codes``:
+        the batch's class codes if looked up already)."""
         if self.estimation:
             self.estimation.observe_outcomes(batch, codes)
             self._drain_estimation()

@@ -98,16 +98,13 @@ def test_no_outcome_process_where_one_process_does_as_well(files: dict[str, Path
     roles = resolve_roles(columns, ReplayOptions(score_cols=["score"]))
     no_labels = resolve_roles([c for c in columns if c != "label"], ReplayOptions(score_cols=["score"]))
     fast = ReplayOptions(score_cols=["score"], keep_windows=False)
-
-    class Monitor:  # start() reads nothing of the monitor before deciding
-        profile = config = tests = None
-
+    wanted = outcome_process.wanted
     assert outcome_process.MIN_ROWS > 30_000  # the file is small
-    assert OutcomeProcess.start(files["flip"], roles, fast, Monitor()) is None  # type: ignore[arg-type]
-    assert OutcomeProcess.start(None, roles, fast, Monitor()) is None  # type: ignore[arg-type]
-    assert OutcomeProcess.start(files["flip"], no_labels, fast, Monitor()) is None  # type: ignore[arg-type]
+    assert wanted(files["flip"], roles, fast) is False
+    assert wanted(None, roles, fast) is False
+    assert wanted(files["flip"], no_labels, fast) is False
     kept = ReplayOptions(score_cols=["score"])  # window records kept: their order is one process's
-    assert OutcomeProcess.start(files["flip"], roles, kept, Monitor()) is None  # type: ignore[arg-type]
+    assert wanted(files["flip"], roles, kept) is False
 
 
 def _process(files: dict[str, Path], events: Path) -> OutcomeProcess:

@@ -174,7 +174,7 @@ class Replayer:
         if self._outcomes is None:
             self._keep(self.monitor.observe_outcomes(batch), 1)
         else:  # the outcome process has the same batch: only estimation here
-            self.monitor.realize_estimates(batch, self.monitor.outcomes.codes(batch))
+            self.monitor.realize_estimates(batch)
         self.labels += len(batch)
 
     def close(self) -> None:
@@ -254,7 +254,8 @@ def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
 
     The model name is ``options.model``, else the table's single ``model`` value, else ``model_default``.
     ``outcomes_from``: the parquet file the chunks come from, whose outcomes a second process replays
-    (:mod:`stream.backtest.outcome_process`) when it is :func:`~stream.backtest.outcome_process.wanted`.
+    (:mod:`stream.backtest.outcome_process`): :func:`replay_file` passes it where
+    :func:`~stream.backtest.outcome_process.ready` says so.
     """
     opts = options or ReplayOptions()
     cfg = opts.config or DetectionConfig()
@@ -273,7 +274,9 @@ def replay_frames(events: pd.DataFrame | Iterable[pd.DataFrame | ArrowChunk],
     cache.load(calibration_key(profile, cfg), profile)
     monitor = ModelMonitor(profile, cfg, model=model, model_version=opts.model_version)
     t0 = time.perf_counter()
-    rep = Replayer(monitor, roles, opts, OutcomeProcess.start(outcomes_from, roles, opts, monitor))
+    outcomes = None if outcomes_from is None else OutcomeProcess(outcomes_from, roles, opts, profile, cfg,
+                                                                 monitor.tests.alpha)
+    rep = Replayer(monitor, roles, opts, outcomes)
     try:
         rep.feed(first)
         for chunk in it:

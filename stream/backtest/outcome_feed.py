@@ -27,7 +27,7 @@ class LabelSide:
     rows: np.ndarray
 
 
-def floats(x: np.ndarray) -> np.ndarray:
+def _floats(x: np.ndarray) -> np.ndarray:
     """A score column as float64 (``None`` -> NaN)."""
     return x if x.dtype.kind == "f" else np.array([np.nan if v is None else v for v in x], np.float64)
 
@@ -46,7 +46,7 @@ def label_side(chunk: pd.DataFrame | ArrowChunk, roles: Roles, start: int) -> La
     ts = chunk.times(roles.timestamp, start) if arrow else event_times(chunk, roles.timestamp, start)
     ids = rows if not roles.id else (chunk.series(roles.id) if arrow else chunk[roles.id]).to_numpy(dtype=object)
     pred = values(roles.prediction) if roles.prediction else np.full(n, np.nan)
-    scores = {s: floats(values(s)) for s in roles.scores} or None
+    scores = {s: _floats(values(s)) for s in roles.scores} or None
     label = as_column(values(roles.label)) if roles.label else None
     return LabelSide(ids=ids, ts=ts, pred=pred, label=label, scores=scores, rows=rows)
 

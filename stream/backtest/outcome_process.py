@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -36,9 +36,6 @@ from stream.backtest.processes import (
     main_script_hidden,
 )
 from stream.errors import UserError
-
-if TYPE_CHECKING:
-    from detectors.monitor import ModelMonitor
 
 _END, _ERROR = "end", "error"
 PRELOAD = ["stream.backtest.outcome_process"]  # what the child imports (see forkserver_context)
@@ -116,16 +113,6 @@ class OutcomeProcess:
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         threading.Thread(target=self._start, name="glassbox-outcomes-start", daemon=True).start()
-
-    @classmethod
-    def start(cls, source: Path | None, roles: Roles, opts: ReplayOptions, monitor: ModelMonitor
-              ) -> OutcomeProcess | None:
-        """The outcome process for a replay of ``source``, or None where one process does as well
-        (:func:`wanted`)."""
-        if not wanted(source, roles, opts):
-            return None
-        assert source is not None
-        return cls(source, roles, opts, monitor.profile, monitor.config, monitor.tests.alpha)
 
     def _start(self) -> None:
         try:
