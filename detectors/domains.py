@@ -78,10 +78,30 @@ def outside(x: np.ndarray, lo: float, hi: float) -> int:
     return int(np.count_nonzero(_outside_mask(x, lo, hi)))
 
 
+def bins_outside(cuts: Sequence[np.ndarray], lo: np.ndarray, hi: np.ndarray, width: int) -> np.ndarray:
+    """``(columns, width)``: which bins of each column can hold a value outside ``[lo[j], hi[j]]``, in the
+    layout of :class:`detectors.encoding.NumericBins` (bin ``k`` holds ``cuts[k-1] <= x < cuts[k]``; the slot
+    after the last bin holds NaN and the values from the last cut up, ``+inf`` among them). A bin is safe when
+    both its edges lie inside the domain; counts in safe bins only prove that no value is outside.
+
+    >>> bins_outside([np.array([0.0, 1.0, 2.0])], np.array([0.0]), np.array([1.5]), 5).tolist()
+    [[True, False, True, True, False]]
+    >>> bins_outside([np.array([0.0, 1.0])], np.array([-np.inf]), np.array([np.inf]), 3).tolist()
+    [[False, False, False]]
+    """
+    out = np.zeros((len(cuts), width), bool)
+    for j, c in enumerate(cuts):
+        lower, upper = np.r_[-np.inf, c], np.r_[c, np.inf]  # the real bins, then the missing slot
+        out[j, : len(c) + 1] = (lower < lo[j]) | (upper > hi[j])
+    return out
+
+
 def count_outside_segments(values: Sequence[np.ndarray | None], lo: np.ndarray, hi: np.ndarray,
-                           starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+                           starts: np.ndarray, ends: np.ndarray, suspects: np.ndarray | None = None) -> np.ndarray:
     """Values of column ``j`` outside ``[lo[j], hi[j]]`` (as :func:`outside`) in each consecutive slice
     ``starts[s]:ends[s]``, all slices at once: ``(slices, columns)`` (``None``: an absent column, none outside).
+    ``suspects``: per column, whether it can hold such values at all (its counts in :func:`bins_outside`'s bins);
+    the others are not looked at.
 
     >>> count_outside_segments([np.array([1.0, -1.0, 9.0, 11.0]), None], np.array([0.0, 0.0]),
     ...                        np.array([10.0, 10.0]), np.array([0, 1]), np.array([1, 4])).tolist()
@@ -90,6 +110,8 @@ def count_outside_segments(values: Sequence[np.ndarray | None], lo: np.ndarray, 
     out = np.zeros((len(starts), len(values)), np.int64)
     for j, x in enumerate(values):
         if x is None or not (np.isfinite(lo[j]) or np.isfinite(hi[j])):
+            continue
+        if suspects is not None and not suspects[j]:
             continue
         a = int(starts[0])
         mask = _outside_mask(x[a: int(ends[-1])], float(lo[j]), float(hi[j]))

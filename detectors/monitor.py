@@ -249,8 +249,9 @@ class ModelMonitor:
         starts = np.array([a for a, _ in bounds], np.int64)
         ends = np.array([b for _, b in bounds], np.int64)
         num_counts, num_type = self.tests.num.segment_counts(num, starts, ends)
-        return SliceCounts(num_counts, num_type, count_outside_segments(num, *self.tests.domain, starts, ends),
-                           self.tests.cat.segment_counts(cat, starts, ends))
+        suspects = np.any(num_counts.sum(axis=0) * self.tests.domain_bins, axis=1)  # the others: none outside
+        outside = count_outside_segments(num, *self.tests.domain, starts, ends, suspects)
+        return SliceCounts(num_counts, num_type, outside, self.tests.cat.segment_counts(cat, starts, ends))
 
     def _fold_counts(self, seg: SliceCounts, bounds: list[tuple[int, int]]) -> list[WindowEvaluation]:
         """Count windows: add every slice's counts, and evaluate the windows they fill all at once (the open

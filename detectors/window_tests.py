@@ -34,7 +34,7 @@ import scipy
 
 from detectors.calibration import binomial_limit, tail_quantile, two_sample_null
 from detectors.config import DetectionConfig
-from detectors.domains import valid_domains
+from detectors.domains import bins_outside, valid_domains
 from detectors.dynamic import DynamicThresholds
 from detectors.encoding import CategoricalBins, NumericBins
 from detectors.horizons import Horizons
@@ -303,6 +303,7 @@ class WindowTests:
         self.cat_cols = [c for c in cols if isinstance(c, CategoricalColumn)]
         self.domain = valid_domains(self.num_cols, config.domains, config.domain_margin)
         self.num = NumericBins(self.num_cols)
+        self.domain_bins = bins_outside(self.num.cuts, *self.domain, self.num.width)
         self.cat = CategoricalBins(self.cat_cols)
         self.num_stat = [choose_stattest("numeric", c.count, config.stattest) for c in self.num_cols]
         self.cat_stat = [choose_stattest("categorical", c.count, config.stattest) for c in self.cat_cols]

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.cut_grid import MAX_DEPTH, CutGrid
+from detectors.domains import bins_outside, count_outside_segments
 from detectors.encoding import NumericBins
 from detectors.profile import build_profile
 
@@ -106,3 +107,29 @@ def test_segment_counts_of_mixed_columns() -> None:
     assert missing.tolist() == [[1, 0, 0, 2], [0, 0, 1, 3]]  # strings are not missing, None is
     assert counts.sum(axis=2).tolist() == [[2, 2, 1, 2], [3, 3, 2, 3]]  # every value once, but the strings
     assert nb.out_of_range(counts[1]).tolist() == [2, 0, 0, 0]  # 1e9 and -5 outside [0, 99]
+
+
+domain_bounds = st.one_of(st.floats(allow_nan=False, width=64), st.sampled_from([0.0, -0.0, 1.0, 2.0]))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(cuts=cut_sets, lo=domain_bounds, hi=domain_bounds, seed=st.integers(0, 2**32 - 1))
+def test_values_outside_the_domain_fall_in_its_suspect_bins(cuts: list[float], lo: float, hi: float,
+                                                           seed: int) -> None:
+    """Counting outside the valid domain only where the bin counts allow it (:func:`bins_outside`) counts the
+    same as looking at every value: a column whose counts miss those bins has none outside."""
+    c = np.unique(np.asarray(cuts, np.float64))
+    lo, hi = min(lo, hi), max(lo, hi)
+    x = values_around(np.unique(np.r_[c, lo, hi]), np.random.default_rng(seed), 200)
+    starts = np.array([0])
+    width = len(c) + 3
+    suspect_bins = bins_outside([c], np.array([lo]), np.array([hi]), width)
+    for part in (x, x[(x >= lo) & (x <= hi) | np.isnan(x)]):  # with values outside, and without
+        counts = CutGrid(c).slice_counts(part, starts, np.array([len(part)]), width)
+        suspects = np.any(counts.sum(axis=0) * suspect_bins, axis=1)
+        expected = count_outside_segments([part], np.array([lo]), np.array([hi]), starts, np.array([len(part)]))
+        if expected.any():
+            assert suspects[0]
+        got = count_outside_segments([part], np.array([lo]), np.array([hi]), starts, np.array([len(part)]),
+                                     suspects)
+        assert (got == expected).all()
