@@ -100,9 +100,10 @@ class WindowHistory:
                             np.zeros((*cat_counts[0].shape[:1], 0, cat_counts[0].shape[1])))
         before = list(self._windows)
         p = len(before)
-        num = np.stack([w[0] for w in before] + list(num_counts))
-        cat = np.stack([w[1] for w in before] + list(cat_counts))
-        cnum, ccat = (np.concatenate([np.zeros((1, *x.shape[1:]), x.dtype), np.cumsum(x, axis=0)]) for x in (num, cat))
+        # windows along axis 1, after a zero window: the running sums of (columns, windows, bins), whose
+        # differences at the horizons' ends come out in the layout the tests take
+        nums, cats = [w[0] for w in before] + list(num_counts), [w[1] for w in before] + list(cat_counts)
+        cnum, ccat = (np.cumsum(np.stack([np.zeros_like(x[0]), *x], axis=1), axis=1) for x in (nums, cats))
         cev = np.r_[0, np.cumsum([w[2] for w in before] + [int(e) for e in events])]
         reached, hi, lo = [], [], []
         for k in range(len(events)):
@@ -114,10 +115,9 @@ class WindowHistory:
         for nc, cc, e in zip(num_counts, cat_counts, events, strict=True):
             self._windows.append((nc.copy(), cc.copy(), int(e)))
         end = p + len(events)
-        self._sums = [[cnum[end] - cnum[max(end - h, 0)], ccat[end] - ccat[max(end - h, 0)],
+        self._sums = [[cnum[:, end] - cnum[:, max(end - h, 0)], ccat[:, end] - ccat[:, max(end - h, 0)],
                        int(cev[end] - cev[max(end - h, 0)])] for h in self.horizons]
-        return Horizons(reached, np.ascontiguousarray((cnum[hi] - cnum[lo]).transpose(1, 0, 2)),
-                        np.ascontiguousarray((ccat[hi] - ccat[lo]).transpose(1, 0, 2)))
+        return Horizons(reached, cnum[:, hi] - cnum[:, lo], ccat[:, hi] - ccat[:, lo])
 
     def to_state(self) -> list[dict[str, Any]]:
         return [{"num": nc.tolist(), "cat": cc.tolist(), "events": e} for nc, cc, e in self._windows]

@@ -40,7 +40,7 @@ from detectors.hysteresis import Hysteresis
 from detectors.outcomes import ClassCodes, OutcomeMonitor
 from detectors.profile import ReferenceProfile
 from detectors.window_counts import WindowCounts
-from detectors.window_tests import ClosedWindow, WindowEvaluation, WindowResults, WindowTests
+from detectors.window_tests import ClosedWindow, WindowEvaluation, WindowTests
 
 STATE_VERSION = 2  # 2: window history of the longer horizons, counts outside the valid domain
 READABLE_STATES = (1, 2)  # a version-1 state continues with an empty history
@@ -75,6 +75,7 @@ class ModelMonitor:
         self._cat_specs = [(c.role, c.name) for c in self.tests.cat_cols]
         self._hyst: dict[tuple[str, str | None], Hysteresis] = {}
         self._columns_h: tuple[list[tuple[str, Hysteresis]], list[Hysteresis]] | None = None
+        self._quiet = False  # every column's alert idle (:meth:`_idle`), as of the last window closed in full
         self._pending: list[EventBatch] = []
         self._pending_n = 0
         self._records: deque[dict[str, Any]] = deque(maxlen=config.max_window_records)
@@ -128,15 +129,20 @@ class ModelMonitor:
             self._hyst[(monitor, feature)] = h
         return h
 
-    def _column_hysteresis(self, results: WindowResults
-                           ) -> tuple[list[tuple[str, Hysteresis]], list[Hysteresis]]:
+    def _column_hysteresis(self) -> tuple[list[tuple[str, Hysteresis]], list[Hysteresis]]:
         """Each monitored column's drift ``(monitor, hysteresis)`` and data-quality hysteresis, in results order
         (looked up once: every window has the same columns)."""
         if self._columns_h is None:
-            drift = [("data_drift" if v.role == "feature" else "prediction_drift", v.column) for v in results]
-            self._columns_h = ([(m, self._h(m, c)) for m, c in drift],
-                               [self._h("data_quality", v.column) for v in results])
+            cols = self.profile.monitored
+            drift = [("data_drift" if self.profile.columns[c].role == "feature" else "prediction_drift", c)
+                     for c in cols]
+            self._columns_h = ([(m, self._h(m, c)) for m, c in drift], [self._h("data_quality", c) for c in cols])
         return self._columns_h
+
+    def _idle(self) -> bool:
+        """No column's drift or quality alert is firing or counting windows towards firing."""
+        drift_h, quality_h = self._column_hysteresis()
+        return not any(h.firing or h.hold for _, h in drift_h) and not any(h.firing or h.hold for h in quality_h)
 
     def _alert(self, *, monitor: str, feature: str | None, status: str, direction: str | None, detector: str,
                statistic: str, value: float | None, threshold: float | None, threshold_kind: str,
@@ -332,6 +338,10 @@ class ModelMonitor:
         n = int(w["n"])
         window = self._window_ref()
         cfg = self.config
+        if evaluation is not None and not self.keep_records and self._quiet and evaluation.quiet():
+            # nothing drifts or fails and every column's alert is idle: no transition, no record, nothing to build
+            return self._closed(window, (w["last"][0], w["first"][1], w["last"][1]),
+                                cfg.window_ms is None or n >= cfg.min_window_events)
         firing = {c: self._h("data_drift" if self.profile.columns[c].role == "feature" else "prediction_drift",
                              c).firing for c in self.profile.monitored} if cfg.threshold == "dynamic" else None
         if evaluation is None:
@@ -345,7 +355,7 @@ class ModelMonitor:
                for r in (v.result for v in drifted[: cfg.evidence_top_k])]
         alerts: list[dict[str, Any]] = []
         if testable:
-            drift_h, quality_h = self._column_hysteresis(results)
+            drift_h, quality_h = self._column_hysteresis()
             for v, (monitor, h) in zip(results, drift_h, strict=True):
                 status = h.update(v.drift)
                 if status is not None:
@@ -366,8 +376,14 @@ class ModelMonitor:
                 "drifted": [v.column for v in drifted],
                 "quality": {r["column"]: r["quality"] for r in rs if r["quality"]},
             })
+        self._quiet = self._idle()
+        return alerts + self._closed(window, src, testable)
+
+    def _closed(self, window: dict[str, Any], src: tuple[int, int, int], testable: bool) -> list[dict[str, Any]]:
+        """The rest of closing a window once its columns are done: the estimate's alerts, the counters."""
+        alerts = []
         if self.estimation:
-            alerts.extend(self._alert(**r) for r in self.estimation.close(window, src, testable))
+            alerts = [self._alert(**r) for r in self.estimation.close(window, src, testable)]
             self._drain_estimation()
         self.windows += 1
         self._index += 1

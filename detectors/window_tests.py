@@ -570,6 +570,11 @@ class WindowEvaluation:
         """The window's verdicts, one per monitored column in profile order (``firing``: dynamic thresholds)."""
         return self.batch.results(self.k, firing)
 
+    def quiet(self) -> bool:
+        """No column drifts and none fails a quality check (so :meth:`results` would say nothing new to a monitor
+        whose alerts are all quiet); never with dynamic thresholds, whose detectors learn from every window."""
+        return not self.batch.loud[self.k]
+
 
 class WindowBatch:
     """The statistics of several closed windows, computed together as ``(columns, windows)`` arrays, and each
@@ -583,6 +588,7 @@ class WindowBatch:
         self.hcuts = np.cumsum([0] + [len(t) for t in self.tested]).tolist()
         num, cat = tests.num, tests.cat
         self.limits = [tests.limits(n) for n in self.n]
+        self.loud = np.full(len(self.n), tests.config.threshold == "dynamic")  # see WindowEvaluation.quiet
         every = self.limits + [tests.limits(e) for t in self.tested for _, e in t]  # windows, then horizons
         if len(num):
             counts = np.stack([w.num_counts for w in windows], axis=1)  # (columns, windows, bins)
@@ -597,11 +603,13 @@ class WindowBatch:
                         "domain_rate": np.stack([w.num_domain for w in windows], axis=1) / np.maximum(npres, 1),
                         "type_error_rate": np.stack([w.num_type for w in windows], axis=1) / ns}
             self.num_steps = self._effects(True, value, hnv, every)
-            self.num_quality = ((self.num["missing_rate"] > self._limit("num_missing"))
-                                | (self.num["domain_rate"] > self._limit("num_domain"))
-                                | (self.num["type_error_rate"] > self._limit("num_type"))).T.tolist()
+            failed = ((self.num["missing_rate"] > self._limit("num_missing"))
+                      | (self.num["domain_rate"] > self._limit("num_domain"))
+                      | (self.num["type_error_rate"] > self._limit("num_type")))
+            self.num_quality = failed.T.tolist()
             self.num_decisive = (None if tests.config.threshold == "dynamic"  # dynamic: each column's detector
                                    else self._decisive(self.num_steps[1], tests._num_counts_ref))
+            self._loud(failed, npres, self.num_decisive)
         if len(cat):
             counts = np.stack([w.cat_counts for w in windows], axis=1)
             self._cat_pres = pres = np.where(cat.real[:, None], counts, 0)
@@ -614,11 +622,20 @@ class WindowBatch:
             self.cat = {"npres": npres, "value": value, "missing_rate": counts[cat._rows, :, cat.nb] / ns,
                         "unseen_rate": pres[cat._rows, :, cat.kc + 1] / np.maximum(npres, 1)}
             self.cat_steps = self._effects(False, value, hcv, every)
-            self.cat_quality = ((self.cat["missing_rate"] > self._limit("cat_missing"))
-                                | (~cat.truncated[:, None] & (self.cat["unseen_rate"] > self._limit("cat_unseen")))
-                                ).T.tolist()
+            failed = ((self.cat["missing_rate"] > self._limit("cat_missing"))
+                      | (~cat.truncated[:, None] & (self.cat["unseen_rate"] > self._limit("cat_unseen"))))
+            self.cat_quality = failed.T.tolist()
             self.cat_decisive = (None if tests.config.threshold == "dynamic"  # dynamic: each column's detector
                                    else self._decisive(self.cat_steps[1], tests._cat_counts_ref))
+            self._loud(failed, npres, self.cat_decisive)
+
+    def _loud(self, failed: np.ndarray, npres: np.ndarray, decisive: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Mark the windows where a column fails a quality check or may drift (``(columns, windows)`` arrays; the
+        drift verdict as :meth:`WindowTests._verdicts` gives it; a NaN effect: maybe)."""
+        self.loud |= failed.any(axis=0)
+        if decisive is not None:
+            best, nan = decisive
+            self.loud |= ((npres >= 1) & (best > 1.0)).any(axis=0) | nan
 
     @functools.cached_property
     def _num_shown(self) -> dict[str, np.ndarray]:

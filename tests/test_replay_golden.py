@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pandas as pd
+import pytest
 
 HERE = Path(__file__).resolve().parent
 if __name__ == "__main__":  # run as a script: the same imports as under pytest
@@ -26,6 +27,7 @@ if __name__ == "__main__":  # run as a script: the same imports as under pytest
 
 import synth  # noqa: E402
 
+from detectors.config import DetectionConfig  # noqa: E402
 from stream.backtest.file_replay import ReplayOptions, dumps_alerts, replay_file  # noqa: E402
 
 GOLDEN = HERE / "data" / "replay_golden_alerts.jsonl"
@@ -48,12 +50,15 @@ def golden_input(d: Path) -> tuple[Path, Path]:
     return d / "ref.parquet", d / "events.parquet"
 
 
-def golden_alerts(d: Path) -> bytes:
-    """Alerts of the golden replays: labels joined at once, then 700 rows late with a smaller chunk size."""
+def golden_alerts(d: Path, keep_windows: bool = True, config: DetectionConfig | None = None) -> bytes:
+    """Alerts of the golden replays: labels joined at once, then 700 rows late with a smaller chunk size.
+    ``keep_windows``: whether the replays keep window records (a replay without them skips building the
+    results of windows where nothing happens)."""
     ref, ev = golden_input(d)
     out = b""
-    for opts in (ReplayOptions(score_cols=["score"]),
-                 ReplayOptions(score_cols=["score"], label_delay=700, chunk_rows=10_000, window=500)):
+    for opts in (ReplayOptions(score_cols=["score"], keep_windows=keep_windows, config=config),
+                 ReplayOptions(score_cols=["score"], label_delay=700, chunk_rows=10_000, window=500,
+                               keep_windows=keep_windows, config=config)):
         out += dumps_alerts(replay_file(ev, ref, opts).alerts)
     return out
 
@@ -77,8 +82,9 @@ def _same(got: Any, want: Any, where: str = "") -> list[str]:
     return [] if got == want else [f"{where}: {got!r} != {want!r}"]
 
 
-def test_replay_alerts_match_the_stored_file(tmp_path: Path) -> None:
-    got = golden_alerts(tmp_path)
+@pytest.mark.parametrize("keep_windows", [True, False], ids=["with window records", "without"])
+def test_replay_alerts_match_the_stored_file(tmp_path: Path, keep_windows: bool) -> None:
+    got = golden_alerts(tmp_path, keep_windows)
     want = GOLDEN.read_bytes()
     assert got.count(b"\n") > 10, "the golden input raises alerts"
     lines = (got.count(b"\n"), want.count(b"\n"))
@@ -94,6 +100,16 @@ def test_replay_alerts_match_the_stored_file(tmp_path: Path) -> None:
         a.pop("alert_id", None)  # derived from the digest
     diffs = [d for i, (g, w) in enumerate(zip(got_alerts, want_alerts, strict=True)) for d in _same(g, w, f"[{i}]")]
     assert not diffs, f"alerts differ from {GOLDEN.name}: {diffs[:5]}; {hint}"
+
+
+def test_alerts_do_not_depend_on_keeping_window_records(tmp_path: Path) -> None:
+    """Alerts that need two windows to fire and two to resolve: windows counting towards a transition are
+    closed in full without records too."""
+    config = DetectionConfig(fire_after=2, resolve_after=2)
+    with_records = golden_alerts(tmp_path, True, config)
+    statuses = {orjson.loads(a)["status"] for a in with_records.splitlines()}
+    assert statuses == {"firing", "resolved"}
+    assert golden_alerts(tmp_path, False, config) == with_records
 
 
 if __name__ == "__main__":
