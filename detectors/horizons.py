@@ -24,22 +24,52 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 
-@dataclass(frozen=True)
 class Horizons:
     """The longer horizons of consecutive closed windows, stacked: per window the ``(windows, events)`` of each
     horizon it reached, and the merged counts of all of them in that order along axis 1 (numeric
     ``(columns, horizons, bins)``, categorical likewise): what :meth:`WindowHistory.merged` gives window by
-    window, in one array."""
+    window, in one array.
 
-    reached: list[list[tuple[int, int]]]
-    num: np.ndarray
-    cat: np.ndarray
+    From :meth:`WindowHistory.push_many` the merged counts are differences of running sums over the stacked
+    windows (the history's, then the new ones), computed when asked: all of them (:attr:`num`, :attr:`cat`) or
+    some horizons only (:meth:`select`); :attr:`windows` and :attr:`spans` say which windows each horizon
+    sums, for bounds on its statistics that need no merged counts."""
+
+    def __init__(self, reached: list[list[tuple[int, int]]], num: np.ndarray | None = None,
+                 cat: np.ndarray | None = None, *, sums: tuple[np.ndarray, np.ndarray] | None = None,
+                 spans: tuple[np.ndarray, np.ndarray] | None = None, windows: np.ndarray | None = None):
+        self.reached = reached
+        self._num, self._cat = num, cat
+        self._sums = sums  # running sums of the stacked windows' counts (windows on axis 1, a zero window first)
+        self.spans = spans  # per horizon, the running-sum indices of its end and start
+        self.windows = windows  # the stacked windows' numeric counts, (columns, windows, bins)
+
+    @property
+    def num(self) -> np.ndarray:
+        if self._num is None:
+            self._num = self.select(slice(None), numeric=True)
+        return self._num
+
+    @property
+    def cat(self) -> np.ndarray:
+        if self._cat is None:
+            self._cat = self.select(slice(None), numeric=False)
+        return self._cat
+
+    def select(self, rows: slice | np.ndarray, numeric: bool) -> np.ndarray:
+        """The merged numeric (or categorical) counts of the horizons ``rows``."""
+        if self._sums is None:
+            given = self._num if numeric else self._cat
+            assert given is not None
+            return given[:, rows]
+        assert self.spans is not None
+        sums = self._sums[0 if numeric else 1]
+        return sums[:, self.spans[0][rows]] - sums[:, self.spans[1][rows]]
 
 
 class WindowHistory:
@@ -103,7 +133,8 @@ class WindowHistory:
         # windows along axis 1, after a zero window: the running sums of (columns, windows, bins), whose
         # differences at the horizons' ends come out in the layout the tests take
         nums, cats = [w[0] for w in before] + list(num_counts), [w[1] for w in before] + list(cat_counts)
-        cnum, ccat = (np.cumsum(np.stack([np.zeros_like(x[0]), *x], axis=1), axis=1) for x in (nums, cats))
+        stacked = [np.stack([np.zeros_like(x[0]), *x], axis=1) for x in (nums, cats)]
+        cnum, ccat = (np.cumsum(x, axis=1) for x in stacked)
         cev = np.r_[0, np.cumsum([w[2] for w in before] + [int(e) for e in events])]
         reached, hi, lo = [], [], []
         for k in range(len(events)):
@@ -117,7 +148,8 @@ class WindowHistory:
         end = p + len(events)
         self._sums = [[cnum[:, end] - cnum[:, max(end - h, 0)], ccat[:, end] - ccat[:, max(end - h, 0)],
                        int(cev[end] - cev[max(end - h, 0)])] for h in self.horizons]
-        return Horizons(reached, cnum[:, hi] - cnum[:, lo], ccat[:, hi] - ccat[:, lo])
+        return Horizons(reached, sums=(cnum, ccat), spans=(np.array(hi, np.intp), np.array(lo, np.intp)),
+                        windows=stacked[0][:, 1:])
 
     def to_state(self) -> list[dict[str, Any]]:
         return [{"num": nc.tolist(), "cat": cc.tolist(), "events": e} for nc, cc, e in self._windows]

@@ -275,7 +275,7 @@ class ModelMonitor:
             return []
         horizons = self._history.push_many([w.num_counts for w in sealed], [w.cat_counts for w in sealed],
                                            [w.n for w in sealed])
-        return self.tests.evaluate_windows(sealed, horizons)
+        return self.tests.evaluate_windows(sealed, horizons, lazy=not self.keep_records)
 
     def _seal(self, n: int) -> ClosedWindow:
         """The open window's counts as a closed window of ``n`` events, with the longer horizons it completes

@@ -42,6 +42,7 @@ from detectors.profile import CategoricalColumn, NumericColumn, ReferenceProfile
 from detectors.stats import chisquare, jensenshannon, ks, ks_pvalue, psi, wasserstein
 
 PVALUE_STATS = {"ks", "chisquare"}
+BOUND_MARGIN = 1e-9  # relative and absolute slack on a bound, far above the float error of the values bounded
 NUMERIC_SHOWN = ("wasserstein", "ks", "ks_pvalue", "psi", "jensenshannon")  # a numeric result's statistics
 DECISION_KEY = {"ks": "ks_pvalue"}  # the shown statistic a decision statistic is, where the names differ
 SCALE_CONFIDENCE = 0.95  # drift thresholds use this upper bound of the fitted null tail's scale
@@ -416,19 +417,18 @@ class WindowTests:
 
         The counts may carry an axis of horizons after the column axis (``(columns, horizons, bins)``):
         the values are then ``(columns, horizons)``, each as the same call on one horizon's counts gives."""
-        num, cat = self.num, self.cat
-        extra = (None,) * (num_counts.ndim - 2)
-        nv = np.zeros(num_counts.shape[:-1])
-        cv = np.zeros(cat_counts.shape[:-1])
-        if len(num):
-            pres = np.where(num.real[(slice(None), *extra)], num_counts, 0)
-            for stat, rows in self._num_groups:
-                nv[rows] = numeric_stat(stat, num, pres[rows], rows)
-        if len(cat):
-            pres = np.where(cat.real[(slice(None), *extra)], cat_counts, 0)
-            for stat, rows in self._cat_groups:
-                cv[rows] = categorical_stat(stat, cat, pres[rows], rows)
-        return nv, cv
+        return self._decision(True, num_counts), self._decision(False, cat_counts)
+
+    def _decision(self, numeric: bool, counts: np.ndarray) -> np.ndarray:
+        """:meth:`decision_values` of the numeric or the categorical columns."""
+        bins, groups = (self.num, self._num_groups) if numeric else (self.cat, self._cat_groups)
+        stat_of = numeric_stat if numeric else categorical_stat
+        out = np.zeros(counts.shape[:-1])
+        if len(bins):
+            pres = np.where(bins.real[(slice(None), *(None,) * (counts.ndim - 2))], counts, 0)
+            for stat, rows in groups:
+                out[rows] = stat_of(stat, bins, pres[rows], rows)  # type: ignore[operator]
+        return out
 
     def _thresholds(self, lim: Limits) -> tuple[list[float], list[float]]:
         """The limits' decision thresholds on the statistics' own scales (numeric, categorical), once per size."""
@@ -475,37 +475,42 @@ class WindowTests:
                 out["jensenshannon"] = jensenshannon(ref, coarse)
         return out
 
-    def evaluate_windows(self, windows: Sequence[ClosedWindow], horizons: Horizons | None = None
-                         ) -> list[WindowEvaluation]:
+    def evaluate_windows(self, windows: Sequence[ClosedWindow], horizons: Horizons | None = None,
+                         lazy: bool = False) -> list[WindowEvaluation]:
         """Test closed windows (one or several) at once: their statistics are computed together (a few numpy calls
         for all of them, not per window), each window's verdicts when :meth:`WindowEvaluation.results` is called,
         in window order (``firing``, column -> currently firing, only matters to dynamic thresholds, which learn
         from every window): one result per monitored column, in profile order, its full dict built when first
         read. The same results however the windows are grouped. ``horizons``: the windows' longer horizons
-        stacked (:meth:`detectors.horizons.WindowHistory.push_many`), else each window's ``longer``."""
-        return WindowBatch(self, windows, horizons).evaluations()
+        stacked (:meth:`detectors.horizons.WindowHistory.push_many`), else each window's ``longer``. ``lazy``:
+        a quiet window's horizons are only bounded (:attr:`bounded`) until its results are read; the caller
+        reads none of a window that is :meth:`WindowEvaluation.quiet` while its alerts are idle."""
+        return WindowBatch(self, windows, horizons, lazy).evaluations()
 
-    def _horizon_values(self, windows: Sequence[ClosedWindow], horizons: Horizons | None
-                        ) -> tuple[list[list[tuple[int, int]]], np.ndarray, np.ndarray]:
+    def _horizons(self, windows: Sequence[ClosedWindow], horizons: Horizons | None
+                  ) -> tuple[list[list[tuple[int, int]]], Horizons | None, np.ndarray]:
         """Each window's longer horizons that some column's reference supports (see :attr:`longest`) as
-        ``(windows, events)``, and the decision values of all of them, ``(columns, horizons)`` in window order
-        (none without calibration). ``horizons``: the windows' horizons stacked, else those of ``windows``."""
-        none = np.zeros((len(self.num), 0)), np.zeros((len(self.cat), 0))
+        ``(windows, events)``, the horizons (``horizons``, else those of ``windows``; None without calibration)
+        and the positions of the tested ones among them, in window order."""
+        nothing = [[] for _ in windows], None, np.zeros(0, np.intp)
         if self.config.threshold != "calibrated":
-            return [[] for _ in windows], *none
+            return nothing
         if horizons is None:
             flat = [m for w in windows for m in w.longer]
             if not flat:
-                return [[] for _ in windows], *none
+                return nothing
             horizons = Horizons([[(m[0], m[3]) for m in w.longer] for w in windows],
                                 np.stack([m[1] for m in flat], axis=1), np.stack([m[2] for m in flat], axis=1))
         keep = [e <= self.longest for r in horizons.reached for _, e in r]
         tested = [[(h, e) for h, e in r if e <= self.longest] for r in horizons.reached]
-        if not any(keep):
-            return tested, *none
-        if all(keep):
-            return tested, *self.decision_values(horizons.num, horizons.cat)
-        return tested, *self.decision_values(horizons.num[:, keep], horizons.cat[:, keep])
+        return tested, horizons, np.flatnonzero(keep)
+
+    @functools.cached_property
+    def bounded(self) -> bool:
+        """Whether every numeric column decides by Wasserstein distance, whose value on merged windows is at most
+        the windows' own values averaged by their events (the distributions mix, and the distance is a norm
+        of the difference of distribution functions): an upper bound on a horizon that costs no merged counts."""
+        return self.config.threshold == "calibrated" and all(s == "wasserstein" for s, _ in self._num_groups)
 
     def _verdicts(self, out: dict[str, Verdict], cols: Sequence[NumericColumn | CategoricalColumn],
                   result: Callable[[int], dict[str, Any]], effects: list[float], drift: list[bool],
@@ -580,36 +585,49 @@ class WindowBatch:
     """The statistics of several closed windows, computed together as ``(columns, windows)`` arrays, and each
     window's verdicts from them (see :meth:`WindowTests.evaluate_windows`)."""
 
-    def __init__(self, tests: WindowTests, windows: Sequence[ClosedWindow], horizons: Horizons | None = None):
+    def __init__(self, tests: WindowTests, windows: Sequence[ClosedWindow], horizons: Horizons | None = None,
+                 lazy: bool = False):
         self.tests = tests
         self.n = [int(w.n) for w in windows]
         ns = np.maximum(np.array(self.n, np.int64), 1)
-        self.tested, hnv, hcv = tests._horizon_values(windows, horizons)
+        self.tested, self._horizons, self._rows = tests._horizons(windows, horizons)
         self.hcuts = np.cumsum([0] + [len(t) for t in self.tested]).tolist()
         num, cat = tests.num, tests.cat
+        # lazy: the numeric horizons of a window hold upper bounds until its results are asked for or a bound
+        # says it may drift (see WindowTests.bounded); the others hold their values from the start
+        lazy = lazy and tests.bounded and self._horizons is not None and self._horizons.windows is not None
+        self._exact = np.full(len(self.n), not lazy)
         self.limits = [tests.limits(n) for n in self.n]
-        self.loud = np.full(len(self.n), tests.config.threshold == "dynamic")  # see WindowEvaluation.quiet
-        every = self.limits + [tests.limits(e) for t in self.tested for _, e in t]  # windows, then horizons
+        self._every = self.limits + [tests.limits(e) for t in self.tested for _, e in t]  # windows, then horizons
         if len(num):
-            counts = np.stack([w.num_counts for w in windows], axis=1)  # (columns, windows, bins)
-            self._num_pres = pres = np.where(num.real[:, None], counts, 0)
+            if lazy:  # the statistics of the history's windows too, for the bounds: the same counts, stacked
+                stacked = self._horizons.windows  # type: ignore[union-attr]
+                counts = stacked[:, stacked.shape[1] - len(windows):]
+            else:
+                counts = stacked = np.stack([w.num_counts for w in windows], axis=1)  # (columns, windows, bins)
+            pres = np.where(num.real[:, None], stacked, 0)
             npres = pres.sum(axis=-1)
             decided = tests._numeric_stats(pres, npres, {DECISION_KEY.get(s, s) for s, _ in tests._num_groups})
             value = np.zeros(npres.shape)
             for stat, rows in tests._num_groups:
                 key = DECISION_KEY.get(stat, stat)
                 value[rows] = (decided[key] if key in decided else numeric_stat(stat, num, pres))[rows]
+            if lazy:
+                self._hnv = self._horizon_bounds(value, npres)
+                first = stacked.shape[1] - len(windows)
+                pres, npres, value = pres[:, first:], npres[:, first:], value[:, first:]
+            else:
+                self._hnv = self._merged_values(True, self._rows)
+            self._num_pres = pres
             self.num = {"npres": npres, "value": value, "missing_rate": counts[num._rows, :, num.nb] / ns,
                         "domain_rate": np.stack([w.num_domain for w in windows], axis=1) / np.maximum(npres, 1),
                         "type_error_rate": np.stack([w.num_type for w in windows], axis=1) / ns}
-            self.num_steps = self._effects(True, value, hnv, every)
+            self._num_effects()
             failed = ((self.num["missing_rate"] > self._limit("num_missing"))
                       | (self.num["domain_rate"] > self._limit("num_domain"))
                       | (self.num["type_error_rate"] > self._limit("num_type")))
             self.num_quality = failed.T.tolist()
-            self.num_decisive = (None if tests.config.threshold == "dynamic"  # dynamic: each column's detector
-                                   else self._decisive(self.num_steps[1], tests._num_counts_ref))
-            self._loud(failed, npres, self.num_decisive)
+            self._num_failed = failed
         if len(cat):
             counts = np.stack([w.cat_counts for w in windows], axis=1)
             self._cat_pres = pres = np.where(cat.real[:, None], counts, 0)
@@ -621,21 +639,68 @@ class WindowBatch:
             self._cat_decided = decided
             self.cat = {"npres": npres, "value": value, "missing_rate": counts[cat._rows, :, cat.nb] / ns,
                         "unseen_rate": pres[cat._rows, :, cat.kc + 1] / np.maximum(npres, 1)}
-            self.cat_steps = self._effects(False, value, hcv, every)
+            self.cat_steps = self._effects(False, value, self._merged_values(False, self._rows))
             failed = ((self.cat["missing_rate"] > self._limit("cat_missing"))
                       | (~cat.truncated[:, None] & (self.cat["unseen_rate"] > self._limit("cat_unseen"))))
             self.cat_quality = failed.T.tolist()
+            self._cat_failed = failed
             self.cat_decisive = (None if tests.config.threshold == "dynamic"  # dynamic: each column's detector
-                                   else self._decisive(self.cat_steps[1], tests._cat_counts_ref))
-            self._loud(failed, npres, self.cat_decisive)
+                                 else self._decisive(self.cat_steps[1], tests._cat_counts_ref))
+        self._find_loud()
+        if lazy and self.loud.any():  # a window that may drift: its horizons' values, and the verdicts again
+            self._make_exact(np.flatnonzero(self.loud))
 
-    def _loud(self, failed: np.ndarray, npres: np.ndarray, decisive: tuple[np.ndarray, np.ndarray] | None) -> None:
-        """Mark the windows where a column fails a quality check or may drift (``(columns, windows)`` arrays; the
-        drift verdict as :meth:`WindowTests._verdicts` gives it; a NaN effect: maybe)."""
-        self.loud |= failed.any(axis=0)
-        if decisive is not None:
-            best, nan = decisive
-            self.loud |= ((npres >= 1) & (best > 1.0)).any(axis=0) | nan
+    def _merged_values(self, numeric: bool, rows: np.ndarray) -> np.ndarray:
+        """The decision values of the horizons at ``rows`` (positions in :attr:`_horizons`), ``(columns, rows)``."""
+        t = self.tests
+        if self._horizons is None:
+            return np.zeros((len(t.num if numeric else t.cat), 0))
+        return t._decision(numeric, self._horizons.select(rows, numeric))
+
+    def _horizon_bounds(self, value: np.ndarray, npres: np.ndarray) -> np.ndarray:
+        """Upper bounds on the tested horizons' decision values (:attr:`WindowTests.bounded`), ``(columns,
+        horizons)``, from the values and events of the stacked windows they merge (``(columns, windows)``); NaN
+        where a horizon has no events."""
+        assert self._horizons is not None and self._horizons.spans is not None
+        hi, lo = (s[self._rows] for s in self._horizons.spans)
+        zero = np.zeros((len(value), 1))
+        weighted = np.concatenate([zero, np.cumsum(value * npres, axis=1)], axis=1)
+        events = np.concatenate([zero, np.cumsum(npres, axis=1)], axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (weighted[:, hi] - weighted[:, lo]) / (events[:, hi] - events[:, lo])
+        return mean * (1.0 + BOUND_MARGIN) + BOUND_MARGIN
+
+    def _num_effects(self) -> None:
+        """The numeric values and effects at every window and horizon, and each window's decisive effects."""
+        t = self.tests
+        self.num_steps = self._effects(True, self.num["value"], self._hnv)
+        self.num_decisive = (None if t.config.threshold == "dynamic"  # dynamic: each column's detector
+                             else self._decisive(self.num_steps[1], t._num_counts_ref))
+
+    def _find_loud(self) -> None:
+        """:attr:`loud`: the windows where a column fails a quality check or may drift (the drift verdict as
+        :meth:`WindowTests._verdicts` gives it; a NaN effect: maybe); every window with dynamic thresholds."""
+        t = self.tests
+        self.loud = np.full(len(self.n), t.config.threshold == "dynamic")
+        kinds = ([(self._num_failed, self.num["npres"], self.num_decisive)] if len(t.num) else []) + (
+            [(self._cat_failed, self.cat["npres"], self.cat_decisive)] if len(t.cat) else [])
+        for failed, npres, decisive in kinds:
+            self.loud |= failed.any(axis=0)
+            if decisive is not None:
+                best, nan = decisive
+                self.loud |= ((npres >= 1) & (best > 1.0)).any(axis=0) | nan
+
+    def _make_exact(self, ks: np.ndarray) -> None:
+        """Replace the bounds on windows ``ks``' numeric horizons by their values; effects and verdicts again."""
+        ks = ks[~self._exact[ks]]
+        if not len(ks):
+            return
+        at = np.concatenate([np.arange(self.hcuts[k], self.hcuts[k + 1]) for k in ks.tolist()])
+        if len(at):
+            self._hnv[:, at] = self._merged_values(True, self._rows[at])
+        self._exact[ks] = True
+        self._num_effects()
+        self._find_loud()
 
     @functools.cached_property
     def _num_shown(self) -> dict[str, np.ndarray]:
@@ -658,9 +723,10 @@ class WindowBatch:
         """One limit of every column in every window, ``(columns, windows)``."""
         return np.stack([getattr(lim, name) for lim in self.limits], axis=1)
 
-    def _decisive(self, effects: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`Steps.decisive` of every window at once, ``(columns, windows)``, and the windows where a NaN
-        effect is among the tested ones (there Python's ``max`` decides: ask :meth:`Steps.decisive`)."""
+    @functools.cached_property
+    def _layout(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per window, the positions of the window and its tested horizons in ``windows + horizons`` arrays
+        (padded) and their events (padding: more than any reference holds)."""
         w, longest = len(self.n), max(len(t) for t in self.tested)
         at = np.zeros((w, 1 + longest), np.int64)  # window k, then its horizons, padded
         events = np.full((w, 1 + longest), np.iinfo(np.int64).max)
@@ -668,19 +734,34 @@ class WindowBatch:
         for k, tested in enumerate(self.tested):
             at[k, 1: 1 + len(tested)] = np.arange(w + self.hcuts[k], w + self.hcuts[k + 1])
             events[k, 1: 1 + len(tested)] = [e for _, e in tested]
+        return at, events
+
+    def _decisive(self, effects: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`Steps.decisive` of every window at once, ``(columns, windows)``, and the windows where a NaN
+        effect is among the tested ones (there Python's ``max`` decides: ask :meth:`Steps.decisive`)."""
+        at, events = self._layout
         mask = events[None] <= counts[:, None, None]  # (columns, windows, horizons)
         picked = effects[:, at]
         best = np.where(mask, picked, -np.inf).max(axis=2)
         return best, np.isnan(np.where(mask, picked, 0.0)).any(axis=(0, 2))
 
-    def _effects(self, numeric: bool, value: np.ndarray, horizons: np.ndarray, limits: list[Limits]
-                 ) -> tuple[np.ndarray, np.ndarray]:
+    @functools.cached_property
+    def _num_scores(self) -> np.ndarray:
+        """Each numeric column's decision score threshold at every window, then every horizon."""
+        return np.stack([lim.num_score for lim in self._every], axis=1)
+
+    @functools.cached_property
+    def _cat_scores(self) -> np.ndarray:
+        """Each categorical column's decision score threshold at every window, then every horizon."""
+        return np.stack([lim.cat_score for lim in self._every], axis=1)
+
+    def _effects(self, numeric: bool, value: np.ndarray, horizons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Values and effects of every column at every window, then every horizon: ``(columns, windows +
-        horizons)``; ``limits``: each column's limits in that order."""
+        horizons)``."""
         t = self.tests
         values = np.concatenate([value, horizons], axis=1)
-        scores = np.stack([lim.num_score if numeric else lim.cat_score for lim in limits], axis=1)
-        return values, t._effects(t._num_groups if numeric else t._cat_groups, values, scores)
+        return values, t._effects(t._num_groups if numeric else t._cat_groups, values,
+                                  self._num_scores if numeric else self._cat_scores)
 
     def _steps(self, k: int, numeric: bool) -> Steps:
         """Window ``k``'s columns at every horizon (the window itself first)."""
@@ -708,6 +789,8 @@ class WindowBatch:
 
     def results(self, k: int, firing: dict[str, bool] | None) -> WindowResults:
         t = self.tests
+        if not self._exact[k]:  # asked for while alerts are active: this window and the rest get their values
+            self._make_exact(np.arange(k, len(self.n)))
         out: dict[str, Verdict] = {}
         if len(t.num):
             self._numeric(out, k, firing)

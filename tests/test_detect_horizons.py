@@ -14,9 +14,11 @@ import synth
 
 from detectors.batch import EventBatch
 from detectors.config import DetectionConfig
+from detectors.horizons import WindowHistory
 from detectors.monitor import ModelMonitor
 from detectors.profile import ReferenceProfile, build_profile
-from stream.backtest.file_replay import ReplayOptions, replay_frames
+from detectors.window_tests import ClosedWindow, WindowTests
+from stream.backtest.file_replay import ReplayOptions, dumps_alerts, replay_frames
 
 AT = 40_000
 WINDOW = 1000
@@ -88,3 +90,51 @@ def test_merged_history_equals_one_window_over_the_same_events(profile):
     again = ModelMonitor.from_state(profile, DetectionConfig(window=WINDOW), "model", None, short.to_state())
     assert [(h, a.tolist(), b.tolist(), e) for h, a, b, e in again._history.merged()] == \
         [(h, a.tolist(), b.tolist(), e) for h, a, b, e in short._history.merged()]
+
+
+@pytest.mark.parametrize(("kind", "size"), [("mean", 0.15), ("spread", -0.15), ("category", 0.05), ("mean", 0.5)])
+def test_a_replay_without_window_records_raises_the_same_alerts(profile, kind, size):
+    """Without window records, a quiet window's horizons are only bounded, not computed
+    (:attr:`WindowTests.bounded`): the alerts are the same bytes."""
+    events = shifts.shifted(synth.frame(60_000, seed=11), kind, size, at=AT, seed=11)
+    kept = replay_frames(events, profile, ReplayOptions(score_cols=["score"]))
+    lean = replay_frames(events, profile, ReplayOptions(score_cols=["score"], keep_windows=False))
+    assert firing(kept.alerts)
+    assert dumps_alerts(lean.alerts) == dumps_alerts(kept.alerts)
+
+
+def closed_windows(tests: WindowTests, frame, size: int) -> list[ClosedWindow]:
+    """The frame's consecutive windows of ``size`` rows, counted as a monitor counts them."""
+    starts = np.arange(0, len(frame), size)
+    ends = np.minimum(starts + size, len(frame))
+    num, wrong = tests.num.segment_counts([frame[c.name].to_numpy(np.float64) for c in tests.num_cols], starts, ends)
+    cat = tests.cat.segment_counts([frame[c.name].to_numpy(object) for c in tests.cat_cols], starts, ends)
+    return [ClosedWindow(num[s], wrong[s], np.zeros_like(wrong[s]), cat[s], int(ends[s] - starts[s]))
+            for s in range(len(starts))]
+
+
+def test_horizon_bounds_hold_and_lazy_verdicts_are_the_computed_ones(profile):
+    """The bound on a horizon's Wasserstein distance (the distances of the windows it merges, averaged by their
+    events) is at least the distance; windows read lazily get the verdicts and results computed ones get."""
+    tests = WindowTests(profile, DetectionConfig())
+    assert tests.bounded
+    frame = shifts.shifted(synth.frame(90_000, seed=12), "mean", 0.12, at=45_000, seed=12)
+    windows = closed_windows(tests, frame, WINDOW)
+    eager_h, lazy_h = WindowHistory(tests.horizons), WindowHistory(tests.horizons)
+    bounded = 0
+    for a in range(0, len(windows), 17):  # batches of 17 windows, the history carried between them
+        part = windows[a: a + 17]
+        args = ([w.num_counts for w in part], [w.cat_counts for w in part], [w.n for w in part])
+        eager = tests.evaluate_windows(part, eager_h.push_many(*args))
+        lazy = tests.evaluate_windows(part, lazy_h.push_many(*args), lazy=True)
+        batch, exact = lazy[0].batch, eager[0].batch
+        loose = ~batch._exact
+        bounded += int(loose.sum())
+        for k in np.flatnonzero(loose).tolist():  # a bounded window: the bound is above every horizon's value
+            at = slice(batch.hcuts[k], batch.hcuts[k + 1])
+            assert (batch._hnv[:, at] >= exact._hnv[:, at]).all()
+            assert lazy[k].quiet() and eager[k].quiet()
+        assert [e.quiet() for e in lazy] == [e.quiet() for e in eager]
+        for e, lz in zip(eager, lazy, strict=True):
+            assert lz.results().dicts() == e.results().dicts()
+    assert 0 < bounded < len(windows) - 40, "quiet windows are bounded, drifting ones computed"
