@@ -87,6 +87,10 @@ class EstimationMonitor:
         self.records: list[dict[str, Any]] = []
         self.keep_records = True  # False: closed and realized windows leave no record (their state is kept)
         self._plan: dict[str, Any] | None = None  # binary, count windows: the estimates of a fold's full windows
+        # binary: the last prediction batch's predictions and scores, their class codes and score bins (-1: none),
+        # which its outcomes find again when they arrive as the same arrays (a replay joining labels at once)
+        none = np.empty(0)
+        self._looked_up: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = (none, none, none, none)
         self._reset()
 
     @classmethod
@@ -126,9 +130,10 @@ class EstimationMonitor:
             parts = [b.scores[cols[0]] if b.scores and cols[0] in b.scores else np.full(len(b), np.nan)
                      for b in batches]
             s1 = np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0], np.float64)
-            ok = (codes >= 0) & np.isfinite(s1)
+            finite = np.isfinite(s1)
             b1 = cal.bins(s1[:, None])[0]
-            return np.where(ok, codes * cal.n_primary + b1, -1), np.empty((0, 0))
+            self._looked_up = (pred, codes, s1, np.where(finite, b1, -1))
+            return np.where((codes >= 0) & finite, codes * cal.n_primary + b1, -1), np.empty((0, 0))
         parts = [np.column_stack([b.scores[c] if b.scores and c in b.scores else np.full(len(b), np.nan)
                                   for c in cols]) for b in batches]
         s = np.concatenate(parts) if len(parts) > 1 else parts[0]
@@ -312,14 +317,16 @@ class EstimationMonitor:
         """Count labelled outcomes into the prediction windows they belong to (by prediction event time);
         a fully labelled window gets its realized record. ``codes``: the batch looked up among the same classes
         (:meth:`detectors.outcomes.OutcomeMonitor.codes`), else looked up here."""
+        seen_pred, seen_codes, seen_scores, seen_bins = self._looked_up
         if codes is not None and codes.classes == self.cal.classes:
             pred, lab = codes.pred, codes.label
-        else:
-            pred, lab = self.index.lookup(batch.prediction)[0], self.index.lookup(batch.label)[0]
+        else:  # the predictions of the last prediction batch come back joined with their labels: looked up there
+            pred = seen_codes if batch.prediction is seen_pred else self.index.lookup(batch.prediction)[0]
+            lab = self.index.lookup(batch.label)[0]
         b = np.full(len(batch), -1, np.int64)
         if self.cal.binary and batch.scores and self.cal.score_columns[0] in batch.scores:
             s = np.asarray(batch.scores[self.cal.score_columns[0]], np.float64)
-            b = np.where(np.isfinite(s), self.cal.bins(s[:, None])[0], -1)
+            b = seen_bins if s is seen_scores else np.where(np.isfinite(s), self.cal.bins(s[:, None])[0], -1)
         self._assign(np.asarray(batch.timestamps, np.int64), pred, lab, b)
 
     def _assign(self, ts: np.ndarray, pred: np.ndarray, lab: np.ndarray, b: np.ndarray) -> None:

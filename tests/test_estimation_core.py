@@ -304,3 +304,36 @@ def test_windows_without_scores_are_not_estimated() -> None:
     mon.observe(EventBatch.from_columns(ids=np.arange(n).astype(str), timestamps=np.arange(n),
                                         features={"x1": np.zeros(n), "x2": np.zeros(n)}, prediction=np.zeros(n)))
     assert {r["kind"] for r in mon.drain_windows()} == {"predictions"}
+
+
+
+def _realized_records(labels_in: str) -> list[dict[str, Any]]:
+    """The realized estimation records of a binary stream whose labels come after each 3,000-event batch as
+    ``labels_in``: the batch's own prediction and score arrays, copies, or copies in another order."""
+    ref, ev = synth.frame(20_000, seed=31), synth.frame(12_000, seed=32)
+    mon = ModelMonitor(build_profile(ref, label="label", scores=["score"]), DetectionConfig(window=WINDOW))
+    records = []
+    for a in range(0, len(ev), 3000):
+        part = ev.iloc[a: a + 3000]
+        pred, score = part["prediction"].to_numpy(np.float64), part["score"].to_numpy()
+        ids, t = np.arange(a, a + len(part)).astype(str).astype(object), np.arange(a, a + len(part))
+        feats = {c: part[c].to_numpy() for c in synth.FEATURES}
+        mon.observe(EventBatch.from_columns(ids=ids, timestamps=t, features=feats, prediction=pred,
+                                            scores={"score": score}))
+        order = np.arange(len(part)) if labels_in != "shuffled" else np.random.default_rng(a).permutation(len(part))
+        if labels_in != "same":
+            pred, score = pred[order], score[order]
+        mon.observe_outcomes(OutcomeBatch(ids=ids[order], timestamps=t[order], label_timestamps=t[order],
+                                          prediction=pred, label=part["label"].to_numpy(np.float64)[order],
+                                          scores={"score": score}))
+        records += [r for r in mon.drain_windows() if r["kind"] == "estimation_realized"]
+    return records
+
+
+def test_outcomes_joined_to_the_last_batch_realize_the_same_windows() -> None:
+    """A replay joins labels at once: the outcomes carry the prediction batch's own arrays, whose class codes
+    and score bins the monitor looked up already; copies, or the outcomes in another order, realize the same."""
+    same = _realized_records("same")
+    assert len(same) >= 10 and all(r["realized"]["roc_auc"] is not None for r in same)
+    assert _realized_records("copies") == same
+    assert _realized_records("shuffled") == same
