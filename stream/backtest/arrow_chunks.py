@@ -110,8 +110,8 @@ def _categorical(col: pa.Array) -> pd.Categorical | bool:
     values = d.to_numpy(zero_copy_only=False).astype(object)
     if len(set(values)) != len(values):
         return False
-    return pd.Categorical.from_codes(col.indices.fill_null(-1).to_numpy().astype(np.int64, copy=False),
-                                     categories=pd.Index(values, dtype=object), validate=False)
+    codes = col.indices if not col.indices.null_count else col.indices.fill_null(-1)
+    return pd.Categorical.from_codes(codes.to_numpy(), categories=pd.Index(values, dtype=object), validate=False)
 
 
 def _core_values(col: pa.Array) -> np.ndarray | None:
@@ -123,6 +123,8 @@ def _core_values(col: pa.Array) -> np.ndarray | None:
             lookup = np.append(d.to_numpy(zero_copy_only=False).astype(object), None)
             return lookup[col.indices.fill_null(len(d)).to_numpy()]
         return None
+    if t == pa.float64():  # nulls become NaN
+        return col.to_numpy(zero_copy_only=False)
     if pa.types.is_integer(t) or pa.types.is_floating(t) or (pa.types.is_boolean(t) and not col.null_count):
         return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
     return None  # booleans with nulls (objects in pandas), dates, nested values...
