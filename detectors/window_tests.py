@@ -595,7 +595,8 @@ class WindowBatch:
         num, cat = tests.num, tests.cat
         # lazy: the numeric horizons of a window hold upper bounds until its results are asked for or a bound
         # says it may drift (see WindowTests.bounded); the others hold their values from the start
-        lazy = lazy and tests.bounded and self._horizons is not None and self._horizons.windows is not None
+        lazy = (lazy and len(num) > 0 and tests.bounded and self._horizons is not None
+                and self._horizons.windows is not None)
         self._exact = np.full(len(self.n), not lazy)
         self.limits = [tests.limits(n) for n in self.n]
         self._every = self.limits + [tests.limits(e) for t in self.tested for _, e in t]  # windows, then horizons

@@ -103,6 +103,17 @@ def test_a_replay_without_window_records_raises_the_same_alerts(profile, kind, s
     assert dumps_alerts(lean.alerts) == dumps_alerts(kept.alerts)
 
 
+def test_a_model_without_numeric_columns_replays_the_same_without_window_records():
+    """Nothing to bound: categorical features and a class prediction only."""
+    cols = [*synth.CAT, "prediction"]
+    profile = build_profile(synth.frame(20_000, seed=13)[cols])
+    events = synth.frame(30_000, seed=14, scenario="cat_double", at=10_000)[cols]
+    kept = replay_frames(events, profile, ReplayOptions())
+    lean = replay_frames(events, profile, ReplayOptions(keep_windows=False))
+    assert firing(kept.alerts)
+    assert dumps_alerts(lean.alerts) == dumps_alerts(kept.alerts)
+
+
 def closed_windows(tests: WindowTests, frame, size: int) -> list[ClosedWindow]:
     """The frame's consecutive windows of ``size`` rows, counted as a monitor counts them."""
     starts = np.arange(0, len(frame), size)
