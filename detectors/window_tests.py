@@ -412,15 +412,11 @@ class WindowTests:
         )
 
     # evaluation -------------------------------------------------------------------------------------------
-    def decision_values(self, num_counts: np.ndarray, cat_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each column's decision statistic on (merged) window counts: numeric, then categorical values.
+    def decision_values(self, numeric: bool, counts: np.ndarray) -> np.ndarray:
+        """Each numeric (or categorical) column's decision statistic on (merged) window counts.
 
         The counts may carry an axis of horizons after the column axis (``(columns, horizons, bins)``):
         the values are then ``(columns, horizons)``, each as the same call on one horizon's counts gives."""
-        return self._decision(True, num_counts), self._decision(False, cat_counts)
-
-    def _decision(self, numeric: bool, counts: np.ndarray) -> np.ndarray:
-        """:meth:`decision_values` of the numeric or the categorical columns."""
         bins, groups = (self.num, self._num_groups) if numeric else (self.cat, self._cat_groups)
         stat_of = numeric_stat if numeric else categorical_stat
         out = np.zeros(counts.shape[:-1])
@@ -656,7 +652,7 @@ class WindowBatch:
         t = self.tests
         if self._horizons is None:
             return np.zeros((len(t.num if numeric else t.cat), 0))
-        return t._decision(numeric, self._horizons.select(rows, numeric))
+        return t.decision_values(numeric, self._horizons.select(rows, numeric))
 
     def _horizon_bounds(self, value: np.ndarray, npres: np.ndarray) -> np.ndarray:
         """Upper bounds on the tested horizons' decision values (:attr:`WindowTests.bounded`), ``(columns,
