@@ -33,12 +33,12 @@ class Horizons:
     """The longer horizons of consecutive closed windows, stacked: per window the ``(windows, events)`` of each
     horizon it reached, and the merged counts of all of them in that order along axis 1 (numeric
     ``(columns, horizons, bins)``, categorical likewise): what :meth:`WindowHistory.merged` gives window by
-    window, in one array.
+    window, in one array (:meth:`select`).
 
     From :meth:`WindowHistory.push_many` the merged counts are differences of running sums over the stacked
-    windows (the history's, then the new ones), computed when asked: all of them (:attr:`num`, :attr:`cat`) or
-    some horizons only (:meth:`select`); :attr:`windows` and :attr:`spans` say which windows each horizon
-    sums, for bounds on its statistics that need no merged counts."""
+    windows (the history's, then the new ones), computed for the horizons asked for only; :attr:`windows` and
+    :attr:`spans` say which windows each horizon sums, for bounds on its statistics that need no merged
+    counts."""
 
     def __init__(self, reached: list[list[tuple[int, int]]], num: np.ndarray | None = None,
                  cat: np.ndarray | None = None, *, sums: tuple[np.ndarray, np.ndarray] | None = None,
@@ -48,18 +48,6 @@ class Horizons:
         self._sums = sums  # running sums of the stacked windows' counts (windows on axis 1, a zero window first)
         self.spans = spans  # per horizon, the running-sum indices of its end and start
         self.windows = windows  # the stacked windows' numeric counts, (columns, windows, bins)
-
-    @property
-    def num(self) -> np.ndarray:
-        if self._num is None:
-            self._num = self.select(slice(None), numeric=True)
-        return self._num
-
-    @property
-    def cat(self) -> np.ndarray:
-        if self._cat is None:
-            self._cat = self.select(slice(None), numeric=False)
-        return self._cat
 
     def select(self, rows: slice | np.ndarray, numeric: bool) -> np.ndarray:
         """The merged numeric (or categorical) counts of the horizons ``rows``."""
@@ -120,7 +108,8 @@ class WindowHistory:
         >>> h2 = hist.push_many(wins[3:], [np.zeros((0, 1), np.int64)] * 3, [10] * 3)
         >>> h.reached + h2.reached
         [[], [(2, 20)], [(2, 20)], [(2, 20), (4, 40)], [(2, 20), (4, 40)], [(2, 20), (4, 40)]]
-        >>> np.concatenate([h.num, h2.num], axis=1)[0].tolist() == [m[0].tolist() for m in merged]
+        >>> both = [x.select(slice(None), numeric=True) for x in (h, h2)]
+        >>> np.concatenate(both, axis=1)[0].tolist() == [m[0].tolist() for m in merged]
         True
         """
         if not self.horizons:

@@ -57,13 +57,11 @@ def ks_pvalue(d: np.ndarray, n: np.ndarray | float, n_ref: float) -> np.ndarray:
 
 
 def wasserstein(p: np.ndarray, counts: np.ndarray, weights: np.ndarray, norm: np.ndarray | float) -> np.ndarray:
-    """Normed Wasserstein-1: integral of |F_window - F_reference| (trapezoid over the bin cuts) / ref sd."""
+    """Normed Wasserstein-1: integral of |F_window - F_reference| (trapezoid over the bin cuts) / ref sd.
+    ``p`` and ``weights`` broadcast to the shape of ``counts``."""
     q, _ = _freq(counts)
-    cp = np.cumsum(p, axis=-1)
-    if np.broadcast_shapes(q.shape, cp.shape, np.shape(weights)) != q.shape:
-        return np.sum(np.abs(np.cumsum(q, axis=-1) - cp) * weights, axis=-1) / norm
     diff = np.cumsum(q, axis=-1, out=q)  # in place: the same values, a third of the memory traffic
-    diff -= cp
+    diff -= np.cumsum(p, axis=-1)
     np.abs(diff, out=diff)
     diff *= weights
     return np.sum(diff, axis=-1) / norm
